@@ -1,0 +1,106 @@
+"""bounded: concurrency control and resilience for asyncio services.
+
+Public names are imported on first use (PEP 562), so ``import bounded`` stays cheap and
+pulls in asyncpg or httpx only when a database pool or HTTP client is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bounded.errors import (
+    BoundedError,
+    BulkheadFull,
+    CircuitOpen,
+    ConfigError,
+    PoolExhausted,
+    RateLimited,
+    Rejected,
+)
+
+if TYPE_CHECKING:
+    from bounded.breaker import BreakerStats, CircuitBreaker
+    from bounded.bulkhead import Bulkhead, BulkheadStats
+    from bounded.db import DatabasePool, PoolStats
+    from bounded.fanout import gather, map, stream
+    from bounded.http import HttpClient
+    from bounded.manager import ConcurrencyManager
+    from bounded.monitor import Alert, ConcurrencyMonitor, ResourceStats
+    from bounded.policy import Policy
+    from bounded.ratelimit import RateLimiter, RateLimiterStats
+    from bounded.retry import Backoff, Retry, RetryBudget
+    from bounded.tasks import TaskManager, to_thread
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "Bulkhead": "bounded.bulkhead",
+    "BulkheadStats": "bounded.bulkhead",
+    "RateLimiter": "bounded.ratelimit",
+    "RateLimiterStats": "bounded.ratelimit",
+    "gather": "bounded.fanout",
+    "map": "bounded.fanout",
+    "stream": "bounded.fanout",
+    "Retry": "bounded.retry",
+    "Backoff": "bounded.retry",
+    "RetryBudget": "bounded.retry",
+    "CircuitBreaker": "bounded.breaker",
+    "BreakerStats": "bounded.breaker",
+    "Policy": "bounded.policy",
+    "TaskManager": "bounded.tasks",
+    "to_thread": "bounded.tasks",
+    "DatabasePool": "bounded.db",
+    "PoolStats": "bounded.db",
+    "HttpClient": "bounded.http",
+    "ConcurrencyManager": "bounded.manager",
+    "ConcurrencyMonitor": "bounded.monitor",
+    "ResourceStats": "bounded.monitor",
+    "Alert": "bounded.monitor",
+}
+
+__all__ = [
+    "Alert",
+    "Backoff",
+    "BoundedError",
+    "BreakerStats",
+    "Bulkhead",
+    "BulkheadFull",
+    "BulkheadStats",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "ConcurrencyManager",
+    "ConcurrencyMonitor",
+    "ConfigError",
+    "DatabasePool",
+    "HttpClient",
+    "Policy",
+    "PoolExhausted",
+    "PoolStats",
+    "RateLimited",
+    "RateLimiter",
+    "RateLimiterStats",
+    "Rejected",
+    "ResourceStats",
+    "Retry",
+    "RetryBudget",
+    "TaskManager",
+    "gather",
+    "map",
+    "stream",
+    "to_thread",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bounded' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

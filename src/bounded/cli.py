@@ -1,0 +1,19 @@
+"""The `bounded` command line."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="bounded",
+    help="Concurrency control and resilience for asyncio services.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+# Subcommands: each module defines `register(app)`; add one line per module here.
+
+
+def main() -> None:
+    """Entry point of the `bounded` console script."""
+    app()
