@@ -37,7 +37,7 @@ class BulkheadFull(Rejected):
 
 
 class RateLimited(Rejected):
-    """The wait for admission would exceed `max_wait`; `retry_after` is the time until admissible."""
+    """Admission would take longer than `max_wait`; `retry_after` is the time until admissible."""
 
 
 class CircuitOpen(Rejected):
