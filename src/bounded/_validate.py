@@ -48,3 +48,12 @@ def fraction(name: str, value: float) -> float:
     if value > 1:
         raise ValueError(f"{name} must be <= 1, got {value!r}")
     return value
+
+
+def optional_count(name: str, value: int | None) -> int | None:
+    """Return `value` if it is None or an int >= 0, else raise ValueError naming `name`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0 or None, got {value!r}")
+    return value

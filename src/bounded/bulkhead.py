@@ -61,7 +61,7 @@ class Bulkhead:
         max_wait: float | None = None,
     ) -> None:
         self._limit = _validate.positive_int("limit", limit)
-        self._max_queue = _check_max_queue(max_queue)
+        self._max_queue = _validate.optional_count("max_queue", max_queue)
         self._max_wait = _validate.optional_non_negative("max_wait", max_wait)
         self.name = name if name is not None else f"bulkhead-{next(_names)}"
         self._in_use = 0
@@ -94,7 +94,7 @@ class Bulkhead:
 
     @max_queue.setter
     def max_queue(self, value: int | None) -> None:
-        self._max_queue = _check_max_queue(value)
+        self._max_queue = _validate.optional_count("max_queue", value)
 
     @property
     def max_wait(self) -> float | None:
@@ -215,11 +215,3 @@ def _expire(future: asyncio.Future[None]) -> None:
     if not future.done():
         # Replaced by a fully described BulkheadFull in the waiter.
         future.set_exception(BulkheadFull("", None))
-
-
-def _check_max_queue(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"max_queue must be an integer >= 0 or None, got {value!r}")
-    return value

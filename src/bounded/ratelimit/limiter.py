@@ -54,13 +54,15 @@ class RateLimiter:
     `algorithm="sliding_window"` admits at most `rate` units in any window of `per`.
     A heavy request queued first is admitted first (no queue-skipping by lighter ones).
     With `max_wait`, a request whose wait would exceed it is refused at once with
-    `RateLimited(retry_after=<the wait>)`.
+    `RateLimited(retry_after=<the wait>)`; with `max_queue`, so is a request that
+    finds that many already waiting.
     """
 
     __slots__ = (
         "_admitted_total",
         "_algorithm",
         "_algorithm_name",
+        "_max_queue",
         "_max_wait",
         "_per",
         "_queued",
@@ -82,11 +84,13 @@ class RateLimiter:
         burst: float = 1,
         algorithm: AlgorithmName = "gcra",
         max_wait: float | None = None,
+        max_queue: int | None = None,
     ) -> None:
         self._rate = _validate.positive("rate", rate)
         self._per = _validate.positive("per", per)
         _check_burst(burst)
         self._max_wait = _validate.optional_non_negative("max_wait", max_wait)
+        self._max_queue = _validate.optional_count("max_queue", max_queue)
         self._algorithm: Algorithm
         if algorithm == "gcra":
             self._algorithm = Gcra(rate, per, burst)
@@ -153,6 +157,15 @@ class RateLimiter:
     @max_wait.setter
     def max_wait(self, value: float | None) -> None:
         self._max_wait = _validate.optional_non_negative("max_wait", value)
+
+    @property
+    def max_queue(self) -> int | None:
+        """The most requests allowed to wait (None: unbounded)."""
+        return self._max_queue
+
+    @max_queue.setter
+    def max_queue(self, value: int | None) -> None:
+        self._max_queue = _validate.optional_count("max_queue", value)
 
     def try_acquire(self, cost: float = 1) -> bool:
         """Admit `cost` units if they conform now and nobody is queued; never waits."""
@@ -244,17 +257,20 @@ class RateLimiter:
     async def _wait(self, cost: float) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._max_wait is not None:
+        max_wait = self._max_wait
+        queue_full = self._max_queue is not None and self._queued >= self._max_queue
+        if max_wait is not None or queue_full:
             queued = (w.cost for w in self._waiters if not w.future.done())
             wait = self._algorithm.projected_admission(queued, cost, started) - started
-            if wait > self._max_wait:
+            if queue_full:
+                reason = f"{self._queued} requests already queued (max_queue)"
+            elif max_wait is not None and wait > max_wait:
+                reason = f"the wait would be {wait:.3f}s (max_wait={max_wait:g}s)"
+            else:
+                reason = ""
+            if reason:
                 self._rejected_total += 1
-                raise RateLimited(
-                    self.name,
-                    wait,
-                    f"rate limiter {self.name!r} would make this request wait {wait:.3f}s "
-                    f"(max_wait={self._max_wait:g}s)",
-                )
+                raise RateLimited(self.name, wait, f"rate limiter {self.name!r}: {reason}")
         waiter = _Waiter(cost, loop.create_future())
         self._waiters.append(waiter)
         self._queued += 1

@@ -1,0 +1,194 @@
+"""RateLimiter guarantees, measured on virtual time (exact, instant)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bounded import RateLimited, RateLimiter
+from tests.limiters.windows import most_in_window, worst_gcra_excess
+
+pytestmark = pytest.mark.looptime
+
+
+async def _admission_times(limiter: RateLimiter, costs: list[float]) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = [0.0] * len(costs)
+
+    async def one(i: int, cost: float) -> None:
+        await limiter.acquire(cost)
+        times[i] = loop.time()
+
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(costs)))
+    return times
+
+
+@pytest.mark.parametrize("burst", [1, 5, 50])
+async def test_gcra_never_exceeds_burst_plus_rate_in_any_window(burst: int) -> None:
+    limiter = RateLimiter(200, 1.0, burst=burst)
+    times = await _admission_times(limiter, [1.0] * 1000)
+    assert worst_gcra_excess(times, [1.0] * 1000, burst, 200 / 1.0) <= 1e-6
+    assert most_in_window(times, [1.0] * 1000, 1.0) <= burst + 200
+
+
+async def test_sliding_window_never_exceeds_rate_in_any_window() -> None:
+    limiter = RateLimiter(200, 1.0, algorithm="sliding_window")
+    times = await _admission_times(limiter, [1.0] * 1000)
+    assert most_in_window(times, [1.0] * 1000, 1.0) == 200
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+async def test_saturated_throughput_is_within_one_percent_of_ideal(algorithm: str) -> None:
+    limiter = RateLimiter(200, 1.0, algorithm=algorithm)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    times = await _admission_times(limiter, [1.0] * 1000)
+    elapsed = max(times) - start
+    # gcra: one every 5 ms from t=0; sliding window: 200 per 1 s window from t=0.
+    ideal = 999 / 200 if algorithm == "gcra" else 4.0
+    assert elapsed == pytest.approx(ideal, rel=0.01)
+
+
+async def test_gcra_with_burst_1_spaces_admissions_evenly() -> None:
+    limiter = RateLimiter(60, 60.0)
+    times = await _admission_times(limiter, [1.0] * 5)
+    assert times == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0], abs=1e-5)
+
+
+async def test_heavy_request_queued_first_is_admitted_first() -> None:
+    limiter = RateLimiter(200, 1.0, burst=50)
+    await limiter.acquire(50)  # the bucket is empty
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    order: list[tuple[str, float]] = []
+
+    async def request(tag: str, cost: float) -> None:
+        await limiter.acquire(cost)
+        order.append((tag, loop.time() - start))
+
+    tasks = [asyncio.create_task(request("heavy", 50))]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(request(f"light{i}", 1)) for i in range(300)]
+    await asyncio.gather(*tasks)
+    assert order[0][0] == "heavy"
+    assert order[0][1] == pytest.approx(0.25, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "capacity_name"), [("gcra", "burst"), ("sliding_window", "rate")]
+)
+async def test_cost_above_capacity_is_a_value_error(algorithm: str, capacity_name: str) -> None:
+    limiter = RateLimiter(10, 1.0, burst=5, algorithm=algorithm)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=capacity_name):
+        await limiter.acquire(11)
+    with pytest.raises(ValueError, match="cost"):
+        await limiter.acquire(0)
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+async def test_max_wait_rejects_up_front_with_the_exact_wait(algorithm: str) -> None:
+    limiter = RateLimiter(10, 1.0, algorithm=algorithm, max_wait=0.35)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    if algorithm == "gcra":
+        for _ in range(4):  # one now, then 0.1 s apart: the 5th would wait 0.4 s
+            asyncio.get_running_loop().create_task(limiter.acquire())
+        await asyncio.sleep(0)
+        expected = 0.4
+    else:
+        for _ in range(10):
+            await limiter.acquire()
+        expected = 1.0
+    start = loop.time()
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire()
+    assert loop.time() == start  # no time was wasted waiting to fail
+    assert caught.value.retry_after == pytest.approx(expected, abs=1e-5)
+    assert limiter.stats().rejected_total == 1
+
+
+async def test_refund_gives_units_back_but_never_beyond_capacity() -> None:
+    limiter = RateLimiter(10, 1.0, burst=5)
+    await limiter.acquire(5)
+    assert limiter.stats().available == pytest.approx(0.0)
+    limiter.refund(3)
+    assert limiter.stats().available == pytest.approx(3.0)
+    limiter.refund(100)
+    assert limiter.stats().available == pytest.approx(5.0)
+
+
+async def test_consume_goes_into_debt_and_delays_later_requests() -> None:
+    limiter = RateLimiter(10, 1.0, burst=10, algorithm="gcra")
+    loop = asyncio.get_running_loop()
+    limiter.consume(30)  # 20 units beyond the bucket: 2 s of debt before 10 more fit
+    start = loop.time()
+    await limiter.acquire(10)
+    assert loop.time() - start == pytest.approx(3.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+async def test_throttle_to_zero_blocks_until_the_reset(algorithm: str) -> None:
+    limiter = RateLimiter(100, 1.0, burst=10, algorithm=algorithm)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    limiter.throttle(remaining=0, reset_after=0.75)
+    start = loop.time()
+    await limiter.acquire()
+    assert loop.time() - start == pytest.approx(0.75, abs=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+async def test_throttle_never_raises_what_is_available(algorithm: str) -> None:
+    limiter = RateLimiter(100, 1.0, burst=10, algorithm=algorithm)  # type: ignore[arg-type]
+    before = limiter.stats().available
+    limiter.throttle(remaining=10_000, reset_after=1.0)
+    assert limiter.stats().available == before
+
+
+async def test_lowering_the_rate_slows_admissions_live() -> None:
+    limiter = RateLimiter(100, 1.0)
+    loop = asyncio.get_running_loop()
+    await limiter.acquire()
+    limiter.rate = 1
+    start = loop.time()
+    await limiter.acquire()
+    await limiter.acquire()
+    # The backlog of 10 ms (one unit at 100/s) is now one unit at 1/s.
+    assert loop.time() - start == pytest.approx(2.0, abs=1e-5)
+
+
+async def test_stats_describe_the_limiter() -> None:
+    limiter = RateLimiter(60, 60.0, name="openai", algorithm="sliding_window")
+    for _ in range(48):
+        await limiter.acquire()
+    stats = limiter.stats()
+    assert (stats.name, stats.rate, stats.per) == ("openai", 60, 60.0)
+    assert stats.admitted_total == 48
+    assert stats.available == 12
+    assert stats.utilization == pytest.approx(0.8)
+
+
+async def test_wait_observer_sees_only_waits() -> None:
+    limiter = RateLimiter(10, 1.0)
+    waits: list[float] = []
+    limiter.wait_observer = waits.append
+    await limiter.acquire()
+    await limiter.acquire()
+    assert waits == [pytest.approx(0.1, abs=1e-5)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"rate": 0}, "rate"),
+        ({"rate": -1}, "rate"),
+        ({"rate": float("nan")}, "rate"),
+        ({"rate": 1, "per": 0}, "per"),
+        ({"rate": 1, "burst": 0.5}, "burst"),
+        ({"rate": 1, "max_wait": -1}, "max_wait"),
+        ({"rate": 1, "max_queue": -1}, "max_queue"),
+        ({"rate": 1, "algorithm": "leaky"}, "algorithm"),
+    ],
+)
+def test_constructor_names_the_bad_argument(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        RateLimiter(**kwargs)  # type: ignore[arg-type]
