@@ -1,0 +1,616 @@
+"""The mock provider's ASGI app: OpenAI and Anthropic chat endpoints plus an admin API.
+
+Endpoints:
+- ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic), with
+  ``"stream": true`` answered as server-sent events in each provider's format;
+- ``GET /admin/config`` and ``PUT``/``PATCH /admin/config`` (a partial JSON object) to read
+  and change the `MockConfig` live; ``GET /admin/stats`` and ``DELETE /admin/stats``;
+- ``GET /health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from bounded.llm.tokens import estimate_message_tokens, message_text
+from bounded.mockllm.config import MockConfig
+from bounded.mockllm.models import CapacityGate, TokenBucket, make_reply
+
+__all__ = ["MockState", "create_app", "format_duration"]
+
+logger = logging.getLogger(__name__)
+
+Provider = Literal["openai", "anthropic"]
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+_LIMIT_KINDS = ("requests", "tokens", "input_tokens", "output_tokens")
+
+
+def format_duration(seconds: float) -> str:
+    """A duration the way OpenAI's reset headers write it (Go style): ``6m0s``, ``12ms``."""
+    if seconds <= 0:
+        return "0s"
+    if seconds < 1:
+        return f"{max(1, round(seconds * 1000))}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    out = f"{int(hours)}h" if hours else ""
+    if hours or minutes:
+        out += f"{int(minutes)}m"
+    return out + f"{secs:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def _rfc3339(after: float) -> str:
+    when = dt.datetime.fromtimestamp(time.time() + after, tz=dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Reject(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+class MockState:
+    """Live state of one mock server: config, rate-limit buckets, capacity gate, counters."""
+
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        self.buckets: dict[str, TokenBucket] = {}
+        self.gate = CapacityGate(config.effective_max_concurrency, config.max_queue)
+        self.counters: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self._ids = 0
+        self._build_buckets()
+
+    def _limits(self, config: MockConfig) -> dict[str, int | None]:
+        return {
+            "requests": config.rpm,
+            "tokens": config.tpm,
+            "input_tokens": config.input_tpm,
+            "output_tokens": config.output_tpm,
+        }
+
+    def _build_buckets(self) -> None:
+        now = _now()
+        self.buckets = {
+            kind: TokenBucket(limit, self.config.window, now)
+            for kind, limit in self._limits(self.config).items()
+            if limit is not None
+        }
+
+    def update(self, changes: Mapping[str, Any]) -> MockConfig:
+        """Apply a partial config change; rate-limit buckets restart full if limits changed."""
+        old = self.config
+        new = MockConfig.model_validate({**old.model_dump(), **changes})
+        self.config = new
+        if new.seed != old.seed:
+            self.rng = random.Random(new.seed)
+        if self._limits(new) != self._limits(old) or new.window != old.window:
+            self._build_buckets()
+        self.gate.limit = new.effective_max_concurrency
+        self.gate.max_queue = new.max_queue
+        self.gate.wake()
+        return new
+
+    def next_id(self) -> int:
+        """A fresh response id number."""
+        self._ids += 1
+        return self._ids
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since start (or the last reset) and the current load."""
+        now = _now()
+        return {
+            **{k: self.counters[k] for k in sorted(self.counters)},
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "in_service": self.gate.in_service,
+            "queued": self.gate.queued,
+            "peak_in_service": self.gate.peak_in_service,
+            "remaining": {k: b.remaining(now) for k, b in self.buckets.items()},
+        }
+
+    def reset_stats(self) -> None:
+        """Zero the counters."""
+        self.counters.clear()
+        self.statuses.clear()
+        self.gate.peak_in_service = self.gate.in_service
+
+    # rate limits -------------------------------------------------------------
+
+    def costs(self, input_tokens: int, max_tokens: int) -> dict[str, int]:
+        """Units each limit charges at admission (output is reserved as max_tokens)."""
+        return {
+            "requests": 1,
+            "tokens": input_tokens + max_tokens,
+            "input_tokens": input_tokens,
+            "output_tokens": max_tokens,
+        }
+
+    def check_limits(self, costs: Mapping[str, int]) -> tuple[str, float] | None:
+        """Charge the limits, or return (kind, seconds until admissible) without charging."""
+        now = _now()
+        for kind in _LIMIT_KINDS:
+            bucket = self.buckets.get(kind)
+            if bucket is None:
+                continue
+            if costs[kind] > bucket.limit:
+                return kind, float("inf")
+            wait = bucket.wait(costs[kind], now)
+            if wait > 0:
+                return kind, wait
+        for kind, bucket in self.buckets.items():
+            bucket.take(costs[kind], now)
+        return None
+
+    def refund_output(self, unused: int) -> None:
+        """Give back output tokens reserved but not generated."""
+        now = _now()
+        for kind in ("tokens", "output_tokens"):
+            bucket = self.buckets.get(kind)
+            if bucket is not None and unused > 0:
+                bucket.give_back(unused, now)
+
+    def limit_headers(self, provider: Provider) -> dict[str, str]:
+        """The provider's rate-limit headers for the current bucket levels."""
+        now = _now()
+        headers: dict[str, str] = {}
+        if provider == "openai":
+            for kind in ("requests", "tokens"):
+                bucket = self.buckets.get(kind)
+                if bucket is None:
+                    continue
+                headers[f"x-ratelimit-limit-{kind}"] = str(bucket.limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(bucket.remaining(now))
+                headers[f"x-ratelimit-reset-{kind}"] = format_duration(bucket.reset(now))
+            return headers
+        tokens = self.buckets.get("tokens")
+        if tokens is None:
+            # "tokens" reports the most restrictive token limit in effect.
+            candidates = [
+                self.buckets[k] for k in ("input_tokens", "output_tokens") if k in self.buckets
+            ]
+            tokens = min(candidates, key=lambda b: b.remaining(now), default=None)
+        for name, bucket in (
+            ("requests", self.buckets.get("requests")),
+            ("tokens", tokens),
+            ("input-tokens", self.buckets.get("input_tokens")),
+            ("output-tokens", self.buckets.get("output_tokens")),
+        ):
+            if bucket is None:
+                continue
+            headers[f"anthropic-ratelimit-{name}-limit"] = str(bucket.limit)
+            headers[f"anthropic-ratelimit-{name}-remaining"] = str(bucket.remaining(now))
+            headers[f"anthropic-ratelimit-{name}-reset"] = _rfc3339(bucket.reset(now))
+        return headers
+
+
+def _now() -> float:
+    # The server, not a library primitive: a process-wide monotonic clock, usable before
+    # any event loop runs (the app is built before uvicorn starts its loop).
+    return time.monotonic()
+
+
+def _error(
+    provider: Provider,
+    status: int,
+    message: str,
+    *,
+    kind: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    if provider == "openai":
+        body: dict[str, Any] = {
+            "error": {
+                "message": message,
+                "type": kind or ("server_error" if status >= 500 else "invalid_request_error"),
+                "param": None,
+                "code": code,
+            }
+        }
+    else:
+        body = {
+            "type": "error",
+            "error": {
+                "type": kind or _ANTHROPIC_ERROR_TYPES.get(status, "api_error"),
+                "message": message,
+            },
+        }
+    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _rate_limited(
+    state: MockState, provider: Provider, kind: str, wait: float, model: str
+) -> JSONResponse:
+    bucket = state.buckets[kind]
+    headers = state.limit_headers(provider)
+    if wait == float("inf"):
+        message = (
+            f"Request too large for {model}: it needs more {kind} than the limit {bucket.limit}."
+        )
+        return _error(
+            provider,
+            429 if provider == "openai" else 413,
+            message,
+            kind=kind if provider == "openai" else None,
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
+    headers["retry-after"] = str(max(1, int(wait + 0.999)))
+    label = kind.replace("_", " ")
+    if provider == "openai":
+        headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+        message = (
+            f"Rate limit reached for {model} on {label} per min: Limit {bucket.limit}. "
+            f"Please try again in {format_duration(wait)}."
+        )
+        return _error(
+            provider, 429, message, kind=kind, code="rate_limit_exceeded", headers=headers
+        )
+    message = (
+        "This request would exceed the rate limit for your organization of "
+        f"{bucket.limit} {label} per minute."
+    )
+    return _error(provider, 429, message, kind="rate_limit_error", headers=headers)
+
+
+class _MockApp(Starlette):
+    """Keeps the server's own `send` in the scope so a fault can abort the connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["mockllm.raw_send"] = send
+        await super().__call__(scope, receive, send)
+
+
+async def _reset_connection(request: Request) -> None:
+    """Drop the TCP connection without a response (the client sees a protocol/read error)."""
+    raw = request.scope.get("mockllm.raw_send")
+    transport = getattr(getattr(raw, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionResetError("mock connection reset")  # server-agnostic fallback
+    transport.abort()
+    await asyncio.sleep(0)  # let the server see the connection is gone
+
+
+def _check_key(config: MockConfig, request: Request) -> bool:
+    if config.api_key is None:
+        return True
+    auth = request.headers.get("authorization", "")
+    offered = (
+        auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+    )
+    return offered == config.api_key
+
+
+async def _chat(request: Request, provider: Provider) -> Response:
+    state: MockState = request.app.state.mock
+    state.counters["requests_total"] += 1
+    response = await _chat_inner(request, state, provider)
+    if response.status_code != 499:
+        state.statuses[response.status_code] += 1
+    return response
+
+
+async def _chat_inner(request: Request, state: MockState, provider: Provider) -> Response:
+    config = state.config
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("messages must be a non-empty list")
+        model = str(body.get("model") or "mock-model")
+        max_key = (
+            "max_tokens"
+            if provider == "anthropic" or "max_tokens" in body
+            else "max_completion_tokens"
+        )
+        raw_max = body.get(max_key, 4096 if provider == "openai" else None)
+        if not isinstance(raw_max, int) or raw_max < 1:
+            raise ValueError("max_tokens must be a positive integer")
+        max_tokens: int = raw_max
+    except ValueError as exc:
+        return _error(provider, 400, str(exc))
+    if not _check_key(config, request):
+        return _error(provider, 401, "Incorrect API key provided.", code="invalid_api_key")
+    system = body.get("system") if provider == "anthropic" else None
+    input_tokens = estimate_message_tokens(messages, system)
+
+    refused = state.check_limits(state.costs(input_tokens, max_tokens))
+    if refused is not None:
+        state.counters["rate_limited_total"] += 1
+        return _rate_limited(state, provider, *refused, model)
+
+    if not await state.gate.acquire():
+        state.counters["overloaded_total"] += 1
+        state.refund_output(max_tokens)
+        return _error(
+            provider,
+            529 if provider == "anthropic" else 503,
+            "Overloaded",
+            kind="overloaded_error" if provider == "anthropic" else "server_error",
+        )
+    released = False
+
+    def release() -> None:
+        nonlocal released
+        if not released:
+            released = True
+            state.gate.release()
+
+    try:
+        rng = state.rng
+        roll = rng.random()
+        if roll < config.reset_rate:
+            state.counters["resets_injected_total"] += 1
+            state.refund_output(max_tokens)
+            await _reset_connection(request)
+            return Response(status_code=499)  # never sent: the connection is gone
+        if roll < config.reset_rate + config.error_rate:
+            state.counters["errors_injected_total"] += 1
+            state.refund_output(max_tokens)
+            status = config.error_statuses[int(rng.random() * len(config.error_statuses))]
+            await asyncio.sleep(config.latency_base)
+            return _error(
+                provider,
+                status,
+                f"Injected fault: HTTP {status}",
+                headers=state.limit_headers(provider),
+            )
+
+        prompt = message_text(messages, system)
+        text, output_tokens, truncated = make_reply(
+            config.seed, model, prompt, max_tokens, config.output_tokens
+        )
+        factor = 1.0
+        if config.capacity is not None and state.gate.in_service > config.capacity:
+            factor = state.gate.in_service / config.capacity
+        extra = 0.0
+        if config.slow_rate and rng.random() < config.slow_rate:
+            state.counters["slow_injected_total"] += 1
+            extra = config.slow_seconds
+        first = (config.latency_base + config.latency_jitter * rng.random()) * factor + extra
+        per_token = config.latency_per_token * factor
+        state.refund_output(max_tokens - output_tokens)
+        state.counters["input_tokens_total"] += input_tokens
+        state.counters["output_tokens_total"] += output_tokens
+        headers = state.limit_headers(provider)
+        request_id = f"req_mock{state.next_id()}"
+        headers["x-request-id" if provider == "openai" else "request-id"] = request_id
+        usage = (input_tokens, output_tokens)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            events = (
+                _openai_stream(model, text, usage, truncated, include_usage, first, per_token)
+                if provider == "openai"
+                else _anthropic_stream(model, text, usage, truncated, first, per_token)
+            )
+            released = True  # the stream releases the slot when it ends
+            return StreamingResponse(
+                _release_after(events, state.gate), media_type="text/event-stream", headers=headers
+            )
+        await asyncio.sleep(first + per_token * output_tokens)
+        if provider == "openai":
+            payload: dict[str, Any] = {
+                "id": f"chatcmpl-{request_id}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "length" if truncated else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": input_tokens,
+                    "completion_tokens": output_tokens,
+                    "total_tokens": input_tokens + output_tokens,
+                },
+            }
+        else:
+            payload = {
+                "id": f"msg_{request_id}",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "max_tokens" if truncated else "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            }
+        return JSONResponse(payload, headers=headers)
+    finally:
+        release()
+
+
+async def _release_after(events: AsyncIterator[str], gate: CapacityGate) -> AsyncIterator[str]:
+    try:
+        async for event in events:
+            yield event
+    finally:
+        gate.release()
+
+
+def _sse(data: Any, event: str | None = None) -> str:
+    prefix = f"event: {event}\n" if event else ""
+    return f"{prefix}data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _openai_stream(
+    model: str,
+    text: str,
+    usage: tuple[int, int],
+    truncated: bool,
+    include_usage: bool,
+    first: float,
+    per_token: float,
+) -> AsyncIterator[str]:
+    base = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    await asyncio.sleep(first)
+    yield _sse(
+        {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ],
+        }
+    )
+    for i, word in enumerate(text.split(" ") if text else []):
+        await asyncio.sleep(per_token)
+        piece = word if i == 0 else " " + word
+        yield _sse(
+            {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+        )
+    finish = "length" if truncated else "stop"
+    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if include_usage:
+        yield _sse(
+            {
+                **base,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": usage[0],
+                    "completion_tokens": usage[1],
+                    "total_tokens": sum(usage),
+                },
+            }
+        )
+    yield "data: [DONE]\n\n"
+
+
+async def _anthropic_stream(
+    model: str, text: str, usage: tuple[int, int], truncated: bool, first: float, per_token: float
+) -> AsyncIterator[str]:
+    await asyncio.sleep(first)
+    message: dict[str, Any] = {
+        "id": "msg_mock",
+        "type": "message",
+        "role": "assistant",
+        "content": [],
+        "model": model,
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": 1},
+    }
+    yield _sse({"type": "message_start", "message": message}, "message_start")
+    yield _sse(
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        "content_block_start",
+    )
+    for i, word in enumerate(text.split(" ") if text else []):
+        await asyncio.sleep(per_token)
+        piece = word if i == 0 else " " + word
+        yield _sse(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            },
+            "content_block_delta",
+        )
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield _sse(
+        {
+            "type": "message_delta",
+            "delta": {
+                "stop_reason": "max_tokens" if truncated else "end_turn",
+                "stop_sequence": None,
+            },
+            "usage": {"output_tokens": usage[1]},
+        },
+        "message_delta",
+    )
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+async def _openai(request: Request) -> Response:
+    return await _chat(request, "openai")
+
+
+async def _anthropic(request: Request) -> Response:
+    return await _chat(request, "anthropic")
+
+
+async def _get_config(request: Request) -> Response:
+    state: MockState = request.app.state.mock
+    return JSONResponse(state.config.public())
+
+
+async def _put_config(request: Request) -> Response:
+    state: MockState = request.app.state.mock
+    try:
+        changes = await request.json()
+        if not isinstance(changes, dict):
+            raise ValueError("expected a JSON object")
+        new = state.update(changes)
+    except ValidationError as exc:
+        return JSONResponse({"error": json.loads(exc.json(include_url=False))}, status_code=422)
+    except ValueError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    logger.info("mock LLM config changed: %s", sorted(changes))
+    return JSONResponse(new.public())
+
+
+async def _get_stats(request: Request) -> Response:
+    state: MockState = request.app.state.mock
+    return JSONResponse(state.stats())
+
+
+async def _delete_stats(request: Request) -> Response:
+    state: MockState = request.app.state.mock
+    state.reset_stats()
+    return JSONResponse(state.stats())
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(config: MockConfig | None = None) -> Starlette:
+    """The mock provider as a Starlette app; its `MockState` is at ``app.state.mock``."""
+    app = _MockApp(
+        routes=[
+            Route("/v1/chat/completions", _openai, methods=["POST"]),
+            Route("/v1/messages", _anthropic, methods=["POST"]),
+            Route("/admin/config", _get_config, methods=["GET"]),
+            Route("/admin/config", _put_config, methods=["PUT", "PATCH"]),
+            Route("/admin/stats", _get_stats, methods=["GET"]),
+            Route("/admin/stats", _delete_stats, methods=["DELETE"]),
+            Route("/health", _health, methods=["GET"]),
+        ],
+    )
+    app.state.mock = MockState(config or MockConfig())
+    return app

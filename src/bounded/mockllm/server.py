@@ -1,0 +1,122 @@
+"""Run the mock provider on uvicorn inside the current event loop (tests, demos, benches)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from bounded.mockllm.app import MockState, create_app
+from bounded.mockllm.config import MockConfig
+
+__all__ = ["MockLLMServer"]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # In-process: leave the host application's signal handlers alone.
+        yield
+
+
+class MockLLMServer:
+    """The mock LLM provider served by uvicorn in the running loop.
+
+    ``async with MockLLMServer(MockConfig(rpm=60)) as srv: ...`` serves on `srv.url`
+    (port 0 picks a free port). Change behaviour live with `srv.update(...)` or through
+    ``PUT /admin/config``.
+    """
+
+    def __init__(
+        self,
+        config: MockConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+    ) -> None:
+        self.app = create_app(config)
+        self.host = host
+        self._port = port
+        self._log_level = log_level
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def state(self) -> MockState:
+        """The server's live state (config, buckets, counters)."""
+        state: MockState = self.app.state.mock
+        return state
+
+    @property
+    def config(self) -> MockConfig:
+        """The current configuration."""
+        return self.state.config
+
+    def update(self, **changes: Any) -> MockConfig:
+        """Change configuration fields live (same as ``PUT /admin/config``)."""
+        return self.state.update(changes)
+
+    @property
+    def port(self) -> int:
+        """The bound port (known once started)."""
+        if self._socket is None:
+            raise RuntimeError("MockLLMServer is not started")
+        port: int = self._socket.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``; OpenAI clients append ``/v1``."""
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind the socket and start serving; returns once the server accepts connections."""
+        if self._task is not None:
+            raise RuntimeError("MockLLMServer already started")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._port))
+        sock.listen(2048)
+        sock.setblocking(False)
+        self._socket = sock
+        config = uvicorn.Config(
+            self.app,
+            log_level=self._log_level,
+            lifespan="off",
+            http="h11",
+            access_log=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=1,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="mock-llm")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # startup failed: raise why
+                raise RuntimeError("mock LLM server stopped during startup")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        """Stop serving and close every connection. Idempotent."""
+        server, task, self._task = self._server, self._task, None
+        if server is not None and task is not None:
+            server.should_exit = True
+            try:
+                await task
+            finally:
+                if self._socket is not None:
+                    self._socket.close()
+
+    async def __aenter__(self) -> MockLLMServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
