@@ -1,0 +1,120 @@
+"""Parse the providers' rate-limit headers into (remaining, seconds until reset) pairs.
+
+OpenAI sends ``x-ratelimit-remaining-{requests,tokens}`` with
+``x-ratelimit-reset-{requests,tokens}`` as durations (``6m0s``, ``12ms``, ``1h2m3.5s``);
+Anthropic sends ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-
+{remaining,reset}`` with resets as RFC 3339 timestamps. Malformed values are skipped
+with a debug log, never an exception: a provider changing its headers must not break
+calls that succeeded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+import time
+from collections.abc import Mapping
+
+__all__ = ["RateLimitInfo", "parse_duration", "parse_rate_limit_headers", "parse_rfc3339_delay"]
+
+logger = logging.getLogger(__name__)
+
+#: kind ("requests", "tokens", "input_tokens", "output_tokens") -> (remaining, reset_after)
+RateLimitInfo = dict[str, tuple[float, float]]
+
+_UNITS = {
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ns": 1e-9,
+}
+_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|μs|ns|h|m|s)")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go-style duration (``6m0s``, ``12ms``, ``1h2m3.5s``, ``0s``), else None.
+
+    A bare number is taken as seconds.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        pass
+    else:
+        return value if math.isfinite(value) and value >= 0 else None
+    total = 0.0
+    pos = 0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) and pos > 0 else None
+
+
+def parse_rfc3339_delay(text: str, *, now: float | None = None) -> float | None:
+    """Seconds from `now` (default: the wall clock) until an RFC 3339 timestamp, >= 0; else None."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    reference = time.time() if now is None else now
+    return max(0.0, when.timestamp() - reference)
+
+
+def _remaining(raw: str) -> float | None:
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def parse_rate_limit_headers(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> RateLimitInfo:
+    """What OpenAI/Anthropic headers say is left of each limit, and for how long.
+
+    `headers` must be case-insensitive with lower-case lookups working (httpx.Headers, or
+    a dict with lower-case keys). Pairs with a malformed or missing half are left out.
+    """
+    info: RateLimitInfo = {}
+    for kind in ("requests", "tokens"):
+        raw_remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+        raw_reset = headers.get(f"x-ratelimit-reset-{kind}")
+        if raw_remaining is None or raw_reset is None:
+            continue
+        remaining, reset = _remaining(raw_remaining), parse_duration(raw_reset)
+        if remaining is None or reset is None:
+            logger.debug(
+                "ignoring malformed x-ratelimit-*-%s headers %r/%r", kind, raw_remaining, raw_reset
+            )
+            continue
+        info[kind] = (remaining, reset)
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        raw_remaining = headers.get(f"anthropic-ratelimit-{kind}-remaining")
+        raw_reset = headers.get(f"anthropic-ratelimit-{kind}-reset")
+        if raw_remaining is None or raw_reset is None:
+            continue
+        remaining, reset = _remaining(raw_remaining), parse_rfc3339_delay(raw_reset, now=now)
+        if remaining is None or reset is None:
+            logger.debug(
+                "ignoring malformed anthropic-ratelimit-%s headers %r/%r",
+                kind,
+                raw_remaining,
+                raw_reset,
+            )
+            continue
+        info[kind.replace("-", "_")] = (remaining, reset)
+    return info
