@@ -12,6 +12,9 @@ app = typer.Typer(
 )
 
 # Subcommands: each module defines `register(app)`; add one line per module here.
+from bounded.config.cli import register as _register_config  # noqa: E402
+
+_register_config(app)
 
 
 def main() -> None:
