@@ -1,0 +1,1 @@
+"""Benchmarks of bounded against its peers; run with `python -m bench`."""

@@ -1,0 +1,125 @@
+"""Retry wrappers on a call that succeeds the first time: overhead per call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import stamina
+import tenacity
+
+from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, optional
+
+ATTEMPTS = 5
+
+
+async def ok() -> int:
+    return 1
+
+
+def loop_of(call: Callable[[], Awaitable[object]]) -> Timed:
+    async def timed(n: int) -> int:
+        t0 = now_ns()
+        for _ in range(n):
+            await call()
+        return now_ns() - t0
+
+    return timed
+
+
+async def hand_written() -> int:
+    for attempt in range(ATTEMPTS):
+        try:
+            return await ok()
+        except Exception:
+            if attempt == ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def tenacity_async_retrying() -> int:
+    # A fresh AsyncRetrying per call: a shared one is not safe under concurrency.
+    async for attempt in tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(ATTEMPTS),
+        wait=tenacity.wait_exponential_jitter(initial=0.5, max=30),
+        retry=tenacity.retry_if_exception_type(Exception),
+        reraise=True,
+    ):
+        with attempt:
+            return await ok()
+    raise AssertionError("unreachable")
+
+
+@tenacity.retry(
+    stop=tenacity.stop_after_attempt(ATTEMPTS),
+    wait=tenacity.wait_exponential_jitter(initial=0.5, max=30),
+    retry=tenacity.retry_if_exception_type(Exception),
+    reraise=True,
+)
+async def tenacity_decorated() -> int:
+    return await ok()
+
+
+async def stamina_context() -> int:
+    async for attempt in stamina.retry_context(on=Exception, attempts=ATTEMPTS):
+        with attempt:
+            return await ok()
+    raise AssertionError("unreachable")
+
+
+@stamina.retry(on=Exception, attempts=ATTEMPTS)
+async def stamina_decorated() -> int:
+    return await ok()
+
+
+def run() -> list[Section]:
+    return [asyncio.run(_run())]
+
+
+async def _run() -> Section:
+    retry = optional("bounded.retry", "Retry")
+    floor = "bare await (floor)"
+    cases: dict[str, Timed] = {
+        floor: loop_of(ok),
+        "hand-written try/except loop": loop_of(hand_written),
+    }
+    if retry:
+        r = retry.Retry(on=Exception, attempts=ATTEMPTS)
+        cases["bounded.Retry(on=Exception).call(fn)"] = loop_of(lambda: r.call(ok))
+        cases["@bounded.Retry(on=Exception)"] = loop_of(r(ok))
+    cases |= {
+        "tenacity.AsyncRetrying (async for)": loop_of(tenacity_async_retrying),
+        "@tenacity.retry": loop_of(tenacity_decorated),
+        "stamina.retry_context (async for)": loop_of(stamina_context),
+        "@stamina.retry": loop_of(stamina_decorated),
+    }
+    ns = await interleaved(cases)
+    base = ns[floor]
+    values: dict[str, float | None] = {k: v / 1000 for k, v in ns.items()}
+    rows = [
+        Row(
+            name,
+            us,
+            extra={"overhead us": "" if us is None else f"{us - base / 1000:.2f}"},
+        )
+        for name, us in values.items()
+    ]
+    targets = []
+    if retry:
+        for k in ("bounded.Retry(on=Exception).call(fn)", "@bounded.Retry(on=Exception)"):
+            over = (ns[k] - base) / 1000
+            targets.append(Target(f"{k}: <= 1 us overhead per call", over <= 1.0, f"{over:.2f} us"))
+    else:
+        rows.append(Row("bounded.Retry", None, note="not built yet"))
+        targets.append(Target("bounded.Retry <= 1 us overhead", None, "not built yet"))
+    return Section(
+        title=f"Retry on a call that succeeds first time (attempts={ATTEMPTS})",
+        unit="us/call",
+        reference=None,
+        rows=rows,
+        targets=targets,
+        columns=["overhead us"],
+        notes=["overhead = time per call minus the bare await of the same coroutine function."],
+        value_format="{:.2f}",
+    )

@@ -1,0 +1,119 @@
+"""Uncontended acquire + release (`async with x:` in a loop), ns per operation."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any
+
+import aiolimiter
+import anyio
+
+from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, optional, ratio_rows
+
+HUGE_RATE = 1e12  # a rate limiter that never has to wait
+# A window limiter may keep one entry per admission in its window: use a rate that is
+# still never reached (we do well under 10M acquires per second) but not absurd.
+WINDOW_RATE = 10_000_000
+
+
+class NoOp:
+    """The floor: an async context manager that does nothing."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        e: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
+def loop_of(cm: Any) -> Timed:
+    async def timed(n: int) -> int:
+        t0 = now_ns()
+        for _ in range(n):
+            async with cm:
+                pass
+        return now_ns() - t0
+
+    return timed
+
+
+def run() -> list[Section]:
+    return [asyncio.run(_bulkheads()), asyncio.run(_rate_limiters())]
+
+
+async def _bulkheads() -> Section:
+    bulkhead = optional("bounded.bulkhead", "Bulkhead")
+    cases: dict[str, Timed] = {
+        "no-op async context manager (floor)": loop_of(NoOp()),
+        "asyncio.Semaphore": loop_of(asyncio.Semaphore(10)),
+        "anyio.CapacityLimiter": loop_of(anyio.CapacityLimiter(10)),
+    }
+    if bulkhead:
+        cases["bounded.Bulkhead"] = loop_of(bulkhead.Bulkhead(10))
+    values: dict[str, float | None] = dict(await interleaved(cases))
+    values.setdefault("bounded.Bulkhead", None)
+    rows = ratio_rows(
+        values,
+        "asyncio.Semaphore",
+        {"anyio.CapacityLimiter": "yields to the loop on every acquire"},
+    )
+    b, s = values["bounded.Bulkhead"], values["asyncio.Semaphore"]
+    r = b / s if b is not None and s else None
+    return Section(
+        title="Uncontended bulkhead: `async with x:` (acquire + release)",
+        unit="ns/op",
+        reference="asyncio.Semaphore",
+        rows=rows,
+        targets=[
+            Target(
+                "bounded.Bulkhead <= 1.2x asyncio.Semaphore",
+                None if r is None else r <= 1.2,
+                "module not built yet" if r is None else f"{r:.2f}x",
+            )
+        ],
+    )
+
+
+async def _rate_limiters() -> Section:
+    ratelimit = optional("bounded.ratelimit", "RateLimiter")
+    cases: dict[str, Timed] = {
+        "no-op async context manager (floor)": loop_of(NoOp()),
+        "aiolimiter.AsyncLimiter": loop_of(aiolimiter.AsyncLimiter(HUGE_RATE, 1.0)),
+    }
+    if ratelimit:
+        cases["bounded.RateLimiter (gcra)"] = loop_of(ratelimit.RateLimiter(HUGE_RATE, 1.0))
+        cases["bounded.RateLimiter (sliding_window)"] = loop_of(
+            ratelimit.RateLimiter(WINDOW_RATE, 1.0, algorithm="sliding_window")
+        )
+    values: dict[str, float | None] = dict(await interleaved(cases))
+    for k in ("bounded.RateLimiter (gcra)", "bounded.RateLimiter (sliding_window)"):
+        values.setdefault(k, None)
+    rows: list[Row] = ratio_rows(values, "aiolimiter.AsyncLimiter")
+    targets = []
+    a = values["aiolimiter.AsyncLimiter"]
+    for k in ("bounded.RateLimiter (gcra)", "bounded.RateLimiter (sliding_window)"):
+        v = values[k]
+        r = v / a if v is not None and a else None
+        targets.append(
+            Target(
+                f"{k} <= 1.0x aiolimiter",
+                None if r is None else r <= 1.0,
+                "module not built yet" if r is None else f"{r:.2f}x",
+            )
+        )
+    return Section(
+        title="Uncontended rate limiter (rate high enough never to wait): `async with x:`",
+        unit="ns/op",
+        reference="aiolimiter.AsyncLimiter",
+        rows=rows,
+        targets=targets,
+        notes=[f"Rates: {HUGE_RATE:.0e}/s (gcra, aiolimiter), {WINDOW_RATE:,}/s (sliding window)."],
+    )
