@@ -1,0 +1,337 @@
+"""Policy: deadline, retry, breaker, rate limiter, bulkhead and timeout in a fixed order."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import heapq
+import inspect
+import itertools
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ParamSpec, TypeVar, cast
+
+from bounded._validate import optional_positive
+from bounded.breaker import CircuitBreaker
+from bounded.retry import Retry
+
+__all__ = ["Policy"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+Fn = Callable[..., Awaitable[Any]]
+Layer = Callable[[Fn, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
+
+_names = itertools.count(1)
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
+
+# Timer entry: [when, seq, task, cancelling count at entry, state]
+_ARMED = 0
+_FIRED = 1
+_DONE = 2
+
+
+class _Timer:
+    """Cancels tasks whose deadline has passed, for one event loop.
+
+    Same semantics as `asyncio.timeout` (the expired scope raises TimeoutError, an outer
+    cancellation stays a CancelledError) but far cheaper on the path where nothing
+    expires: arming is a heap push, and one loop timer serves every armed deadline, so a
+    call that finishes in time never creates or cancels a loop timer.
+    """
+
+    __slots__ = ("_handle", "_heap", "_live", "_loop", "_seq", "_when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._when = 0.0
+        self._live = 0
+
+    def arm(self, when: float) -> list[Any]:
+        task = _current_task(self._loop)
+        if task is None:
+            raise RuntimeError("bounded.Policy timeouts must be used inside a task")
+        entry = [when, next(self._seq), task, task.cancelling(), _ARMED]
+        heap = self._heap
+        heapq.heappush(heap, entry)
+        self._live += 1
+        if self._handle is None or when < self._when:
+            self._schedule(when)
+        if len(heap) > 64 and len(heap) > 2 * self._live:
+            # finished entries wait in the heap until they expire; keep memory bounded
+            self._heap = heap = [e for e in heap if e[4] == _ARMED]
+            heapq.heapify(heap)
+        return entry
+
+    def disarm(self, entry: list[Any]) -> bool:
+        """Leave the scope; True if it expired and no other cancellation is pending."""
+        state = entry[4]
+        entry[4] = _DONE
+        if state == _ARMED:
+            self._live -= 1
+            return False
+        if state == _FIRED:
+            task: asyncio.Task[Any] = entry[2]
+            baseline: int = entry[3]
+            return task.uncancel() <= baseline
+        return False
+
+    def _schedule(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        now = max(self._when, self._loop.time())
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if entry[4] == _ARMED:
+                entry[4] = _FIRED
+                self._live -= 1
+                entry[2].cancel()
+        while heap and heap[0][4] != _ARMED:
+            heapq.heappop(heap)
+        if heap:
+            self._schedule(heap[0][0])
+
+
+_timer_cache: list[_Timer] = []
+
+
+def _timer(loop: asyncio.AbstractEventLoop) -> _Timer:
+    """The timer of `loop` (one cached: a process normally runs one loop)."""
+    if _timer_cache and _timer_cache[0]._loop is loop:
+        return _timer_cache[0]
+    timer = _Timer(loop)
+    _timer_cache[:] = [timer]
+    return timer
+
+
+def _direct(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+    return fn(*args, **kwargs)
+
+
+def _timeout_layer(seconds: float, inner: Layer) -> Layer:
+    async def timeout(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        loop = _get_running_loop()
+        timer = _timer(loop)
+        entry = timer.arm(loop.time() + seconds)
+        try:
+            result = await inner(fn, args, kwargs)
+        except BaseException as exc:
+            if timer.disarm(entry) and isinstance(exc, asyncio.CancelledError):
+                raise TimeoutError(f"attempt timed out after {seconds:g}s") from exc
+            raise
+        timer.disarm(entry)
+        return result
+
+    return timeout
+
+
+def _context_layer(cm: AbstractAsyncContextManager[Any], inner: Layer) -> Layer:
+    if inner is _direct:
+
+        async def guarded_fn(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            async with cm:
+                return await fn(*args, **kwargs)
+
+        return guarded_fn
+
+    async def guarded(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async with cm:
+            return await inner(fn, args, kwargs)
+
+    return guarded
+
+
+def _breaker_layer(breaker: CircuitBreaker, inner: Layer) -> Layer:
+    call = breaker.call
+    if inner is _direct:
+
+        async def broken_fn(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            return await call(fn, *args, **kwargs)
+
+        return broken_fn
+
+    async def broken(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await call(inner, fn, args, kwargs)
+
+    return broken
+
+
+def _retry_layer(retry: Retry, inner: Layer) -> Layer:
+    run = retry._run
+
+    async def retried(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await run(inner, (fn, args, kwargs), {}, None)
+
+    return retried
+
+
+def _deadline_layer(seconds: float, retry: Retry | None, inner: Layer) -> Layer:
+    run = retry._run if retry is not None else None
+
+    async def bounded_call(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        loop = _get_running_loop()
+        timer = _timer(loop)
+        when = loop.time() + seconds
+        entry = timer.arm(when)
+        try:
+            if run is None:
+                result = await inner(fn, args, kwargs)
+            else:
+                # the retry knows the deadline, so it never starts a backoff ending past it
+                result = await run(inner, (fn, args, kwargs), {}, when)
+        except BaseException as exc:
+            if timer.disarm(entry) and isinstance(exc, asyncio.CancelledError):
+                raise TimeoutError(f"deadline of {seconds:g}s exceeded") from exc
+            raise
+        timer.disarm(entry)
+        return result
+
+    return bounded_call
+
+
+class Policy:
+    """Runs calls through resilience parts in a fixed order, outermost first.
+
+    deadline (whole call, retries and waits included) -> retry -> breaker -> rate
+    limiter -> bulkhead -> per-attempt timeout -> fn. So a retry waiting out its backoff
+    holds no bulkhead slot, every attempt pays a rate-limit unit and is seen by the
+    breaker, and the timeout covers only the work. Any part may be None (skipped).
+    Deadline and timeout expiry raise the builtin `TimeoutError`.
+    """
+
+    __slots__ = (
+        "_breaker",
+        "_bulkhead",
+        "_deadline",
+        "_name",
+        "_rate_limiter",
+        "_retry",
+        "_run",
+        "_timeout",
+    )
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        deadline: float | None = None,
+        retry: Retry | None = None,
+        breaker: CircuitBreaker | None = None,
+        rate_limiter: AbstractAsyncContextManager[Any] | None = None,
+        bulkhead: AbstractAsyncContextManager[Any] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._name = name if name is not None else f"policy-{next(_names)}"
+        self._deadline = optional_positive("deadline", deadline)
+        self._timeout = optional_positive("timeout", timeout)
+        if retry is not None and not isinstance(retry, Retry):
+            raise ValueError(f"retry must be a bounded.Retry or None, got {retry!r}")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise ValueError(f"breaker must be a bounded.CircuitBreaker or None, got {breaker!r}")
+        for arg, value in (("rate_limiter", rate_limiter), ("bulkhead", bulkhead)):
+            if value is not None and not (
+                hasattr(value, "__aenter__") and hasattr(value, "__aexit__")
+            ):
+                raise ValueError(f"{arg} must be an async context manager or None, got {value!r}")
+        self._retry = retry
+        self._breaker = breaker
+        self._rate_limiter = rate_limiter
+        self._bulkhead = bulkhead
+        self._run = self._compose()
+
+    def _compose(self) -> Layer:
+        """Build the chain once, innermost first, leaving out the parts that are None."""
+        layer: Layer = _direct
+        if self._timeout is not None:
+            layer = _timeout_layer(self._timeout, layer)
+        if self._bulkhead is not None:
+            layer = _context_layer(self._bulkhead, layer)
+        if self._rate_limiter is not None:
+            layer = _context_layer(self._rate_limiter, layer)
+        if self._breaker is not None:
+            layer = _breaker_layer(self._breaker, layer)
+        if self._deadline is not None:
+            layer = _deadline_layer(self._deadline, self._retry, layer)
+        elif self._retry is not None:
+            layer = _retry_layer(self._retry, layer)
+        return layer
+
+    @property
+    def name(self) -> str:
+        """The policy's name."""
+        return self._name
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds for the whole call, retries included (None: unbounded)."""
+        return self._deadline
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds for each attempt of `fn` alone (None: unbounded)."""
+        return self._timeout
+
+    @property
+    def retry(self) -> Retry | None:
+        """The retry part, if any."""
+        return self._retry
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker part, if any."""
+        return self._breaker
+
+    @property
+    def rate_limiter(self) -> AbstractAsyncContextManager[Any] | None:
+        """The rate limiter part, if any."""
+        return self._rate_limiter
+
+    @property
+    def bulkhead(self) -> AbstractAsyncContextManager[Any] | None:
+        """The bulkhead part, if any."""
+        return self._bulkhead
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{k}={v!r}"
+            for k, v in (
+                ("deadline", self._deadline),
+                ("retry", self._retry),
+                ("breaker", self._breaker),
+                ("rate_limiter", self._rate_limiter),
+                ("bulkhead", self._bulkhead),
+                ("timeout", self._timeout),
+            )
+            if v is not None
+        ]
+        return f"Policy({self._name!r}, {', '.join(parts)})"
+
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await `fn(*args, **kwargs)` through every part of the policy; return its result."""
+        return cast(T, await self._run(fn, args, kwargs))
+
+    def __call__(
+        self,
+        fn: Callable[P, Awaitable[T]],
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Decorate an async function so every call goes through this policy."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError(f"Policy decorates async functions, got {fn!r}")
+        run = self._run
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return cast(T, await run(fn, args, kwargs))
+
+        return wrapper
