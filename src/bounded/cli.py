@@ -15,6 +15,9 @@ app = typer.Typer(
 from bounded.config.cli import register as _register_config  # noqa: E402
 
 _register_config(app)
+from bounded.audit.cli import register as _register_audit  # noqa: E402
+
+_register_audit(app)
 
 
 def main() -> None:

@@ -1,0 +1,76 @@
+"""The `bounded audit` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bounded.audit.output import FORMATS, render
+
+__all__ = ["register"]
+
+
+def _codes(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [token for token in value.replace(" ", ",").split(",") if token]
+
+
+def audit_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or directories to check.", show_default=False)
+    ],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Output format: text, json or sarif.")
+    ] = "text",
+    select: Annotated[
+        str | None, typer.Option(help="Comma-separated codes or prefixes to report (e.g. BND001).")
+    ] = None,
+    ignore: Annotated[
+        str | None, typer.Option(help="Comma-separated codes or prefixes not to report.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")
+    ] = None,
+    no_config: Annotated[
+        bool, typer.Option("--no-config", help="Ignore [tool.bounded.audit] in pyproject.toml.")
+    ] = False,
+) -> None:
+    """Find the FM-043 concurrency patterns (BND001-BND009) in Python code.
+
+    Exit status: 0 when clean, 1 when there are findings, 2 on usage errors.
+    """
+    from bounded import __version__
+    from bounded.audit import audit
+    from bounded.errors import ConfigError
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(FORMATS)}", param_hint="--format")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise typer.BadParameter(
+            f"no such file or directory: {', '.join(missing)}", param_hint="PATH"
+        )
+    try:
+        report = audit(
+            paths, select=_codes(select), ignore=_codes(ignore), use_config=not no_config
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--select/--ignore") from exc
+    except ConfigError as exc:
+        typer.echo(f"Error: configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if output is not None:
+        with output.open("w", encoding="utf-8") as stream:
+            render(report, fmt, stream, version=__version__)
+    else:
+        render(report, fmt, sys.stdout, version=__version__)
+    raise typer.Exit(report.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `audit` command to the `bounded` CLI."""
+    app.command("audit")(audit_command)
