@@ -27,31 +27,40 @@ def _is_url(dsn: str) -> bool:
     return "://" in dsn
 
 
-def _split_url(dsn: str) -> tuple[str, str, str, str]:
-    """Split a URL DSN into (scheme, userinfo, hostspec, rest) without trusting the password.
+_HOSTLIST = re.compile(
+    r"^(?:\[[^\]]*\]|[^:,@\[]*)(?::\d*)?(?:,(?:\[[^\]]*\]|[^:,@\[]*)(?::\d*)?)*$"
+)
 
-    The userinfo runs to the *last* ``@`` of the authority, so a password holding an
-    unencoded ``@`` or ``/`` is still treated as the password (and masked) rather than
-    leaking into the host or path.
+
+def _first(text: str, chars: str) -> int:
+    """Index of the first of `chars` in `text`, or len(text)."""
+    positions = [p for p in (text.find(c) for c in chars) if p != -1]
+    return min(positions, default=len(text))
+
+
+def _split_url(dsn: str) -> tuple[str, str, str, str, bool]:
+    """Split a URL DSN into (scheme, userinfo, hostspec, rest, malformed).
+
+    `malformed` flags a password holding an unencoded reserved character (``@ / ? #``):
+    then the userinfo is taken to run to the last ``@``, so that all of the password is
+    treated as the password (and masked) instead of leaking into the host, path or query.
     """
     scheme, _, tail = dsn.partition("://")
-    end = len(tail)
-    for sep in "?#":
-        pos = tail.find(sep)
-        if pos != -1:
-            end = min(end, pos)
-    authority_and_path, rest = tail[:end], tail[end:]
-    at = authority_and_path.rfind("@")
+    end = _first(tail, "/?#")
+    authority, rest = tail[:end], tail[end:]
+    path = rest[: _first(rest, "?#")]
+    malformed = "@" in path or (
+        "@" in rest and "@" not in authority and not _HOSTLIST.match(authority)
+    )
+    if malformed:
+        at = tail.rfind("@")
+        userinfo, after = tail[:at], tail[at + 1 :]
+        cut = _first(after, "/?#")
+        return scheme, userinfo, after[:cut], after[cut:], True
+    at = authority.rfind("@")
     if at == -1:
-        userinfo, after = "", authority_and_path
-    else:
-        userinfo, after = authority_and_path[:at], authority_and_path[at + 1 :]
-    slash = after.find("/")
-    if slash == -1:
-        hostspec, path = after, ""
-    else:
-        hostspec, path = after[:slash], after[slash:]
-    return scheme, userinfo, hostspec, path + rest
+        return scheme, "", authority, rest, False
+    return scheme, authority[:at], authority[at + 1 :], rest, "@" in authority[:at]
 
 
 def redact_dsn(dsn: str) -> str:
@@ -63,7 +72,7 @@ def redact_dsn(dsn: str) -> str:
     if not dsn:
         return dsn
     if _is_url(dsn):
-        scheme, userinfo, hostspec, rest = _split_url(dsn)
+        scheme, userinfo, hostspec, rest, _ = _split_url(dsn)
         if userinfo:
             user, colon, password = userinfo.partition(":")
             if colon and password:
@@ -173,7 +182,7 @@ def parse_dsn(dsn: str) -> ParsedDsn:
     """Parse a URL or key/value DSN; errors never quote the password."""
     if not _is_url(dsn):
         return _parse_kv(dsn)
-    scheme, userinfo, hostspec, rest = _split_url(dsn)
+    scheme, userinfo, hostspec, rest, malformed = _split_url(dsn)
     if scheme not in {"postgresql", "postgres"}:
         raise ValueError(f"dsn: scheme must be 'postgresql' or 'postgres', got {scheme!r}")
     password = userinfo.partition(":")[2]
@@ -183,11 +192,7 @@ def parse_dsn(dsn: str) -> ParsedDsn:
     for key in ("password", "sslpassword"):
         for value in params.get(key, []):
             secrets.extend(_secret_variants(value))
-    # asyncpg splits at the first '@' of what urllib calls the netloc: refuse DSNs where
-    # that disagrees with ours, since asyncpg would then read part of the password as host.
-    netloc = urllib.parse.urlsplit(dsn).netloc
-    expected = f"{userinfo}@{hostspec}" if userinfo else hostspec
-    if netloc != expected or "@" in userinfo:
+    if malformed:
         raise ValueError(
             "dsn: the user or password holds a reserved character ('@', '/', '?' or '#'); "
             "percent-encode it"

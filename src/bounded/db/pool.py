@@ -330,12 +330,19 @@ class DatabasePool:
         return con
 
     async def _release(self, con: Any, held_since: float, failure: BaseException | None) -> None:
+        # Counted free from here: asyncpg hands the connection to the next waiter as soon as
+        # its reset is done, possibly before this coroutine resumes.
+        self._in_use -= 1
+        if held_since:
+            held = asyncio.get_running_loop().time() - held_since
+            self._hold_mean += _HOLD_EWMA * (held - self._hold_mean)
         pool = self._pool
+        if pool is None:
+            return
         if failure is not None and _retry_safe(failure, True):
             await self._expire_idle(con)
         try:
-            if pool is not None:
-                await pool.release(con)
+            await pool.release(con)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -347,11 +354,6 @@ class DatabasePool:
                     self.name,
                     scrub(f"{type(exc).__name__}: {exc}", self._secrets),
                 )
-        finally:
-            self._in_use -= 1
-            if held_since:
-                held = asyncio.get_running_loop().time() - held_since
-                self._hold_mean += _HOLD_EWMA * (held - self._hold_mean)
 
     def _retry_after(self) -> float:
         # Queue ahead of us drains at about max_size connections per mean hold time.
