@@ -18,6 +18,9 @@ _register_config(app)
 from bounded.audit.cli import register as _register_audit  # noqa: E402
 
 _register_audit(app)
+from bounded.mockllm.cli import register as _register_mock_llm  # noqa: E402
+
+_register_mock_llm(app)
 
 
 def main() -> None:

@@ -342,6 +342,18 @@ async def _chat_inner(request: Request, state: MockState, provider: Provider) ->
     system = body.get("system") if provider == "anthropic" else None
     input_tokens = estimate_message_tokens(messages, system)
 
+    if config.quota_exceeded:
+        state.counters["quota_errors_total"] += 1
+        if provider == "openai":
+            return _error(
+                provider,
+                429,
+                "You exceeded your current quota, please check your plan and billing details.",
+                kind="insufficient_quota",
+                code="insufficient_quota",
+            )
+        return _error(provider, 400, "You have reached your specified API usage limits.")
+
     refused = state.check_limits(state.costs(input_tokens, max_tokens))
     if refused is not None:
         state.counters["rate_limited_total"] += 1

@@ -46,6 +46,8 @@ class MockConfig(BaseModel):
     slow_rate: float = Field(default=0.0, ge=0, le=1)
     slow_seconds: float = Field(default=5.0, ge=0)
     reset_rate: float = Field(default=0.0, ge=0, le=1)
+    # Answer every chat request with the provider's quota / spend-limit error.
+    quota_exceeded: bool = False
     # When set, requests must present this key (Authorization: Bearer or x-api-key).
     api_key: str | None = None
 

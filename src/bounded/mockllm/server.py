@@ -1,4 +1,4 @@
-"""Run the mock provider on uvicorn inside the current event loop (tests, demos, benches)."""
+"""Run an ASGI app (the mock provider) on uvicorn inside the current event loop."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from bounded.mockllm.app import MockState, create_app
 from bounded.mockllm.config import MockConfig
 
-__all__ = ["MockLLMServer"]
+__all__ = ["ASGIServer", "MockLLMServer"]
 
 
 class _Server(uvicorn.Server):
@@ -23,23 +24,16 @@ class _Server(uvicorn.Server):
         yield
 
 
-class MockLLMServer:
-    """The mock LLM provider served by uvicorn in the running loop.
+class ASGIServer:
+    """Serve an ASGI app with uvicorn in the running loop, on a pre-bound socket.
 
-    ``async with MockLLMServer(MockConfig(rpm=60)) as srv: ...`` serves on `srv.url`
-    (port 0 picks a free port). Change behaviour live with `srv.update(...)` or through
-    ``PUT /admin/config``.
+    Port 0 picks a free port; `url` tells which. ``async with`` starts and stops it.
     """
 
     def __init__(
-        self,
-        config: MockConfig | None = None,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        log_level: str = "warning",
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
     ) -> None:
-        self.app = create_app(config)
+        self.app = app
         self.host = host
         self._port = port
         self._log_level = log_level
@@ -48,37 +42,23 @@ class MockLLMServer:
         self._socket: socket.socket | None = None
 
     @property
-    def state(self) -> MockState:
-        """The server's live state (config, buckets, counters)."""
-        state: MockState = self.app.state.mock
-        return state
-
-    @property
-    def config(self) -> MockConfig:
-        """The current configuration."""
-        return self.state.config
-
-    def update(self, **changes: Any) -> MockConfig:
-        """Change configuration fields live (same as ``PUT /admin/config``)."""
-        return self.state.update(changes)
-
-    @property
     def port(self) -> int:
         """The bound port (known once started)."""
         if self._socket is None:
-            raise RuntimeError("MockLLMServer is not started")
+            raise RuntimeError("server is not started")
         port: int = self._socket.getsockname()[1]
         return port
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``; OpenAI clients append ``/v1``."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         """Bind the socket and start serving; returns once the server accepts connections."""
         if self._task is not None:
-            raise RuntimeError("MockLLMServer already started")
+            raise RuntimeError("server already started")
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -96,27 +76,62 @@ class MockLLMServer:
             timeout_graceful_shutdown=1,
         )
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="mock-llm")
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="asgi-server")
         while not self._server.started:
             if self._task.done():
                 self._task.result()  # startup failed: raise why
-                raise RuntimeError("mock LLM server stopped during startup")
+                raise RuntimeError("server stopped during startup")
             await asyncio.sleep(0.005)
 
     async def stop(self) -> None:
         """Stop serving and close every connection. Idempotent."""
         server, task, self._task = self._server, self._task, None
-        if server is not None and task is not None:
-            server.should_exit = True
-            try:
-                await task
-            finally:
-                if self._socket is not None:
-                    self._socket.close()
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        try:
+            await task
+        finally:
+            if self._socket is not None:
+                self._socket.close()
 
-    async def __aenter__(self) -> MockLLMServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class MockLLMServer(ASGIServer):
+    """The mock LLM provider served by uvicorn in the running loop.
+
+    ``async with MockLLMServer(MockConfig(rpm=60)) as srv: ...`` serves on `srv.url`
+    (OpenAI clients use ``srv.url + "/v1"``). Change behaviour live with
+    `srv.update(...)` or through ``PUT /admin/config``.
+    """
+
+    def __init__(
+        self,
+        config: MockConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+    ) -> None:
+        super().__init__(create_app(config), host=host, port=port, log_level=log_level)
+
+    @property
+    def state(self) -> MockState:
+        """The server's live state (config, buckets, counters)."""
+        state: MockState = self.app.state.mock  # type: ignore[attr-defined]
+        return state
+
+    @property
+    def config(self) -> MockConfig:
+        """The current configuration."""
+        return self.state.config
+
+    def update(self, **changes: Any) -> MockConfig:
+        """Change configuration fields live (same as ``PUT /admin/config``)."""
+        return self.state.update(changes)
