@@ -1,0 +1,302 @@
+"""Prometheus metrics for every resource a monitor sees, and an asyncio `/metrics` endpoint.
+
+The collector reads each resource's `stats()` at scrape time, so nothing is updated on the
+hot path except the wait-time histograms, which the primitives feed through their
+`wait_observer` hook. The HTTP endpoint runs on the event loop (no thread), so scrapes
+read the primitives from the loop's own thread and the endpoint stops with its owner.
+
+Metric names (labels in braces, all bounded in number):
+
+- ``bounded_limit{kind,name}``, ``bounded_in_use{kind,name}``: permits or connections.
+- ``bounded_utilization_ratio{kind,name}``: 0-1, every kind (a rate limiter's share of
+  its rate; a breaker's failure rate relative to its trip threshold, 1 while open).
+- ``bounded_queued{kind,name}``: callers waiting.
+- ``bounded_acquired_total{kind,name}``, ``bounded_rejected_total{kind,name}``.
+- ``bounded_rate_limit_per_second{name}``, ``bounded_rate_limit_available{name}``,
+  ``bounded_rate_limit_admitted_total{name}`` (units, a request may cost several).
+- ``bounded_breaker_state{name,state}``: 1 for the current state, 0 for the four others.
+- ``bounded_breaker_failure_ratio{name}``: failure rate over the breaker's window.
+- ``bounded_pool_connections{name,state="in_use"|"idle"}``.
+- ``bounded_http_requests_total{name}``, ``bounded_http_errors_total{name}``.
+- ``bounded_wait_seconds{kind,name}``: histogram of the time callers waited for a
+  permit. For bulkheads every acquisition is counted (those that did not wait fall in the
+  first bucket); for rate limiters and pools only the acquisitions that had to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from bounded.monitor import ConcurrencyMonitor, resource_stats
+
+__all__ = ["BREAKER_STATES", "WAIT_BUCKETS", "Metrics", "MetricsServer", "WaitHistogram"]
+
+logger = logging.getLogger("bounded.metrics")
+
+BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "disabled")
+WAIT_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+
+class WaitHistogram:
+    """Fixed-bucket histogram of wait times in seconds (fed from the event loop thread)."""
+
+    __slots__ = ("count", "counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(WAIT_BUCKETS) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        """Record one wait."""
+        seconds = max(0.0, seconds)
+        self.counts[bisect_left(WAIT_BUCKETS, seconds)] += 1
+        self.sum += seconds
+        self.count += 1
+
+    def cumulative(self, zero_waits: int = 0) -> list[tuple[str, float]]:
+        """Prometheus buckets `(le, cumulative count)`, with `zero_waits` in the first bucket."""
+        out: list[tuple[str, float]] = []
+        total = zero_waits
+        for bound, count in zip((*WAIT_BUCKETS, float("inf")), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+
+class Metrics:
+    """The Prometheus view of a monitor's resources, in a private `CollectorRegistry`."""
+
+    def __init__(self, monitor: ConcurrencyMonitor) -> None:
+        self.monitor = monitor
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._histograms: dict[tuple[str, str], WaitHistogram] = {}
+        self.registry.register(_Collector(self))
+
+    def observer(self, kind: str, name: str) -> Callable[[float], None]:
+        """A `wait_observer` hook that records into the `bounded_wait_seconds` histogram."""
+        histogram = self._histograms.setdefault((kind, name), WaitHistogram())
+        return histogram.observe
+
+    def histogram(self, kind: str, name: str) -> WaitHistogram | None:
+        """The wait histogram of one resource, if it has one."""
+        return self._histograms.get((kind, name))
+
+    def generate(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+def _gauge(name: str, doc: str, labels: Iterable[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels))
+
+
+def _counter(name: str, doc: str, labels: Iterable[str]) -> CounterMetricFamily:
+    # prometheus-client appends the `_total` suffix to counter samples.
+    return CounterMetricFamily(name, doc, labels=list(labels))
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        kn = ("kind", "name")
+        limit = _gauge("bounded_limit", "Maximum concurrent holders (permits, connections).", kn)
+        in_use = _gauge("bounded_in_use", "Holders right now (permits, connections).", kn)
+        util = _gauge(
+            "bounded_utilization_ratio", "Share of the resource in use (0-1), per resource.", kn
+        )
+        queued = _gauge("bounded_queued", "Callers waiting for the resource.", kn)
+        acquired = _counter("bounded_acquired", "Successful acquisitions.", kn)
+        rejected = _counter("bounded_rejected", "Requests refused (queue full, wait, open).", kn)
+        rl_rate = _gauge(
+            "bounded_rate_limit_per_second", "Configured rate of a rate limiter.", ["name"]
+        )
+        rl_available = _gauge(
+            "bounded_rate_limit_available", "Units a rate limiter can admit now.", ["name"]
+        )
+        rl_admitted = _counter(
+            "bounded_rate_limit_admitted", "Units admitted by a rate limiter.", ["name"]
+        )
+        breaker_state = _gauge(
+            "bounded_breaker_state", "1 for the breaker's current state, else 0.", ["name", "state"]
+        )
+        breaker_failures = _gauge(
+            "bounded_breaker_failure_ratio", "Failure rate over the breaker's window.", ["name"]
+        )
+        pool = _gauge(
+            "bounded_pool_connections", "Database pool connections by state.", ["name", "state"]
+        )
+        http_requests = _counter("bounded_http_requests", "HTTP requests sent.", ["name"])
+        http_errors = _counter("bounded_http_errors", "HTTP requests that failed.", ["name"])
+        waits = HistogramMetricFamily(
+            "bounded_wait_seconds", "Time callers waited for a permit, in seconds.", labels=kn
+        )
+        for kind, name, obj in self._metrics.monitor.resources():
+            try:
+                stats = obj.stats()
+                summary = resource_stats(kind, name, obj)
+            except Exception:
+                logger.exception("stats() of %s %r failed during a scrape", kind, name)
+                continue
+            labels = [kind, name]
+            util.add_metric(labels, summary.utilization)
+            if kind == "breaker":
+                current = str(getattr(stats, "state", ""))
+                for state in BREAKER_STATES:
+                    breaker_state.add_metric([name, state], 1.0 if state == current else 0.0)
+                breaker_failures.add_metric([name], float(getattr(stats, "failure_rate", 0.0)))
+                rejected.add_metric(labels, float(summary.rejected_total))
+                continue
+            queued.add_metric(labels, float(summary.queued))
+            if kind == "rate_limiter":
+                per = float(getattr(stats, "per", 1.0)) or 1.0
+                rl_rate.add_metric([name], float(getattr(stats, "rate", 0.0)) / per)
+                rl_available.add_metric([name], float(getattr(stats, "available", 0.0)))
+                rl_admitted.add_metric([name], float(getattr(stats, "admitted_total", 0.0)))
+                rejected.add_metric(labels, float(summary.rejected_total))
+            else:
+                if summary.limit is not None:
+                    limit.add_metric(labels, summary.limit)
+                in_use.add_metric(labels, summary.in_use)
+            if kind == "bulkhead":
+                acquired.add_metric(labels, float(getattr(stats, "acquired_total", 0)))
+                rejected.add_metric(labels, float(summary.rejected_total))
+            elif kind == "database":
+                pool.add_metric([name, "in_use"], float(getattr(stats, "in_use", 0)))
+                pool.add_metric([name, "idle"], float(getattr(stats, "idle", 0)))
+            elif kind == "http_client":
+                http_requests.add_metric([name], float(getattr(stats, "requests_total", 0)))
+                http_errors.add_metric([name], float(getattr(stats, "errors_total", 0)))
+            histogram = self._metrics.histogram(kind, name)
+            if histogram is not None:
+                zero = 0
+                if kind == "bulkhead":
+                    zero = max(0, int(getattr(stats, "acquired_total", 0)) - histogram.count)
+                waits.add_metric(labels, histogram.cumulative(zero), histogram.sum)
+        yield from (limit, in_use, util, queued, acquired, rejected)
+        yield from (rl_rate, rl_available, rl_admitted, breaker_state, breaker_failures)
+        yield from (pool, http_requests, http_errors, waits)
+
+
+class MetricsServer:
+    """A minimal HTTP/1.1 server for `GET /metrics`, running on the event loop.
+
+    Each connection answers one request then closes; a slow or silent client is dropped
+    after `request_timeout` seconds. `close()` stops listening and ends open connections.
+    """
+
+    _MAX_HEADER = 16 * 1024
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        host: str = "127.0.0.1",
+        port: int = 9464,
+        *,
+        request_timeout: float = 10.0,
+    ) -> None:
+        self._metrics = metrics
+        self._host = host
+        self._port = port
+        self._timeout = request_timeout
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when started with port 0)."""
+        if self._server is not None and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The URL of the metrics endpoint."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}/metrics"
+
+    async def start(self) -> None:
+        """Listen on `host:port`."""
+        if self._server is None:
+            self._server = await asyncio.start_server(self._handle, self._host, self._port)
+            logger.info("serving metrics on %s", self.url)
+
+    async def close(self) -> None:
+        """Stop listening, end open connections and wait for their handlers."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        if handlers:
+            await asyncio.gather(*handlers, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        try:
+            async with asyncio.timeout(self._timeout):
+                head = await reader.readuntil(b"\r\n\r\n")
+            if len(head) > self._MAX_HEADER:
+                raise ValueError("header too large")
+            method, _, rest = head.partition(b" ")
+            target = rest.split(b" ", 1)[0].split(b"?", 1)[0]
+            if method not in (b"GET", b"HEAD"):
+                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
+            elif target == b"/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self._metrics.generate()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"see /metrics\n"
+            header = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            ).encode("ascii")
+            writer.write(header if method == b"HEAD" else header + body)
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await writer.wait_closed()
+            if task is not None:
+                self._handlers.discard(task)
