@@ -21,6 +21,9 @@ _register_audit(app)
 from bounded.mockllm.cli import register as _register_mock_llm  # noqa: E402
 
 _register_mock_llm(app)
+from bounded.demo import register as _register_demo  # noqa: E402
+
+_register_demo(app)
 
 
 def main() -> None:
