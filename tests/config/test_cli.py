@@ -66,9 +66,7 @@ def test_show_prints_effective_config_redacted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
 ) -> None:
     target = tmp_path / "bounded.yaml"
-    target.write_text(
-        "databases:\n  rag: {dsn: '${RAG_DSN}'}\nbulkheads:\n  llm: {limit: 3}\n"
-    )
+    target.write_text("databases:\n  rag: {dsn: '${RAG_DSN}'}\nbulkheads:\n  llm: {limit: 3}\n")
     monkeypatch.setenv("RAG_DSN", "postgresql://app:hunter2@db.internal/rag")
     monkeypatch.setenv("BOUNDED_BULKHEADS__LLM__LIMIT", "42")
     result = runner.invoke(app, ["config", "show", str(target), "--format", fmt])

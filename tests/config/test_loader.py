@@ -236,7 +236,9 @@ def test_effective_dict_redacts_secrets() -> None:
         {
             "databases": {"d": {"dsn": "postgresql://app:hunter2@db.example/x"}},
             "http_clients": {
-                "o": {"headers": {"Authorization": "Bearer sk-abc", "X-Api-Key": "k", "Accept": "a"}}
+                "o": {
+                    "headers": {"Authorization": "Bearer sk-abc", "X-Api-Key": "k", "Accept": "a"}
+                }
             },
             "backend": {"url": "redis://:pw@h:6379/0"},
         },
@@ -262,3 +264,16 @@ def test_config_errors_pickle_round_trip() -> None:
     copy = pickle.loads(pickle.dumps(info.value))
     assert str(copy) == str(info.value)
     assert [p.path for p in copy.problems] == [p.path for p in info.value.problems]
+
+
+def test_cross_checks_still_run_when_other_entries_are_invalid() -> None:
+    found = problems(
+        {
+            "bulkheads": {"llm": {"limit": 0}, "db": {"limit": 5}},
+            "policies": {"p": {"bulkhead": "nope"}, "q": {"bulkhead": "llm"}},
+        }
+    )
+    assert found == {
+        "bulkheads.llm.limit": "must be >= 1, got 0",
+        "policies.p.bulkhead": "no bulkhead named 'nope' in bulkheads",
+    }

@@ -120,13 +120,42 @@ def load_dict(
     try:
         config = BoundedConfig.model_validate(raw)
     except ValidationError as exc:
+        errors = exc.errors()
         problems.extend(_convert(exc))
+        # Cross-check what is valid, so one run reports every problem: drop the invalid
+        # entries, and do not report references to them as missing.
+        pruned, invalid = _prune(raw, errors)
+        try:
+            partial = BoundedConfig.model_validate(pruned)
+        except ValidationError:
+            pass
+        else:
+            problems.extend(cross_check(partial, invalid=invalid))
     if config is not None:
         problems.extend(cross_check(config))
     if problems:
         raise ConfigErrors(_unique(problems), source)
     assert config is not None
     return config
+
+
+def _prune(raw: dict[str, Any], errors: Any) -> tuple[dict[str, Any], set[tuple[str, str]]]:
+    pruned = dict(raw)
+    invalid: set[tuple[str, str]] = set()
+    for error in errors:
+        loc = error["loc"]
+        if not loc:
+            continue
+        section = str(loc[0])
+        entries = pruned.get(section)
+        if section in _DICT_SECTIONS and len(loc) > 1 and isinstance(entries, dict):
+            name = str(loc[1])
+            pruned[section] = {k: v for k, v in entries.items() if k != name}
+            invalid.add((section, name))
+        else:
+            pruned.pop(section, None)
+            invalid.add((section, "*"))
+    return pruned, invalid
 
 
 def _unique(problems: list[ConfigError]) -> list[ConfigError]:
@@ -403,9 +432,20 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: str, msg: str) ->
 # -- cross-checks ------------------------------------------------------------------------
 
 
-def cross_check(config: BoundedConfig) -> list[ConfigError]:
-    """Problems that involve more than one field or section."""
+def cross_check(
+    config: BoundedConfig, *, invalid: set[tuple[str, str]] | None = None
+) -> list[ConfigError]:
+    """Problems that involve more than one field or section.
+
+    `invalid`: `(section, name)` entries that failed validation (name ``*``: the whole
+    section); references to them are not reported as missing.
+    """
     problems: list[ConfigError] = []
+    skip = invalid or set()
+
+    def known(section: str, name: str) -> bool:
+        return (section, name) in skip or (section, "*") in skip
+
     if config.backend.type != "memory":
         problems.append(
             ConfigError(
@@ -425,7 +465,7 @@ def cross_check(config: BoundedConfig) -> list[ConfigError]:
             if target is None:
                 continue
             declared: dict[str, Any] = getattr(config, section)
-            if target not in declared:
+            if target not in declared and not known(section, target):
                 hint = _did_you_mean(target, declared)
                 problems.append(
                     ConfigError(
@@ -465,6 +505,8 @@ def cross_check(config: BoundedConfig) -> list[ConfigError]:
         if bulkhead.database is None:
             continue
         if bulkhead.database not in databases:
+            if known("databases", bulkhead.database):
+                continue
             hint = _did_you_mean(bulkhead.database, databases)
             problems.append(
                 ConfigError(

@@ -116,7 +116,7 @@ class BreakerConfig(_Section):
 class BackoffConfig(_Section):
     """`retries.<name>.backoff`: exponential backoff with jitter."""
 
-    initial: Annotated[float, Field(ge=0)] = 0.5
+    initial: Annotated[float, Field(gt=0)] = 0.5
     max: Annotated[float, Field(gt=0)] = 30.0
     multiplier: Annotated[float, Field(ge=1)] = 2.0
     jitter: Literal["full", "equal", "decorrelated", "none"] = "full"

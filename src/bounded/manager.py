@@ -1,0 +1,579 @@
+"""`ConcurrencyManager`: the registry of every limit a service uses (DESIGN.md section 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from bounded.config.loader import ConfigErrors, load_dict, load_file
+from bounded.config.models import (
+    BoundedConfig,
+    BreakerConfig,
+    BulkheadConfig,
+    DatabaseConfig,
+    HttpClientConfig,
+    PolicyConfig,
+    RateLimitConfig,
+    RetryConfig,
+)
+from bounded.errors import ConfigError
+from bounded.metrics import Metrics, MetricsServer
+from bounded.monitor import ConcurrencyMonitor
+
+if TYPE_CHECKING:
+    from bounded.breaker import CircuitBreaker
+    from bounded.bulkhead import Bulkhead
+    from bounded.db import DatabasePool
+    from bounded.http import HttpClient
+    from bounded.policy import Policy
+    from bounded.ratelimit import RateLimiter
+    from bounded.retry import Retry
+    from bounded.tasks import TaskManager
+
+__all__ = ["ConcurrencyManager"]
+
+logger = logging.getLogger("bounded.manager")
+
+_BREAKER_FIELDS = tuple(BreakerConfig.model_fields)
+
+
+def _exception_types(names: list[str]) -> tuple[type[BaseException], ...]:
+    """Map the names allowed in `retries.<name>.on` to exception types."""
+    from bounded import errors
+
+    out: list[type[BaseException]] = []
+    for name in names:
+        if name == "TimeoutError":
+            out.append(TimeoutError)
+        elif name == "ConnectionError":
+            out.append(ConnectionError)
+            import asyncpg
+
+            out += [asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError]
+        elif name == "TransportError":
+            import httpx
+
+            out.append(httpx.TransportError)
+        elif name == "RetryableHTTPError":
+            from bounded.http import RetryableHTTPError
+
+            out.append(RetryableHTTPError)
+        else:
+            out.append(getattr(errors, name))
+    return tuple(dict.fromkeys(out))
+
+
+class ConcurrencyManager:
+    """One registry per service: named bulkheads, rate limiters, breakers, retries,
+    policies, database pools and HTTP clients, built from one configuration.
+
+    Each accessor returns the same live object for a name every time. A name that is not
+    declared gets the `defaults` section (or a `ConfigError` with ``strict: true``).
+    ``async with manager:`` opens the declared pools and clients and starts the monitor,
+    the reload watcher and the metrics endpoint; leaving it stops them in reverse order.
+    """
+
+    def __init__(
+        self,
+        config: BoundedConfig | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        watch: bool = False,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._config = config if config is not None else BoundedConfig()
+        self._path = Path(path) if path is not None else None
+        self._watch = watch and self._path is not None
+        self._env = env
+        monitoring = self._config.monitoring
+        self._monitor = ConcurrencyMonitor(
+            interval=monitoring.interval, alert_threshold=self._config.alert_threshold
+        )
+        self._metrics = Metrics(self._monitor)
+        self._bulkheads: dict[str, Bulkhead] = {}
+        self._rate_limiters: dict[str, RateLimiter] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._retries: dict[str, Retry] = {}
+        self._retry_configs: dict[str, RetryConfig] = {}
+        self._policies: dict[str, Policy] = {}
+        self._policy_configs: dict[str, PolicyConfig] = {}
+        self._databases: dict[str, DatabasePool] = {}
+        self._http_clients: dict[str, HttpClient] = {}
+        self._state: Literal["new", "starting", "running", "closed"] = "new"
+        self._tasks: TaskManager | None = None
+        self._server: MetricsServer | None = None
+        self._stop_watch: asyncio.Event | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._reload_lock: asyncio.Lock | None = None
+        self.reloads = 0
+        self.failed_reloads = 0
+        self._create_declared()
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        watch: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> ConcurrencyManager:
+        """Load `path` (YAML); with `watch`, changes to the file are applied while running."""
+        return cls(load_file(path, env=env), path=path, watch=watch, env=env)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, env: Mapping[str, str] | None = None
+    ) -> ConcurrencyManager:
+        """Build from an already parsed configuration (overrides and interpolation apply)."""
+        return cls(load_dict(data, env=env, source="<dict>"), env=env)
+
+    def _create_declared(self) -> None:
+        config = self._config
+        for name in config.bulkheads:
+            self.bulkhead(name)
+        for name in config.rate_limits:
+            self.rate_limiter(name)
+        for name in config.breakers:
+            self.breaker(name)
+
+    # -- properties ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> BoundedConfig:
+        """The configuration in force (replaced by each successful reload)."""
+        return self._config
+
+    @property
+    def monitor(self) -> ConcurrencyMonitor:
+        """The monitor that sees every resource of this manager."""
+        return self._monitor
+
+    @property
+    def metrics(self) -> Metrics:
+        """The Prometheus metrics of this manager (a private registry)."""
+        return self._metrics
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The URL of the `/metrics` endpoint while it is serving, else None."""
+        return self._server.url if self._server is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True between `start()` and `close()`."""
+        return self._state == "running"
+
+    # -- registry ------------------------------------------------------------------------
+
+    def _lookup(self, section: str, name: str, default: Any) -> Any:
+        declared: dict[str, Any] = getattr(self._config, section)
+        if name in declared:
+            return declared[name]
+        if self._config.strict:
+            raise ConfigError(f"{section}.{name}", "not declared (strict mode)")
+        if default is None:
+            raise ConfigError(f"{section}.{name}", f"not declared, and {section} have no defaults")
+        return default
+
+    def _track(self, kind: str, name: str, obj: Any) -> None:
+        self._monitor.register(kind, name, obj)
+        if hasattr(obj, "wait_observer"):
+            obj.wait_observer = self._metrics.observer(kind, name)
+
+    def bulkhead(self, name: str) -> Bulkhead:
+        """The bulkhead `name` (created on first use from `bulkheads.<name>` or defaults)."""
+        found = self._bulkheads.get(name)
+        if found is not None:
+            return found
+        from bounded.bulkhead import Bulkhead
+
+        cfg: BulkheadConfig = self._lookup("bulkheads", name, self._config.defaults.bulkhead)
+        bulkhead = Bulkhead(cfg.limit, name=name, max_queue=cfg.max_queue, max_wait=cfg.max_wait)
+        self._bulkheads[name] = bulkhead
+        self._track("bulkhead", name, bulkhead)
+        return bulkhead
+
+    def rate_limiter(self, name: str) -> RateLimiter:
+        """The rate limiter `name` (from `rate_limits.<name>`, or `defaults.rate_limit`)."""
+        found = self._rate_limiters.get(name)
+        if found is not None:
+            return found
+        from bounded.ratelimit import RateLimiter
+
+        cfg: RateLimitConfig = self._lookup("rate_limits", name, self._config.defaults.rate_limit)
+        limiter = RateLimiter(
+            cfg.rate,
+            cfg.per,
+            name=name,
+            burst=cfg.burst,
+            algorithm=cfg.algorithm,
+            max_wait=cfg.max_wait,
+        )
+        self._rate_limiters[name] = limiter
+        self._track("rate_limiter", name, limiter)
+        return limiter
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The circuit breaker `name` (from `breakers.<name>` or `defaults.breaker`)."""
+        found = self._breakers.get(name)
+        if found is not None:
+            return found
+        from bounded.breaker import CircuitBreaker
+
+        cfg: BreakerConfig = self._lookup("breakers", name, self._config.defaults.breaker)
+        breaker = CircuitBreaker(name=name, **cfg.model_dump())
+        self._breakers[name] = breaker
+        self._track("breaker", name, breaker)
+        return breaker
+
+    def retry(self, name: str) -> Retry:
+        """The retry strategy `name` (from `retries.<name>` or `defaults.retry`)."""
+        found = self._retries.get(name)
+        if found is not None:
+            return found
+        cfg: RetryConfig = self._lookup("retries", name, self._config.defaults.retry)
+        retry = self._build_retry(cfg)
+        self._retries[name] = retry
+        self._retry_configs[name] = cfg
+        return retry
+
+    @staticmethod
+    def _build_retry(cfg: RetryConfig) -> Retry:
+        from bounded.retry import Backoff, Retry, RetryBudget
+
+        budget = RetryBudget(cfg.budget.ratio, cfg.budget.min_per_second) if cfg.budget else None
+        return Retry(
+            on=_exception_types(list(cfg.on)),
+            attempts=cfg.attempts,
+            backoff=Backoff(
+                initial=cfg.backoff.initial,
+                max=cfg.backoff.max,
+                multiplier=cfg.backoff.multiplier,
+                jitter=cfg.backoff.jitter,
+            ),
+            deadline=cfg.deadline,
+            respect_retry_after=cfg.respect_retry_after,
+            max_retry_after=cfg.max_retry_after,
+            budget=budget,
+        )
+
+    def _policy_config(self, name: str) -> PolicyConfig:
+        if name in self._config.policies:
+            return self._config.policies[name]
+        if self._config.strict:
+            raise ConfigError(f"policies.{name}", "not declared (strict mode)")
+        # An undeclared policy: the default timeout, inside a (default) bulkhead of its name.
+        return PolicyConfig(timeout=self._config.defaults.timeout, bulkhead=name)
+
+    def policy(self, name: str) -> Policy:
+        """The policy `name`: its retry, breaker, rate limit and bulkhead by name.
+
+        A reload that changes a policy (or its retry settings) replaces the `Policy`
+        object, so look it up per call rather than keeping it for the process lifetime.
+        """
+        found = self._policies.get(name)
+        if found is not None:
+            return found
+        cfg = self._policy_config(name)
+        policy = self._build_policy(name, cfg)
+        self._policies[name] = policy
+        self._policy_configs[name] = cfg
+        return policy
+
+    def _build_policy(self, name: str, cfg: PolicyConfig) -> Policy:
+        from bounded.policy import Policy
+
+        return Policy(
+            name=name,
+            deadline=cfg.deadline,
+            retry=self.retry(cfg.retry) if cfg.retry else None,
+            breaker=self.breaker(cfg.breaker) if cfg.breaker else None,
+            rate_limiter=self.rate_limiter(cfg.rate_limit) if cfg.rate_limit else None,
+            bulkhead=self.bulkhead(cfg.bulkhead) if cfg.bulkhead else None,
+            timeout=cfg.timeout,
+        )
+
+    def database(self, name: str) -> DatabasePool:
+        """The database pool `name` from `databases.<name>` (opened by `start()`)."""
+        found = self._databases.get(name)
+        if found is not None:
+            return found
+        if name not in self._config.databases:
+            raise ConfigError(
+                f"databases.{name}",
+                "not declared (database pools are declared so that the manager opens them)",
+            )
+        return self._create_database(name, self._config.databases[name])
+
+    def _create_database(self, name: str, cfg: DatabaseConfig) -> DatabasePool:
+        from bounded.db import DatabasePool
+
+        pool = DatabasePool(
+            cfg.dsn,
+            name=name,
+            min_size=cfg.min_size,
+            max_size=cfg.max_size,
+            acquire_timeout=cfg.acquire_timeout,
+            statement_timeout=cfg.statement_timeout,
+            ssl=cfg.ssl,
+            application_name=cfg.application_name,
+        )
+        self._databases[name] = pool
+        self._track("database", name, pool)
+        return pool
+
+    def http_client(self, name: str) -> HttpClient:
+        """The HTTP client `name` (from `http_clients.<name>` or `defaults.http_client`)."""
+        found = self._http_clients.get(name)
+        if found is not None:
+            return found
+        from bounded.http import HttpClient
+
+        if self._state == "closed":
+            raise RuntimeError("the manager is closed")
+        cfg: HttpClientConfig = self._lookup(
+            "http_clients", name, self._config.defaults.http_client
+        )
+        client = HttpClient(
+            name,
+            base_url=cfg.base_url,
+            timeout=cfg.timeout,
+            max_connections=cfg.max_connections,
+            max_keepalive=cfg.max_keepalive,
+            headers=cfg.headers,
+        )
+        self._http_clients[name] = client
+        self._track("http_client", name, client)
+        return client
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open declared pools and clients; start the monitor, reload watcher and metrics."""
+        if self._state != "new":
+            if self._state == "closed":
+                raise RuntimeError("a closed ConcurrencyManager cannot be started again")
+            return
+        self._state = "starting"
+        from bounded.tasks import TaskManager
+
+        self._tasks = TaskManager(name="bounded-manager")
+        self._reload_lock = asyncio.Lock()
+        try:
+            for name in self._config.databases:
+                await self.database(name).open()
+            for name in self._config.http_clients:
+                await self.http_client(name).open()
+            if self._config.monitoring.enabled:
+                self._tasks.spawn(self._monitor.run(), name="bounded-monitor")
+            if self._watch:
+                self._stop_watch = asyncio.Event()
+                self._watch_task = self._tasks.spawn(self._watch_file(), name="bounded-reload")
+            prometheus = self._config.monitoring.prometheus
+            if prometheus is not None:
+                server = MetricsServer(self._metrics, prometheus.host, prometheus.port)
+                await server.start()
+                self._server = server
+        except BaseException:
+            await self._shutdown()
+            raise
+        self._state = "running"
+
+    async def close(self) -> None:
+        """Stop everything `start()` started, in reverse order. Closing twice is harmless."""
+        if self._state == "closed":
+            return
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._state = "closed"
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close()
+        if self._stop_watch is not None:
+            self._stop_watch.set()
+        tasks, self._tasks = self._tasks, None
+        if tasks is not None:
+            stuck = await tasks.shutdown(timeout=10.0)
+            if stuck:
+                logger.error("tasks that would not stop: %s", [t.get_name() for t in stuck])
+        await self._monitor.drain()
+        for client in reversed(list(self._http_clients.values())):
+            try:
+                await client.aclose()
+            except Exception:
+                logger.exception("closing HTTP client %r failed", client.name)
+        for pool in reversed(list(self._databases.values())):
+            try:
+                await pool.close()
+            except Exception:
+                logger.exception("closing database pool %r failed", pool.name)
+
+    async def __aenter__(self) -> ConcurrencyManager:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- hot reload ----------------------------------------------------------------------
+
+    async def _watch_file(self) -> None:
+        import watchfiles
+
+        assert self._path is not None
+        assert self._stop_watch is not None
+        target = self._path.resolve()
+
+        def only_ours(change: watchfiles.Change, path: str) -> bool:
+            return Path(path).name == target.name and change != watchfiles.Change.deleted
+
+        async for _changes in watchfiles.awatch(
+            target.parent,
+            watch_filter=only_ours,
+            stop_event=self._stop_watch,
+            debounce=200,
+            step=50,
+            recursive=False,
+        ):
+            await self.reload()
+
+    async def reload(self, config: BoundedConfig | Mapping[str, Any] | None = None) -> bool:
+        """Validate a new configuration and apply it to the live objects.
+
+        With no argument the file given to `from_file` is read again. A configuration that
+        fails validation is not applied: every problem is logged at ERROR and False is
+        returned; the running configuration stays in force.
+        """
+        lock = self._reload_lock
+        if lock is None:
+            lock = self._reload_lock = asyncio.Lock()
+        async with lock:
+            source = str(self._path) if config is None else "<reload>"
+            try:
+                if isinstance(config, BoundedConfig):
+                    new = config
+                elif config is not None:
+                    new = load_dict(config, env=self._env, source="<reload>")
+                elif self._path is not None:
+                    new = await asyncio.to_thread(load_file, self._path, env=self._env)
+                else:
+                    raise ValueError("reload() needs a configuration: this manager has no file")
+            except ConfigErrors as exc:
+                self.failed_reloads += 1
+                logger.error(
+                    "configuration reload from %s rejected (%d problem(s)); keeping the "
+                    "running configuration",
+                    source,
+                    len(exc.problems),
+                )
+                for problem in exc.problems:
+                    logger.error("reload rejected: %s", problem)
+                return False
+            self._apply(new)
+            self.reloads += 1
+            logger.info("configuration reloaded from %s", source)
+            return True
+
+    def _apply(self, new: BoundedConfig) -> None:
+        old, self._config = self._config, new
+        for name, bulkhead in self._bulkheads.items():
+            cfg = self._current("bulkheads", name, old, new.defaults.bulkhead)
+            if cfg is not None:
+                _set(bulkhead, f"bulkheads.{name}", "max_queue", cfg.max_queue)
+                _set(bulkhead, f"bulkheads.{name}", "max_wait", cfg.max_wait)
+                _set(bulkhead, f"bulkheads.{name}", "limit", cfg.limit)
+        for name, limiter in self._rate_limiters.items():
+            rl = self._current("rate_limits", name, old, new.defaults.rate_limit)
+            if rl is not None:
+                self._apply_rate_limit(name, limiter, rl)
+        for name, breaker in self._breakers.items():
+            bc = self._current("breakers", name, old, new.defaults.breaker)
+            if bc is not None:
+                for field in _BREAKER_FIELDS:
+                    _set(breaker, f"breakers.{name}", field, getattr(bc, field))
+        rebuilt: set[str] = set()
+        for name in list(self._retries):
+            rc = self._current("retries", name, old, new.defaults.retry)
+            if rc is not None and rc != self._retry_configs[name]:
+                self._retries[name] = self._build_retry(rc)
+                self._retry_configs[name] = rc
+                rebuilt.add(name)
+                logger.info("retries.%s: replaced (settings changed)", name)
+        for name in list(self._policies):
+            if name not in new.policies and name in old.policies:
+                logger.info("policies.%s: removed from the configuration; kept as it was", name)
+                continue
+            pc = new.policies.get(name) or PolicyConfig(timeout=new.defaults.timeout, bulkhead=name)
+            if pc != self._policy_configs[name] or (pc.retry is not None and pc.retry in rebuilt):
+                self._policies[name] = self._build_policy(name, pc)
+                self._policy_configs[name] = pc
+                logger.info("policies.%s: replaced (settings changed)", name)
+        for section, live in (("databases", self._databases), ("http_clients", self._http_clients)):
+            old_section: dict[str, Any] = getattr(old, section)
+            new_section: dict[str, Any] = getattr(new, section)
+            for name in live:
+                if old_section.get(name) != new_section.get(name):
+                    logger.warning(
+                        "%s.%s: changed settings take effect after a restart", section, name
+                    )
+        if old.monitoring.prometheus != new.monitoring.prometheus:
+            logger.warning("monitoring.prometheus: changes take effect after a restart")
+        if old.monitoring.enabled != new.monitoring.enabled:
+            logger.warning("monitoring.enabled: changes take effect after a restart")
+        _set(self._monitor, "monitoring", "interval", new.monitoring.interval)
+        _set(self._monitor, "", "alert_threshold", new.alert_threshold)
+        self._create_declared()
+
+    def _current(self, section: str, name: str, old: BoundedConfig, default: Any) -> Any:
+        """The new settings of a live object, or None to leave it as it is."""
+        declared: dict[str, Any] = getattr(self._config, section)
+        if name in declared:
+            return declared[name]
+        if name in getattr(old, section):
+            logger.info("%s.%s: removed from the configuration; kept as it was", section, name)
+            return None
+        return default  # undeclared before and now: follows the defaults
+
+    def _apply_rate_limit(self, name: str, limiter: RateLimiter, cfg: RateLimitConfig) -> None:
+        path = f"rate_limits.{name}"
+        if cfg.algorithm != limiter.algorithm:
+            logger.warning("%s.algorithm: changes take effect after a restart", path)
+        # `per` is fixed at construction: keep the same units per second.
+        _set(limiter, path, "rate", cfg.rate * limiter.per / cfg.per)
+        if cfg.algorithm == limiter.algorithm:
+            _set(limiter, path, "burst", cfg.burst)
+        _set(limiter, path, "max_wait", cfg.max_wait)
+
+
+def _set(obj: Any, path: str, attr: str, value: Any) -> None:
+    """Assign a live setting if it changed, logging the change (or why it could not be)."""
+    try:
+        current = getattr(obj, attr)
+    except AttributeError:
+        return
+    if current == value or (
+        isinstance(current, float | int)
+        and isinstance(value, float | int)
+        and abs(current - value) <= 1e-9 * max(1.0, abs(value))
+    ):
+        return
+    where = f"{path}.{attr}" if path else attr
+    try:
+        setattr(obj, attr, value)
+    except (AttributeError, ValueError, TypeError) as exc:
+        logger.warning("%s: cannot change live (%s); takes effect after a restart", where, exc)
+        return
+    logger.info("%s: %r -> %r", where, current, value)
