@@ -218,6 +218,8 @@ async def test_pool_exhausted_within_acquire_timeout(postgres_dsn: str) -> None:
         assert "tiny" in str(info.value)
         assert isinstance(info.value, bounded.Rejected)
         assert pool.stats().waiting == 0
+        assert pool.stats().rejected_total == 1
+        assert pool.stats().acquired_total == 2
 
         # a waiter gets the connection released before its deadline, and the wait is observed
         async def release_soon() -> None:

@@ -60,6 +60,8 @@ class PoolStats:
     max_size: int
     waiting: int  # acquires in progress
     utilization: float  # in_use / max_size
+    acquired_total: int = 0  # connections handed out since the pool was created
+    rejected_total: int = 0  # acquires that ended in PoolExhausted
 
 
 class DatabasePool:
@@ -77,6 +79,7 @@ class DatabasePool:
 
     __slots__ = (
         "_acquire_timeout",
+        "_acquired_total",
         "_application_name",
         "_closing",
         "_connect_kwargs",
@@ -88,6 +91,7 @@ class DatabasePool:
         "_parsed",
         "_pool",
         "_redacted",
+        "_rejected_total",
         "_secrets",
         "_ssl",
         "_statement_timeout",
@@ -144,6 +148,8 @@ class DatabasePool:
         self._closing = False
         self._in_use = 0
         self._waiting = 0
+        self._acquired_total = 0
+        self._rejected_total = 0
         self._hold_mean = 0.0
         #: Called with the seconds an acquire waited, each time the pool was fully in use.
         self.wait_observer: Callable[[float], None] | None = None
@@ -210,6 +216,8 @@ class DatabasePool:
             max_size=self._max_size,
             waiting=self._waiting,
             utilization=in_use / self._max_size,
+            acquired_total=self._acquired_total,
+            rejected_total=self._rejected_total,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -310,6 +318,7 @@ class DatabasePool:
                 con = await pool.acquire()
         except TimeoutError:
             if deadline.expired():
+                self._rejected_total += 1
                 raise PoolExhausted(
                     self.name,
                     self._retry_after(),
@@ -325,6 +334,7 @@ class DatabasePool:
         finally:
             self._waiting -= 1
         self._in_use += 1
+        self._acquired_total += 1
         if full and observer is not None:
             observer(loop.time() - started)
         return con
