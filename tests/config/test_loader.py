@@ -277,3 +277,8 @@ def test_cross_checks_still_run_when_other_entries_are_invalid() -> None:
         "bulkheads.llm.limit": "must be >= 1, got 0",
         "policies.p.bulkhead": "no bulkhead named 'nope' in bulkheads",
     }
+
+
+def test_small_pool_without_min_size_is_valid() -> None:
+    config = load_dict({"databases": {"d": {"max_size": 3}}}, env={})
+    assert (config.databases["d"].min_size, config.databases["d"].max_size) == (3, 3)

@@ -163,6 +163,13 @@ class DatabaseConfig(_Section):
     ssl: str | bool = "auto"
     application_name: str | None = None
 
+    @model_validator(mode="after")
+    def _small_pools(self) -> DatabaseConfig:
+        # A pool declared with only a small max_size gets min_size = max_size, not an error.
+        if "min_size" not in self.model_fields_set and self.min_size > self.max_size:
+            self.__dict__["min_size"] = self.max_size
+        return self
+
 
 class HttpClientConfig(_Section):
     """`http_clients.<name>`: a pooled httpx client."""
