@@ -7,7 +7,6 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pathspec
 
@@ -128,11 +127,11 @@ class _Excluder:
     __slots__ = ("specs",)
 
     def __init__(self) -> None:
-        self.specs: list[tuple[str, pathspec.PathSpec[Any]]] = []
+        self.specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
 
     def add(self, base: Path, lines: list[str]) -> None:
         if lines:
-            spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
+            spec = pathspec.GitIgnoreSpec.from_lines(lines)
             self.specs.append((os.path.abspath(base), spec))
 
     def excluded(self, path: str, is_dir: bool) -> bool:

@@ -38,6 +38,32 @@ class Finding:
 
 _GATHER_LIKE = {"asyncio.gather": "gather", "asyncio.wait": "wait"}
 _GATHER_LIKE["asyncio.as_completed"] = "as_completed"
+# asyncio APIs whose loop= parameter was removed in 3.10 (Task, Future, ensure_future keep it)
+_LOOP_ARG_REMOVED = frozenset(
+    "asyncio." + name
+    for name in (
+        "sleep",
+        "gather",
+        "wait",
+        "wait_for",
+        "shield",
+        "as_completed",
+        "Queue",
+        "PriorityQueue",
+        "LifoQueue",
+        "Lock",
+        "Event",
+        "Condition",
+        "Semaphore",
+        "BoundedSemaphore",
+        "open_connection",
+        "start_server",
+        "open_unix_connection",
+        "start_unix_server",
+        "create_subprocess_exec",
+        "create_subprocess_shell",
+    )
+)
 _TASK_FACTORIES = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
 _CONNECT_PER_OP = frozenset(
     {
@@ -809,7 +835,7 @@ class _Checker:
                 f"{_ASYNC_RESOURCES[q]} created without `async with` or a close: its "
                 "connections leak",
             )
-        if q.startswith("asyncio.") and any(kw.arg == "loop" for kw in node.keywords):
+        if q in _LOOP_ARG_REMOVED and any(kw.arg == "loop" for kw in node.keywords):
             self.report(node, "BND004", f"loop= argument to {q}() (removed in Python 3.10)")
 
     def _check_method_call(self, node: ast.Call, func: ast.Attribute, frame: _Frame) -> None:
@@ -817,8 +843,6 @@ class _Checker:
         receiver = func.value
         # BND007: f.__wrapped__(...)
         if attr == "__wrapped__":
-            return
-        if isinstance(receiver, ast.Attribute) and receiver.attr == "__wrapped__":
             root = _root_name(receiver)
             # a wrapper calling what it wraps (self.__wrapped__, or a decorator's argument)
             # is the wrapper's own business, not a bypass
@@ -828,8 +852,8 @@ class _Checker:
                 self.report(
                     node,
                     "BND007",
-                    f"{_dotted(receiver) or '...__wrapped__'}() calls the undecorated "
-                    "function, bypassing its circuit breaker",
+                    f"{_dotted(func) or '...__wrapped__'}() calls the undecorated "
+                    "function, bypassing its decorators (a circuit breaker, if any)",
                 )
             return
         if attr in _CLOSERS:

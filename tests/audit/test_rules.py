@@ -1,0 +1,160 @@
+"""Each rule against its fixture: exact lines and codes, findings and look-alikes alike."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bounded.audit import check_source
+
+FIXTURES = Path(__file__).parent / "fixtures"
+_EXPECT = re.compile(r"#\s*expect:\s*(BND\d{3}(?:\s*,\s*BND\d{3})*)")
+
+
+def expected(source: str) -> list[tuple[int, str]]:
+    """(line, code) pairs marked with ``# expect: BNDxxx`` in a fixture."""
+    found = []
+    for lineno, line in enumerate(source.splitlines(), 1):
+        match = _EXPECT.search(line)
+        if match:
+            found.extend((lineno, code.strip()) for code in match.group(1).split(","))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("code", [f"BND00{i}" for i in range(1, 10)])
+def test_fixture_reports_exactly_the_marked_lines(code: str) -> None:
+    path = FIXTURES / f"{code.lower()}.py"
+    source = path.read_text(encoding="utf-8")
+    marked = expected(source)
+    # every fixture has both findings and look-alikes
+    assert marked, f"{path.name} marks no finding"
+    assert all(c == code for _, c in marked), "a fixture only marks its own rule"
+    assert "look_alikes" in source or "Not findings" in source
+    # checked as application code (fixtures live under tests/, where BND007 is off)
+    findings = check_source(source, f"app/{path.name}", is_test=False)
+    assert sorted((f.line, f.code) for f in findings) == marked
+
+
+def test_columns_are_one_based_and_point_at_the_call() -> None:
+    source = "import asyncio\n\nasync def f(xs):\n    await asyncio.gather(*[g(x) for x in xs])\n"
+    [finding] = check_source(source, "app/m.py")
+    assert (finding.line, finding.column, finding.code) == (4, 11, "BND001")
+
+
+def test_columns_count_characters_not_utf8_bytes() -> None:
+    source = 'import time\n\nasync def f():\n    s = "é"; time.sleep(1)\n'
+    [finding] = check_source(source, "app/m.py")
+    assert (finding.line, finding.column) == (4, 14)
+
+
+def test_breaker_rules_are_off_in_test_code() -> None:
+    source = (FIXTURES / "bnd007.py").read_text(encoding="utf-8")
+    for path in ("tests/app/test_x.py", "pkg/test_search.py", "pkg/search_test.py", "conftest.py"):
+        assert check_source(source, path) == []
+    assert check_source(source, "app/search.py") != []
+
+
+def test_names_are_matched_by_import_not_by_spelling() -> None:
+    source = (
+        "import mylib as asyncio\n"
+        "from mylib import sleep as time_sleep\n"
+        "async def f(xs, requests):\n"
+        "    await asyncio.gather(*[g(x) for x in xs])\n"  # not the real asyncio
+        "    requests.get('x')\n"  # a parameter, not the module
+        "    asyncio.create_task(g())\n"
+        "    time_sleep(1)\n"
+    )
+    assert check_source(source, "app/m.py") == []
+
+
+def test_aliased_and_from_imports_are_resolved() -> None:
+    source = (
+        "import asyncio as aio\n"
+        "from time import sleep as nap\n"
+        "import urllib.request\n"
+        "async def f():\n"
+        "    nap(1)\n"
+        "    aio.ensure_future(f())\n"
+        "    urllib.request.urlopen('http://x')\n"
+    )
+    got = [(f.line, f.code) for f in check_source(source, "app/m.py")]
+    assert got == [(5, "BND005"), (6, "BND009"), (7, "BND005")]
+
+
+def test_suppression_comment_silences_only_the_named_code_on_that_line() -> None:
+    source = (
+        "import asyncio, time\n"
+        "async def f(xs):\n"
+        "    await asyncio.gather(*[g(x) for x in xs])  # bounded: ignore[BND001]\n"
+        "    time.sleep(1)  # bounded: ignore[BND001]\n"
+        "    time.sleep(2)  # bounded: ignore[BND005, BND001]\n"
+        "    time.sleep(3)  # bounded: ignore\n"
+        "    time.sleep(4)\n"
+    )
+    got = [(f.line, f.code) for f in check_source(source, "app/m.py")]
+    assert got == [(4, "BND005"), (7, "BND005")]
+
+
+def test_syntax_error_is_bnd000_with_the_message() -> None:
+    [finding] = check_source("def f(:\n    pass\n", "app/broken.py")
+    assert finding.code == "BND000"
+    assert finding.line == 1
+    assert "syntax error" in finding.message
+
+
+def test_null_bytes_are_bnd000_not_a_crash() -> None:
+    [finding] = check_source(b"x = 1\x00\n", "app/nul.py")
+    assert finding.code == "BND000"
+
+
+def test_nested_sync_function_and_lambda_inside_async_are_not_async() -> None:
+    source = (
+        "import time, asyncio\n"
+        "async def f(loop):\n"
+        "    def blocking():\n"
+        "        time.sleep(1)\n"
+        "    await loop.run_in_executor(None, lambda: time.sleep(1))\n"
+        "    await asyncio.to_thread(blocking)\n"
+    )
+    assert check_source(source, "app/m.py") == []
+
+
+def test_async_def_nested_in_sync_function_is_async() -> None:
+    source = "import time\ndef outer():\n    async def inner():\n        time.sleep(1)\n"
+    assert [(f.line, f.code) for f in check_source(source, "app/m.py")] == [(4, "BND005")]
+
+
+def test_retry_loop_in_method_with_jitter_from_a_local_helper_assignment() -> None:
+    source = (
+        "import asyncio, random\n"
+        "class C:\n"
+        "    async def call(self):\n"
+        "        jitter = random.random\n"
+        "        for attempt in range(3):\n"
+        "            try:\n"
+        "                return await self.f()\n"
+        "            except OSError:\n"
+        "                await asyncio.sleep(2 ** attempt * jitter())\n"
+    )
+    assert check_source(source, "app/m.py") == []
+
+
+def test_loop_argument_only_where_asyncio_removed_it() -> None:
+    source = (
+        "import asyncio\n"
+        "async def f(loop):\n"
+        "    t = asyncio.Task(f(loop), loop=loop)\n"  # Task and Future still take loop=
+        "    asyncio.ensure_future(t, loop=loop)\n"  # dropped: BND009, loop= is fine here
+        "    await asyncio.wait_for(t, 1, loop=loop)\n"
+    )
+    got = [(f.line, f.code) for f in check_source(source, "app/m.py")]
+    assert got == [(4, "BND009"), (5, "BND004")]
+
+
+def test_every_finding_carries_a_fix() -> None:
+    source = (FIXTURES / "bnd005.py").read_text(encoding="utf-8")
+    for finding in check_source(source, "app/x.py"):
+        assert finding.fix
+        assert "bounded" in finding.fix or "asyncio" in finding.fix
