@@ -334,3 +334,16 @@ def unused_tcp_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+def test_asyncpg_log_records_are_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    pool = DatabasePool(f"postgresql://u:{SECRET}@127.0.0.1/db", name="logs")
+    try:
+        raise OSError(f"cannot reach database {SECRET}")
+    except OSError:
+        logging.getLogger("asyncpg.pool").warning("reconnect to %s failed", SECRET, exc_info=True)
+    assert "reconnect to *** failed" in caplog.text
+    assert "cannot reach database ***" in caplog.text
+    assert SECRET not in caplog.text
+    del pool

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import ssl as ssl_module
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -45,6 +46,32 @@ def _retry_safe(exc: BaseException, idempotent: bool) -> bool:
     return idempotent and isinstance(exc, _CONNECTION_LOST)
 
 
+class _ScrubSecrets(logging.Filter):
+    """Masks the passwords of live pools in asyncpg's own log records (e.g. reconnect errors)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = tuple(s for pool in list(_LIVE_POOLS) for s in pool._secrets)
+        if not secrets:
+            return True
+        message = record.getMessage()
+        clean = scrub(message, secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            text = scrub(record.exc_text, secrets)
+            if text != record.exc_text:
+                record.exc_text = text
+                record.exc_info = None  # a handler formatting it afresh would leak again
+        return True
+
+
+_LIVE_POOLS: weakref.WeakSet[DatabasePool] = weakref.WeakSet()
+_SCRUB_FILTER = _ScrubSecrets()
+for _name in ("asyncpg", "asyncpg.pool", "asyncpg.connection"):
+    logging.getLogger(_name).addFilter(_SCRUB_FILTER)
+
 # How much one new hold time moves the running mean used for `retry_after`.
 _HOLD_EWMA = 0.2
 
@@ -78,6 +105,7 @@ class DatabasePool:
     """
 
     __slots__ = (
+        "__weakref__",
         "_acquire_timeout",
         "_acquired_total",
         "_application_name",
@@ -138,6 +166,8 @@ class DatabasePool:
             if isinstance(value, str) and value:
                 secrets.append(value)
         self._secrets: tuple[str, ...] = tuple(sorted(set(secrets), key=len, reverse=True))
+        if self._secrets:
+            _LIVE_POOLS.add(self)
         self._ssl = resolve_ssl(ssl, self._parsed)
         self._application_name = (
             application_name if application_name is not None else f"bounded:{name}"
