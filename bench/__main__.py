@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import os
 import re
 import sys
 import time
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(width=150)
     machine_line = machine()
-    console.print(f"[bold]Machine:[/] {machine_line}\n")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    console.print(f"[bold]Machine:[/] {machine_line}; load average {load:.1f}\n")
     blocks: dict[str, str] = {}
     failed = []
     start = time.perf_counter()
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         blocks[name] = "\n".join(to_markdown(s) for s in sections)
         console.print(f"[dim]{name}: {time.perf_counter() - t0:.1f} s[/]\n")
     if blocks and not args.no_write:
-        write_results(blocks, machine_line)
+        write_results(blocks, f"{machine_line}; load average {load:.1f} at start")
         console.print(f"wrote {RESULTS}")
     console.print(f"total {time.perf_counter() - start:.1f} s")
     return 1 if failed else 0

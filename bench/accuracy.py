@@ -37,19 +37,19 @@ class Outcome:
     calls: int  # calls into the limiter (polling peers call more than once)
 
 
-def max_in_window(ts: list[float], width: float = 1.0) -> tuple[int, int]:
-    """(most admissions in any [t, t+width), number of windows over RATE) over sorted ts."""
-    best = over = 0
+def max_in_window(ts: list[float], bound: int, width: float = 1.0) -> tuple[int, int, int]:
+    """Over sorted ts: (most admissions in any [t, t+width), windows over RATE, over bound)."""
+    best = over_rate = over_bound = 0
     j = 0
     for i in range(len(ts)):
         while j < len(ts) and ts[j] < ts[i] + width:
             j += 1
         best = max(best, j - i)
-        if j - i > RATE:
-            over += 1
+        over_rate += j - i > RATE
+        over_bound += j - i > bound
     # Windows that start before the first admission are covered: [t, t+1) with t < ts[0]
     # holds a subset of the window starting at ts[0].
-    return best, over
+    return best, over_rate, over_bound
 
 
 async def measure(acquire: Callable[[], Awaitable[int]]) -> Outcome:
@@ -107,8 +107,9 @@ async def _pyrate() -> Outcome:
 
 def run() -> list[Section]:
     ratelimit = optional("bounded.ratelimit", "RateLimiter")
-    # (name, runner, b = admissions allowed at t=0, guarantee we hold it to, note)
-    peers: list[tuple[str, Callable[[], Awaitable[Outcome]], int, str]] = []
+    # (name, runner, b = admissions allowed at t=0, most its design lets into 1 s, note).
+    # Token buckets / gcra: b + rate * t / per; windows of `per`: rate.
+    peers: list[tuple[str, Callable[[], Awaitable[Outcome]], int, int, str]] = []
     if ratelimit:
         RL = ratelimit.RateLimiter
         peers += [
@@ -116,11 +117,13 @@ def run() -> list[Section]:
                 "bounded.RateLimiter(200, 1.0) gcra, burst 1",
                 lambda: measure(_once(RL(RATE, 1.0).acquire)),
                 1,
+                1 + RATE,
                 "",
             ),
             (
                 "bounded.RateLimiter(200, 1.0) sliding_window",
                 lambda: measure(_once(RL(RATE, 1.0, algorithm="sliding_window").acquire)),
+                RATE,
                 RATE,
                 "",
             ),
@@ -130,11 +133,13 @@ def run() -> list[Section]:
             "aiolimiter.AsyncLimiter(200, 1)",
             lambda: measure(_once(aiolimiter.AsyncLimiter(RATE, 1.0).acquire)),
             RATE,
+            2 * RATE,
             "bucket starts full: initial burst + refill",
         ),
         (
             "limits moving window + polling",
             _limits_moving_window,
+            RATE,
             RATE,
             "never waits; callers poll (hit, stats, sleep)",
         ),
@@ -142,17 +147,18 @@ def run() -> list[Section]:
             "pyrate-limiter TokenBucket burst=1",
             _pyrate,
             1,
+            1 + RATE,
             "default 50 ms buffer",
         ),
     ]
     rows: list[Row] = []
     targets: list[Target] = []
-    for name, runner, b, note in peers:
+    for name, runner, b, bound, note in peers:
         out = asyncio.run(runner())
         ideal = (N - b) / RATE
         done = len(out.admitted)
         elapsed = out.admitted[-1] if done == N else None
-        best, over = max_in_window(out.admitted)
+        best, over_rate, over = max_in_window(out.admitted, bound)
         row_note = note if done == N else f"{note}; only {done} of {N} admitted in {CAP_S:.0f} s"
         rows.append(
             Row(
@@ -162,7 +168,9 @@ def run() -> list[Section]:
                 extra={
                     "ideal s": f"{ideal:.3f}",
                     "max in any 1 s": f"{best}",
-                    "1 s windows > 200": f"{over}",
+                    "1 s windows > 200": f"{over_rate}",
+                    "design bound": f"{bound}",
+                    "windows > bound": f"{over}",
                     "limiter calls": f"{out.calls:,}",
                 },
                 note=row_note.strip("; "),
@@ -172,7 +180,8 @@ def run() -> list[Section]:
             ok_time = elapsed is not None and abs(elapsed / ideal - 1) <= 0.01
             targets.append(
                 Target(
-                    f"{name}: zero 1 s windows above {RATE}, elapsed within 1% of ideal",
+                    f"{name}: zero 1 s windows above its bound ({bound}), elapsed within 1% "
+                    "of ideal",
                     over == 0 and ok_time,
                     f"{over} windows over, elapsed/ideal "
                     + ("n/a" if elapsed is None else f"{elapsed / ideal:.4f}"),
@@ -187,11 +196,23 @@ def run() -> list[Section]:
             reference="ideal",
             rows=rows,
             targets=targets,
-            columns=["ideal s", "max in any 1 s", "1 s windows > 200", "limiter calls"],
+            columns=[
+                "ideal s",
+                "max in any 1 s",
+                "1 s windows > 200",
+                "design bound",
+                "windows > bound",
+                "limiter calls",
+            ],
             notes=[
                 "ideal = (n - b) / rate with b = what the limiter admits at t=0 by design "
                 "(1 for gcra burst 1, 200 for a 200-unit window or bucket).",
-                "Windows are half-open [t, t+1 s), one starting at each admission.",
+                "Windows are half-open [t, t+1 s), one starting at each admission. Design "
+                "bound: what the algorithm allows into any such window, b + rate x 1 s for a "
+                "token bucket or gcra (DESIGN.md), rate for a window of 1 s.",
+                "Real loop: timers fire late (epoll rounds waits up to 1 ms; other processes "
+                "share the 2 cores), so a limiter that keeps pace after a late admission "
+                "can put b + rate into a 1 s window; only virtual time shows exact spacing.",
             ],
             value_format="{:.3f}",
         )

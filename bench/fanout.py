@@ -122,7 +122,7 @@ async def _run() -> list[Section]:
             name,
             us[name],
             us[name] / us[ref],
-            extra={"tracemalloc peak": f"{mem[name] / MiB:.1f} MiB"},
+            extra={"tracemalloc peak": f"{mem[name] / MiB:.2f} MiB"},
         )
         for name in cases
     ]

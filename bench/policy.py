@@ -115,8 +115,16 @@ async def _run() -> Section:
     targets = []
     key = "bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"
     if built:
+        # The target is absolute; machines vary (and this one is shared). ANCHORS measured
+        # asyncio.timeout at +4 us: scale by it to show what the figure means there.
+        scale = 4.0 / max(values["asyncio.timeout alone"] - values[floor], 1e-9)
         targets.append(
-            Target("bounded.Policy <= 8 us per call", values[key] <= 8, f"{values[key]:.2f} us")
+            Target(
+                "bounded.Policy <= 8 us per call",
+                values[key] <= 8,
+                f"{values[key]:.2f} us here; {values[key] * scale:.1f} us scaled to the "
+                "ANCHORS machine, where asyncio.timeout costs 4 us",
+            )
         )
     else:
         rows.append(Row("bounded.Policy", None, note="not built yet"))
