@@ -170,3 +170,23 @@ async def test_header_resync_stops_429s_after_first_window(provider: str) -> Non
     # Without resync about a third of these would be 429s; the benchmark holds the < 1%
     # bar over longer runs, this leaves room for a loaded test machine.
     assert limited <= max(1, 0.05 * sent)
+
+
+async def test_through_a_policy_with_breaker_and_bulkhead() -> None:
+    from bounded import Bulkhead, CircuitBreaker, CircuitOpen, Policy
+
+    breaker = CircuitBreaker(failure_rate=0.5, minimum_calls=2, window=2, open_for=60)
+    policy = Policy(retry=fast_retry(2), breaker=breaker, bulkhead=Bulkhead(2), timeout=5.0)
+    async with (
+        MockLLMServer(MockConfig(latency_base=0)) as srv,
+        ChatClient.openai(api_key="k", base_url=srv.url + "/v1", policy=policy) as chat,
+    ):
+        assert (await chat.complete("hello")).text
+        srv.update(error_rate=1.0, error_statuses=[503])
+        with pytest.raises((RetryableHTTPError, CircuitOpen)):
+            await chat.complete("hello")
+        assert breaker.state == "open"
+        sent = srv.state.stats()["requests_total"]
+        with pytest.raises(CircuitOpen):
+            await chat.complete("hello")
+        assert srv.state.stats()["requests_total"] == sent  # the open breaker sent nothing
