@@ -483,9 +483,23 @@ class ConcurrencyManager:
                     logger.error("reload rejected: %s", problem)
                 return False
             self._apply(new)
+            if self._state == "running":
+                await self._open_new_resources()
             self.reloads += 1
             logger.info("configuration reloaded from %s", source)
             return True
+
+    async def _open_new_resources(self) -> None:
+        """Open the pools and clients a reload declared (a failure is logged, not raised)."""
+        for name in self._config.databases:
+            if name not in self._databases:
+                try:
+                    await self.database(name).open()
+                except Exception as exc:
+                    logger.error("databases.%s: cannot open the new pool: %s", name, exc)
+        for name in self._config.http_clients:
+            if name not in self._http_clients:
+                await self.http_client(name).open()
 
     def _apply(self, new: BoundedConfig) -> None:
         old, self._config = self._config, new
@@ -502,8 +516,7 @@ class ConcurrencyManager:
         for name, breaker in self._breakers.items():
             bc = self._current("breakers", name, old, new.defaults.breaker)
             if bc is not None:
-                for field in _BREAKER_FIELDS:
-                    _set(breaker, f"breakers.{name}", field, getattr(bc, field))
+                self._apply_breaker(name, breaker, bc)
         rebuilt: set[str] = set()
         for name in list(self._retries):
             rc = self._current("retries", name, old, new.defaults.retry)
@@ -546,6 +559,18 @@ class ConcurrencyManager:
             logger.info("%s.%s: removed from the configuration; kept as it was", section, name)
             return None
         return default  # undeclared before and now: follows the defaults
+
+    def _apply_breaker(self, name: str, breaker: CircuitBreaker, cfg: BreakerConfig) -> None:
+        path = f"breakers.{name}"
+        time_based = breaker.window_seconds is not None
+        if time_based != (cfg.window_seconds is not None):
+            logger.warning("%s: switching window kind takes effect after a restart", path)
+        for field in _BREAKER_FIELDS:
+            if field == "window" and (time_based or cfg.window_seconds is not None):
+                continue
+            if field == "window_seconds" and (not time_based or cfg.window_seconds is None):
+                continue
+            _set(breaker, path, field, getattr(cfg, field))
 
     def _apply_rate_limit(self, name: str, limiter: RateLimiter, cfg: RateLimitConfig) -> None:
         path = f"rate_limits.{name}"

@@ -208,3 +208,27 @@ async def test_file_watch_applies_changes_with_calls_in_flight(
     assert peak == 20
     assert "bulkheads.llm.limit: must be >= 1, got 0" in caplog.text
     assert asyncio.all_tasks() - before == {asyncio.current_task()} - before
+
+
+async def test_time_window_breaker_reload_keeps_window(caplog: pytest.LogCaptureFixture) -> None:
+    data = with_changes(breakers__llm={"window_seconds": 30, "minimum_calls": 4})
+    manager = ConcurrencyManager.from_dict(data, env={})
+    breaker = manager.breaker("llm")
+    await fail(breaker)
+    with caplog.at_level(logging.WARNING, logger="bounded.manager"):
+        assert await manager.reload(
+            with_changes(breakers__llm={"window_seconds": 60, "minimum_calls": 8})
+        )
+    assert (breaker.window_seconds, breaker.minimum_calls) == (60, 8)
+    assert breaker.stats().calls == 1
+    assert caplog.text == ""
+
+
+async def test_reload_opens_new_http_clients_while_running() -> None:
+    async with ConcurrencyManager.from_dict(BASE, env={}) as manager:
+        assert await manager.reload(
+            with_changes(http_clients={"api": {"base_url": "http://127.0.0.1:1"}})
+        )
+        client = manager.http_client("api")
+        assert not client.closed
+    assert client.closed
