@@ -193,6 +193,8 @@ def sections(
             notes=[
                 "The window is scaled down from 60 s so the run is short; the rates "
                 f"equal {n * 60 / window:g} requests per minute.",
+                "(b) is above 100% of the server's per-window limit because the server's "
+                "bucket starts full (a burst of one window's worth), as the providers' do.",
                 "Mock latency 20-40 ms; default ChatClient retry (5 attempts, full jitter, "
                 "honours retry-after). 429s are counted by the server, retries included.",
             ],

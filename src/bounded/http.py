@@ -343,6 +343,7 @@ class HttpClient:
         client = self.client
         self._in_use += 1
         self._requests_total += 1
+        in_body = False  # exceptions from the caller's block are not request errors
         try:
             async with client.stream(method, url, **kwargs) as response:
                 if response.status_code >= 400:
@@ -350,9 +351,11 @@ class HttpClient:
                     error = classify(response)
                     if error is not None:
                         raise error
+                in_body = True
                 yield response
         except BaseException:
-            self._errors_total += 1
+            if not in_body:
+                self._errors_total += 1
             raise
         finally:
             self._in_use -= 1
