@@ -110,9 +110,21 @@ class ConcurrencyManager:
         self._stop_watch: asyncio.Event | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._reload_lock: asyncio.Lock | None = None
+        self._undeclared: set[tuple[str, str]] = set()
+        #: How many distinct undeclared names may get `defaults` (bounded registry).
+        self.max_undeclared = 1000
+        #: Successful and rejected reloads so far.
         self.reloads = 0
         self.failed_reloads = 0
         self._create_declared()
+
+    def __repr__(self) -> str:
+        source = f" {str(self._path)!r}" if self._path is not None else ""
+        return (
+            f"<ConcurrencyManager{source} {self._state} bulkheads={len(self._bulkheads)} "
+            f"rate_limiters={len(self._rate_limiters)} breakers={len(self._breakers)} "
+            f"databases={len(self._databases)} http_clients={len(self._http_clients)}>"
+        )
 
     # -- construction --------------------------------------------------------------------
 
@@ -180,7 +192,19 @@ class ConcurrencyManager:
             raise ConfigError(f"{section}.{name}", "not declared (strict mode)")
         if default is None:
             raise ConfigError(f"{section}.{name}", f"not declared, and {section} have no defaults")
+        self._check_undeclared(section, name)
         return default
+
+    def _check_undeclared(self, section: str, name: str) -> None:
+        # Names built from request data would grow the registry (and the metrics) forever.
+        self._undeclared.add((section, name))
+        if len(self._undeclared) > self.max_undeclared:
+            self._undeclared.discard((section, name))
+            raise ConfigError(
+                f"{section}.{name}",
+                f"more than {self.max_undeclared} undeclared names: declare them, and never "
+                "build resource names from request data",
+            )
 
     def _track(self, kind: str, name: str, obj: Any) -> None:
         self._monitor.register(kind, name, obj)
@@ -270,6 +294,7 @@ class ConcurrencyManager:
         if self._config.strict:
             raise ConfigError(f"policies.{name}", "not declared (strict mode)")
         # An undeclared policy: the default timeout, inside a (default) bulkhead of its name.
+        self._check_undeclared("policies", name)
         return PolicyConfig(timeout=self._config.defaults.timeout, bulkhead=name)
 
     def policy(self, name: str) -> Policy:

@@ -151,3 +151,15 @@ def test_http_client_from_config() -> None:
     assert client is manager.http_client("openai")
     assert client.max_connections == 7
     assert manager.http_client("other").max_connections == 100
+
+
+def test_undeclared_names_are_bounded() -> None:
+    manager = ConcurrencyManager.from_dict({}, env={})
+    manager.max_undeclared = 5
+    for i in range(5):
+        manager.bulkhead(f"b{i}")
+    assert manager.bulkhead("b0") is manager.bulkhead("b0")
+    with pytest.raises(ConfigError, match="more than 5 undeclared names") as info:
+        manager.bulkhead("user-1234")
+    assert info.value.path == "bulkheads.user-1234"
+    assert len(manager.monitor.snapshot()) == 5
