@@ -110,6 +110,9 @@ _SYNC_CLIENTS: dict[str, str] = {
     "anthropic.AnthropicBedrock": "AnthropicBedrock",
     "anthropic.AnthropicVertex": "AnthropicVertex",
 }
+# Sync database connections: calling one made elsewhere inside `async def` blocks the loop
+# (creating one there is BND002 for psycopg2, BND005 for psycopg 3).
+_SYNC_CONNECTIONS = {"psycopg2.connect": "psycopg2", "psycopg.connect": "psycopg"}
 _ASYNC_RESOURCES: dict[str, str] = {
     "httpx.AsyncClient": "httpx.AsyncClient",
     "aiohttp.ClientSession": "aiohttp.ClientSession",
@@ -124,6 +127,21 @@ _ASYNC_RESOURCES: dict[str, str] = {
     "redis.asyncio.Redis": "redis.asyncio.Redis",
     "redis.asyncio.from_url": "redis.asyncio client",
 }
+# Releasing N resources at once puts no load on a dependency: not a BND001 fan-out.
+_TEARDOWN = frozenset(
+    {
+        "aclose",
+        "close",
+        "disconnect",
+        "terminate",
+        "release",
+        "shutdown",
+        "stop",
+        "cancel",
+        "wait_closed",
+        "__aexit__",
+    }
+)
 _CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
 # Calls that take ownership of a resource passed to them.
 _OWNERS = frozenset(
@@ -260,6 +278,19 @@ def _root_name(node: ast.expr) -> str | None:
     while isinstance(node, ast.Attribute | ast.Call | ast.Subscript):
         node = node.func if isinstance(node, ast.Call) else node.value
     return node.id if isinstance(node, ast.Name) else None
+
+
+def _candidate_calls(value: ast.expr) -> list[ast.Call]:
+    """Calls whose result `value` may be: ``c``, ``await c``, ``x or c``, ``c if t else d``."""
+    if isinstance(value, ast.Await):
+        value = value.value
+    if isinstance(value, ast.Call):
+        return [value]
+    if isinstance(value, ast.BoolOp):
+        return [c for v in value.values for c in _candidate_calls(v)]
+    if isinstance(value, ast.IfExp):
+        return _candidate_calls(value.body) + _candidate_calls(value.orelse)
+    return []
 
 
 def _is_constant_size(node: ast.expr) -> bool:
@@ -491,6 +522,8 @@ class _Checker:
             return "thread"
         if q in _SYNC_CLIENTS:
             return "sync_client:" + _SYNC_CLIENTS[q]
+        if q in _SYNC_CONNECTIONS:
+            return "sync_client:" + _SYNC_CONNECTIONS[q]
         if q in ("asyncio.get_running_loop", "asyncio.get_event_loop", "asyncio.new_event_loop"):
             return "loop"
         if q in _BREAKER_CTORS:
@@ -534,7 +567,9 @@ class _Checker:
         if node.returns is not None:
             self.visit(node.returns)
         self.defined_functions.add(node.name)
-        if self._holds_semaphore(node.body):
+        if self._holds_semaphore(node.body) or any(
+            self._is_semish(deco) for deco in node.decorator_list
+        ):
             self.sem_guarded.add(node.name)
         frame = _Frame(node.name, isinstance(node, ast.AsyncFunctionDef))
         args = node.args
@@ -665,10 +700,10 @@ class _Checker:
                 self.bind_kind(target, kind)
             elif isinstance(target, ast.Name):
                 self.frame.kinds.pop(target.id, None)
-            if isinstance(inner, ast.Call):
-                resource = self._resource(inner)
+            for call in _candidate_calls(inner):
+                resource = self._resource(call)
                 if resource is not None:
-                    self._track_resource(target, inner, resource)
+                    self._track_resource(target, call, resource)
             if isinstance(target, ast.Name):
                 if isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp):
                     self.frame.collections[target.id] = (value, False)
@@ -825,8 +860,6 @@ class _Checker:
                     f"synchronous {_SYNC_CLIENTS[q]} client inside async def: every call "
                     "blocks the event loop",
                 )
-        elif q.startswith("psycopg2.") and self._in_async():
-            self.report(node, "BND005", f"{q}() is blocking database I/O inside async def")
         # BND006
         elif q in _ASYNC_RESOURCES and id(node) not in self.managed:
             self.report(
@@ -1130,10 +1163,28 @@ class _Checker:
     def _check_retry_loop(
         self, loop: ast.For | ast.AsyncFor | ast.While, node: ast.Try | ast.TryStar
     ) -> None:
+        # a retry loop leaves on success (return/break), or counts attempts over a range;
+        # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
+        direct = any(stmt is node for stmt in loop.body)
+        retrying = self._exits_on_success(node) or (
+            direct
+            and any(
+                isinstance(stmt, ast.Return | ast.Break)
+                for stmt in loop.body[loop.body.index(node) + 1 :]
+            )
+        )
+        counted = (
+            isinstance(loop, ast.For | ast.AsyncFor)
+            and isinstance(loop.iter, ast.Call)
+            and isinstance(loop.iter.func, ast.Name)
+            and loop.iter.func.id == "range"
+        )
+        if not (retrying or counted):
+            return
         sleeps: list[ast.Call] = []
         for handler in node.handlers:
             sleeps.extend(self._sleeps_in(handler.body))
-        if any(stmt is node for stmt in loop.body) and self._exits_on_success(node):
+        if direct and retrying:
             sleeps.extend(self._sleeps_in([stmt for stmt in loop.body if stmt is not node]))
         for call in sleeps:
             delay = call.args[0] if call.args else None
@@ -1213,7 +1264,7 @@ class _Checker:
 
     def finish(self) -> None:
         for node, which, callee in self.gather_candidates:
-            if callee is not None and callee in self.sem_guarded:
+            if callee is not None and (callee in self.sem_guarded or callee in _TEARDOWN):
                 continue
             self.report(
                 node,
@@ -1221,8 +1272,9 @@ class _Checker:
                 f"asyncio.{which}() over a collection of unknown size: every item runs at once "
                 "(no bound in sight)",
             )
+        closed_tails = {text.rsplit(".", 1)[-1] for text in self.module_closed}
         for name, (call, what) in self.module_pending.items():
-            if name not in self.module_closed:
+            if name not in self.module_closed and not ("." not in name and name in closed_tails):
                 self.report(
                     call,
                     "BND006",
