@@ -158,3 +158,12 @@ def test_every_finding_carries_a_fix() -> None:
     for finding in check_source(source, "app/x.py"):
         assert finding.fix
         assert "bounded" in finding.fix or "asyncio" in finding.fix
+
+
+def test_deeply_nested_generated_code_is_checked_not_crashed() -> None:
+    deep = "x = " + " + ".join(["a"] * 1500)
+    source = f"import time\nasync def f(a):\n    time.sleep(1)\n{deep}\n"
+    got = [(f.line, f.code) for f in check_source(source, "app/gen.py")]
+    assert got == [(3, "BND005")]
+    too_deep = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+    assert [f.code for f in check_source(too_deep, "app/gen2.py")] == ["BND000"]

@@ -88,7 +88,12 @@ def audit(
             report.errors.append(AuditError(name, f"cannot read: {exc.strerror or exc}"))
             continue
         report.files += 1
-        for finding in check_source(data, name):
+        try:
+            findings = check_source(data, name)
+        except Exception as exc:  # a checker bug must not end the run
+            report.errors.append(AuditError(name, f"internal error: {type(exc).__name__}: {exc}"))
+            continue
+        for finding in findings:
             if finding.code in codes:
                 report.findings.append(finding)
     return report

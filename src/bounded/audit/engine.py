@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -1339,8 +1340,22 @@ def check_source(source: bytes | str, path: str, *, is_test: bool | None = None)
         return [Finding(path, line, max(col, 1), "BND000", f"syntax error: {exc.msg}")]
     except ValueError as exc:  # e.g. null bytes
         return [Finding(path, 1, 1, "BND000", f"cannot parse: {exc}")]
+    except (RecursionError, MemoryError):
+        return [Finding(path, 1, 1, "BND000", "too deeply nested to parse")]
     checker = _Checker(path, is_test)
-    checker.generic(tree)
+    try:
+        checker.generic(tree)
+    except RecursionError:
+        # generated code (a 3,000-term expression) nests deeper than the default limit
+        checker = _Checker(path, is_test)
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 100_000))
+        try:
+            checker.generic(tree)
+        except RecursionError:
+            return [Finding(path, 1, 1, "BND000", "too deeply nested to check")]
+        finally:
+            sys.setrecursionlimit(limit)
     checker.finish()
     if not checker.findings:
         return []
