@@ -19,8 +19,8 @@ Metric names (labels in braces, all bounded in number):
 - ``bounded_pool_connections{name,state="in_use"|"idle"}``.
 - ``bounded_http_requests_total{name}``, ``bounded_http_errors_total{name}``.
 - ``bounded_wait_seconds{kind,name}``: histogram of the time callers waited for a
-  permit. For bulkheads every acquisition is counted (those that did not wait fall in the
-  first bucket); for rate limiters and pools only the acquisitions that had to wait.
+  permit. For bulkheads and pools every acquisition is counted (those that did not wait
+  fall in the first bucket); for rate limiters only the acquisitions that had to wait.
 """
 
 from __future__ import annotations
@@ -192,10 +192,12 @@ class _Collector(Collector):
                 if summary.limit is not None:
                     limit.add_metric(labels, summary.limit)
                 in_use.add_metric(labels, summary.in_use)
-            if kind == "bulkhead":
-                acquired.add_metric(labels, float(getattr(stats, "acquired_total", 0)))
+            acquired_total = getattr(stats, "acquired_total", None)
+            if acquired_total is not None:
+                acquired.add_metric(labels, float(acquired_total))
+            if kind != "rate_limiter" and hasattr(stats, "rejected_total"):
                 rejected.add_metric(labels, float(summary.rejected_total))
-            elif kind == "database":
+            if kind == "database":
                 pool.add_metric([name, "in_use"], float(getattr(stats, "in_use", 0)))
                 pool.add_metric([name, "idle"], float(getattr(stats, "idle", 0)))
             elif kind == "http_client":
@@ -203,9 +205,10 @@ class _Collector(Collector):
                 http_errors.add_metric([name], float(getattr(stats, "errors_total", 0)))
             histogram = self._metrics.histogram(kind, name)
             if histogram is not None:
+                # The hook sees only waits; acquisitions that did not wait go to bucket one.
                 zero = 0
-                if kind == "bulkhead":
-                    zero = max(0, int(getattr(stats, "acquired_total", 0)) - histogram.count)
+                if isinstance(acquired_total, int):
+                    zero = max(0, acquired_total - histogram.count)
                 waits.add_metric(labels, histogram.cumulative(zero), histogram.sum)
         yield from (limit, in_use, util, queued, acquired, rejected)
         yield from (rl_rate, rl_available, rl_admitted, breaker_state, breaker_failures)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 
 import pytest
 
@@ -29,6 +31,18 @@ async def test_declared_database_opened_watched_and_closed(postgres_dsn: str) ->
             text = manager.metrics.generate().decode()
             assert 'bounded_pool_connections{name="rag",state="in_use"} 1.0' in text
             assert 'bounded_limit{kind="database",name="rag"} 3.0' in text
+            assert 'bounded_acquired_total{kind="database",name="rag"} 1.0' in text
+            assert 'bounded_wait_seconds_count{kind="database",name="rag"} 1.0' in text
+            assert postgres_dsn not in text
+            if shutil.which("promtool"):
+                lint = subprocess.run(
+                    ["promtool", "check", "metrics"],
+                    input=text.encode(),
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+                assert lint.returncode == 0, lint.stdout + lint.stderr
     with pytest.raises(RuntimeError, match="not open"):
         async with pool.connection():
             pass
