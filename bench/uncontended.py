@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
 import aiolimiter
 import anyio
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRateLimiter
+from pyrate_limiter import Duration
+from pyrate_limiter.limiter_factory import create_token_bucket_limiter
 
 from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, optional, ratio_rows
 
@@ -82,6 +88,33 @@ async def _bulkheads() -> Section:
     )
 
 
+def _acquire_only_peers() -> dict[str, Timed]:
+    storage = MemoryStorage()
+    item = RateLimitItemPerSecond(WINDOW_RATE)
+    fixed = FixedWindowRateLimiter(storage)
+    counter = SlidingWindowCounterRateLimiter(storage)
+    pyrate = create_token_bucket_limiter(WINDOW_RATE, Duration.SECOND, burst=WINDOW_RATE)
+
+    def calls(fn: Callable[[], Awaitable[object]]) -> Timed:
+        async def timed(n: int) -> int:
+            t0 = now_ns()
+            for _ in range(n):
+                await fn()
+            return now_ns() - t0
+
+        return timed
+
+    return {
+        "limits FixedWindowRateLimiter.hit (memory)": calls(lambda: fixed.hit(item, "a")),
+        "limits SlidingWindowCounterRateLimiter.hit (memory)": calls(
+            lambda: counter.hit(item, "b")
+        ),
+        "pyrate-limiter try_acquire_async (token bucket)": calls(
+            lambda: pyrate.try_acquire_async("c")
+        ),
+    }
+
+
 async def _rate_limiters() -> Section:
     ratelimit = optional("bounded.ratelimit", "RateLimiter")
     cases: dict[str, Timed] = {
@@ -93,6 +126,7 @@ async def _rate_limiters() -> Section:
         cases["bounded.RateLimiter (sliding_window)"] = loop_of(
             ratelimit.RateLimiter(WINDOW_RATE, 1.0, algorithm="sliding_window")
         )
+    cases |= _acquire_only_peers()
     values: dict[str, float | None] = dict(await interleaved(cases))
     for k in ("bounded.RateLimiter (gcra)", "bounded.RateLimiter (sliding_window)"):
         values.setdefault(k, None)
@@ -115,5 +149,10 @@ async def _rate_limiters() -> Section:
         reference="aiolimiter.AsyncLimiter",
         rows=rows,
         targets=targets,
-        notes=[f"Rates: {HUGE_RATE:.0e}/s (gcra, aiolimiter), {WINDOW_RATE:,}/s (sliding window)."],
+        notes=[
+            f"Rates: {HUGE_RATE:.0e}/s (gcra, aiolimiter), {WINDOW_RATE:,}/s (windows, "
+            "pyrate-limiter).",
+            "limits and pyrate-limiter have no context manager: one acquire call per op "
+            "(limits never waits, so nothing to release either).",
+        ],
     )
