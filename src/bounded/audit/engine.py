@@ -79,7 +79,7 @@ _CONNECT_PER_OP = frozenset(
 # Functions that run once at start-up (or own a long-lived connection), not per request.
 _STARTUP_NAME = re.compile(
     r"main|start|setup|set_up|init|lifespan|bootstrap|connect|migrat|open|aenter|create_app"
-    r"|pool|warm|cli|prepare",
+    r"|pool|warm|cli|prepare|probe|ping|reachable|ready|health|admin",
     re.IGNORECASE,
 )
 _REQUESTS_VERBS = frozenset(
@@ -172,6 +172,7 @@ _TWIN_PATTERNS = (
     "{}_unsafe",
     "{}_direct",
 )
+_POOL_SIZE = re.compile(r"worker|concurren|parallel|limit|max_|pool", re.IGNORECASE)
 _SEMISH = re.compile(r"sem|limit|bulkhead|throttl|capacity|(?:^|[._])bh$", re.IGNORECASE)
 _BOUNDED_CTORS = frozenset(
     {
@@ -616,7 +617,7 @@ class _Checker:
             self.visit(node.iter)
             self._record_assignment(node.target, node.iter)
         guarded = self._acquires_semaphore(node.body) or (
-            not isinstance(node, ast.While) and _is_constant_size(node.iter)
+            not isinstance(node, ast.While) and self._constant_size(node.iter, 0)
         )
         frame.loop_depth += 1
         if guarded:
@@ -974,7 +975,7 @@ class _Checker:
                     exprs = [kw.value]
         for expr in exprs:
             element = self._unbounded_element(expr)
-            if element is None:
+            if element is None or self._passes_limiter(element):
                 continue
             callee = self._callee_name(element)
             self.gather_candidates.append((node, which, callee))
@@ -983,12 +984,12 @@ class _Checker:
     def _unbounded_element(self, expr: ast.expr) -> ast.Call | None:
         """The coroutine-making call of a non-constant-size collection, if unbounded."""
         if isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp):
-            if all(_is_constant_size(g.iter) for g in expr.generators):
+            if all(self._constant_size(g.iter, 0) for g in expr.generators):
                 return None
             return expr.elt if isinstance(expr.elt, ast.Call) else None
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
             if expr.func.id == "map" and len(expr.args) == 2:
-                if _is_constant_size(expr.args[1]):
+                if self._constant_size(expr.args[1], 0):
                     return None
                 return ast.Call(func=expr.args[0], args=[], keywords=[])
             return None
@@ -1011,6 +1012,57 @@ class _Checker:
                         return found
         return None
 
+    def _constant_size(self, node: ast.expr, depth: int) -> bool:
+        """True if the iterable's size is fixed in the source, not by the input.
+
+        ``range(3)``, ``range(N)`` with ``N = 100`` assigned once, ``(a, b)``, a string, a
+        comprehension over those, or a name only ever assigned such values.
+        """
+        if _is_constant_size(node):
+            return True
+        if depth > 4:
+            return False
+        if isinstance(node, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+            return all(self._constant_size(g.iter, depth + 1) for g in node.generators)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            if node.func.id == "range":
+                # range(workers): a worker pool sized by its configured concurrency
+                return all(
+                    self._constant_int(a, depth + 1)
+                    or (
+                        isinstance(a, ast.Name | ast.Attribute)
+                        and _POOL_SIZE.search(_dotted(a) or "")
+                    )
+                    for a in node.args
+                )
+            if node.func.id in ("enumerate", "reversed", "sorted", "list", "tuple", "zip"):
+                return bool(node.args) and all(self._constant_size(a, depth + 1) for a in node.args)
+        if isinstance(node, ast.Name):
+            values = self._assignments(node.id)
+            return bool(values) and all(self._constant_size(v, depth + 1) for v in values)
+        return False
+
+    def _constant_int(self, node: ast.expr, depth: int) -> bool:
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, int)
+        if isinstance(node, ast.UnaryOp | ast.BinOp):
+            return all(
+                self._constant_int(c, depth + 1)
+                for c in ast.iter_child_nodes(node)
+                if isinstance(c, ast.expr)
+            )
+        if isinstance(node, ast.Name) and depth <= 4:
+            values = self._assignments(node.id)
+            return bool(values) and all(self._constant_int(v, depth + 1) for v in values)
+        return False
+
+    def _assignments(self, name: str) -> list[ast.expr]:
+        for frame in reversed(self.frames):
+            values = frame.assigned.get(name)
+            if values is not None:
+                return values
+        return []
+
     def _callee_name(self, call: ast.Call) -> str | None:
         # unwrap create_task(coro(...)) / ensure_future / loop.create_task / tg.create_task
         func = call.func
@@ -1026,6 +1078,14 @@ class _Checker:
         if isinstance(func, ast.Attribute):
             return func.attr
         return None
+
+    def _passes_limiter(self, call: ast.Call) -> bool:
+        """``fetch(u, sem)`` / ``fetch(u, limiter=bh)``: the callee is handed its bound."""
+        inner = call
+        if call.args and isinstance(call.args[0], ast.Call):
+            inner = call.args[0]  # create_task(fetch(u, sem))
+        values = [*inner.args, *(kw.value for kw in inner.keywords)]
+        return any(isinstance(v, ast.Name | ast.Attribute) and self._is_semish(v) for v in values)
 
     def _holds_semaphore(self, body: list[ast.stmt]) -> bool:
         for stmt in body:
