@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from bounded.config.loader import ConfigErrors, load_dict, load_file
+from bounded.config.loader import ConfigErrors, load_dict, parse_yaml
 from bounded.config.models import (
     BoundedConfig,
     BreakerConfig,
@@ -110,6 +110,7 @@ class ConcurrencyManager:
         self._stop_watch: asyncio.Event | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._reload_lock: asyncio.Lock | None = None
+        self._file_text: str | None = None  # the text of the configuration in force
         self._undeclared: set[tuple[str, str]] = set()
         #: How many distinct undeclared names may get `defaults` (bounded registry).
         self.max_undeclared = 1000
@@ -137,7 +138,10 @@ class ConcurrencyManager:
         env: Mapping[str, str] | None = None,
     ) -> ConcurrencyManager:
         """Load `path` (YAML); with `watch`, changes to the file are applied while running."""
-        return cls(load_file(path, env=env), path=path, watch=watch, env=env)
+        text, config = _read_config(Path(path), env)
+        manager = cls(config, path=path, watch=watch, env=env)
+        manager._file_text = text
+        return manager
 
     @classmethod
     def from_dict(
@@ -460,27 +464,32 @@ class ConcurrencyManager:
 
         assert self._path is not None
         assert self._stop_watch is not None
-        target = self._path.resolve()
-
-        def only_ours(change: watchfiles.Change, path: str) -> bool:
-            return Path(path).name == target.name and change != watchfiles.Change.deleted
-
+        # Watch the directory, not the file: editors and Kubernetes ConfigMaps replace the
+        # file (or a symlink to it) rather than writing it in place. Any change there
+        # re-reads the file, which is applied only if its text changed.
+        folder = self._path.absolute().parent
         async for _changes in watchfiles.awatch(
-            target.parent,
-            watch_filter=only_ours,
+            folder,
+            watch_filter=None,
             stop_event=self._stop_watch,
             debounce=200,
             step=50,
             recursive=False,
         ):
-            await self.reload()
+            await self.reload(only_if_changed=True)
 
-    async def reload(self, config: BoundedConfig | Mapping[str, Any] | None = None) -> bool:
+    async def reload(
+        self,
+        config: BoundedConfig | Mapping[str, Any] | None = None,
+        *,
+        only_if_changed: bool = False,
+    ) -> bool:
         """Validate a new configuration and apply it to the live objects.
 
-        With no argument the file given to `from_file` is read again. A configuration that
-        fails validation is not applied: every problem is logged at ERROR and False is
-        returned; the running configuration stays in force.
+        With no argument the file given to `from_file` is read again (with
+        `only_if_changed`, nothing happens if its text is the one in force). A
+        configuration that fails validation is not applied: every problem is logged at
+        ERROR and False is returned; the running configuration stays in force.
         """
         lock = self._reload_lock
         if lock is None:
@@ -493,7 +502,18 @@ class ConcurrencyManager:
                 elif config is not None:
                     new = load_dict(config, env=self._env, source="<reload>")
                 elif self._path is not None:
-                    new = await asyncio.to_thread(load_file, self._path, env=self._env)
+                    try:
+                        text = await asyncio.to_thread(self._path.read_text, "utf-8")
+                    except OSError as exc:
+                        if only_if_changed:
+                            return False  # being replaced; the next event reads it
+                        message = f"cannot read {self._path}: {exc.strerror}"
+                        raise ConfigErrors([ConfigError("", message)]) from None
+                    if only_if_changed and text == self._file_text:
+                        return False  # another file in the folder changed, or a no-op save
+                    # Remember what was read, valid or not, so one bad save logs once.
+                    self._file_text = text
+                    new = load_dict(parse_yaml(text, source), env=self._env, source=source)
                 else:
                     raise ValueError("reload() needs a configuration: this manager has no file")
             except ConfigErrors as exc:
@@ -606,6 +626,15 @@ class ConcurrencyManager:
         if cfg.algorithm == limiter.algorithm:
             _set(limiter, path, "burst", cfg.burst)
         _set(limiter, path, "max_wait", cfg.max_wait)
+
+
+def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[str, BoundedConfig]:
+    """The text of a configuration file and its validated configuration."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors([ConfigError("", f"cannot read {path}: {exc.strerror}")]) from None
+    return text, load_dict(parse_yaml(text, str(path)), env=env, source=str(path))
 
 
 def _set(obj: Any, path: str, attr: str, value: Any) -> None:

@@ -232,3 +232,27 @@ async def test_reload_opens_new_http_clients_while_running() -> None:
         client = manager.http_client("api")
         assert not client.closed
     assert client.closed
+
+
+async def test_file_watch_follows_a_configmap_style_symlink_swap(tmp_path: Path) -> None:
+    """Kubernetes swaps a `..data` symlink; the file's own name never changes."""
+    (tmp_path / "..v1").mkdir()
+    (tmp_path / "..v1" / "bounded.yaml").write_text(yaml.safe_dump(BASE))
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "bounded.yaml").symlink_to("..data/bounded.yaml")
+    manager = ConcurrencyManager.from_file(tmp_path / "bounded.yaml", env={})
+    async with manager:
+        await asyncio.sleep(0.3)
+        (tmp_path / "unrelated.txt").write_text("x")
+        await asyncio.sleep(0.6)
+        assert manager.reloads == 0  # other files: read, unchanged, not applied
+        (tmp_path / "..v2").mkdir()
+        (tmp_path / "..v2" / "bounded.yaml").write_text(
+            yaml.safe_dump(with_changes(bulkheads__llm__limit=20))
+        )
+        (tmp_path / "..data_tmp").symlink_to("..v2")
+        (tmp_path / "..data_tmp").replace(tmp_path / "..data")
+        async with asyncio.timeout(10):
+            while manager.bulkhead("llm").limit != 20:
+                await asyncio.sleep(0.02)
+    assert manager.reloads == 1
