@@ -163,3 +163,29 @@ def test_undeclared_names_are_bounded() -> None:
         manager.bulkhead("user-1234")
     assert info.value.path == "bulkheads.user-1234"
     assert len(manager.monitor.snapshot()) == 5
+
+
+@pytest.mark.looptime
+async def test_policy_call_end_to_end(tmp_path: Path) -> None:
+    """rag_query: 10 s per attempt, retried on TimeoutError, inside bulkhead rag_queries."""
+    import asyncio
+
+    manager = ConcurrencyManager.from_file(example(tmp_path), watch=False, env={})
+    attempts = 0
+    seen_in_use: list[int] = []
+
+    async def query() -> str:
+        nonlocal attempts
+        attempts += 1
+        seen_in_use.append(manager.bulkhead("rag_queries").stats().in_use)
+        if attempts == 1:
+            await asyncio.sleep(60)  # cut at the 10 s per-attempt timeout
+        return "rows"
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert await manager.policy("rag_query").call(query) == "rows"
+    assert attempts == 2
+    assert seen_in_use == [1, 1]
+    assert 10 <= loop.time() - start < 11  # one timeout plus a short backoff
+    assert manager.breaker("rag_db").stats().failed_calls == 1
