@@ -188,6 +188,13 @@ def test_directories_are_walked_with_gitignore_style_excludes(tree: Path) -> Non
     paths = sorted(Path(f["path"]).as_posix() for f in data["findings"])
     assert paths == ["pkg/fanout.py", "pkg/sleepy.py"]
     assert data["files"] == 3
+    # a nested .gitignore applies below its directory
+    (tree / "pkg" / ".gitignore").write_text("sleepy.py\n")
+    code, out = run("--format", "json", ".")
+    assert [Path(f["path"]).name for f in json.loads(out)["findings"]] == ["fanout.py"]
+    # a directory named on the command line is walked even though the project excludes it
+    code, out = run("--format", "json", "build")
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["BND005"]
     # a file named on the command line is checked even where a directory walk would skip it
     code, out = run("--format", "json", "build/bad.py")
     assert code == 1

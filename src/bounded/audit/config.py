@@ -156,13 +156,20 @@ def iter_python_files(paths: list[Path], config: AuditConfig) -> Iterator[Path]:
             continue
         excluder = _Excluder()
         patterns = [*config.exclude, *config.extend_exclude]
+        root = os.path.abspath(path)
         excluder.add(path, patterns)
-        if config.root is not None and os.path.abspath(config.root) != os.path.abspath(path):
-            excluder.add(config.root, patterns)
-            excluder.add(config.root, _gitignore_lines(config.root))
-        excluder.add(path, _gitignore_lines(path))
+        if config.root is not None and os.path.abspath(config.root) != root:
+            project = _Excluder()
+            project.add(config.root, patterns)
+            project.add(config.root, _gitignore_lines(config.root))
+            # a directory named on the command line is walked even if the project excludes
+            # it (`bounded audit .venv/lib/.../httpx`); otherwise the project's rules apply
+            if not project.excluded(root, True):
+                excluder.specs.extend(project.specs)
         for dirpath, dirnames, filenames in os.walk(path):
             absdir = os.path.abspath(dirpath)
+            if ".gitignore" in filenames:
+                excluder.add(Path(absdir), _gitignore_lines(Path(absdir)))
             dirnames[:] = sorted(
                 d for d in dirnames if not excluder.excluded(os.path.join(absdir, d), True)
             )
