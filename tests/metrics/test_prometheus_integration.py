@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import socket
 from collections.abc import AsyncIterator
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from bounded.config.cli import data_text
 from bounded.manager import ConcurrencyManager
 
 PROMETHEUS = shutil.which("prometheus")
@@ -52,6 +55,14 @@ async def prometheus(tmp_path: Path, target: str) -> AsyncIterator[str]:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+def shipped_expressions() -> list[str]:
+    dashboard = json.loads(data_text("grafana-dashboard.json"))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load(data_text("alert-rules.yml"))
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    return [e.replace("$__rate_interval", "1m").replace("$instance", ".*") for e in exprs]
 
 
 async def query(client: httpx.AsyncClient, base: str, expr: str) -> float | None:
@@ -109,3 +120,10 @@ async def test_prometheus_scrapes_the_manager(tmp_path: Path) -> None:
             up = f'up{{job="bounded",instance="{target}"}}'
             assert await wait_value(client, base, up, 1) == 1
             bulkhead.release()
+            # Every dashboard query and alert expression is valid PromQL for this server.
+            for expr in shipped_expressions():
+                response = await client.get(f"{base}/api/v1/query", params={"query": expr})
+                assert response.status_code == 200, (expr, response.text)
+                assert response.json()["status"] == "success"
+            dashboard_util = 'bounded_utilization_ratio{instance=~".*", kind!="breaker"}'
+            assert await wait_value(client, base, dashboard_util, 0.0) == 0.0
