@@ -118,6 +118,36 @@ def test_sarif_output_is_valid_sarif_2_1_0(tree: Path) -> None:
     assert location["region"] == {"startLine": 4, "startColumn": 11}
 
 
+def test_sarif_with_unreadable_files_and_syntax_errors_is_valid(tree: Path) -> None:
+    (tree / "pkg" / "dangling.py").symlink_to(tree / "nowhere.py")
+    (tree / "pkg" / "broken.py").write_text("def f(:\n")
+    code, out = run("--format", "sarif", str(tree / "pkg"))  # absolute paths: file:// URIs
+    assert code == 1
+    log = json.loads(out)
+    jsonschema.Draft4Validator(_sarif_schema()).validate(log)
+    [run_] = log["runs"]
+    assert run_["invocations"][0]["executionSuccessful"] is False
+    [note] = run_["invocations"][0]["toolExecutionNotifications"]
+    assert note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith(
+        "pkg/dangling.py"
+    )
+    assert [r["ruleId"] for r in run_["results"]] == ["BND000", "BND001", "BND005"]
+    assert run_["results"][0]["level"] == "error"
+
+
+def test_text_output_in_colour_on_a_terminal(tree: Path) -> None:
+    import io
+
+    from bounded.audit.output import write_text
+
+    stream = io.StringIO()
+    write_text(audit(["pkg"], use_config=False), stream, colour=True)
+    text = stream.getvalue()
+    assert "BND001" in text
+    assert "\x1b[" in text  # ANSI styles
+    assert "fix:" in text
+
+
 def test_sarif_validator_rejects_a_broken_log() -> None:
     # the schema check must be able to fail
     schema = _sarif_schema()

@@ -27,7 +27,7 @@ def write_text(report: AuditReport, stream: TextIO, *, colour: bool | None = Non
         from rich.console import Console
         from rich.markup import escape
 
-        console = Console(file=stream, highlight=False, soft_wrap=True)
+        console = Console(file=stream, highlight=False, soft_wrap=True, force_terminal=True)
         for f in report.findings:
             console.print(
                 f"[bold]{escape(f.path)}[/]:{f.line}:{f.column}: [bold red]{f.code}[/] "
