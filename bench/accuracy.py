@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +115,7 @@ def run() -> list[Section]:
     ratelimit = optional("bounded.ratelimit", "RateLimiter")
     # (name, runner, b = admissions allowed at t=0, most its design lets into 1 s, note).
     # Token buckets / gcra: b + rate * t / per; windows of `per`: rate.
-    peers: list[tuple[str, Callable[[], Awaitable[Outcome]], int, int, str]] = []
+    peers: list[tuple[str, Callable[[], Coroutine[Any, Any, Outcome]], int, int, str]] = []
     if ratelimit:
         RL = ratelimit.RateLimiter
         peers += [
@@ -232,18 +232,14 @@ def _virtual(rate_limiter: Any) -> Section:
     """The same on looptime's virtual clock, where timers fire exactly on time."""
     rows = []
     targets = []
-    for name, make, b, bound in (
-        ("bounded gcra, burst 1", lambda: rate_limiter(RATE, 1.0), 1, 1 + RATE),
-        (
-            "bounded sliding_window",
-            lambda: rate_limiter(RATE, 1.0, algorithm="sliding_window"),
-            RATE,
-            RATE,
-        ),
-    ):
+    limiters: list[tuple[str, dict[str, Any], int, int]] = [
+        ("bounded gcra, burst 1", {}, 1, 1 + RATE),
+        ("bounded sliding_window", {"algorithm": "sliding_window"}, RATE, RATE),
+    ]
+    for name, kwargs, b, bound in limiters:
         loop = looptime.new_event_loop(noop_cycles=1)
         try:
-            out = loop.run_until_complete(measure(_once(make().acquire)))
+            out = loop.run_until_complete(measure(_once(rate_limiter(RATE, 1.0, **kwargs).acquire)))
         finally:
             loop.close()
         ideal = (N - b) / RATE

@@ -9,7 +9,8 @@ how many of the later cost-1 requests overtook it. Real event loop; capped at 10
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import aiolimiter
 
@@ -56,7 +57,7 @@ async def measure(
 
 def run() -> list[Section]:
     ratelimit = optional("bounded.ratelimit", "RateLimiter")
-    cases: list[tuple[str, Callable[[], Awaitable[tuple[float | None, int]]], str]] = []
+    cases: list[tuple[str, Callable[[], Coroutine[Any, Any, tuple[float | None, int]]], str]] = []
     if ratelimit:
 
         async def bounded_case() -> tuple[float | None, int]:

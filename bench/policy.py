@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import aiobreaker
+import aiobreaker  # type: ignore[import-untyped]
 import aiolimiter
 import tenacity
 
