@@ -7,13 +7,15 @@ else an embedded PostgreSQL. Run alone with ``python -m bench.pool``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import statistics
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, ratio_rows
+from bench._harness import Row, Section, Target, Timed, calibrate, interleaved, now_ns, ratio_rows
 from bounded.db import DatabasePool, redact_dsn
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -63,21 +65,44 @@ def _calls(fn: Callable[[], Awaitable[Any]]) -> Timed:
     return timed
 
 
+async def _paired_ratio(a: Timed, b: Timed, rounds: int = 21) -> tuple[float, float, float]:
+    """Median ns/op of `a` and `b`, and the median of their per-round ratios b/a.
+
+    Each round times a then b, or b then a (alternating), back to back: a ratio taken
+    within a round cancels the drift of a shared, busy machine that medians taken
+    separately keep.
+    """
+    n = await calibrate(a, 30_000_000)
+    await a(min(n, 500))
+    await b(min(n, 500))
+    per_a: list[float] = []
+    per_b: list[float] = []
+    ratios: list[float] = []
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(rounds):
+            if i % 2:
+                tb, ta = await b(n), await a(n)
+            else:
+                ta, tb = await a(n), await b(n)
+            per_a.append(ta / n)
+            per_b.append(tb / n)
+            ratios.append(tb / ta)
+            gc.collect()
+    finally:
+        gc.enable()
+    return statistics.median(per_a), statistics.median(per_b), statistics.median(ratios)
+
+
 async def _measure(dsn: str) -> Section:
     raw = await asyncpg.create_pool(dsn, min_size=2, max_size=20, ssl=False)
     ours = DatabasePool(dsn, name="bench", min_size=2, max_size=20, ssl=False)
     await ours.open()
     try:
-        acquire = await interleaved(
-            {
-                "asyncpg.Pool: async with pool.acquire()": _loop(raw.acquire),
-                "asyncpg.Pool: async with pool.acquire(timeout=10)": _loop(
-                    lambda: raw.acquire(timeout=10.0)
-                ),
-                "bounded.DatabasePool: async with pool.connection()": _loop(ours.connection),
-            },
-            rounds=7,
-            target_ns=150_000_000,
+        raw_ns, ours_ns, ratio = await _paired_ratio(_loop(raw.acquire), _loop(ours.connection))
+        _, timeout_ns, timeout_ratio = await _paired_ratio(
+            _loop(raw.acquire), _loop(lambda: raw.acquire(timeout=10.0)), rounds=11
         )
         query = await interleaved(
             {
@@ -87,15 +112,27 @@ async def _measure(dsn: str) -> Section:
                 ),
             },
             rounds=7,
-            target_ns=150_000_000,
+            target_ns=100_000_000,
         )
     finally:
         await ours.close()
         await raw.close()
-    ref = "asyncpg.Pool: async with pool.acquire()"
-    rows: list[Row] = ratio_rows(dict(acquire), ref)
+    rows: list[Row] = [
+        Row("asyncpg.Pool: async with pool.acquire()", raw_ns, 1.0),
+        Row(
+            "asyncpg.Pool: async with pool.acquire(timeout=10)",
+            timeout_ns,
+            timeout_ratio,
+            note="asyncpg's own deadline (wait_for)",
+        ),
+        Row(
+            "bounded.DatabasePool: async with pool.connection()",
+            ours_ns,
+            ratio,
+            note="ratio: median of paired rounds",
+        ),
+    ]
     rows += ratio_rows(dict(query), "asyncpg.Pool.fetchval('select 1')")
-    ratio = acquire["bounded.DatabasePool: async with pool.connection()"] / acquire[ref]
     return Section(
         title="Database pool: acquire + release, and a trivial query",
         unit="ns/op",

@@ -198,11 +198,13 @@ async def test_operations_succeed_after_every_connection_is_terminated(
 
 async def test_pool_exhausted_within_acquire_timeout(postgres_dsn: str) -> None:
     async with DatabasePool(
-        postgres_dsn, name="tiny", min_size=1, max_size=2, acquire_timeout=0.3
+        postgres_dsn, name="tiny", min_size=2, max_size=2, acquire_timeout=0.3
     ) as pool:
         loop = asyncio.get_running_loop()
         waits: list[float] = []
         pool.wait_observer = waits.append
+        assert await pool.fetchval("select 1") == 1
+        assert waits == []  # an acquire that did not wait is not observed
         held = [pool.connection(), pool.connection()]
         for cm in held:
             await cm.__aenter__()
@@ -219,7 +221,7 @@ async def test_pool_exhausted_within_acquire_timeout(postgres_dsn: str) -> None:
         assert isinstance(info.value, bounded.Rejected)
         assert pool.stats().waiting == 0
         assert pool.stats().rejected_total == 1
-        assert pool.stats().acquired_total == 2
+        assert pool.stats().acquired_total == 3
 
         # a waiter gets the connection released before its deadline, and the wait is observed
         async def release_soon() -> None:

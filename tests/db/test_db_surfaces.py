@@ -35,7 +35,7 @@ async def test_monitor_and_metrics_see_the_pool_without_its_password(
     monitor = ConcurrencyMonitor()
     metrics = Metrics(monitor)
     pool = DatabasePool(
-        _with_password(postgres_dsn), name="rag", min_size=1, max_size=2, acquire_timeout=0.2
+        _with_password(postgres_dsn), name="rag", min_size=2, max_size=2, acquire_timeout=0.2
     )
     monitor.register("database", "rag", pool)
     pool.wait_observer = metrics.observer("database", "rag")
