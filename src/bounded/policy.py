@@ -7,6 +7,7 @@ import functools
 import heapq
 import inspect
 import itertools
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ParamSpec, TypeVar, cast
@@ -103,15 +104,18 @@ class _Timer:
             self._schedule(heap[0][0])
 
 
-_timer_cache: list[_Timer] = []
+class _TimerSlot(threading.local):
+    timer: _Timer | None = None
+
+
+_slot = _TimerSlot()
 
 
 def _timer(loop: asyncio.AbstractEventLoop) -> _Timer:
-    """The timer of `loop` (one cached: a process normally runs one loop)."""
-    if _timer_cache and _timer_cache[0]._loop is loop:
-        return _timer_cache[0]
-    timer = _Timer(loop)
-    _timer_cache[:] = [timer]
+    """The timer of `loop`, cached per thread (a thread runs one loop at a time)."""
+    timer = _slot.timer
+    if timer is None or timer._loop is not loop:
+        timer = _slot.timer = _Timer(loop)
     return timer
 
 
