@@ -349,3 +349,20 @@ def test_asyncpg_log_records_are_scrubbed(caplog: pytest.LogCaptureFixture) -> N
     assert "cannot reach database ***" in caplog.text
     assert SECRET not in caplog.text
     del pool
+
+
+def test_secrets_in_an_exception_chain_are_caught() -> None:
+    pool = DatabasePool(f"postgresql://u:{SECRET}@127.0.0.1/db", name="chain")
+    try:
+        try:
+            raise ValueError(f"inner {SECRET}")
+        except ValueError as inner:
+            raise OSError("outer") from inner
+    except OSError as exc:
+        outer = exc
+    clean = pool._scrubbed(outer, "ctx")
+    assert clean is not outer
+    assert isinstance(clean, OSError)
+    assert SECRET not in str(clean)
+    plain = OSError("nothing secret")
+    assert pool._scrubbed(plain, "ctx") is plain

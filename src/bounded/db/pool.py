@@ -418,14 +418,10 @@ class DatabasePool:
         return min(self._hold_mean * (self._waiting + 1) / self._max_size, self._acquire_timeout)
 
     def _scrubbed(self, exc: BaseException, context: str) -> BaseException:
-        """`exc` itself when it quotes no secret, else a copy of it with the secret masked."""
-        text = str(exc)
-        clean = scrub(text, self._secrets)
-        leaked = clean != text or any(
-            scrub(repr(arg), self._secrets) != repr(arg) for arg in exc.args
-        )
-        if not leaked:
+        """`exc` itself when neither it nor its chain quotes a secret, else a masked copy."""
+        if not self._secrets or not self._leaks(exc):
             return exc
+        clean = scrub(str(exc), self._secrets)
         message = f"{context}: {clean}"
         try:
             replacement = type(exc)(message)
@@ -434,6 +430,17 @@ class DatabasePool:
         if str(replacement) != message:
             replacement = RuntimeError(message)
         return replacement
+
+    def _leaks(self, exc: BaseException) -> bool:
+        seen: set[int] = set()
+        current: BaseException | None = exc
+        while current is not None and id(current) not in seen and len(seen) < 16:
+            seen.add(id(current))
+            texts = [str(current), *(repr(arg) for arg in current.args)]
+            if any(scrub(t, self._secrets) != t for t in texts):
+                return True
+            current = current.__cause__ or current.__context__
+        return False
 
     # -- shortcuts -------------------------------------------------------------------------
 
