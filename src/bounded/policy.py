@@ -140,14 +140,17 @@ def _timeout_layer(seconds: float, inner: Layer) -> Layer:
     return timeout
 
 
-def _context_layer(cm: AbstractAsyncContextManager[Any], inner: Layer) -> Layer:
-    if inner is _direct:
+def _context_layer(cms: list[AbstractAsyncContextManager[Any]], inner: Layer) -> Layer:
+    """Enter `cms` in order around `inner` (two nested in one coroutine: one frame less)."""
+    if len(cms) == 2:
+        outer_cm, inner_cm = cms
 
-        async def guarded_fn(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            async with cm:
-                return await fn(*args, **kwargs)
+        async def guarded2(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            async with outer_cm, inner_cm:
+                return await inner(fn, args, kwargs)
 
-        return guarded_fn
+        return guarded2
+    (cm,) = cms
 
     async def guarded(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async with cm:
@@ -160,13 +163,13 @@ def _breaker_layer(breaker: CircuitBreaker, inner: Layer) -> Layer:
     call = breaker.call
     if inner is _direct:
 
-        async def broken_fn(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return await call(fn, *args, **kwargs)
+        def broken_fn(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+            return call(fn, *args, **kwargs)
 
         return broken_fn
 
-    async def broken(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return await call(inner, fn, args, kwargs)
+    def broken(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return call(inner, fn, args, kwargs)
 
     return broken
 
@@ -174,8 +177,8 @@ def _breaker_layer(breaker: CircuitBreaker, inner: Layer) -> Layer:
 def _retry_layer(retry: Retry, inner: Layer) -> Layer:
     run = retry._run
 
-    async def retried(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return await run(inner, (fn, args, kwargs), {}, None)
+    def retried(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        return run(inner, (fn, args, kwargs), {}, None)
 
     return retried
 
@@ -259,10 +262,9 @@ class Policy:
         layer: Layer = _direct
         if self._timeout is not None:
             layer = _timeout_layer(self._timeout, layer)
-        if self._bulkhead is not None:
-            layer = _context_layer(self._bulkhead, layer)
-        if self._rate_limiter is not None:
-            layer = _context_layer(self._rate_limiter, layer)
+        cms = [cm for cm in (self._rate_limiter, self._bulkhead) if cm is not None]
+        if cms:
+            layer = _context_layer(cms, layer)
         if self._breaker is not None:
             layer = _breaker_layer(self._breaker, layer)
         if self._deadline is not None:
