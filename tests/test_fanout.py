@@ -169,6 +169,22 @@ async def test_gather_cancels_tasks_passed_in() -> None:
     assert sorted(p.cancelled) == [0, 1, 2]
 
 
+@pytest.mark.looptime
+async def test_gather_task_passed_in_failing_early_fails_at_once() -> None:
+    p = Probe()
+
+    async def boom() -> int:
+        await asyncio.sleep(1)
+        raise KeyError("early")
+
+    slow = p.call(0, delay=10)
+    failing = asyncio.create_task(boom())
+    with pytest.raises(KeyError):
+        await bounded.gather(slow, failing, limit=1)  # no worker ever awaits `failing`
+    assert asyncio.get_running_loop().time() == pytest.approx(1.0)
+    assert p.cancelled == [0]
+
+
 async def test_gather_child_cancelled_error_is_a_failure() -> None:
     async def self_cancel() -> int:
         raise asyncio.CancelledError

@@ -193,7 +193,7 @@ async def test_spawn_wait_cancelled_waiter_passes_room_on() -> None:
     w1.cancel()  # ... which is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):
         await w1
-    t2 = await w2  # the room went on to w2 instead of leaking
+    t2 = await asyncio.wait_for(w2, 10)  # the room went on to w2 instead of leaking
     assert len(tm) == 1
     await t2
     assert len(tm) == 0

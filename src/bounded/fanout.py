@@ -229,6 +229,20 @@ async def gather(
                 results[i] = await aw
 
     pool = _Pool(worker, limit)
+    watched: list[asyncio.Future[Any]] = []
+    if not return_exceptions:
+        # Futures passed in run already: one that fails before a worker reaches it
+        # fails the call at once, as with asyncio.gather.
+        def on_future_done(fut: asyncio.Future[Any]) -> None:
+            if not pool.failed:
+                exc = _CancelledError() if fut.cancelled() else fut.exception()
+                if exc is not None:
+                    pool.fail(exc)
+
+        for aw in aws:
+            if asyncio.isfuture(aw):
+                aw.add_done_callback(on_future_done)
+                watched.append(aw)
     try:
         await pool.run()
     except BaseException:
@@ -236,6 +250,9 @@ async def gather(
         if await _wait_all(_discard(a for _, a in it)):
             raise _CancelledError from None
         raise
+    finally:
+        for fut in watched:
+            fut.remove_done_callback(on_future_done)
     return results
 
 
