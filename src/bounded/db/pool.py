@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 
@@ -72,6 +72,8 @@ _SCRUB_FILTER = _ScrubSecrets()
 for _name in ("asyncpg", "asyncpg.pool", "asyncpg.connection"):
     logging.getLogger(_name).addFilter(_SCRUB_FILTER)
 
+# Hold times are sampled on one acquire in eight (a clock read each side is not free).
+_HOLD_SAMPLE_MASK = 7
 # How much one new hold time moves the running mean used for `retry_after`.
 _HOLD_EWMA = 0.2
 
@@ -333,27 +335,12 @@ class DatabasePool:
         """``async with pool.connection() as conn``: hold one connection for the block."""
         return _ConnectionContext(self)
 
-    async def _acquire(self) -> Any:
-        pool = self._pool
-        if pool is None or self._closing:
-            raise RuntimeError(f"database pool {self.name!r} is not open")
-        # Run asyncpg's acquire by hand up to its first suspension: with an idle connection
-        # it finishes at once, and the deadline timer (the costliest part) is skipped.
-        steps = pool.acquire().__await__()
-        try:
-            pending = steps.send(None)
-        except StopIteration as done:
-            con = done.value
-        except Exception as exc:
-            clean = self._scrubbed(exc, f"pool {self.name!r} cannot connect")
-            if clean is exc:
-                raise
-            raise clean from None
-        else:
-            con = await self._wait(steps, pending)
-        self._in_use += 1
-        self._acquired_total += 1
-        return con
+    def _raise_clean(self, exc: BaseException) -> NoReturn:
+        """Re-raise `exc` as it is, or as a copy without the secret it quotes."""
+        clean = self._scrubbed(exc, f"pool {self.name!r} cannot connect")
+        if clean is exc:
+            raise exc
+        raise clean from None
 
     async def _wait(self, steps: Generator[Any, None, Any], pending: Any) -> Any:
         """Finish an acquire that had to wait (for a free connection, or a new one)."""
@@ -374,10 +361,7 @@ class DatabasePool:
                 ) from None
             raise
         except Exception as exc:
-            clean = self._scrubbed(exc, f"pool {self.name!r} cannot connect")
-            if clean is exc:
-                raise
-            raise clean from None
+            self._raise_clean(exc)
         finally:
             self._waiting -= 1
         observer = self.wait_observer
@@ -385,13 +369,12 @@ class DatabasePool:
             observer(loop.time() - started)
         return con
 
-    async def _release(self, con: Any, held_since: float, failure: BaseException | None) -> None:
-        # Counted free from here: asyncpg hands the connection to the next waiter as soon as
-        # its reset is done, possibly before this coroutine resumes.
-        self._in_use -= 1
-        if held_since:
-            held = asyncio.get_running_loop().time() - held_since
-            self._hold_mean += _HOLD_EWMA * (held - self._hold_mean)
+    def _hold_sample(self, held_since: float) -> None:
+        held = asyncio.get_running_loop().time() - held_since
+        self._hold_mean += _HOLD_EWMA * (held - self._hold_mean)
+
+    async def _release_after(self, con: Any, failure: BaseException | None) -> None:
+        """Give `con` back (already counted free) after the holder's block failed."""
         pool = self._pool
         if pool is None:
             return
@@ -402,14 +385,17 @@ class DatabasePool:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # asyncpg has already dropped the broken connection; the caller's work is done
-            # (or its own exception is on the way), so a failed reset is not its problem.
-            if failure is None:
-                logger.warning(
-                    "database pool %r: dropped a connection that failed on release: %s",
-                    self.name,
-                    scrub(f"{type(exc).__name__}: {exc}", self._secrets),
-                )
+            # The caller's own exception is on the way: the failed reset is secondary.
+            logger.debug("database pool %r: release after a failure: %r", self.name, type(exc))
+
+    def _release_failed(self, exc: BaseException) -> None:
+        # asyncpg has already dropped the broken connection and the caller's work is done,
+        # so a failed reset is not the caller's problem.
+        logger.warning(
+            "database pool %r: dropped a connection that failed on release: %s",
+            self.name,
+            scrub(f"{type(exc).__name__}: {exc}", self._secrets),
+        )
 
     def _retry_after(self) -> float:
         # Queue ahead of us drains at about max_size connections per mean hold time.
@@ -538,9 +524,27 @@ class _ConnectionContext:
     async def __aenter__(self) -> Any:
         if self._con is not None:
             raise RuntimeError("this connection context is already in use")
-        self._con = await self._pool._acquire()
-        self._held_since = asyncio.get_running_loop().time()
-        return self._con
+        owner = self._pool
+        pool = owner._pool
+        if pool is None or owner._closing:
+            raise RuntimeError(f"database pool {owner.name!r} is not open")
+        # Run asyncpg's acquire by hand up to its first suspension: with an idle connection
+        # it finishes at once, and the deadline timer (the costliest part) is never armed.
+        steps = pool.acquire().__await__()
+        try:
+            pending = steps.send(None)
+        except StopIteration as done:
+            con = done.value
+        except Exception as exc:
+            owner._raise_clean(exc)
+        else:
+            con = await owner._wait(steps, pending)
+        owner._in_use += 1
+        owner._acquired_total += 1
+        if not owner._acquired_total & _HOLD_SAMPLE_MASK:
+            self._held_since = asyncio.get_running_loop().time()
+        self._con = con
+        return con
 
     async def __aexit__(
         self,
@@ -549,4 +553,20 @@ class _ConnectionContext:
         tb: TracebackType | None,
     ) -> None:
         con, self._con = self._con, None
-        await self._pool._release(con, self._held_since, exc)
+        owner = self._pool
+        # Counted free from here: asyncpg hands the connection to the next waiter as soon
+        # as its reset is done, possibly before this coroutine resumes.
+        owner._in_use -= 1
+        if self._held_since:
+            owner._hold_sample(self._held_since)
+            self._held_since = 0.0
+        pool = owner._pool
+        if exc is not None or pool is None:
+            await owner._release_after(con, exc)
+            return
+        try:
+            await pool.release(con)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            owner._release_failed(error)
