@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from bench._harness import Row, Section, Target, Timed, calibrate, interleaved, now_ns, ratio_rows
+from bench._harness import Row, Section, Target, Timed, calibrate, now_ns
 from bounded.db import DatabasePool, redact_dsn
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -65,14 +65,16 @@ def _calls(fn: Callable[[], Awaitable[Any]]) -> Timed:
     return timed
 
 
-async def _paired_ratio(a: Timed, b: Timed, rounds: int = 21) -> tuple[float, float, float]:
+async def _paired_ratio(
+    a: Timed, b: Timed, rounds: int = 101, sample_ns: int = 4_000_000
+) -> tuple[float, float, float]:
     """Median ns/op of `a` and `b`, and the median of their per-round ratios b/a.
 
     Each round times a then b, or b then a (alternating), back to back: a ratio taken
     within a round cancels the drift of a shared, busy machine that medians taken
     separately keep.
     """
-    n = await calibrate(a, 30_000_000)
+    n = await calibrate(a, sample_ns)
     await a(min(n, 500))
     await b(min(n, 500))
     per_a: list[float] = []
@@ -109,24 +111,17 @@ async def _measure(dsn: str) -> Section:
     await ours.open()
     await ours_nr.open()
     try:
-        raw_ns, ours_ns, ratio = await _paired_ratio(
-            _loop(raw.acquire), _loop(ours.connection), rounds=31
-        )
+        raw_ns, ours_ns, ratio = await _paired_ratio(_loop(raw.acquire), _loop(ours.connection))
         nr_raw_ns, nr_ours_ns, nr_ratio = await _paired_ratio(
             _loop(raw_nr.acquire), _loop(ours_nr.connection)
         )
         _, timeout_ns, timeout_ratio = await _paired_ratio(
-            _loop(raw.acquire), _loop(lambda: raw.acquire(timeout=10.0)), rounds=11
+            _loop(raw.acquire), _loop(lambda: raw.acquire(timeout=10.0)), rounds=41
         )
-        query = await interleaved(
-            {
-                "asyncpg.Pool.fetchval('select 1')": _calls(lambda: raw.fetchval("select 1")),
-                "bounded.DatabasePool.fetchval('select 1')": _calls(
-                    lambda: ours.fetchval("select 1")
-                ),
-            },
-            rounds=7,
-            target_ns=100_000_000,
+        q_raw_ns, q_ours_ns, q_ratio = await _paired_ratio(
+            _calls(lambda: raw.fetchval("select 1")),
+            _calls(lambda: ours.fetchval("select 1")),
+            rounds=41,
         )
     finally:
         await ours.close()
@@ -145,7 +140,6 @@ async def _measure(dsn: str) -> Section:
             "bounded.DatabasePool: async with pool.connection()",
             ours_ns,
             ratio,
-            note="ratio: median of paired rounds",
         ),
     ]
     rows += [
@@ -154,10 +148,13 @@ async def _measure(dsn: str) -> Section:
             "bounded.DatabasePool, no reset query: async with pool.connection()",
             nr_ours_ns,
             nr_ratio,
-            note=f"client-side cost only: +{nr_ours_ns - nr_raw_ns:,.0f} ns/op",
+            note=f"client-side cost only: about {nr_raw_ns * (nr_ratio - 1):+,.0f} ns/op",
         ),
     ]
-    rows += ratio_rows(dict(query), "asyncpg.Pool.fetchval('select 1')")
+    rows += [
+        Row("asyncpg.Pool.fetchval('select 1')", q_raw_ns, 1.0),
+        Row("bounded.DatabasePool.fetchval('select 1')", q_ours_ns, q_ratio),
+    ]
     return Section(
         title="Database pool: acquire + release, and a trivial query",
         unit="ns/op",
@@ -171,6 +168,8 @@ async def _measure(dsn: str) -> Section:
             )
         ],
         notes=[
+            "ratios: median over 41-101 back-to-back pairs of short samples (order "
+            "alternating), which cancels the drift of a busy machine.",
             f"server: {redact_dsn(dsn)}; one task, so no acquire ever waits. asyncpg resets "
             "the connection on release (one round trip), which dominates both; the two pools "
             "talk to different server processes, so on a busy machine single runs move by "
