@@ -34,6 +34,7 @@ __all__ = [
     "HttpClient",
     "HttpClientStats",
     "RetryableHTTPError",
+    "classify",
     "is_retryable_status",
     "parse_retry_after",
 ]

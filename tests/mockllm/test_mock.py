@@ -296,3 +296,22 @@ def test_cli_help() -> None:
     assert result.exit_code == 0
     for option in ("--port", "--rpm", "--capacity", "--error-rate"):
         assert option in result.output
+
+
+async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx.AsyncClient) -> None:
+    config = MockConfig(
+        latency_base=0, latency_per_token=0.05, output_tokens=40, capacity=1, max_concurrency=1
+    )
+    async with MockLLMServer(config) as srv:
+        async with http.stream("POST", srv.url + OPENAI, json=body(stream=True)) as r:
+            async for _ in r.aiter_lines():
+                break  # first chunk only, then hang up
+        assert srv.state.gate.in_service <= 1
+        async with asyncio.timeout(5):
+            while srv.state.gate.in_service:
+                await asyncio.sleep(0.01)
+        srv.update(latency_per_token=0.0)
+        r2 = await http.post(srv.url + OPENAI, json=body(stream=True))
+        assert r2.status_code == 200
+        assert r2.text.endswith("data: [DONE]\n\n")
+        assert srv.state.gate.in_service == 0

@@ -424,9 +424,7 @@ async def _chat_inner(request: Request, state: MockState, provider: Provider) ->
                 else _anthropic_stream(model, text, usage, truncated, first, per_token)
             )
             released = True  # the stream releases the slot when it ends
-            return StreamingResponse(
-                _release_after(events, state.gate), media_type="text/event-stream", headers=headers
-            )
+            return _GatedStream(events, state.gate, headers)
         await asyncio.sleep(first + per_token * output_tokens)
         if provider == "openai":
             payload: dict[str, Any] = {
@@ -463,12 +461,20 @@ async def _chat_inner(request: Request, state: MockState, provider: Provider) ->
         release()
 
 
-async def _release_after(events: AsyncIterator[str], gate: CapacityGate) -> AsyncIterator[str]:
-    try:
-        async for event in events:
-            yield event
-    finally:
-        gate.release()
+class _GatedStream(StreamingResponse):
+    """A streaming response that frees its capacity slot however the stream ends."""
+
+    def __init__(
+        self, content: AsyncIterator[str], gate: CapacityGate, headers: dict[str, str]
+    ) -> None:
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._gate.release()
 
 
 def _sse(data: Any, event: str | None = None) -> str:
