@@ -653,7 +653,6 @@ class _Checker:
         frame.finally_depth -= 1
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
-        frame = self.frame
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
@@ -666,7 +665,6 @@ class _Checker:
             self.visit(expr)
             if item.optional_vars is not None:
                 self.visit(item.optional_vars)
-        del frame
         self.visit_all(node.body)
 
     # --- statements ------------------------------------------------------------------
@@ -709,8 +707,10 @@ class _Checker:
             if isinstance(target, ast.Name):
                 if isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp):
                     self.frame.collections[target.id] = (value, False)
-                elif target.id == "_" and isinstance(inner, ast.Call):
-                    self._check_dropped_task(inner)
+                else:
+                    self.frame.collections.pop(target.id, None)
+                    if target.id == "_" and isinstance(inner, ast.Call):
+                        self._check_dropped_task(inner)
             else:
                 # storing a local resource on an object hands it over
                 self._mark_escaped(value)
