@@ -99,16 +99,19 @@ class SlidingWindow:
         self._record(cost, now)
 
     def refund(self, cost: float, now: float) -> None:
+        # Taken from the oldest entries: windows that hold both the refunded entry and
+        # an older one count the same total either way; windows that hold only the
+        # newer one count more. So a refund never makes a later window undercount.
         self._expire(now)
         log = self._log
         while cost > 0 and log:
-            newest = log[-1]
-            taken = min(cost, newest[1])
-            newest[1] -= taken
+            oldest = log[0]
+            taken = min(cost, oldest[1])
+            oldest[1] -= taken
             self._used -= taken
             cost -= taken
-            if newest[1] <= 0:
-                log.pop()
+            if oldest[1] <= 0:
+                log.popleft()
 
     def throttle(self, remaining: float, reset_after: float, now: float) -> None:
         self._expire(now)

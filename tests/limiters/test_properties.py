@@ -1,0 +1,180 @@
+"""Invariants under random schedules (Hypothesis), each example on a virtual-time loop.
+
+- Bulkhead: a grant never takes in_use above the limit of the moment, in_use always
+  equals the number of real holders (no leaked or lost permit), and once holders let go
+  every surviving waiter is served (nobody stranded).
+- RateLimiter: whatever the arrival times, costs and cancellations, the admissions that
+  callers saw never break the algorithm's window guarantee, and the queue drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import looptime
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bounded import Bulkhead, RateLimiter
+from tests.limiters.windows import most_in_window, worst_gcra_excess
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def run_virtual(coro: Coroutine[Any, Any, None]) -> None:
+    loop = looptime.new_event_loop(start=0)
+    try:
+        # A stranded waiter fails the example instead of hanging it.
+        loop.run_until_complete(asyncio.wait_for(coro, timeout=10_000))
+    finally:
+        loop.close()
+
+
+bulkhead_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("spawn"), st.integers(0, 0)),
+        st.tuples(st.just("cancel"), st.integers(0, 50)),
+        st.tuples(st.just("release"), st.integers(0, 50)),
+        # release (which grants the oldest waiter at once), then cancel that waiter
+        # before it runs: the grant-then-cancel race
+        st.tuples(st.just("release_cancel"), st.integers(0, 50)),
+        st.tuples(st.just("resize"), st.integers(1, 6)),
+        st.tuples(st.just("sleep"), st.integers(1, 3)),
+    ),
+    max_size=60,
+)
+
+
+@SETTINGS
+@given(
+    limit=st.integers(1, 5),
+    max_queue=st.one_of(st.none(), st.integers(0, 8)),
+    max_wait=st.one_of(st.none(), st.sampled_from([0.0, 0.5, 2.0])),
+    ops=bulkhead_ops,
+)
+def test_bulkhead_never_exceeds_never_leaks_never_strands(
+    limit: int, max_queue: int | None, max_wait: float | None, ops: list[tuple[str, int]]
+) -> None:
+    async def scenario() -> None:
+        bh = Bulkhead(limit, max_queue=max_queue, max_wait=max_wait)
+        holders: list[asyncio.Event] = []  # set one to make its holder let go
+        tasks: list[asyncio.Task[None]] = []
+        holding: set[asyncio.Task[None] | None] = set()
+        violations: list[str] = []
+
+        async def worker() -> None:
+            await bh.acquire()
+            holding.add(asyncio.current_task())  # type: ignore[arg-type]
+            if bh.in_use > bh.limit:
+                violations.append(f"granted at in_use={bh.in_use} > limit={bh.limit}")
+            released = asyncio.Event()
+            holders.append(released)
+            try:
+                await released.wait()
+            finally:
+                if released in holders:  # cancelled while holding: release on the way out
+                    holders.remove(released)
+                    bh.release()
+
+        def release(index: int) -> None:
+            released = holders.pop(index % len(holders))
+            bh.release()  # synchronously grants the oldest waiter, if any
+            released.set()
+
+        for op, arg in ops:
+            if op == "spawn":
+                tasks.append(asyncio.create_task(worker()))
+            elif op == "cancel" and tasks:
+                tasks[arg % len(tasks)].cancel()
+            elif op == "release" and holders:
+                release(arg)
+            elif op == "release_cancel" and holders:
+                release(arg)
+                waiting = [t for t in tasks if not t.done() and t not in holding]
+                if waiting:
+                    waiting[0].cancel()
+            elif op == "resize":
+                bh.limit = arg
+            elif op == "sleep":
+                await asyncio.sleep(arg * 0.4)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert bh.in_use == len(holders), "a permit leaked or was lost"
+            assert not violations, violations
+
+        # Let everything go: every surviving waiter must get its turn.
+        while any(not t.done() for t in tasks):
+            while holders:
+                release(0)
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert not violations, violations
+        stats = bh.stats()
+        assert (stats.in_use, stats.queued) == (0, 0)
+
+    run_virtual(scenario())
+
+
+arrivals = st.lists(
+    st.tuples(
+        st.floats(0, 3, allow_nan=False),  # arrival time
+        st.integers(1, 5),  # cost
+        st.one_of(st.none(), st.floats(0, 3, allow_nan=False)),  # cancel after
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@SETTINGS
+@given(
+    algorithm=st.sampled_from(["gcra", "sliding_window"]),
+    rate=st.sampled_from([5.0, 10.0, 50.0]),
+    per=st.sampled_from([0.5, 1.0]),
+    burst=st.integers(5, 10),
+    requests=arrivals,
+)
+def test_rate_guarantee_holds_under_random_arrivals_costs_and_cancellation(
+    algorithm: str,
+    rate: float,
+    per: float,
+    burst: int,
+    requests: list[tuple[float, int, float | None]],
+) -> None:
+    async def scenario() -> None:
+        limiter = RateLimiter(
+            rate,
+            per,
+            burst=burst,
+            algorithm=algorithm,  # type: ignore[arg-type]
+        )
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times: list[float] = []
+        costs: list[float] = []
+
+        async def request(at: float, cost: int) -> None:
+            await asyncio.sleep(at)
+            await limiter.acquire(cost)
+            times.append(loop.time() - start)
+            costs.append(cost)
+
+        tasks = []
+        for at, cost, cancel_after in requests:
+            if cost > limiter.burst:
+                continue
+            task = asyncio.create_task(request(at, cost))
+            tasks.append(task)
+            if cancel_after is not None:
+                loop.call_later(at + cancel_after, task.cancel)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+        if algorithm == "gcra":
+            assert worst_gcra_excess(times, costs, burst, rate / per) <= 1e-6
+        else:
+            assert most_in_window(times, costs, per) <= rate
+        assert limiter.stats().queued == 0
+
+    run_virtual(scenario())
