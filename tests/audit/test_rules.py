@@ -167,3 +167,29 @@ def test_deeply_nested_generated_code_is_checked_not_crashed() -> None:
     assert got == [(3, "BND005")]
     too_deep = "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"
     assert [f.code for f in check_source(too_deep, "app/gen2.py")] == ["BND000"]
+
+
+def test_real_code_is_checked_without_errors() -> None:
+    """The standard library's async and networking packages: no crash, sane positions."""
+    import asyncio
+    import email
+    import http
+    import json
+    import logging
+
+    from bounded.audit import RULES
+
+    files = [
+        p
+        for module in (asyncio, email, http, json, logging)
+        for p in Path(module.__file__).parent.rglob("*.py")  # type: ignore[arg-type]
+    ]
+    assert len(files) > 50
+    for path in files:
+        data = path.read_bytes()
+        lines = data.count(b"\n") + 1
+        for finding in check_source(data, str(path)):
+            assert finding.code in RULES
+            assert finding.code != "BND000", finding
+            assert 1 <= finding.line <= lines
+            assert finding.column >= 1
