@@ -527,10 +527,10 @@ async def _check_run(kind: str, items: list[Item], limit: int, return_exceptions
         if kind == "gather":
             coros = [call(i) for i in range(len(items))]
             out = await bounded.gather(*coros, limit=limit, return_exceptions=return_exceptions)
-        elif kind == "map":
-            out = await bounded.map(
-                call, range(len(items)), limit=limit, return_exceptions=return_exceptions
-            )
+        elif kind in ("map", "map-iter"):
+            # A range is sized (result list allocated up front), an iterator is not.
+            source = range(len(items)) if kind == "map" else iter(range(len(items)))
+            out = await bounded.map(call, source, limit=limit, return_exceptions=return_exceptions)
         else:
             async with bounded.stream(
                 call,
@@ -564,7 +564,7 @@ async def _check_run(kind: str, items: list[Item], limit: int, return_exceptions
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    kind=st.sampled_from(["gather", "map", "stream"]),
+    kind=st.sampled_from(["gather", "map", "map-iter", "stream"]),
     items=st.lists(
         st.tuples(st.integers(0, 4), st.integers(0, 9).map(lambda x: x == 0)), max_size=30
     ),

@@ -211,7 +211,8 @@ async def gather(
 
         async def worker() -> None:
             for i, aw in it:
-                pool.spawn()
+                if pool.started < limit:
+                    pool.spawn()
                 try:
                     results[i] = await aw
                 except Exception as exc:
@@ -225,7 +226,8 @@ async def gather(
 
         async def worker() -> None:
             for i, aw in it:
-                pool.spawn()
+                if pool.started < limit:
+                    pool.spawn()
                 results[i] = await aw
 
     pool = _Pool(worker, limit)
@@ -322,14 +324,19 @@ async def map(
                     results[i] = await fn(x)
 
     else:
-        it = iter(items)
+        # Inputs of known length get the result list allocated once, up front.
+        grow = type(items) not in (list, tuple, range)
+        if not grow:
+            results = [None] * len(items)  # type: ignore[arg-type]
+        it = enumerate(items)
         if return_exceptions:
 
             async def worker() -> None:
-                for x in it:
-                    i = len(results)
-                    results.append(None)
-                    pool.spawn()
+                for i, x in it:
+                    if grow:
+                        results.append(None)
+                    if pool.started < limit:
+                        pool.spawn()
                     try:
                         results[i] = await fn(x)
                     except Exception as exc:
@@ -342,10 +349,11 @@ async def map(
         else:
 
             async def worker() -> None:
-                for x in it:
-                    i = len(results)
-                    results.append(None)
-                    pool.spawn()
+                for i, x in it:
+                    if grow:
+                        results.append(None)
+                    if pool.started < limit:
+                        pool.spawn()
                     results[i] = await fn(x)
 
     pool = _Pool(worker, limit)
