@@ -748,6 +748,8 @@ class _Checker:
         value = node.value
         if isinstance(value, ast.Call):
             self._check_dropped_task(value)
+        elif isinstance(value, ast.ListComp | ast.SetComp) and isinstance(value.elt, ast.Call):
+            self._check_dropped_task(value.elt)  # [create_task(f(x)) for x in xs] as a statement
         self.visit(value)
 
     def visit_Return(self, node: ast.Return) -> None:
@@ -923,6 +925,16 @@ class _Checker:
                     f"{text}.{attr}() overrides the circuit breaker outside tests",
                 )
         # BND009: loop.create_task(...) handled in _check_dropped_task
+        # BND005: requests.Session().get(...) in one expression
+        if (
+            isinstance(receiver, ast.Call)
+            and attr in _REQUESTS_VERBS
+            and self._in_async()
+            and self.kind_of_value(receiver) == "sync_client:requests.Session"
+        ):
+            self.report(
+                node, "BND005", f"requests.Session.{attr}() is blocking HTTP inside async def"
+            )
         # BND005: methods of sync clients made elsewhere
         if self._in_async():
             root = _root_name(func)
