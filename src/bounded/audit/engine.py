@@ -784,12 +784,17 @@ class _Checker:
         frame = self.frame
         if q is not None:
             self._check_qualified_call(node, q, frame)
+        name = None
         if isinstance(func, ast.Attribute):
             self._check_method_call(node, func, frame)
+            if isinstance(func.value, ast.Name) and func.value.id in ("self", "cls"):
+                name = func.attr
         elif isinstance(func, ast.Name):
             name = func.id
-            if name[0] == "_" or "raw" in name or "impl" in name or "unprotected" in name:
-                self.twin_calls.append((node, name, frame.name))
+        if name is not None and (
+            name[0] == "_" or "raw" in name or "impl" in name or "unprotected" in name
+        ):
+            self.twin_calls.append((node, name, frame.name))
         # ownership transfer: resources passed to another call are owned by it
         for arg in node.args:
             inner = arg.value if isinstance(arg, ast.Await | ast.Starred) else arg
