@@ -1,6 +1,7 @@
 """LLM throughput against the mock provider: client limits vs server limits, header resync.
 
-Two scenarios, each against its own in-process mock server on 127.0.0.1:
+Two scenarios, each against its own mock server (`bounded mock-llm` in a child process,
+like a remote provider) on 127.0.0.1:
 
 (a) the client's `ProviderLimits` equal the server's limit of N requests per window:
     throughput should be >= 99% of N with zero 429s;
@@ -8,7 +9,8 @@ Two scenarios, each against its own in-process mock server on 127.0.0.1:
     resync from the rate-limit headers should keep 429s under 1% of requests.
 
 The window is scaled down (default 10 s instead of 60 s, N=100 per window: the same
-600 requests per minute) so each of the three runs takes about 30 s. Run: ``python -m bench.llm``
+600 requests per minute) so each of the four runs (the last a control with header
+resync off) takes about 30 s. Run: ``python -m bench.llm``
 (options: ``--window``, ``--n``, ``--duration``, ``--workers``) or ``python -m bench llm``.
 """
 
@@ -16,8 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from bench._harness import Row, Section, Target
 
@@ -41,6 +47,7 @@ class Outcome:
     rate_limited: int  # 429 answers
     sent_after_first: int
     rate_limited_after_first: int
+    failed: int  # calls that gave up after the retries
 
     @property
     def per_window(self) -> float:
@@ -58,6 +65,71 @@ class Outcome:
         return self.rate_limited_after_first / max(1, self.sent_after_first)
 
 
+@contextlib.asynccontextmanager
+async def _mock_server(
+    config: Any, *, in_process: bool
+) -> AsyncIterator[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]]:
+    """The mock provider's base URL and a function returning its /admin/stats."""
+    from bounded.mockllm import MockLLMServer
+
+    if in_process:
+        async with MockLLMServer(config) as srv:
+
+            async def local_stats() -> dict[str, Any]:
+                return srv.state.stats()
+
+            yield srv.url, local_stats
+        return
+    import httpx
+
+    with socket.socket() as sock:  # a free port for the child (tiny race, fine on loopback)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--port", str(port), "--log-level", "warning", "--window", str(config.window)]
+    args += ["--rpm", str(config.rpm), "--latency", str(config.latency_base)]
+    args += ["--jitter", str(config.latency_jitter)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from bounded.cli import main; main()",
+        "mock-llm",
+        *args,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as admin:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        await admin.get("/health")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+
+            async def remote_stats() -> dict[str, Any]:
+                stats: dict[str, Any] = (await admin.get("/admin/stats")).json()
+                return stats
+
+            yield url, remote_stats
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def _deaf_limits() -> type[Any]:
+    """Control: `ProviderLimits` that ignore the rate-limit headers."""
+    from bounded.llm import ProviderLimits
+
+    class DeafLimits(ProviderLimits):
+        __slots__ = ()
+
+        def update_from_headers(self, headers: Mapping[str, str]) -> None:
+            return None
+
+    return DeafLimits
+
+
 async def measure(
     *,
     provider: Literal["openai", "anthropic"] = "openai",
@@ -67,24 +139,30 @@ async def measure(
     duration: float = DURATION,
     workers: int = WORKERS,
     latency: float = 0.02,
+    resync: bool = True,
+    in_process: bool = False,
 ) -> Outcome:
-    """Run `workers` callers through one `ChatClient` for `duration` seconds."""
+    """Run `workers` callers through one `ChatClient` for `duration` seconds.
+
+    The mock runs in its own process (as a remote provider would), or in this event
+    loop with `in_process`.
+    """
+    from bounded.http import RetryableHTTPError
     from bounded.llm import ChatClient, ProviderLimits
-    from bounded.mockllm import MockConfig, MockLLMServer
+    from bounded.mockllm import MockConfig
 
     config = MockConfig(
         rpm=server_limit, window=window, latency_base=latency, latency_jitter=latency
     )
-    async with MockLLMServer(config) as srv:
-        limits = ProviderLimits(rpm=client_limit, period=window, name=provider)
+    async with _mock_server(config, in_process=in_process) as (url, server_stats):
+        cls = ProviderLimits if resync else _deaf_limits()
+        limits = cls(rpm=client_limit, period=window, name=provider)
         if provider == "openai":
             chat = ChatClient.openai(
-                api_key="mock", base_url=srv.url + "/v1", model="mock", limits=limits
+                api_key="mock", base_url=url + "/v1", model="mock", limits=limits
             )
         else:
-            chat = ChatClient.anthropic(
-                api_key="mock", base_url=srv.url, model="mock", limits=limits
-            )
+            chat = ChatClient.anthropic(api_key="mock", base_url=url, model="mock", limits=limits)
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + duration
@@ -93,24 +171,30 @@ async def measure(
 
         async def snapshots() -> None:
             await asyncio.sleep(start + window - loop.time())
-            stats = srv.state.stats()
+            stats = await server_stats()
             first_window["sent"] = stats.get("requests_total", 0)
             first_window["429"] = stats["statuses"].get("429", 0)
             await asyncio.sleep(deadline - loop.time())
-            at_deadline["200"] = srv.state.stats()["statuses"].get("200", 0)
+            at_deadline["200"] = (await server_stats())["statuses"].get("200", 0)
+
+        failed = 0
 
         async def worker(i: int) -> None:
+            nonlocal failed
             n = 0
             while loop.time() < deadline:
                 n += 1
-                await chat.complete(f"worker {i} call {n}", max_tokens=16)
+                try:
+                    await chat.complete(f"worker {i} call {n}", max_tokens=16)
+                except RetryableHTTPError:
+                    failed += 1  # retries exhausted
 
         async with chat:
             snap = asyncio.create_task(snapshots())
             async with asyncio.timeout(duration + 60):
                 await asyncio.gather(*(worker(i) for i in range(workers)))
             await snap
-        stats = srv.state.stats()
+        stats = await server_stats()
         succeeded = at_deadline["200"]
     sent = stats.get("requests_total", 0)
     limited = stats["statuses"].get("429", 0)
@@ -125,6 +209,7 @@ async def measure(
         rate_limited=limited,
         sent_after_first=sent - first_window["sent"],
         rate_limited_after_first=limited - first_window["429"],
+        failed=failed,
     )
 
 
@@ -132,20 +217,26 @@ async def _one(case: int, window: float, n: int, duration: float, workers: int) 
     common = {"window": window, "duration": duration, "workers": workers, "client_limit": n}
     if case == 0:
         return await measure(server_limit=n, **common)  # type: ignore[arg-type]
-    provider: Literal["openai", "anthropic"] = "openai" if case == 1 else "anthropic"
-    return await measure(provider=provider, server_limit=n // 2, **common)  # type: ignore[arg-type]
+    provider: Literal["openai", "anthropic"] = "anthropic" if case == 2 else "openai"
+    return await measure(
+        provider=provider,
+        server_limit=n // 2,
+        resync=case != 3,
+        **common,  # type: ignore[arg-type]
+    )
 
 
 def sections(
     outcomes: list[Outcome], window: float, n: int, duration: float, workers: int
 ) -> list[Section]:
     """The results as one benchmark table with the issue's two targets."""
-    same, lower_openai, lower_anthropic = outcomes
+    same, lower_openai, lower_anthropic, deaf = outcomes
     rows = []
     for label, o in (
         ("(a) client = server limit, OpenAI headers", same),
         ("(b) server limit = client/2, OpenAI headers", lower_openai),
         ("(b) server limit = client/2, Anthropic headers", lower_anthropic),
+        ("control: (b) with header resync off", deaf),
     ):
         rows.append(
             Row(
@@ -158,6 +249,7 @@ def sections(
                     "429s": str(o.rate_limited),
                     "429s after 1st window": f"{o.rate_limited_after_first} "
                     f"({o.fraction_429_after_first:.2%})",
+                    "calls failed": str(o.failed),
                 },
             )
         )
@@ -189,13 +281,15 @@ def sections(
                 "requests sent",
                 "429s",
                 "429s after 1st window",
+                "calls failed",
             ],
             notes=[
                 "The window is scaled down from 60 s so the run is short; the rates "
                 f"equal {n * 60 / window:g} requests per minute.",
                 "(b) is above 100% of the server's per-window limit because the server's "
                 "bucket starts full (a burst of one window's worth), as the providers' do.",
-                "Mock latency 20-40 ms; default ChatClient retry (5 attempts, full jitter, "
+                "The mock runs as `bounded mock-llm` in a child process; mock latency 20-40 ms; "
+                "default ChatClient retry (5 attempts, full jitter, "
                 "honours retry-after). 429s are counted by the server, retries included.",
             ],
             value_format="{:.1f}",
@@ -206,8 +300,8 @@ def sections(
 def run(
     window: float = WINDOW, n: int = N, duration: float = DURATION, workers: int = WORKERS
 ) -> list[Section]:
-    """Both scenarios, one after the other (about 3 x `duration` seconds)."""
-    outcomes = [asyncio.run(_one(i, window, n, duration, workers)) for i in range(3)]
+    """Both scenarios and a control without resync, one after the other (~4 x `duration`)."""
+    outcomes = [asyncio.run(_one(i, window, n, duration, workers)) for i in range(4)]
     return sections(outcomes, window, n, duration, workers)
 
 
