@@ -31,6 +31,9 @@ BENCHMARKS: list[str] = [
     "fanout",
     "retry",
     "policy",
+    "pool",
+    "llm",
+    "audit",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")
