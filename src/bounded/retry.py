@@ -317,17 +317,7 @@ class Retry:
 
     async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await `fn(*args, **kwargs)`, retrying as configured; return its result."""
-        budget = self._budget
-        if budget is not None:
-            budget.deposit()
-        started = None if self._deadline is None else asyncio.get_running_loop().time()
-        try:
-            return await fn(*args, **kwargs)
-        except Exception as exc:
-            if not self.matches(exc):
-                raise
-            first = exc
-        return await self._again(first, fn, args, kwargs, None, started)
+        return await self._run(fn, args, kwargs, None)
 
     async def _run(
         self,
@@ -336,7 +326,7 @@ class Retry:
         kwargs: dict[str, Any],
         deadline_at: float | None,
     ) -> T:
-        """`call` with an outer absolute deadline (loop time), used by `Policy`."""
+        """`call`, with an outer absolute deadline in loop time (from `Policy`) or None."""
         budget = self._budget
         if budget is not None:
             budget.deposit()
@@ -409,10 +399,10 @@ class Retry:
         """Decorate an async function so every call goes through this retry."""
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"Retry decorates async functions, got {fn!r}")
-        call = self.call
+        run = self._run
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await call(fn, *args, **kwargs)
+            return await run(fn, args, kwargs, None)
 
         return wrapper
