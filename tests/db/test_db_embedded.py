@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -100,3 +105,46 @@ def test_start_embedded_postgres_returns_a_working_dsn() -> None:
         return value
 
     assert asyncio.run(query()) == 7
+
+
+def test_a_killed_owner_leaves_no_server_behind() -> None:
+    """The watchdog stops the server and deletes its directory when its process dies."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from bounded.db.embedded import EmbeddedPostgres\n"
+            "pg = EmbeddedPostgres()\n"
+            "pg.start()\n"
+            "print(pg.data_dir, flush=True)\n"
+            "time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        data_dir = Path(child.stdout.readline().strip())
+        assert (data_dir / "postmaster.pid").exists()
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    finally:
+        child.kill()
+        child.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (data_dir.parent.exists() or _alive(pid)):
+        time.sleep(0.2)
+    assert not _alive(pid)
+    assert not data_dir.parent.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

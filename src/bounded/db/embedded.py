@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
+import subprocess
 import tempfile
 import threading
 import warnings
@@ -24,6 +26,19 @@ from typing import Any
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresUnavailable", "start_embedded_postgres"]
 
 logger = logging.getLogger("bounded.db.embedded")
+
+# Runs beside each server: when this process is gone (killed, or exited without
+# cleaning up), fast-stop the server and delete its temporary directory, so that
+# interrupted test runs do not leave servers behind.
+_WATCHDOG = """
+while kill -0 "$1" 2>/dev/null; do sleep 1; done
+pid=$(head -n 1 "$2/postmaster.pid" 2>/dev/null)
+if [ -n "$pid" ]; then
+  kill -INT "$pid" 2>/dev/null
+  n=0; while kill -0 "$pid" 2>/dev/null && [ $n -lt 50 ]; do sleep 0.2; n=$((n+1)); done
+fi
+if [ -n "$3" ]; then rm -rf "$3"; fi
+"""
 
 
 class EmbeddedPostgresUnavailable(RuntimeError):
@@ -60,6 +75,7 @@ class EmbeddedPostgres:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self._server: Any = None
         self._dsn: str | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -84,6 +100,22 @@ class EmbeddedPostgres:
                 else:
                     self._server.start()
                 self._dsn = str(self._server.get_uri())
+                if self._watchdog is None:
+                    self._watchdog = subprocess.Popen(
+                        [
+                            "sh",
+                            "-c",
+                            _WATCHDOG,
+                            "bounded-pg-watchdog",
+                            str(os.getpid()),
+                            str(self.data_dir),
+                            str(self._tmp or ""),
+                        ],
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
             except Exception as exc:
                 log = self.data_dir / "log"
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -118,6 +150,10 @@ class EmbeddedPostgres:
     def close(self) -> None:
         """Stop the server and delete its data if this object created the directory."""
         self.stop()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.terminate()
+            watchdog.wait()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
