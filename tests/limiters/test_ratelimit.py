@@ -192,3 +192,40 @@ async def test_wait_observer_sees_only_waits() -> None:
 def test_constructor_names_the_bad_argument(kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         RateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+async def test_throttle_to_zero_right_after_an_admission_still_waits_for_the_reset(
+    algorithm: str,
+) -> None:
+    # The bucket is exactly empty when the server's "0 left, reset in 0.75 s" arrives:
+    # the limiter must wait for the server's reset, not only for its own refill.
+    limiter = RateLimiter(10, 1.0, algorithm=algorithm)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    for _ in range(1 if algorithm == "gcra" else 10):
+        await limiter.acquire()
+    if algorithm == "sliding_window":
+        await asyncio.sleep(0.5)  # its own window frees at t=1.0, before the server's reset
+    assert limiter.stats().available == 0
+    limiter.throttle(remaining=0, reset_after=0.75)
+    start = loop.time()
+    await asyncio.wait_for(limiter.acquire(), 60)
+    assert loop.time() - start == pytest.approx(0.75, abs=1e-5)
+
+
+async def test_throttle_keeps_the_window_full_until_the_reset() -> None:
+    # Entries admitted at t=0 would expire at t=1.0, but the server resets at t=1.5.
+    limiter = RateLimiter(10, 1.0, algorithm="sliding_window")
+    loop = asyncio.get_running_loop()
+    for _ in range(10):
+        await limiter.acquire()
+    await asyncio.sleep(0.5)
+    limiter.throttle(remaining=2, reset_after=1.0)
+    start = loop.time()
+    times = []
+    for _ in range(3):
+        await asyncio.wait_for(limiter.acquire(), 60)
+        times.append(loop.time() - start)
+    # two more fit before the reset, the third waits for it
+    assert times[:2] == pytest.approx([0.5, 0.5], abs=1e-5)
+    assert times[2] >= 1.0 - 1e-5

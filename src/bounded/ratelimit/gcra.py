@@ -117,8 +117,7 @@ class Gcra:
         self._current = max(0.0, self._current - cost)
 
     def throttle(self, remaining: float, reset_after: float, now: float) -> None:
-        if remaining >= self.available(now):
-            return
+        # `max` below is what makes this only ever lower the admissions.
         if remaining < 1:
             # Nothing left: the next unit conforms at `now + reset_after`.
             target = now + reset_after + (self._burst - 1) * self._interval

@@ -115,12 +115,15 @@ class SlidingWindow:
 
     def throttle(self, remaining: float, reset_after: float, now: float) -> None:
         self._expire(now)
-        missing = (self._rate - remaining) - self._used
+        # Until the reset (at most one period ahead, so the log stays in time order)
+        # the window must hold at least `rate - remaining`. Entries that expire before
+        # the reset do not help: a phantom admission expiring at the reset makes up the rest.
+        reset_at = min(now + reset_after, now + self._per)
+        at = reset_at - self._per
+        surviving = sum(cost for admitted_at, cost in self._log if admitted_at > at)
+        missing = (self._rate - remaining) - surviving
         if missing <= 0:
             return
-        # A phantom admission that fills the window until `now + reset_after` (at most
-        # one period: the log stays in time order, and later headers throttle again).
-        at = min(now, now + reset_after - self._per)
         log = self._log
         index = len(log)
         while index and log[index - 1][0] > at:
