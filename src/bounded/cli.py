@@ -12,7 +12,7 @@ app = typer.Typer(
 )
 
 # Subcommands: each module defines `register(app)`; add one line per module here.
-from bounded.config.cli import register as _register_config  # noqa: E402
+from bounded.commands.config import register as _register_config  # noqa: E402
 
 _register_config(app)
 from bounded.audit.cli import register as _register_audit  # noqa: E402

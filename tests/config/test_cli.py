@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from bounded.cli import app
-from bounded.config.cli import data_text
+from bounded.data import data_text
 
 runner = CliRunner()
 

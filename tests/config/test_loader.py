@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from bounded.config import ConfigErrors, effective_dict, load_dict, load_file
-from bounded.config.cli import data_text
 from bounded.config.loader import parse_yaml, redact_url
+from bounded.data import data_text
 from bounded.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from bounded import errors
 from bounded.config import ConfigErrors
-from bounded.config.cli import data_text
+from bounded.data import data_text
 from bounded.errors import ConfigError
 from bounded.manager import ConcurrencyManager
 

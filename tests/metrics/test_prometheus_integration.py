@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from bounded.config.cli import data_text
+from bounded.data import data_text
 from bounded.manager import ConcurrencyManager
 
 PROMETHEUS = shutil.which("prometheus")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bounded.config.cli import data_text
+from bounded.data import data_text
 from bounded.metrics import BREAKER_STATES, Metrics
 from bounded.monitor import ConcurrencyMonitor
 
