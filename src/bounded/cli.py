@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from bounded import demo
+from bounded.commands import audit, config, mock_llm
+
 app = typer.Typer(
     name="bounded",
     help="Concurrency control and resilience for asyncio services.",
@@ -11,19 +14,8 @@ app = typer.Typer(
     add_completion=False,
 )
 
-# Subcommands: each module defines `register(app)`; add one line per module here.
-from bounded.commands.config import register as _register_config  # noqa: E402
-
-_register_config(app)
-from bounded.audit.cli import register as _register_audit  # noqa: E402
-
-_register_audit(app)
-from bounded.mockllm.cli import register as _register_mock_llm  # noqa: E402
-
-_register_mock_llm(app)
-from bounded.demo import register as _register_demo  # noqa: E402
-
-_register_demo(app)
+for command in (config, audit, mock_llm, demo):
+    command.register(app)
 
 
 def main() -> None:
