@@ -575,3 +575,38 @@ def test_property_bound_order_and_cleanup(
     kind: str, items: list[Item], limit: int, return_exceptions: bool
 ) -> None:
     asyncio.run(_check_run(kind, items, limit, return_exceptions))
+
+
+async def _cancel_item_two(x: int) -> int:
+    if x == 2:
+        raise asyncio.CancelledError  # the item's own cancellation, not the caller's
+    await asyncio.sleep(0)
+    return x * 10
+
+
+async def test_map_and_stream_return_an_items_own_cancellation_as_its_result() -> None:
+    out = await bounded.map(_cancel_item_two, range(4), limit=2, return_exceptions=True)
+    assert [r for i, r in enumerate(out) if i != 2] == [0, 10, 30]
+    assert isinstance(out[2], asyncio.CancelledError)
+    async with bounded.stream(
+        _cancel_item_two, range(4), limit=2, ordered=True, return_exceptions=True
+    ) as results:
+        streamed = [r async for r in results]
+    assert isinstance(streamed[2], asyncio.CancelledError)
+    assert streamed[:2] + streamed[3:] == [0, 10, 30]
+
+
+@pytest.mark.looptime
+async def test_map_with_return_exceptions_still_propagates_the_callers_cancellation() -> None:
+    started = asyncio.Event()
+
+    async def slow(x: int) -> int:
+        started.set()
+        await asyncio.sleep(10)
+        return x
+
+    task = asyncio.create_task(bounded.map(slow, range(5), limit=2, return_exceptions=True))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -30,6 +30,18 @@ def _cancelled_from_outside() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+async def _outcome(aw: Awaitable[Any]) -> Any:
+    """The result of `aw`, or the exception it raised (for `return_exceptions=True`)."""
+    try:
+        return await aw
+    except Exception as exc:
+        return exc
+    except _CancelledError as exc:
+        if _cancelled_from_outside():
+            raise
+        return exc
+
+
 class _Pool:
     """Up to `limit` tasks running `factory()`; the first failure cancels all of them.
 
@@ -207,28 +219,11 @@ async def gather(
         return results
     it: Iterator[tuple[int, Awaitable[_T]]] = enumerate(aws)
 
-    if return_exceptions:
-
-        async def worker() -> None:
-            for i, aw in it:
-                if pool.started < limit:
-                    pool.spawn()
-                try:
-                    results[i] = await aw
-                except Exception as exc:
-                    results[i] = exc
-                except _CancelledError as exc:
-                    if _cancelled_from_outside():
-                        raise
-                    results[i] = exc
-
-    else:
-
-        async def worker() -> None:
-            for i, aw in it:
-                if pool.started < limit:
-                    pool.spawn()
-                results[i] = await aw
+    async def worker() -> None:
+        for i, aw in it:
+            if pool.started < limit:
+                pool.spawn()
+            results[i] = await (_outcome(aw) if return_exceptions else aw)
 
     pool = _Pool(worker, limit)
     watched: list[asyncio.Future[Any]] = []
@@ -291,6 +286,7 @@ async def map(
     """
     positive_int("limit", limit)
     results: list[Any] = []
+    call: Callable[[_X], Awaitable[Any]] = (lambda x: _outcome(fn(x))) if return_exceptions else fn
 
     if isinstance(items, AsyncIterable):
         ait = aiter(items)
@@ -311,17 +307,7 @@ async def map(
                     i = len(results)
                     results.append(None)
                 pool.spawn()
-                if return_exceptions:
-                    try:
-                        results[i] = await fn(x)
-                    except Exception as exc:
-                        results[i] = exc
-                    except _CancelledError as exc:
-                        if _cancelled_from_outside():
-                            raise
-                        results[i] = exc
-                else:
-                    results[i] = await fn(x)
+                results[i] = await call(x)
 
     else:
         # Inputs of known length get the result list allocated once, up front.
@@ -329,32 +315,14 @@ async def map(
         if not grow:
             results = [None] * len(items)  # type: ignore[arg-type]
         it = enumerate(items)
-        if return_exceptions:
 
-            async def worker() -> None:
-                for i, x in it:
-                    if grow:
-                        results.append(None)
-                    if pool.started < limit:
-                        pool.spawn()
-                    try:
-                        results[i] = await fn(x)
-                    except Exception as exc:
-                        results[i] = exc
-                    except _CancelledError as exc:
-                        if _cancelled_from_outside():
-                            raise
-                        results[i] = exc
-
-        else:
-
-            async def worker() -> None:
-                for i, x in it:
-                    if grow:
-                        results.append(None)
-                    if pool.started < limit:
-                        pool.spawn()
-                    results[i] = await fn(x)
+        async def worker() -> None:
+            for i, x in it:
+                if grow:
+                    results.append(None)
+                if pool.started < limit:
+                    pool.spawn()
+                results[i] = await call(x)
 
     pool = _Pool(worker, limit)
     await pool.run()
@@ -503,18 +471,7 @@ class _Stream(Generic[_X, _T]):
                 return
             i, x = taken
             pool.spawn()
-            result: Any
-            if self._return_exceptions:
-                try:
-                    result = await fn(x)
-                except Exception as exc:
-                    result = exc
-                except _CancelledError as exc:
-                    if _cancelled_from_outside():
-                        raise
-                    result = exc
-            else:
-                result = await fn(x)
+            result = await (_outcome(fn(x)) if self._return_exceptions else fn(x))
             if self._ordered:
                 self._ready_at[i] = result
                 if i == self._next:
