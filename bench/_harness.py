@@ -148,6 +148,18 @@ def now_ns() -> int:
     return time.perf_counter_ns()
 
 
+def timed_calls(call: Callable[[], Awaitable[object]]) -> Timed:
+    """A `Timed` that awaits `call()` n times and returns the nanoseconds it took."""
+
+    async def timed(n: int) -> int:
+        t0 = now_ns()
+        for _ in range(n):
+            await call()
+        return now_ns() - t0
+
+    return timed
+
+
 # --- rendering -------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import aiobreaker  # type: ignore[import-untyped]
 import aiolimiter
 import tenacity
 
-from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, optional
+from bench._harness import Row, Section, Target, Timed, interleaved, optional, timed_calls
 
 HUGE_RATE = 1e12  # never waits
 LIMIT = 100
@@ -20,16 +20,6 @@ TIMEOUT = 60.0
 
 async def ok() -> int:
     return 1
-
-
-def loop_of(call: Callable[[], Awaitable[object]]) -> Timed:
-    async def timed(n: int) -> int:
-        t0 = now_ns()
-        for _ in range(n):
-            await call()
-        return now_ns() - t0
-
-    return timed
 
 
 def hand_composed() -> Callable[[], Awaitable[int]]:
@@ -72,9 +62,9 @@ async def _run() -> Section:
     floor = "bare await (floor)"
     peer = "aiobreaker + aiolimiter + Semaphore + tenacity + asyncio.timeout"
     cases: dict[str, Timed] = {
-        floor: loop_of(ok),
-        "asyncio.timeout alone": loop_of(lambda: _with_timeout()),
-        peer: loop_of(hand_composed()),
+        floor: timed_calls(ok),
+        "asyncio.timeout alone": timed_calls(lambda: _with_timeout()),
+        peer: timed_calls(hand_composed()),
     }
     built = policy is not None and all(parts.values())
     if built:
@@ -87,7 +77,7 @@ async def _run() -> Section:
             bulkhead=parts["bulkhead"].Bulkhead(LIMIT),  # type: ignore[union-attr]
             timeout=TIMEOUT,
         )
-        cases["bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"] = loop_of(
+        cases["bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"] = timed_calls(
             lambda: p.call(ok)
         )
         pd = policy.Policy(
@@ -99,7 +89,7 @@ async def _run() -> Section:
             bulkhead=parts["bulkhead"].Bulkhead(LIMIT),  # type: ignore[union-attr]
             timeout=TIMEOUT,
         )
-        cases["bounded.Policy, same + deadline"] = loop_of(lambda: pd.call(ok))
+        cases["bounded.Policy, same + deadline"] = timed_calls(lambda: pd.call(ok))
     ns = await interleaved(cases)
     values = {k: v / 1000 for k, v in ns.items()}
     ref = values[peer]

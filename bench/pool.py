@@ -10,12 +10,12 @@ import asyncio
 import gc
 import os
 import statistics
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
-from bench._harness import Row, Section, Target, Timed, calibrate, now_ns
+from bench._harness import Row, Section, Target, Timed, calibrate, now_ns, timed_calls
 from bounded.db import DatabasePool, redact_dsn
 
 LOCAL_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -50,16 +50,6 @@ def _loop(cm_factory: Callable[[], Any]) -> Timed:
         for _ in range(n):
             async with cm_factory():
                 pass
-        return now_ns() - t0
-
-    return timed
-
-
-def _calls(fn: Callable[[], Awaitable[Any]]) -> Timed:
-    async def timed(n: int) -> int:
-        t0 = now_ns()
-        for _ in range(n):
-            await fn()
         return now_ns() - t0
 
     return timed
@@ -119,8 +109,8 @@ async def _measure(dsn: str) -> Section:
             _loop(raw.acquire), _loop(lambda: raw.acquire(timeout=10.0)), rounds=41
         )
         q_raw_ns, q_ours_ns, q_ratio = await _paired_ratio(
-            _calls(lambda: raw.fetchval("select 1")),
-            _calls(lambda: ours.fetchval("select 1")),
+            timed_calls(lambda: raw.fetchval("select 1")),
+            timed_calls(lambda: ours.fetchval("select 1")),
             rounds=41,
         )
     finally:

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import stamina
 import tenacity
 
-from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, optional
+from bench._harness import Row, Section, Target, Timed, interleaved, optional, timed_calls
 
 ATTEMPTS = 5
 
 
 async def ok() -> int:
     return 1
-
-
-def loop_of(call: Callable[[], Awaitable[object]]) -> Timed:
-    async def timed(n: int) -> int:
-        t0 = now_ns()
-        for _ in range(n):
-            await call()
-        return now_ns() - t0
-
-    return timed
 
 
 async def hand_written() -> int:
@@ -81,18 +70,18 @@ async def _run() -> Section:
     retry = optional("bounded.retry", "Retry")
     floor = "bare await (floor)"
     cases: dict[str, Timed] = {
-        floor: loop_of(ok),
-        "hand-written try/except loop": loop_of(hand_written),
+        floor: timed_calls(ok),
+        "hand-written try/except loop": timed_calls(hand_written),
     }
     if retry:
         r = retry.Retry(on=Exception, attempts=ATTEMPTS)
-        cases["bounded.Retry(on=Exception).call(fn)"] = loop_of(lambda: r.call(ok))
-        cases["@bounded.Retry(on=Exception)"] = loop_of(r(ok))
+        cases["bounded.Retry(on=Exception).call(fn)"] = timed_calls(lambda: r.call(ok))
+        cases["@bounded.Retry(on=Exception)"] = timed_calls(r(ok))
     cases |= {
-        "tenacity.AsyncRetrying (async for)": loop_of(tenacity_async_retrying),
-        "@tenacity.retry": loop_of(tenacity_decorated),
-        "stamina.retry_context (async for)": loop_of(stamina_context),
-        "@stamina.retry": loop_of(stamina_decorated),
+        "tenacity.AsyncRetrying (async for)": timed_calls(tenacity_async_retrying),
+        "@tenacity.retry": timed_calls(tenacity_decorated),
+        "stamina.retry_context (async for)": timed_calls(stamina_context),
+        "@stamina.retry": timed_calls(stamina_decorated),
     }
     ns = await interleaved(cases)
     base = ns[floor]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -15,7 +14,17 @@ from limits.aio.strategies import FixedWindowRateLimiter, SlidingWindowCounterRa
 from pyrate_limiter import Duration
 from pyrate_limiter.limiter_factory import create_token_bucket_limiter
 
-from bench._harness import Row, Section, Target, Timed, interleaved, now_ns, optional, ratio_rows
+from bench._harness import (
+    Row,
+    Section,
+    Target,
+    Timed,
+    interleaved,
+    now_ns,
+    optional,
+    ratio_rows,
+    timed_calls,
+)
 
 HUGE_RATE = 1e12  # a rate limiter that never has to wait
 # A window limiter may keep one entry per admission in its window: use a rate that is
@@ -95,21 +104,12 @@ def _acquire_only_peers() -> dict[str, Timed]:
     counter = SlidingWindowCounterRateLimiter(storage)
     pyrate = create_token_bucket_limiter(WINDOW_RATE, Duration.SECOND, burst=WINDOW_RATE)
 
-    def calls(fn: Callable[[], Awaitable[object]]) -> Timed:
-        async def timed(n: int) -> int:
-            t0 = now_ns()
-            for _ in range(n):
-                await fn()
-            return now_ns() - t0
-
-        return timed
-
     return {
-        "limits FixedWindowRateLimiter.hit (memory)": calls(lambda: fixed.hit(item, "a")),
-        "limits SlidingWindowCounterRateLimiter.hit (memory)": calls(
+        "limits FixedWindowRateLimiter.hit (memory)": timed_calls(lambda: fixed.hit(item, "a")),
+        "limits SlidingWindowCounterRateLimiter.hit (memory)": timed_calls(
             lambda: counter.hit(item, "b")
         ),
-        "pyrate-limiter try_acquire_async (token bucket)": calls(
+        "pyrate-limiter try_acquire_async (token bucket)": timed_calls(
             lambda: pyrate.try_acquire_async("c")
         ),
     }
