@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import math
 import os
 import platform
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 from rich.console import Console
@@ -43,7 +41,7 @@ class Target:
     """An acceptance target from the issue and whether this run met it."""
 
     description: str
-    met: bool | None  # None: could not be evaluated (e.g. the module is not built yet)
+    met: bool
     detail: str = ""
 
 
@@ -77,15 +75,6 @@ def machine() -> str:
         f"{cpu}, {cores} cores, Python {platform.python_version()} "
         f"({platform.python_implementation()}), {platform.system()} {platform.release()}"
     )
-
-
-def optional(module: str, *names: str) -> ModuleType | None:
-    """Import a `bounded` module if it exists and defines `names` yet (they land in parallel)."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return mod if all(hasattr(mod, n) for n in names) else None
 
 
 async def calibrate(fn: Timed, target_ns: int = 40_000_000, start: int = 100) -> int:
@@ -128,7 +117,7 @@ async def interleaved(
 
 
 def ratio_rows(
-    values: dict[str, float | None], reference: str, notes: dict[str, str] | None = None
+    values: Mapping[str, float | None], reference: str, notes: dict[str, str] | None = None
 ) -> list[Row]:
     """Rows with the ratio of each value to the reference's."""
     ref = values.get(reference)
@@ -172,7 +161,7 @@ def _fmt_ratio(r: float | None) -> str:
 
 
 def _verdict(t: Target) -> str:
-    return {True: "met", False: "MISSED", None: "n/a"}[t.met]
+    return "met" if t.met else "MISSED"
 
 
 def to_rich(section: Section) -> Table:
@@ -198,7 +187,7 @@ def to_rich(section: Section) -> Table:
 def print_section(console: Console, section: Section) -> None:
     console.print(to_rich(section))
     for t in section.targets:
-        style = {True: "green", False: "bold red", None: "yellow"}[t.met]
+        style = "green" if t.met else "bold red"
         detail = f" ({t.detail})" if t.detail else ""
         console.print(f"  target: {t.description}: [{style}]{_verdict(t)}[/]{detail}")
     for n in section.notes:

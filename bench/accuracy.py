@@ -26,7 +26,8 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from pyrate_limiter import Duration
 from pyrate_limiter.limiter_factory import create_token_bucket_limiter
 
-from bench._harness import Row, Section, Target, optional
+from bench._harness import Row, Section, Target
+from bounded.ratelimit import RateLimiter
 
 N = 1_000
 RATE = 200
@@ -112,29 +113,23 @@ async def _pyrate() -> Outcome:
 
 
 def run() -> list[Section]:
-    ratelimit = optional("bounded.ratelimit", "RateLimiter")
     # (name, runner, b = admissions allowed at t=0, most its design lets into 1 s, note).
     # Token buckets / gcra: b + rate * t / per; windows of `per`: rate.
-    peers: list[tuple[str, Callable[[], Coroutine[Any, Any, Outcome]], int, int, str]] = []
-    if ratelimit:
-        RL = ratelimit.RateLimiter
-        peers += [
-            (
-                "bounded.RateLimiter(200, 1.0) gcra, burst 1",
-                lambda: measure(_once(RL(RATE, 1.0).acquire)),
-                1,
-                1 + RATE,
-                "",
-            ),
-            (
-                "bounded.RateLimiter(200, 1.0) sliding_window",
-                lambda: measure(_once(RL(RATE, 1.0, algorithm="sliding_window").acquire)),
-                RATE,
-                RATE,
-                "",
-            ),
-        ]
-    peers += [
+    peers: list[tuple[str, Callable[[], Coroutine[Any, Any, Outcome]], int, int, str]] = [
+        (
+            "bounded.RateLimiter(200, 1.0) gcra, burst 1",
+            lambda: measure(_once(RateLimiter(RATE, 1.0).acquire)),
+            1,
+            1 + RATE,
+            "",
+        ),
+        (
+            "bounded.RateLimiter(200, 1.0) sliding_window",
+            lambda: measure(_once(RateLimiter(RATE, 1.0, algorithm="sliding_window").acquire)),
+            RATE,
+            RATE,
+            "",
+        ),
         (
             "aiolimiter.AsyncLimiter(200, 1)",
             lambda: measure(_once(aiolimiter.AsyncLimiter(RATE, 1.0).acquire)),
@@ -193,9 +188,7 @@ def run() -> list[Section]:
                     + ("n/a" if elapsed is None else f"{elapsed / ideal:.4f}"),
                 )
             )
-    if not ratelimit:
-        targets.append(Target("bounded.RateLimiter accuracy", None, "module not built yet"))
-    sections = [
+    return [
         Section(
             title=f"Rate accuracy: {N:,} tasks released at once against {RATE}/s (real loop)",
             unit="elapsed s",
@@ -221,14 +214,12 @@ def run() -> list[Section]:
                 "can put b + rate into a 1 s window; only virtual time shows exact spacing.",
             ],
             value_format="{:.3f}",
-        )
+        ),
+        _virtual(),
     ]
-    if ratelimit:
-        sections.append(_virtual(ratelimit.RateLimiter))
-    return sections
 
 
-def _virtual(rate_limiter: Any) -> Section:
+def _virtual() -> Section:
     """The same on looptime's virtual clock, where timers fire exactly on time."""
     rows = []
     targets = []
@@ -239,7 +230,7 @@ def _virtual(rate_limiter: Any) -> Section:
     for name, kwargs, b, bound in limiters:
         loop = looptime.new_event_loop(noop_cycles=1)
         try:
-            out = loop.run_until_complete(measure(_once(rate_limiter(RATE, 1.0, **kwargs).acquire)))
+            out = loop.run_until_complete(measure(_once(RateLimiter(RATE, 1.0, **kwargs).acquire)))
         finally:
             loop.close()
         ideal = (N - b) / RATE

@@ -14,7 +14,8 @@ from typing import Any
 
 import aiolimiter
 
-from bench._harness import Row, Section, Target, optional
+from bench._harness import Row, Section, Target
+from bounded.ratelimit import RateLimiter
 
 RATE = 200
 BURST = 50
@@ -56,15 +57,9 @@ async def measure(
 
 
 def run() -> list[Section]:
-    ratelimit = optional("bounded.ratelimit", "RateLimiter")
-    cases: list[tuple[str, Callable[[], Coroutine[Any, Any, tuple[float | None, int]]], str]] = []
-    if ratelimit:
-
-        async def bounded_case() -> tuple[float | None, int]:
-            rl = ratelimit.RateLimiter(RATE, 1.0, burst=BURST)
-            return await measure(lambda: rl.acquire(BURST), rl.acquire)
-
-        cases.append((f"bounded.RateLimiter(200, 1.0, burst={BURST})", bounded_case, ""))
+    async def bounded_case() -> tuple[float | None, int]:
+        rl = RateLimiter(RATE, 1.0, burst=BURST)
+        return await measure(lambda: rl.acquire(BURST), rl.acquire)
 
     async def aiolimiter_burst() -> tuple[float | None, int]:
         lim = aiolimiter.AsyncLimiter(BURST, BURST / RATE)
@@ -74,7 +69,8 @@ def run() -> list[Section]:
         lim = aiolimiter.AsyncLimiter(RATE, 1.0)
         return await measure(lambda: lim.acquire(RATE), lim.acquire)
 
-    cases += [
+    cases: list[tuple[str, Callable[[], Coroutine[Any, Any, tuple[float | None, int]]], str]] = [
+        (f"bounded.RateLimiter(200, 1.0, burst={BURST})", bounded_case, ""),
         (
             f"aiolimiter.AsyncLimiter({BURST}, {BURST / RATE})",
             aiolimiter_burst,
@@ -103,8 +99,6 @@ def run() -> list[Section]:
                     "n/a" if at is None else f"{at:.3f} s, {overtaken} overtook it",
                 )
             )
-    if not ratelimit:
-        targets.append(Target("bounded: heavy request admitted first", None, "not built yet"))
     return [
         Section(
             title=(

@@ -12,12 +12,11 @@ import statistics
 import sys
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from types import ModuleType
-from typing import Any
 
 import aiometer
 
-from bench._harness import Row, Section, Target, now_ns, optional
+from bench._harness import Row, Section, Target, now_ns
+from bounded import fanout
 
 N = 100_000
 BIG = 1_000_000
@@ -59,17 +58,14 @@ async def workers(n: int) -> None:
     await asyncio.gather(*(worker() for _ in range(LIMIT)))
 
 
-def bounded_cases(fanout: ModuleType) -> tuple[Fanout, Fanout]:
-    async def bounded_map(n: int) -> list[Any]:
-        result: list[Any] = await fanout.map(work, range(n), limit=LIMIT)
-        return result
+async def bounded_map(n: int) -> list[None]:
+    return await fanout.map(work, range(n), limit=LIMIT)
 
-    async def bounded_stream(n: int) -> None:
-        async with fanout.stream(work, range(n), limit=LIMIT) as results:
-            async for _ in results:
-                pass
 
-    return bounded_map, bounded_stream
+async def bounded_stream(n: int) -> None:
+    async with fanout.stream(work, range(n), limit=LIMIT) as results:
+        async for _ in results:
+            pass
 
 
 async def timed(fn: Fanout, n: int) -> float:
@@ -99,16 +95,13 @@ def run() -> list[Section]:
 
 
 async def _run() -> list[Section]:
-    fanout = optional("bounded.fanout", "map", "stream")
     cases: dict[str, Fanout] = {
         "asyncio.gather of all + asyncio.Semaphore": gather_semaphore,
         "aiometer.amap": aiometer_amap,
         f"{LIMIT} workers pulling from a shared iterator": workers,
+        "bounded.map": bounded_map,
+        "bounded.stream (consumed)": bounded_stream,
     }
-    if fanout:
-        bmap, bstream = bounded_cases(fanout)
-        cases["bounded.map"] = bmap
-        cases["bounded.stream (consumed)"] = bstream
     samples: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(ROUNDS):
         for name, fn in cases.items():
@@ -126,26 +119,19 @@ async def _run() -> list[Section]:
         )
         for name in cases
     ]
-    if not fanout:
-        rows.append(Row("bounded.map", None, note="bounded.fanout not built yet"))
     list_note = (
         f"bounded.map returns the result list: {sys.getsizeof([None] * N) / MiB:.2f} MiB "
         f"for {N:,} results (8 bytes a slot, fn returns None here)."
     )
-    targets: list[Target] = []
-    sections = []
-    if fanout:
-        targets += [
-            Target("bounded.map <= 3 us/item", us["bounded.map"] <= 3, f"{us['bounded.map']:.2f}"),
-            Target(
-                "bounded.map <= 5 MiB tracemalloc peak",
-                mem["bounded.map"] <= 5 * MiB,
-                f"{mem['bounded.map'] / MiB:.2f} MiB",
-            ),
-        ]
-    else:
-        targets.append(Target("bounded.map <= 3 us/item, <= 5 MiB", None, "not built yet"))
-    sections.append(
+    targets = [
+        Target("bounded.map <= 3 us/item", us["bounded.map"] <= 3, f"{us['bounded.map']:.2f}"),
+        Target(
+            "bounded.map <= 5 MiB tracemalloc peak",
+            mem["bounded.map"] <= 5 * MiB,
+            f"{mem['bounded.map'] / MiB:.2f} MiB",
+        ),
+    ]
+    return [
         Section(
             title=f"Fan-out of {N:,} trivial coroutines at concurrency {LIMIT}",
             unit="us/item",
@@ -160,17 +146,19 @@ async def _run() -> list[Section]:
                 "under tracemalloc.",
             ],
             value_format="{:.2f}",
-        )
-    )
-    if fanout:
-        sections.append(await _scaling(cases["bounded.map"], cases["bounded.stream (consumed)"]))
-    return sections
+        ),
+        await _scaling(),
+    ]
 
 
-async def _scaling(bmap: Fanout, bstream: Fanout) -> Section:
+async def _scaling() -> Section:
     rows = []
     peaks: dict[tuple[str, int], float] = {}
-    for label, fn in (("bounded.map", bmap), ("bounded.stream (consumed)", bstream)):
+    fns: tuple[tuple[str, Fanout], ...] = (
+        ("bounded.map", bounded_map),
+        ("bounded.stream (consumed)", bounded_stream),
+    )
+    for label, fn in fns:
         for n in (N, BIG):
             p = await peak(fn, n)
             peaks[label, n] = p

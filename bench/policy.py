@@ -11,7 +11,12 @@ import aiobreaker  # type: ignore[import-untyped]
 import aiolimiter
 import tenacity
 
-from bench._harness import Row, Section, Target, Timed, interleaved, optional, timed_calls
+from bench._harness import Row, Section, Target, Timed, interleaved, timed_calls
+from bounded.breaker import CircuitBreaker
+from bounded.bulkhead import Bulkhead
+from bounded.policy import Policy
+from bounded.ratelimit import RateLimiter
+from bounded.retry import Retry
 
 HUGE_RATE = 1e12  # never waits
 LIMIT = 100
@@ -52,13 +57,6 @@ def run() -> list[Section]:
 
 
 async def _run() -> Section:
-    policy = optional("bounded.policy", "Policy")
-    parts = {
-        "retry": optional("bounded.retry", "Retry"),
-        "breaker": optional("bounded.breaker", "CircuitBreaker"),
-        "ratelimit": optional("bounded.ratelimit", "RateLimiter"),
-        "bulkhead": optional("bounded.bulkhead", "Bulkhead"),
-    }
     floor = "bare await (floor)"
     peer = "aiobreaker + aiolimiter + Semaphore + tenacity + asyncio.timeout"
     cases: dict[str, Timed] = {
@@ -66,30 +64,27 @@ async def _run() -> Section:
         "asyncio.timeout alone": timed_calls(lambda: _with_timeout()),
         peer: timed_calls(hand_composed()),
     }
-    built = policy is not None and all(parts.values())
-    if built:
-        assert policy is not None
-        p = policy.Policy(
-            name="bench",
-            retry=parts["retry"].Retry(on=Exception),  # type: ignore[union-attr]
-            breaker=parts["breaker"].CircuitBreaker(name="bench"),  # type: ignore[union-attr]
-            rate_limiter=parts["ratelimit"].RateLimiter(HUGE_RATE),  # type: ignore[union-attr]
-            bulkhead=parts["bulkhead"].Bulkhead(LIMIT),  # type: ignore[union-attr]
-            timeout=TIMEOUT,
-        )
-        cases["bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"] = timed_calls(
-            lambda: p.call(ok)
-        )
-        pd = policy.Policy(
-            name="bench-deadline",
-            deadline=120.0,
-            retry=parts["retry"].Retry(on=Exception),  # type: ignore[union-attr]
-            breaker=parts["breaker"].CircuitBreaker(name="bench-d"),  # type: ignore[union-attr]
-            rate_limiter=parts["ratelimit"].RateLimiter(HUGE_RATE),  # type: ignore[union-attr]
-            bulkhead=parts["bulkhead"].Bulkhead(LIMIT),  # type: ignore[union-attr]
-            timeout=TIMEOUT,
-        )
-        cases["bounded.Policy, same + deadline"] = timed_calls(lambda: pd.call(ok))
+    p = Policy(
+        name="bench",
+        retry=Retry(on=Exception),
+        breaker=CircuitBreaker(name="bench"),
+        rate_limiter=RateLimiter(HUGE_RATE),
+        bulkhead=Bulkhead(LIMIT),
+        timeout=TIMEOUT,
+    )
+    cases["bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"] = timed_calls(
+        lambda: p.call(ok)
+    )
+    pd = Policy(
+        name="bench-deadline",
+        deadline=120.0,
+        retry=Retry(on=Exception),
+        breaker=CircuitBreaker(name="bench-d"),
+        rate_limiter=RateLimiter(HUGE_RATE),
+        bulkhead=Bulkhead(LIMIT),
+        timeout=TIMEOUT,
+    )
+    cases["bounded.Policy, same + deadline"] = timed_calls(lambda: pd.call(ok))
     ns = await interleaved(cases)
     values = {k: v / 1000 for k, v in ns.items()}
     ref = values[peer]
@@ -102,23 +97,18 @@ async def _run() -> Section:
         )
         for k, v in values.items()
     ]
-    targets = []
     key = "bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"
-    if built:
-        # The target is absolute; machines vary (and this one is shared). ANCHORS measured
-        # asyncio.timeout at +4 us: scale by it to show what the figure means there.
-        scale = 4.0 / max(values["asyncio.timeout alone"] - values[floor], 1e-9)
-        targets.append(
-            Target(
-                "bounded.Policy <= 8 us per call",
-                values[key] <= 8,
-                f"{values[key]:.2f} us here; {values[key] * scale:.1f} us scaled to the "
-                "ANCHORS machine, where asyncio.timeout costs 4 us",
-            )
+    # The target is absolute; machines vary (and this one is shared). ANCHORS measured
+    # asyncio.timeout at +4 us: scale by it to show what the figure means there.
+    scale = 4.0 / max(values["asyncio.timeout alone"] - values[floor], 1e-9)
+    targets = [
+        Target(
+            "bounded.Policy <= 8 us per call",
+            values[key] <= 8,
+            f"{values[key]:.2f} us here; {values[key] * scale:.1f} us scaled to the "
+            "ANCHORS machine, where asyncio.timeout costs 4 us",
         )
-    else:
-        rows.append(Row("bounded.Policy", None, note="not built yet"))
-        targets.append(Target("bounded.Policy <= 8 us per call", None, "not built yet"))
+    ]
     return Section(
         title="Full policy on a call that succeeds (retry, breaker, limiter, bulkhead, timeout)",
         unit="us/call",

@@ -7,7 +7,8 @@ import asyncio
 import stamina
 import tenacity
 
-from bench._harness import Row, Section, Target, Timed, interleaved, optional, timed_calls
+from bench._harness import Row, Section, Target, Timed, interleaved, timed_calls
+from bounded.retry import Retry
 
 ATTEMPTS = 5
 
@@ -67,16 +68,14 @@ def run() -> list[Section]:
 
 
 async def _run() -> Section:
-    retry = optional("bounded.retry", "Retry")
     floor = "bare await (floor)"
     cases: dict[str, Timed] = {
         floor: timed_calls(ok),
         "hand-written try/except loop": timed_calls(hand_written),
     }
-    if retry:
-        r = retry.Retry(on=Exception, attempts=ATTEMPTS)
-        cases["bounded.Retry(on=Exception).call(fn)"] = timed_calls(lambda: r.call(ok))
-        cases["@bounded.Retry(on=Exception)"] = timed_calls(r(ok))
+    r = Retry(on=Exception, attempts=ATTEMPTS)
+    cases["bounded.Retry(on=Exception).call(fn)"] = timed_calls(lambda: r.call(ok))
+    cases["@bounded.Retry(on=Exception)"] = timed_calls(r(ok))
     cases |= {
         "tenacity.AsyncRetrying (async for)": timed_calls(tenacity_async_retrying),
         "@tenacity.retry": timed_calls(tenacity_decorated),
@@ -85,23 +84,14 @@ async def _run() -> Section:
     }
     ns = await interleaved(cases)
     base = ns[floor]
-    values: dict[str, float | None] = {k: v / 1000 for k, v in ns.items()}
     rows = [
-        Row(
-            name,
-            us,
-            extra={"overhead us": "" if us is None else f"{us - base / 1000:.2f}"},
-        )
-        for name, us in values.items()
+        Row(name, v / 1000, extra={"overhead us": f"{(v - base) / 1000:.2f}"})
+        for name, v in ns.items()
     ]
     targets = []
-    if retry:
-        for k in ("bounded.Retry(on=Exception).call(fn)", "@bounded.Retry(on=Exception)"):
-            over = (ns[k] - base) / 1000
-            targets.append(Target(f"{k}: <= 1 us overhead per call", over <= 1.0, f"{over:.2f} us"))
-    else:
-        rows.append(Row("bounded.Retry", None, note="not built yet"))
-        targets.append(Target("bounded.Retry <= 1 us overhead", None, "not built yet"))
+    for k in ("bounded.Retry(on=Exception).call(fn)", "@bounded.Retry(on=Exception)"):
+        over = (ns[k] - base) / 1000
+        targets.append(Target(f"{k}: <= 1 us overhead per call", over <= 1.0, f"{over:.2f} us"))
     return Section(
         title=f"Retry on a call that succeeds first time (attempts={ATTEMPTS})",
         unit="us/call",

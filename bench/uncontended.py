@@ -21,10 +21,11 @@ from bench._harness import (
     Timed,
     interleaved,
     now_ns,
-    optional,
     ratio_rows,
     timed_calls,
 )
+from bounded.bulkhead import Bulkhead
+from bounded.ratelimit import RateLimiter
 
 HUGE_RATE = 1e12  # a rate limiter that never has to wait
 # A window limiter may keep one entry per admission in its window: use a rate that is
@@ -65,35 +66,25 @@ def run() -> list[Section]:
 
 
 async def _bulkheads() -> Section:
-    bulkhead = optional("bounded.bulkhead", "Bulkhead")
     cases: dict[str, Timed] = {
         "no-op async context manager (floor)": loop_of(NoOp()),
         "asyncio.Semaphore": loop_of(asyncio.Semaphore(10)),
         "anyio.CapacityLimiter": loop_of(anyio.CapacityLimiter(10)),
+        "bounded.Bulkhead": loop_of(Bulkhead(10)),
     }
-    if bulkhead:
-        cases["bounded.Bulkhead"] = loop_of(bulkhead.Bulkhead(10))
-    values: dict[str, float | None] = dict(await interleaved(cases))
-    values.setdefault("bounded.Bulkhead", None)
+    values = await interleaved(cases)
     rows = ratio_rows(
         values,
         "asyncio.Semaphore",
         {"anyio.CapacityLimiter": "yields to the loop on every acquire"},
     )
-    b, s = values["bounded.Bulkhead"], values["asyncio.Semaphore"]
-    r = b / s if b is not None and s else None
+    r = values["bounded.Bulkhead"] / values["asyncio.Semaphore"]
     return Section(
         title="Uncontended bulkhead: `async with x:` (acquire + release)",
         unit="ns/op",
         reference="asyncio.Semaphore",
         rows=rows,
-        targets=[
-            Target(
-                "bounded.Bulkhead <= 1.2x asyncio.Semaphore",
-                None if r is None else r <= 1.2,
-                "module not built yet" if r is None else f"{r:.2f}x",
-            )
-        ],
+        targets=[Target("bounded.Bulkhead <= 1.2x asyncio.Semaphore", r <= 1.2, f"{r:.2f}x")],
     )
 
 
@@ -116,33 +107,22 @@ def _acquire_only_peers() -> dict[str, Timed]:
 
 
 async def _rate_limiters() -> Section:
-    ratelimit = optional("bounded.ratelimit", "RateLimiter")
     cases: dict[str, Timed] = {
         "no-op async context manager (floor)": loop_of(NoOp()),
         "aiolimiter.AsyncLimiter": loop_of(aiolimiter.AsyncLimiter(HUGE_RATE, 1.0)),
+        "bounded.RateLimiter (gcra)": loop_of(RateLimiter(HUGE_RATE, 1.0)),
+        "bounded.RateLimiter (sliding_window)": loop_of(
+            RateLimiter(WINDOW_RATE, 1.0, algorithm="sliding_window")
+        ),
     }
-    if ratelimit:
-        cases["bounded.RateLimiter (gcra)"] = loop_of(ratelimit.RateLimiter(HUGE_RATE, 1.0))
-        cases["bounded.RateLimiter (sliding_window)"] = loop_of(
-            ratelimit.RateLimiter(WINDOW_RATE, 1.0, algorithm="sliding_window")
-        )
     cases |= _acquire_only_peers()
-    values: dict[str, float | None] = dict(await interleaved(cases))
-    for k in ("bounded.RateLimiter (gcra)", "bounded.RateLimiter (sliding_window)"):
-        values.setdefault(k, None)
+    values = await interleaved(cases)
     rows: list[Row] = ratio_rows(values, "aiolimiter.AsyncLimiter")
     targets = []
     a = values["aiolimiter.AsyncLimiter"]
     for k in ("bounded.RateLimiter (gcra)", "bounded.RateLimiter (sliding_window)"):
-        v = values[k]
-        r = v / a if v is not None and a else None
-        targets.append(
-            Target(
-                f"{k} <= 1.0x aiolimiter",
-                None if r is None else r <= 1.0,
-                "module not built yet" if r is None else f"{r:.2f}x",
-            )
-        )
+        r = values[k] / a
+        targets.append(Target(f"{k} <= 1.0x aiolimiter", r <= 1.0, f"{r:.2f}x"))
     return Section(
         title="Uncontended rate limiter (rate high enough never to wait): `async with x:`",
         unit="ns/op",
