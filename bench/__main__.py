@@ -30,6 +30,7 @@ BENCHMARKS: list[str] = [
     "fairness",
     "fanout",
     "retry",
+    "breaker",
     "policy",
     "pool",
     "llm",
