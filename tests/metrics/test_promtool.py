@@ -25,33 +25,28 @@ def _copy_rules(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@needs_promtool
-def test_promtool_check_rules(tmp_path: Path) -> None:
-    folder = _copy_rules(tmp_path)
+def _promtool_rules(tmp_path: Path, verb: str, file: str) -> str:
+    """Run `promtool <verb> rules <file>` on the shipped rules; fail with its output."""
     result = subprocess.run(
-        [str(promtool), "check", "rules", "alert-rules.yml"],
-        cwd=folder,
+        [str(promtool), verb, "rules", file],
+        cwd=_copy_rules(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 rules found" in result.stdout
+    return result.stdout
+
+
+@needs_promtool
+def test_promtool_check_rules(tmp_path: Path) -> None:
+    assert "4 rules found" in _promtool_rules(tmp_path, "check", "alert-rules.yml")
 
 
 @needs_promtool
 def test_promtool_test_rules(tmp_path: Path) -> None:
-    folder = _copy_rules(tmp_path)
-    result = subprocess.run(
-        [str(promtool), "test", "rules", "alert-rules.test.yml"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _promtool_rules(tmp_path, "test", "alert-rules.test.yml")
 
 
 def _known_metric_names() -> set[str]:
