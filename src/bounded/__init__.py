@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from bounded.retry import Backoff, Retry, RetryBudget
     from bounded.tasks import TaskManager, to_thread
 
-__version__ = "0.1.0"
+    __version__: str
 
 # public name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -93,7 +93,21 @@ __all__ = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml is its one source."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bounded")
+    except PackageNotFoundError:  # imported from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bounded' has no attribute {name!r}")
@@ -103,4 +117,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})

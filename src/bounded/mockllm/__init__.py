@@ -6,8 +6,11 @@ command line with ``bounded mock-llm``. Needs the ``server`` extra (starlette, u
 
 from __future__ import annotations
 
-from bounded.mockllm.app import MockState, create_app
-from bounded.mockllm.config import MockConfig
-from bounded.mockllm.server import MockLLMServer
+from bounded._extras import import_extra
+
+with import_extra("bounded.mockllm"):
+    from bounded.mockllm.app import MockState, create_app
+    from bounded.mockllm.config import MockConfig
+    from bounded.mockllm.server import MockLLMServer
 
 __all__ = ["MockConfig", "MockLLMServer", "MockState", "create_app"]
