@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synced
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo bench package-check clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Build the sdist and wheel, check them, install the wheel as a user would (.ci/run runs it).
+package-check: $(STAMP)
+	.ci/package-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

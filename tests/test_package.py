@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 import bounded
 from bounded._extras import EXTRAS, MissingExtra, import_extra, require
 from bounded.cli import app
-from bounded.commands import CommandGroup
+from bounded.commands import exit_on_missing_extra
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,21 +128,6 @@ def test_require_checks_every_module_of_the_extra(monkeypatch: pytest.MonkeyPatc
         require("all", "the demo")
 
 
-def _group_app(body: type[BaseException] | BaseException) -> typer.Typer:
-    """An app with the CLI's command group and one command `run` that raises `body`."""
-    test_app = typer.Typer(cls=CommandGroup, rich_markup_mode=None)
-
-    @test_app.command()
-    def run() -> None:
-        raise body
-
-    @test_app.command()
-    def other() -> None:
-        """A second command, so that `run` is a subcommand."""
-
-    return test_app
-
-
 def _wrapped_import_error() -> RuntimeError:
     """A library error raised from a failed import of an extra's module."""
     try:
@@ -154,23 +139,35 @@ def _wrapped_import_error() -> RuntimeError:
             return wrapped
 
 
-def test_command_group_reports_an_extra_found_in_the_cause_chain() -> None:
-    result = CliRunner().invoke(_group_app(_wrapped_import_error()), ["run"], prog_name="tool")
-    assert result.exit_code == 2
-    assert result.output == "tool run needs the 'redis' extra: pip install \"bounded[redis]\"\n"
+def test_exit_on_missing_extra_finds_the_extra_in_the_cause_chain(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info, exit_on_missing_extra("tool run"):
+        raise _wrapped_import_error()
+    assert exit_info.value.code == 2
+    assert exit_info.value.__cause__ is None
+    assert exit_info.value.__suppress_context__
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "tool run needs the 'redis' extra: pip install \"bounded[redis]\"\n"
 
 
-def test_command_group_leaves_other_errors_alone() -> None:
+def test_exit_on_missing_extra_keeps_a_library_s_own_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit), exit_on_missing_extra("tool run"):
+        raise MissingExtra("bounded.redis", "redis")
+    assert capsys.readouterr().err.startswith("bounded.redis needs the 'redis' extra")
+
+
+def test_exit_on_missing_extra_leaves_other_errors_alone() -> None:
     missing = ModuleNotFoundError("No module named 'nowhere'", name="nowhere")
-    result = CliRunner().invoke(_group_app(missing), ["run"])
-    assert result.exit_code == 1
-    assert result.exception is missing
-    # A deliberate exit raised from an extra's import error keeps its status.
-    deliberate = typer.Exit(3)
-    deliberate.__cause__ = ModuleNotFoundError(name="uvicorn")
-    result = CliRunner().invoke(_group_app(deliberate), ["run"])
-    assert result.exit_code == 3
-    assert result.output == ""
+    with pytest.raises(ModuleNotFoundError) as info, exit_on_missing_extra("tool run"):
+        raise missing
+    assert info.value is missing
+    with pytest.raises(SystemExit) as exit_info, exit_on_missing_extra("tool run"):
+        raise SystemExit(3)
+    assert exit_info.value.code == 3
 
 
 def test_extras_table_names_the_modules_of_every_declared_extra() -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from bounded import demo
-from bounded.commands import CommandGroup, audit, config, mock_llm
+from bounded.commands import audit, config, exit_on_missing_extra, mock_llm
 
 app = typer.Typer(
     name="bounded",
-    cls=CommandGroup,
     help="Concurrency control and resilience for asyncio services.",
     no_args_is_help=True,
     add_completion=False,
@@ -46,4 +46,7 @@ for command in (config, audit, mock_llm, demo):
 
 def main() -> None:
     """Entry point of the `bounded` console script and of `python -m bounded`."""
-    app(prog_name="bounded")
+    # The root has no option that takes a value, so the first word is the command.
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+    with exit_on_missing_extra(f"bounded {command}"):
+        app(prog_name="bounded")

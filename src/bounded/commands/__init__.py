@@ -1,27 +1,24 @@
 """The `bounded` subcommands. Each module adds its commands with `register(app)` and
 imports what a command needs inside the command, so starting the CLI stays fast.
 
-`CommandGroup` is the one place where a command that needs a missing extra becomes one
-line naming the extra and its install command, and exit status 2.
+`exit_on_missing_extra` is the one place where a command that needs an extra that is not
+installed becomes one line naming the extra and its install command, and exit status 2.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
-from typer.core import TyperGroup
 
 from bounded._extras import MissingExtra, extra_providing
 
-if TYPE_CHECKING:
-    from typer._click import Context  # typer's own click, what TyperGroup.invoke takes
-
-__all__ = ["CommandGroup"]
+__all__ = ["exit_on_missing_extra"]
 
 
 def _missing_extra(exc: BaseException, command: str) -> MissingExtra | None:
-    """The extra `exc` (or an exception it was raised from) says is missing, if any."""
+    """The extra that `exc`, or an exception it was raised from, says is missing."""
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, MissingExtra):
@@ -34,19 +31,16 @@ def _missing_extra(exc: BaseException, command: str) -> MissingExtra | None:
     return None
 
 
-class CommandGroup(TyperGroup):
-    """The `bounded` command group: a command that needs an extra that is not installed
-    exits 2 with one line (``bounded mock-llm needs the 'server' extra: pip install
-    "bounded[server]"``), never a traceback."""
-
-    def invoke(self, ctx: Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
+@contextmanager
+def exit_on_missing_extra(command: str) -> Iterator[None]:
+    """Turn an error caused by a missing extra inside the block into one line on stderr
+    (``bounded mock-llm needs the 'server' extra: pip install "bounded[server]"``) and
+    exit status 2; other errors pass through unchanged."""
+    try:
+        yield
+    except Exception as exc:
+        missing = _missing_extra(exc, command)
+        if missing is None:
             raise
-        except Exception as exc:
-            missing = _missing_extra(exc, f"{ctx.command_path} {ctx.invoked_subcommand}")
-            if missing is None:
-                raise
-            typer.echo(str(missing), err=True)
-            raise typer.Exit(2) from None
+        typer.echo(str(missing), err=True)
+        raise SystemExit(2) from None
