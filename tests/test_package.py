@@ -54,6 +54,26 @@ def test_version_is_the_one_in_pyproject() -> None:
     assert "__version__" in dir(bounded)
 
 
+def test_import_bounded_loads_no_dependency() -> None:
+    """`import bounded` stays fast: dependencies load with the feature that needs them."""
+    heavy = [
+        "asyncpg",
+        "httpx",
+        "importlib.metadata",
+        "prometheus_client",
+        "pydantic",
+        "rich",
+        "typer",
+        "watchfiles",
+        "yaml",
+    ]
+    code = f"import sys, bounded; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout == "[]\n"
+
+
 def test_python_m_bounded_prints_the_version() -> None:
     result = run_without([], "--version")
     assert result.returncode == 0, result.stderr
