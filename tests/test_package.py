@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import typer
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
@@ -199,7 +200,7 @@ def test_extras_table_names_the_modules_of_every_declared_extra() -> None:
         marker = str(requirement.marker or "")
         match = re.fullmatch(r'extra == "([\w-]+)"', marker)
         if match:
-            by_extra.setdefault(match[1], set()).add(requirement.name)
+            by_extra.setdefault(match[1], set()).add(canonicalize_name(requirement.name))
     assert set(by_extra) == set(EXTRAS)
     # `all` is every other extra (the build expands "bounded[server,...]" into their parts).
     assert by_extra["all"] == set().union(*(by_extra[e] for e in by_extra if e != "all"))
@@ -207,12 +208,12 @@ def test_extras_table_names_the_modules_of_every_declared_extra() -> None:
     provided_by: dict[str, set[str]] = {}
     for module, dists in packages_distributions().items():
         for dist in dists:
-            provided_by.setdefault(dist.lower().replace("_", "-"), set()).add(module)
+            provided_by.setdefault(canonicalize_name(dist), set()).add(module)
     for extra, dists in by_extra.items():
         if extra == "all":
             continue
         for dist in dists:
-            assert provided_by[dist.lower()] & set(EXTRAS[extra]), (extra, dist)
+            assert provided_by[dist] & set(EXTRAS[extra]), (extra, dist)
 
 
 def _commands(command: Any, path: list[str]) -> list[tuple[list[str], Any]]:
