@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from bounded.config.exceptions import resolve_exceptions
 from bounded.config.loader import ConfigErrors, load_dict, parse_yaml
 from bounded.config.models import (
     BoundedConfig,
@@ -42,30 +43,12 @@ logger = logging.getLogger("bounded.manager")
 _BREAKER_FIELDS = tuple(BreakerConfig.model_fields)
 
 
-def _exception_types(names: list[str]) -> tuple[type[BaseException], ...]:
-    """Map the names allowed in `retries.<name>.on` to exception types."""
-    from bounded import errors
-
-    out: list[type[BaseException]] = []
-    for name in names:
-        if name == "TimeoutError":
-            out.append(TimeoutError)
-        elif name == "ConnectionError":
-            out.append(ConnectionError)
-            import asyncpg
-
-            out += [asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError]
-        elif name == "TransportError":
-            import httpx
-
-            out.append(httpx.TransportError)
-        elif name == "RetryableHTTPError":
-            from bounded.http import RetryableHTTPError
-
-            out.append(RetryableHTTPError)
-        else:
-            out.append(getattr(errors, name))
-    return tuple(dict.fromkeys(out))
+def _breaker_settings(cfg: BreakerConfig) -> dict[str, Any]:
+    """Keyword arguments of `CircuitBreaker` from its configuration (names -> types)."""
+    settings = cfg.model_dump()
+    for field in ("failure_on", "ignore"):
+        settings[field] = resolve_exceptions(settings[field])
+    return settings
 
 
 class ConcurrencyManager:
@@ -256,7 +239,7 @@ class ConcurrencyManager:
         from bounded.breaker import CircuitBreaker
 
         cfg: BreakerConfig = self._lookup("breakers", name, self._config.defaults.breaker)
-        breaker = CircuitBreaker(name=name, **cfg.model_dump())
+        breaker = CircuitBreaker(name=name, **_breaker_settings(cfg))
         self._breakers[name] = breaker
         self._track("breaker", name, breaker)
         return breaker
@@ -278,7 +261,7 @@ class ConcurrencyManager:
 
         budget = RetryBudget(cfg.budget.ratio, cfg.budget.min_per_second) if cfg.budget else None
         return Retry(
-            on=_exception_types(list(cfg.on)),
+            on=resolve_exceptions(cfg.on),
             attempts=cfg.attempts,
             backoff=Backoff(
                 initial=cfg.backoff.initial,
@@ -610,12 +593,13 @@ class ConcurrencyManager:
         time_based = breaker.window_seconds is not None
         if time_based != (cfg.window_seconds is not None):
             logger.warning("%s: switching window kind takes effect after a restart", path)
+        settings = _breaker_settings(cfg)
         for field in _BREAKER_FIELDS:
             if field == "window" and (time_based or cfg.window_seconds is not None):
                 continue
             if field == "window_seconds" and (not time_based or cfg.window_seconds is None):
                 continue
-            _set(breaker, path, field, getattr(cfg, field))
+            _set(breaker, path, field, settings[field])
 
     def _apply_rate_limit(self, name: str, limiter: RateLimiter, cfg: RateLimitConfig) -> None:
         path = f"rate_limits.{name}"
