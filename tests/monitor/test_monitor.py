@@ -201,26 +201,27 @@ def test_rate_limiter_and_breaker_adapters() -> None:
 
 @pytest.mark.looptime
 async def test_a_rate_limiter_oscillating_at_the_threshold_alerts_once() -> None:
-    """A limiter used at 100% then idle in turn, for ten of its periods, alerts once.
+    """A limiter used at about two thirds of its rate, in pairs that queue, for a minute.
 
-    Each second it admits a burst that fills its rate, then nothing: its utilization
-    swings between 1 and well below the threshold inside every period.
+    Each pair queues its second request for one interval (utilization 1), then the
+    limiter idles for 0.8 s (its sliding estimate near 0.67): without a hold of one
+    period the alert would fire and resolve every cycle.
     """
-    limiter = RateLimiter(10, per=2.0, burst=10, name="openai")
+    limiter = RateLimiter(10, per=4.0, name="openai")  # one unit per 0.4 s
     monitor = ConcurrencyMonitor(interval=0.25, alert_threshold=0.8)
     monitor.register("rate_limiter", "openai", limiter)
     seen: list[Alert] = []
     monitor.on_alert(seen.append)
     async with monitor:
-        for _ in range(10):
-            for _ in range(10):
-                await limiter.acquire()
-            await asyncio.sleep(2.0)
+        for _ in range(50):
+            await limiter.acquire()
+            await limiter.acquire()
+            await asyncio.sleep(0.8)
         assert [a.state for a in seen] == ["firing"]
-        await asyncio.sleep(5.0)  # idle for more than a period: resolves, once
+        await asyncio.sleep(10.0)  # idle for more than a period: resolves, once
     assert [a.state for a in seen] == ["firing", "resolved"]
     assert seen[0].message.startswith("rate limiter openai: ")
-    assert " of 10 per 2 s used, " in seen[0].message
+    assert " of 10 per 4 s used, " in seen[0].message
 
 
 async def test_messages_read_in_each_kind_s_own_terms() -> None:
