@@ -88,7 +88,9 @@ class ConcurrencyManager:
         self._databases: dict[str, DatabasePool] = {}
         self._http_clients: dict[str, HttpClient] = {}
         self._state: Literal["new", "starting", "running", "closed"] = "new"
-        self._tasks: TaskManager | None = None
+        from bounded.tasks import TaskManager
+
+        self._tasks = TaskManager(name="bounded-manager")
         self._server: MetricsServer | None = None
         self._stop_watch: asyncio.Event | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -163,6 +165,12 @@ class ConcurrencyManager:
     def metrics_url(self) -> str | None:
         """The URL of the `/metrics` endpoint while it is serving, else None."""
         return self._server.url if self._server is not None else None
+
+    @property
+    def tasks(self) -> TaskManager:
+        """The manager's own `TaskManager`: spawn background work here, and it is
+        cancelled (and awaited) when the manager closes, after its monitor and reloads."""
+        return self._tasks
 
     @property
     def running(self) -> bool:
@@ -374,9 +382,6 @@ class ConcurrencyManager:
                 raise RuntimeError("a closed ConcurrencyManager cannot be started again")
             return
         self._state = "starting"
-        from bounded.tasks import TaskManager
-
-        self._tasks = TaskManager(name="bounded-manager")
         self._reload_lock = asyncio.Lock()
         try:
             for name in self._config.databases:
@@ -411,11 +416,9 @@ class ConcurrencyManager:
             await server.close()
         if self._stop_watch is not None:
             self._stop_watch.set()
-        tasks, self._tasks = self._tasks, None
-        if tasks is not None:
-            stuck = await tasks.shutdown(timeout=10.0)
-            if stuck:
-                logger.error("tasks that would not stop: %s", [t.get_name() for t in stuck])
+        stuck = await self._tasks.shutdown(timeout=10.0)
+        if stuck:
+            logger.error("tasks that would not stop: %s", [t.get_name() for t in stuck])
         await self._monitor.drain()
         for client in reversed(list(self._http_clients.values())):
             try:

@@ -83,3 +83,24 @@ async def test_monitor_alerts_through_the_manager(caplog: pytest.LogCaptureFixtu
             await asyncio.sleep(2)
     assert [(a.resource, a.state) for a in alerts] == [("llm", "firing"), ("llm", "resolved")]
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+@pytest.mark.looptime
+async def test_manager_tasks_are_its_own_and_stop_with_it() -> None:
+    manager = ConcurrencyManager.from_dict({"monitoring": {"enabled": False}}, env={})
+    assert manager.tasks is manager.tasks
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(1)
+
+    async with manager:
+        task = manager.tasks.spawn(heartbeat(), name="heartbeat")
+        await asyncio.sleep(2.5)
+    assert task.cancelled()
+    assert len(ticks) == 3
+    assert manager.tasks.closed
+    with pytest.raises(RuntimeError, match="shut down"):
+        manager.tasks.spawn(heartbeat())
