@@ -78,6 +78,7 @@ class ConcurrencyManager:
             interval=monitoring.interval, alert_threshold=self._config.alert_threshold
         )
         self._metrics = Metrics(self._monitor)
+        self._tracer = _otel_tracer() if monitoring.tracing else None
         self._bulkheads: dict[str, Bulkhead] = {}
         self._rate_limiters: dict[str, RateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -250,6 +251,7 @@ class ConcurrencyManager:
         breaker = CircuitBreaker(name=name, **_breaker_settings(cfg))
         self._breakers[name] = breaker
         self._track("breaker", name, breaker)
+        self._metrics.watch_breaker(breaker)
         return breaker
 
     def retry(self, name: str) -> Retry:
@@ -258,15 +260,15 @@ class ConcurrencyManager:
         if found is not None:
             return found
         cfg: RetryConfig = self._lookup("retries", name, self._config.defaults.retry)
-        retry = self._build_retry(cfg)
+        retry = self._build_retry(name, cfg)
         self._retries[name] = retry
         self._retry_configs[name] = cfg
         return retry
 
-    @staticmethod
-    def _build_retry(cfg: RetryConfig) -> Retry:
+    def _build_retry(self, name: str, cfg: RetryConfig) -> Retry:
         from bounded.retry import Backoff, Retry, RetryBudget
 
+        on_retry, on_give_up = self._metrics.retry_hooks(name)
         budget = RetryBudget(cfg.budget.ratio, cfg.budget.min_per_second) if cfg.budget else None
         return Retry(
             on=resolve_exceptions(cfg.on),
@@ -281,6 +283,9 @@ class ConcurrencyManager:
             respect_retry_after=cfg.respect_retry_after,
             max_retry_after=cfg.max_retry_after,
             budget=budget,
+            name=name,
+            on_retry=on_retry,
+            on_give_up=on_give_up,
         )
 
     def _policy_config(self, name: str) -> PolicyConfig:
@@ -318,6 +323,8 @@ class ConcurrencyManager:
             rate_limiter=self.rate_limiter(cfg.rate_limit) if cfg.rate_limit else None,
             bulkhead=self.bulkhead(cfg.bulkhead) if cfg.bulkhead else None,
             timeout=cfg.timeout,
+            observer=self._metrics.policy(name),
+            tracer=self._tracer,
         )
 
     def database(self, name: str) -> DatabasePool:
@@ -552,7 +559,7 @@ class ConcurrencyManager:
         for name in list(self._retries):
             rc = self._current("retries", name, old, new.defaults.retry)
             if rc is not None and rc != self._retry_configs[name]:
-                self._retries[name] = self._build_retry(rc)
+                self._retries[name] = self._build_retry(name, rc)
                 self._retry_configs[name] = rc
                 rebuilt.add(name)
                 logger.info("retries.%s: replaced (settings changed)", name)
@@ -577,6 +584,8 @@ class ConcurrencyManager:
             logger.warning("monitoring.prometheus: changes take effect after a restart")
         if old.monitoring.enabled != new.monitoring.enabled:
             logger.warning("monitoring.enabled: changes take effect after a restart")
+        if old.monitoring.tracing != new.monitoring.tracing:
+            logger.warning("monitoring.tracing: changes take effect after a restart")
         _set(self._monitor, "monitoring", "interval", new.monitoring.interval)
         _set(self._monitor, "", "alert_threshold", new.alert_threshold)
         self._create_declared()
@@ -613,6 +622,17 @@ class ConcurrencyManager:
         if cfg.algorithm == limiter.algorithm:
             _set(limiter, path, "burst", cfg.burst)
         _set(limiter, path, "max_wait", cfg.max_wait)
+
+
+def _otel_tracer() -> Any:
+    """The OpenTelemetry tracer of `bounded` (`monitoring.tracing: true`)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        raise ConfigError(
+            "monitoring.tracing", "needs OpenTelemetry: pip install 'bounded[otel]'"
+        ) from None
+    return trace.get_tracer("bounded")
 
 
 def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[str, BoundedConfig]:

@@ -42,7 +42,8 @@ class RetryEvent:
 
     `attempt` is the number of the attempt that just failed (1 = the first call) with
     `exception`. For `on_retry`, `delay` is the wait before the next attempt and `reason`
-    is empty; for `on_give_up`, `delay` is 0 and `reason` says why retrying stopped.
+    is empty; for `on_give_up`, `delay` is 0, `reason` says why retrying stopped and
+    `cause` is its one-word kind: "attempts", "retry_after", "deadline" or "budget".
     """
 
     retry: str
@@ -50,6 +51,7 @@ class RetryEvent:
     exception: BaseException
     delay: float
     reason: str = ""
+    cause: str = ""
 
 
 RetryHook = Callable[[RetryEvent], object]
@@ -413,22 +415,23 @@ class Retry:
         attempt = 1
         previous = 0.0
         while True:
-            reason = ""
+            reason = cause = ""
             delay = 0.0
             if attempt >= self._attempts:
-                reason = f"no attempts left ({self._attempts})"
+                cause, reason = "attempts", f"no attempts left ({self._attempts})"
             else:
                 header = _retry_after(exc) if self._respect_retry_after else None
                 if header is not None:
                     delay = header
                     if header > self._max_retry_after:
+                        cause = "retry_after"
                         reason = f"retry_after {header:g}s exceeds max_retry_after"
                 else:
                     delay = self._backoff.delay(attempt, previous, self._rng)
                 if not reason and deadline_at is not None and loop.time() + delay > deadline_at:
-                    reason = "deadline would be exceeded"
+                    cause, reason = "deadline", "deadline would be exceeded"
                 if not reason and self._budget is not None and not self._budget.try_withdraw():
-                    reason = "retry budget exhausted"
+                    cause, reason = "budget", "retry budget exhausted"
             if reason:
                 history.append(f"  attempt {attempt}: {type(exc).__qualname__}, not retried")
                 _give_up_note(exc, f"{_NOTE_PREFIX}{attempt} attempt(s): {reason}", history)
@@ -443,7 +446,7 @@ class Retry:
                     _log.debug("%s: attempts of the call:\n%s", self._name, "\n".join(history))
                 if self._on_give_up is not None:
                     await self._hook(
-                        self._on_give_up, RetryEvent(self._name, attempt, exc, 0.0, reason)
+                        self._on_give_up, RetryEvent(self._name, attempt, exc, 0.0, reason, cause)
                     )
                 raise exc
             history.append(

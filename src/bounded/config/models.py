@@ -214,6 +214,8 @@ class MonitoringConfig(_Section):
     enabled: bool = True
     interval: Annotated[float, Field(gt=0)] = 1.0
     prometheus: PrometheusConfig | None = None
+    # One OpenTelemetry span per policy call (needs the `otel` extra).
+    tracing: bool = False
 
 
 class DefaultsConfig(_Section):
