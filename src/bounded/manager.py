@@ -392,7 +392,7 @@ class ConcurrencyManager:
         self._reload_lock = asyncio.Lock()
         try:
             for name in self._config.databases:
-                await self.database(name).open()
+                await self._open_database(name)
             for name in self._config.http_clients:
                 await self.http_client(name).open()
             if self._config.monitoring.enabled:
@@ -403,12 +403,31 @@ class ConcurrencyManager:
             prometheus = self._config.monitoring.prometheus
             if prometheus is not None:
                 server = MetricsServer(self._metrics, prometheus.host, prometheus.port)
-                await server.start()
+                try:
+                    await server.start()
+                except OSError as exc:
+                    where = f"{prometheus.host}:{prometheus.port}"
+                    raise ConfigError(
+                        "monitoring.prometheus.port",
+                        f"cannot serve metrics on {where}: {exc.strerror or exc}",
+                    ) from exc
                 self._server = server
         except BaseException:
             await self._shutdown()
             raise
         self._state = "running"
+
+    async def _open_database(self, name: str) -> None:
+        """Open pool `name`; a failure names its configuration key and the pool."""
+        pool = self.database(name)
+        try:
+            await pool.open()
+        except Exception as exc:
+            # The pool's own errors never quote the password; the DSN shown is redacted.
+            raise ConfigError(
+                f"databases.{name}",
+                f"cannot open pool {name!r} ({pool.redacted_dsn}): {type(exc).__name__}: {exc}",
+            ) from exc
 
     async def close(self) -> None:
         """Stop everything `start()` started, in reverse order. Closing twice is harmless."""

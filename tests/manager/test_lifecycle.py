@@ -8,6 +8,7 @@ import logging
 import httpx
 import pytest
 
+from bounded.errors import ConfigError
 from bounded.manager import ConcurrencyManager
 from bounded.monitor import Alert
 
@@ -55,11 +56,13 @@ async def test_failed_start_cleans_up() -> None:
         {"monitoring": {"prometheus": {"host": "127.0.0.1", "port": port}}}, env={}
     )
     try:
-        with pytest.raises(OSError, match="address already in use"):
+        with pytest.raises(ConfigError, match="address already in use") as info:
             await manager.start()
     finally:
         blocker.close()
         await blocker.wait_closed()
+    assert info.value.path == "monitoring.prometheus.port"
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in str(info.value)
     assert asyncio.all_tasks() == before
     assert not manager.running
 
