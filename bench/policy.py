@@ -98,15 +98,15 @@ async def _run() -> Section:
         for k, v in values.items()
     ]
     key = "bounded.Policy (retry, breaker, rate limiter, bulkhead, timeout)"
-    # The target is absolute; machines vary (and this one is shared). ANCHORS measured
-    # asyncio.timeout at +4 us: scale by it to show what the figure means there.
+    # The target is absolute; machines vary (and this one is shared). The reference
+    # machine measured asyncio.timeout at +4 us: scale by it to show the figure there.
     scale = 4.0 / max(values["asyncio.timeout alone"] - values[floor], 1e-9)
     targets = [
         Target(
             "bounded.Policy <= 8 us per call",
             values[key] <= 8,
             f"{values[key]:.2f} us here; {values[key] * scale:.1f} us scaled to the "
-            "ANCHORS machine, where asyncio.timeout costs 4 us",
+            "reference machine, where asyncio.timeout costs 4 us",
         )
     ]
     return Section(

@@ -1,4 +1,4 @@
-"""`ConcurrencyManager`: the registry of every limit a service uses (DESIGN.md section 4)."""
+"""`ConcurrencyManager`: the registry of every limit a service uses."""
 
 from __future__ import annotations
 
