@@ -14,6 +14,7 @@ import tenacity
 from bench._harness import Row, Section, Target, Timed, interleaved, timed_calls
 from bounded.breaker import CircuitBreaker
 from bounded.bulkhead import Bulkhead
+from bounded.manager import ConcurrencyManager
 from bounded.policy import Policy
 from bounded.ratelimit import RateLimiter
 from bounded.retry import Retry
@@ -85,6 +86,28 @@ async def _run() -> Section:
         timeout=TIMEOUT,
     )
     cases["bounded.Policy, same + deadline"] = timed_calls(lambda: pd.call(ok))
+    # The same policy from a ConcurrencyManager: Prometheus metrics on (no target).
+    managed = ConcurrencyManager.from_dict(
+        {
+            "retries": {"r": {}},
+            "breakers": {"c": {}},
+            "rate_limits": {"l": {"rate": HUGE_RATE}},
+            "bulkheads": {"b": {"limit": LIMIT}},
+            "policies": {
+                "p": {
+                    "retry": "r",
+                    "breaker": "c",
+                    "rate_limit": "l",
+                    "bulkhead": "b",
+                    "timeout": TIMEOUT,
+                }
+            },
+        },
+        env={},
+    ).policy("p")
+    cases["bounded.Policy from a ConcurrencyManager (metrics on)"] = timed_calls(
+        lambda: managed.call(ok)
+    )
     ns = await interleaved(cases)
     values = {k: v / 1000 for k, v in ns.items()}
     ref = values[peer]

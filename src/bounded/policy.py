@@ -14,7 +14,7 @@ import inspect
 import itertools
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
@@ -267,17 +267,20 @@ def _wait_kind(cm: AbstractAsyncContextManager[Any]) -> str:
 
 def _timed_context_layer(cms: list[AbstractAsyncContextManager[Any]], inner: Layer) -> Layer:
     """Like `_context_layer`, also adding the time spent entering each to the call record."""
-    kinds = [_wait_kind(cm) for cm in cms]
+    for cm in reversed(cms):
+        inner = _timed_cm_layer(_wait_kind(cm), cm, inner)
+    return inner
 
+
+def _timed_cm_layer(kind: str, cm: AbstractAsyncContextManager[Any], inner: Layer) -> Layer:
     async def guarded(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        record = _current_call.get()
         loop = _get_running_loop()
-        async with AsyncExitStack() as stack:
-            for kind, cm in zip(kinds, cms, strict=True):
-                started = loop.time()
-                await stack.enter_async_context(cm)
-                if record is not None:
-                    record.waits[kind] = record.waits.get(kind, 0.0) + loop.time() - started
+        started = loop.time()
+        async with cm:
+            record = _current_call.get()
+            if record is not None:
+                waits = record.waits
+                waits[kind] = waits.get(kind, 0.0) + loop.time() - started
             return await inner(fn, args, kwargs)
 
     return guarded
