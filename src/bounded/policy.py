@@ -314,7 +314,9 @@ def _observed_layer(name: str, observer: PolicyObserver | None, tracer: Any, inn
         try:
             if span is None:
                 return await inner(fn, args, kwargs)
-            with use_span(span, end_on_exit=False, record_exception=False):
+            with use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
                 return await inner(fn, args, kwargs)
         except BaseException as exc:
             error = exc

@@ -93,3 +93,17 @@ async def test_tracing_from_the_manager_configuration() -> None:
 def test_a_tracer_must_look_like_one() -> None:
     with pytest.raises(ValueError, match="tracer"):
         bounded.Policy("x", tracer=object())
+
+
+async def test_a_cancelled_call_is_not_an_error(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    policy = bounded.Policy("chat", timeout=10.0, tracer=provider.get_tracer("t"))
+    task: asyncio.Task[None] = asyncio.create_task(policy.call(asyncio.sleep, 5))
+    await asyncio.sleep(1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (span,) = exporter.get_finished_spans()
+    assert dict(span.attributes or {})["bounded.outcome"] == "cancelled"
+    assert span.status.status_code is not StatusCode.ERROR
