@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import bounded
 from bounded import BreakerStats, CircuitBreaker, CircuitOpen
+from bounded.http import RetryableHTTPError
 
 pytestmark = pytest.mark.looptime
 
@@ -349,6 +350,7 @@ async def raising(exc: BaseException) -> None:
         bounded.CircuitOpen("inner", 3.0),
         bounded.PoolExhausted("db", None),
         TooManyRequests("slow down"),
+        RetryableHTTPError(429, 2.0),
     ],
     ids=lambda e: type(e).__name__,
 )
@@ -373,6 +375,14 @@ async def test_a_refusal_counts_when_failure_on_names_it(mode: str) -> None:
         with pytest.raises(TooManyRequests):
             await through(bh, mode, lambda: raising(TooManyRequests()))
     assert bh.state == "open"
+
+
+async def test_other_http_errors_still_count() -> None:
+    cb = CircuitBreaker(minimum_calls=2)
+    for _ in range(2):
+        with pytest.raises(RetryableHTTPError):
+            await cb.call(lambda: raising(RetryableHTTPError(503)))
+    assert cb.state == "open"
 
 
 async def test_failure_on_and_ignore_can_change_live() -> None:
