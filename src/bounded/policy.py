@@ -12,6 +12,7 @@ import functools
 import heapq
 import inspect
 import itertools
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -32,6 +33,7 @@ Fn = Callable[..., Awaitable[Any]]
 Layer = Callable[[Fn, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
 
 _names = itertools.count(1)
+_log = logging.getLogger("bounded.policy")
 _get_running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
 
@@ -324,10 +326,13 @@ def _observed_layer(name: str, observer: PolicyObserver | None, tracer: Any, inn
         finally:
             _current_call.reset(token)
             outcome = record.outcome(error)
-            if observer is not None:
-                observer.call_done(outcome, loop.time() - started, record)
-            if span is not None:
-                _end_span(span, name, outcome, record, error)
+            try:
+                if observer is not None:
+                    observer.call_done(outcome, loop.time() - started, record)
+                if span is not None:
+                    _end_span(span, name, outcome, record, error)
+            except Exception:  # observing must never change the call's result
+                _log.exception("recording a call of policy %r failed", name)
 
     return observed
 

@@ -115,3 +115,19 @@ async def test_a_policy_built_by_hand_records_nothing() -> None:
     )
     await policy.call(fn)
     assert seen == [None]
+
+
+async def test_a_failing_observer_never_changes_the_result(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def call_done(self, outcome: str, seconds: float, record: object) -> None:
+            raise RuntimeError("observer bug")
+
+    async def fn() -> str:
+        return "ok"
+
+    policy = bounded.Policy("p", observer=Broken())
+    with caplog.at_level("ERROR", logger="bounded.policy"):
+        assert await policy.call(fn) == "ok"
+    assert "recording a call of policy 'p' failed" in caplog.text
