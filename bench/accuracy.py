@@ -208,7 +208,7 @@ def run() -> list[Section]:
                 "(1 for gcra burst 1, 200 for a 200-unit window or bucket).",
                 "Windows are half-open [t, t+1 s), one starting at each admission. Design "
                 "bound: what the algorithm allows into any such window, b + rate x 1 s for a "
-                "token bucket or gcra (DESIGN.md), rate for a window of 1 s.",
+                "token bucket or gcra, rate for a window of 1 s.",
                 "Real loop: timers fire late (epoll rounds waits up to 1 ms; other processes "
                 "share the 2 cores), so a limiter that keeps pace after a late admission "
                 "can put b + rate into a 1 s window; only virtual time shows exact spacing.",

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import bounded
 from bounded import BreakerStats, CircuitBreaker, CircuitOpen
+from bounded.http import RetryableHTTPError
 
 pytestmark = pytest.mark.looptime
 
@@ -329,6 +330,74 @@ async def test_exceptions_outside_failure_on_count_as_success(mode: str) -> None
         with pytest.raises(OSError, match="o"):
             await through(cb, mode, os_error)
     assert cb.state == "open"
+
+
+class TooManyRequests(Exception):
+    """Stands for an SDK's rate-limit error (e.g. openai.RateLimitError): status 429."""
+
+    status_code = 429
+
+
+async def raising(exc: BaseException) -> None:
+    raise exc
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        bounded.RateLimited("api", 1.0),
+        bounded.BulkheadFull("pool", None),
+        bounded.CircuitOpen("inner", 3.0),
+        bounded.PoolExhausted("db", None),
+        TooManyRequests("slow down"),
+        RetryableHTTPError(429, 2.0),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_refusals_of_load_are_not_failures_by_default(
+    mode: str, refusal: BaseException
+) -> None:
+    cb = CircuitBreaker(minimum_calls=1, window=5)
+    for _ in range(10):
+        with pytest.raises(type(refusal)):
+            await through(cb, mode, lambda: raising(refusal))
+    assert (cb.state, cb.stats().calls) == ("closed", 0)
+
+
+async def test_a_refusal_counts_when_failure_on_names_it(mode: str) -> None:
+    cb = CircuitBreaker(minimum_calls=2, failure_on=(OSError, bounded.RateLimited))
+    for _ in range(2):
+        with pytest.raises(bounded.RateLimited):
+            await through(cb, mode, lambda: raising(bounded.RateLimited("api", 1.0)))
+    assert cb.state == "open"
+    bh = CircuitBreaker(minimum_calls=2, failure_on=TooManyRequests)
+    for _ in range(2):
+        with pytest.raises(TooManyRequests):
+            await through(bh, mode, lambda: raising(TooManyRequests()))
+    assert bh.state == "open"
+
+
+async def test_other_http_errors_still_count() -> None:
+    cb = CircuitBreaker(minimum_calls=2)
+    for _ in range(2):
+        with pytest.raises(RetryableHTTPError):
+            await cb.call(lambda: raising(RetryableHTTPError(503)))
+    assert cb.state == "open"
+
+
+async def test_failure_on_and_ignore_can_change_live() -> None:
+    cb = CircuitBreaker(minimum_calls=1)
+    cb.ignore = KeyError
+    cb.failure_on = (OSError,)
+    assert (cb.ignore, cb.failure_on) == ((KeyError,), (OSError,))
+    with pytest.raises(KeyError):
+        await cb.call(lambda: raising(KeyError("k")))
+    assert cb.state == "closed"
+    with pytest.raises(OSError, match="o"):
+        await cb.call(lambda: raising(OSError("o")))
+    assert cb.state == "open"
+    with pytest.raises(ValueError, match="ignore"):
+        cb.ignore = "KeyError"  # type: ignore[assignment]
 
 
 async def test_ignored_probe_frees_its_slot() -> None:

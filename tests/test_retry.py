@@ -437,3 +437,101 @@ def test_never_more_than_attempts_and_never_past_deadline(
             assert fn.calls[-1] <= deadline + TOL
 
     run_virtual(scenario())
+
+
+# -- observability: the note of a reused exception, logs and hooks ----------------------
+
+_SHARED = ConnectionError("cached failure")
+
+
+async def _raise_shared() -> None:
+    raise _SHARED.with_traceback(None)
+
+
+@pytest.mark.looptime
+async def test_a_reused_exception_instance_keeps_one_attempts_note() -> None:
+    # A module-level exception raised by every call: each give-up replaces its note.
+    _SHARED.__notes__ = ["the caller's own note"]
+    retry = Retry(on=ConnectionError, attempts=2, backoff=no_jitter(0.01))
+    for _ in range(200):
+        with pytest.raises(ConnectionError):
+            await retry.call(_raise_shared)
+    notes = _SHARED.__notes__
+    assert notes[0] == "the caller's own note"
+    assert len(notes) == 2
+    assert notes[1].startswith("bounded.Retry gave up after 2 attempt(s)")
+
+
+@pytest.mark.looptime
+async def test_each_retry_logs_one_info_line_with_reason_and_delay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    retry = Retry(on=OSError, attempts=3, backoff=no_jitter(0.5), name="llm")
+    with caplog.at_level("INFO", logger="bounded.retry"), pytest.raises(Transient):
+        await retry.call(Flaky(Transient("a"), Transient("b"), Transient("c")))
+    infos = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert infos == [
+        "llm: attempt 1 failed with Transient, retrying in 0.500s",
+        "llm: attempt 2 failed with Transient, retrying in 1.000s",
+        "llm: giving up after 3 attempt(s): no attempts left (3) (last error Transient)",
+    ]
+    assert not [r for r in caplog.records if r.levelname == "DEBUG"]
+
+
+@pytest.mark.looptime
+async def test_debug_logging_adds_the_per_call_detail(caplog: pytest.LogCaptureFixture) -> None:
+    retry = Retry(on=OSError, attempts=2, backoff=no_jitter(0.5), name="db")
+    with caplog.at_level("DEBUG", logger="bounded.retry"), pytest.raises(Transient):
+        await retry.call(Flaky(Transient("first"), Transient("second")))
+    debug = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "DEBUG")
+    assert "Transient('first')" in debug
+    assert "attempt 2: Transient, not retried" in debug
+
+
+@pytest.mark.looptime
+async def test_hooks_receive_attempt_exception_and_delay() -> None:
+    retried: list[bounded.RetryEvent] = []
+    gave_up: list[bounded.RetryEvent] = []
+
+    async def on_give_up(event: bounded.RetryEvent) -> None:
+        await asyncio.sleep(0)  # an async hook is awaited
+        gave_up.append(event)
+
+    errors = [Transient("a"), Transient("b"), Transient("c")]
+    retry = Retry(
+        on=OSError,
+        attempts=3,
+        backoff=no_jitter(0.5),
+        name="api",
+        on_retry=retried.append,
+        on_give_up=on_give_up,
+    )
+    with pytest.raises(Transient):
+        await retry.call(Flaky(*errors))
+    assert [(e.attempt, e.exception, e.delay) for e in retried] == [
+        (1, errors[0], 0.5),
+        (2, errors[1], 1.0),
+    ]
+    assert len(gave_up) == 1
+    assert gave_up[0].attempt == 3
+    assert gave_up[0].exception is errors[2]
+    assert gave_up[0].reason == "no attempts left (3)"
+    assert gave_up[0].retry == "api"
+
+
+@pytest.mark.looptime
+async def test_a_failing_hook_is_logged_and_retrying_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(event: bounded.RetryEvent) -> None:
+        raise RuntimeError("hook bug")
+
+    retry = Retry(on=OSError, attempts=2, backoff=no_jitter(0.5), on_retry=broken)
+    with caplog.at_level("ERROR", logger="bounded.retry"):
+        assert await retry.call(Flaky(Transient("a"))) == "ok"
+    assert any("hook" in r.getMessage() for r in caplog.records)
+
+
+def test_a_hook_must_be_callable() -> None:
+    with pytest.raises(ValueError, match="on_retry"):
+        Retry(on=OSError, on_retry=42)  # type: ignore[arg-type]

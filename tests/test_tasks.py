@@ -378,3 +378,107 @@ async def test_to_thread_cancelled_before_its_thread_starts_never_runs() -> None
     finally:
         gate.set()
         executor.shutdown(wait=True)
+
+
+# -------------------------------------------------------------------- waiting for tasks
+
+
+@pytest.mark.looptime
+async def test_wait_returns_when_every_task_is_done_including_late_spawns() -> None:
+    tm = TaskManager()
+    done: list[str] = []
+
+    async def child() -> None:
+        await asyncio.sleep(3)
+        done.append("child")
+
+    async def parent() -> None:
+        await asyncio.sleep(1)
+        tm.spawn(child())
+        done.append("parent")
+
+    tm.spawn(parent())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await tm.wait()
+    assert loop.time() - start == pytest.approx(4)
+    assert done == ["parent", "child"]
+    assert not tm.closed  # waiting does not shut it down
+    await tm.shutdown()
+
+
+@pytest.mark.looptime
+async def test_default_exit_cancels_unfinished_tasks() -> None:
+    finished: list[int] = []
+
+    async def work() -> None:
+        await asyncio.sleep(5)
+        finished.append(1)
+
+    async with TaskManager() as tm:
+        assert tm.on_exit == "cancel"
+        task = tm.spawn(work())
+    assert task.cancelled()
+    assert finished == []
+
+
+@pytest.mark.looptime
+async def test_on_exit_wait_behaves_like_a_task_group() -> None:
+    finished: list[int] = []
+
+    async def work(n: int) -> None:
+        await asyncio.sleep(n)
+        finished.append(n)
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with TaskManager(on_exit="wait") as tm:
+        for n in (2, 1, 3):
+            tm.spawn(work(n))
+    assert loop.time() - start == pytest.approx(3)
+    assert finished == [1, 2, 3]
+    assert tm.closed
+
+
+@pytest.mark.looptime
+async def test_on_exit_wait_cancels_when_the_block_raises() -> None:
+    async def work() -> None:
+        await asyncio.sleep(5)
+
+    spawned: list[asyncio.Task[None]] = []
+
+    async def body() -> None:
+        async with TaskManager(on_exit="wait") as tm:
+            spawned.append(tm.spawn(work()))
+            raise KeyError("body failed")
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(KeyError):
+        await body()
+    assert spawned[0].cancelled()
+    assert loop.time() - start == pytest.approx(0)
+
+
+@pytest.mark.looptime
+async def test_on_exit_wait_cancelled_while_waiting_cancels_the_tasks() -> None:
+    async def work() -> None:
+        await asyncio.sleep(50)
+
+    inner: list[asyncio.Task[None]] = []
+
+    async def owner() -> None:
+        async with TaskManager(on_exit="wait") as tm:
+            inner.append(tm.spawn(work()))
+
+    outer = asyncio.create_task(owner())
+    await asyncio.sleep(1)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    assert inner[0].cancelled()
+
+
+def test_on_exit_is_validated() -> None:
+    with pytest.raises(ValueError, match="on_exit"):
+        TaskManager(on_exit="later")  # type: ignore[arg-type]

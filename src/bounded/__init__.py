@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from bounded.monitor import Alert, ConcurrencyMonitor, ResourceStats
     from bounded.policy import Policy
     from bounded.ratelimit import RateLimiter, RateLimiterStats
-    from bounded.retry import Backoff, Retry, RetryBudget
+    from bounded.retry import Backoff, Retry, RetryBudget, RetryEvent
     from bounded.tasks import TaskManager, to_thread
 
     __version__: str
@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     "Retry": "bounded.retry",
     "Backoff": "bounded.retry",
     "RetryBudget": "bounded.retry",
+    "RetryEvent": "bounded.retry",
     "CircuitBreaker": "bounded.breaker",
     "BreakerStats": "bounded.breaker",
     "Policy": "bounded.policy",
@@ -85,6 +86,7 @@ __all__ = [
     "ResourceStats",
     "Retry",
     "RetryBudget",
+    "RetryEvent",
     "TaskManager",
     "gather",
     "map",

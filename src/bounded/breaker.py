@@ -1,4 +1,4 @@
-"""Circuit breaker with Resilience4j semantics (DESIGN.md section 3)."""
+"""Circuit breaker with Resilience4j semantics."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from bounded._validate import fraction, optional_positive, positive, positive_int
-from bounded.errors import CircuitOpen
+from bounded.errors import CircuitOpen, Rejected
 
 __all__ = ["BreakerStats", "CircuitBreaker", "State"]
 
@@ -231,6 +231,14 @@ def _exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
     raise ValueError(f"{name} must be an exception type or a tuple of them, got {value!r}")
 
 
+_CATCH_ALL = (Exception, BaseException)
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """A refusal of load (a `Rejected`, or an error carrying HTTP status 429)."""
+    return isinstance(exc, Rejected) or getattr(exc, "status_code", None) == 429
+
+
 class CircuitBreaker:
     """Stops calling a failing dependency for a while, then probes it before closing again.
 
@@ -241,6 +249,11 @@ class CircuitBreaker:
     concurrent probes are admitted; if all succeed the circuit closes with an empty
     window, any failure re-opens it. Exceptions in `ignore` are not recorded; exceptions
     outside `failure_on` count as successes; cancellation is never a failure.
+
+    A refusal of load (any `bounded.Rejected` such as `RateLimited` or `CircuitOpen`, and
+    any error with ``status_code == 429``, e.g. ``openai.RateLimitError``) says the
+    dependency is busy, not broken: it is not recorded unless `failure_on` names its
+    type (or a base class narrower than `Exception`).
     """
 
     __slots__ = (
@@ -260,6 +273,7 @@ class CircuitBreaker:
         "_probe_tasks",
         "_probes_ok",
         "_probes_running",
+        "_refusals_on",
         "_rejected",
         "_slow_duration",
         "_slow_rate",
@@ -297,8 +311,8 @@ class CircuitBreaker:
         self._timed = self._slow_duration is not None
         self._open_for = positive("open_for", open_for)
         self._half_open_calls = positive_int("half_open_calls", half_open_calls)
-        self._failure_on = _exception_types("failure_on", failure_on)
-        self._ignore = _exception_types("ignore", ignore)
+        self.failure_on = failure_on
+        self.ignore = ignore
         self._state: State = _CLOSED
         self._opened_at = 0.0
         self._probe_epoch = 0
@@ -416,13 +430,23 @@ class CircuitBreaker:
 
     @property
     def failure_on(self) -> tuple[type[BaseException], ...]:
-        """Exception types recorded as failures."""
+        """Exception types recorded as failures (settable: a type or a tuple of them)."""
         return self._failure_on
+
+    @failure_on.setter
+    def failure_on(self, value: type[BaseException] | tuple[type[BaseException], ...]) -> None:
+        self._failure_on = _exception_types("failure_on", value)
+        # Refusals count only when named by something narrower than a catch-all.
+        self._refusals_on = tuple(t for t in self._failure_on if t not in _CATCH_ALL)
 
     @property
     def ignore(self) -> tuple[type[BaseException], ...]:
-        """Exception types not recorded at all."""
+        """Exception types not recorded at all (settable: a type or a tuple of them)."""
         return self._ignore
+
+    @ignore.setter
+    def ignore(self, value: type[BaseException] | tuple[type[BaseException], ...]) -> None:
+        self._ignore = _exception_types("ignore", value)
 
     # ---------------------------------------------------------------- state
     @property
@@ -528,7 +552,11 @@ class CircuitBreaker:
             return 0  # CancelledError, KeyboardInterrupt, ...
         if self._ignore and isinstance(exc, self._ignore):
             return 0
-        return _FAIL if isinstance(exc, self._failure_on) else _OK
+        if not isinstance(exc, self._failure_on):
+            return _OK
+        if _is_refusal(exc) and not isinstance(exc, self._refusals_on):
+            return 0
+        return _FAIL
 
     def _record(self, code: int) -> None:
         """Record a closed-state outcome and open the circuit if a threshold is reached."""

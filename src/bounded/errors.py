@@ -1,4 +1,4 @@
-"""The exceptions `bounded` raises (DESIGN.md section 2)."""
+"""The exceptions `bounded` raises."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`ConcurrencyManager`: the registry of every limit a service uses (DESIGN.md section 4)."""
+"""`ConcurrencyManager`: the registry of every limit a service uses."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from bounded.config.exceptions import resolve_exceptions
 from bounded.config.loader import ConfigErrors, load_dict, parse_yaml
 from bounded.config.models import (
     BoundedConfig,
@@ -42,30 +43,12 @@ logger = logging.getLogger("bounded.manager")
 _BREAKER_FIELDS = tuple(BreakerConfig.model_fields)
 
 
-def _exception_types(names: list[str]) -> tuple[type[BaseException], ...]:
-    """Map the names allowed in `retries.<name>.on` to exception types."""
-    from bounded import errors
-
-    out: list[type[BaseException]] = []
-    for name in names:
-        if name == "TimeoutError":
-            out.append(TimeoutError)
-        elif name == "ConnectionError":
-            out.append(ConnectionError)
-            import asyncpg
-
-            out += [asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError]
-        elif name == "TransportError":
-            import httpx
-
-            out.append(httpx.TransportError)
-        elif name == "RetryableHTTPError":
-            from bounded.http import RetryableHTTPError
-
-            out.append(RetryableHTTPError)
-        else:
-            out.append(getattr(errors, name))
-    return tuple(dict.fromkeys(out))
+def _breaker_settings(cfg: BreakerConfig) -> dict[str, Any]:
+    """Keyword arguments of `CircuitBreaker` from its configuration (names -> types)."""
+    settings = cfg.model_dump()
+    for field in ("failure_on", "ignore"):
+        settings[field] = resolve_exceptions(settings[field])
+    return settings
 
 
 class ConcurrencyManager:
@@ -95,6 +78,7 @@ class ConcurrencyManager:
             interval=monitoring.interval, alert_threshold=self._config.alert_threshold
         )
         self._metrics = Metrics(self._monitor)
+        self._tracer = _otel_tracer() if monitoring.tracing else None
         self._bulkheads: dict[str, Bulkhead] = {}
         self._rate_limiters: dict[str, RateLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -105,7 +89,9 @@ class ConcurrencyManager:
         self._databases: dict[str, DatabasePool] = {}
         self._http_clients: dict[str, HttpClient] = {}
         self._state: Literal["new", "starting", "running", "closed"] = "new"
-        self._tasks: TaskManager | None = None
+        from bounded.tasks import TaskManager
+
+        self._tasks = TaskManager(name="bounded-manager")
         self._server: MetricsServer | None = None
         self._stop_watch: asyncio.Event | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -182,6 +168,12 @@ class ConcurrencyManager:
         return self._server.url if self._server is not None else None
 
     @property
+    def tasks(self) -> TaskManager:
+        """The manager's own `TaskManager`: spawn background work here, and it is
+        cancelled (and awaited) when the manager closes, after its monitor and reloads."""
+        return self._tasks
+
+    @property
     def running(self) -> bool:
         """True between `start()` and `close()`."""
         return self._state == "running"
@@ -256,9 +248,10 @@ class ConcurrencyManager:
         from bounded.breaker import CircuitBreaker
 
         cfg: BreakerConfig = self._lookup("breakers", name, self._config.defaults.breaker)
-        breaker = CircuitBreaker(name=name, **cfg.model_dump())
+        breaker = CircuitBreaker(name=name, **_breaker_settings(cfg))
         self._breakers[name] = breaker
         self._track("breaker", name, breaker)
+        self._metrics.watch_breaker(breaker)
         return breaker
 
     def retry(self, name: str) -> Retry:
@@ -267,18 +260,18 @@ class ConcurrencyManager:
         if found is not None:
             return found
         cfg: RetryConfig = self._lookup("retries", name, self._config.defaults.retry)
-        retry = self._build_retry(cfg)
+        retry = self._build_retry(name, cfg)
         self._retries[name] = retry
         self._retry_configs[name] = cfg
         return retry
 
-    @staticmethod
-    def _build_retry(cfg: RetryConfig) -> Retry:
+    def _build_retry(self, name: str, cfg: RetryConfig) -> Retry:
         from bounded.retry import Backoff, Retry, RetryBudget
 
+        on_retry, on_give_up = self._metrics.retry_hooks(name)
         budget = RetryBudget(cfg.budget.ratio, cfg.budget.min_per_second) if cfg.budget else None
         return Retry(
-            on=_exception_types(list(cfg.on)),
+            on=resolve_exceptions(cfg.on),
             attempts=cfg.attempts,
             backoff=Backoff(
                 initial=cfg.backoff.initial,
@@ -290,6 +283,9 @@ class ConcurrencyManager:
             respect_retry_after=cfg.respect_retry_after,
             max_retry_after=cfg.max_retry_after,
             budget=budget,
+            name=name,
+            on_retry=on_retry,
+            on_give_up=on_give_up,
         )
 
     def _policy_config(self, name: str) -> PolicyConfig:
@@ -327,6 +323,8 @@ class ConcurrencyManager:
             rate_limiter=self.rate_limiter(cfg.rate_limit) if cfg.rate_limit else None,
             bulkhead=self.bulkhead(cfg.bulkhead) if cfg.bulkhead else None,
             timeout=cfg.timeout,
+            observer=self._metrics.policy(name),
+            tracer=self._tracer,
         )
 
     def database(self, name: str) -> DatabasePool:
@@ -391,13 +389,10 @@ class ConcurrencyManager:
                 raise RuntimeError("a closed ConcurrencyManager cannot be started again")
             return
         self._state = "starting"
-        from bounded.tasks import TaskManager
-
-        self._tasks = TaskManager(name="bounded-manager")
         self._reload_lock = asyncio.Lock()
         try:
             for name in self._config.databases:
-                await self.database(name).open()
+                await self._open_database(name)
             for name in self._config.http_clients:
                 await self.http_client(name).open()
             if self._config.monitoring.enabled:
@@ -408,12 +403,31 @@ class ConcurrencyManager:
             prometheus = self._config.monitoring.prometheus
             if prometheus is not None:
                 server = MetricsServer(self._metrics, prometheus.host, prometheus.port)
-                await server.start()
+                try:
+                    await server.start()
+                except OSError as exc:
+                    where = f"{prometheus.host}:{prometheus.port}"
+                    raise ConfigError(
+                        "monitoring.prometheus.port",
+                        f"cannot serve metrics on {where}: {exc.strerror or exc}",
+                    ) from exc
                 self._server = server
         except BaseException:
             await self._shutdown()
             raise
         self._state = "running"
+
+    async def _open_database(self, name: str) -> None:
+        """Open pool `name`; a failure names its configuration key and the pool."""
+        pool = self.database(name)
+        try:
+            await pool.open()
+        except Exception as exc:
+            # The pool's own errors never quote the password; the DSN shown is redacted.
+            raise ConfigError(
+                f"databases.{name}",
+                f"cannot open pool {name!r} ({pool.redacted_dsn}): {type(exc).__name__}: {exc}",
+            ) from exc
 
     async def close(self) -> None:
         """Stop everything `start()` started, in reverse order. Closing twice is harmless."""
@@ -428,11 +442,9 @@ class ConcurrencyManager:
             await server.close()
         if self._stop_watch is not None:
             self._stop_watch.set()
-        tasks, self._tasks = self._tasks, None
-        if tasks is not None:
-            stuck = await tasks.shutdown(timeout=10.0)
-            if stuck:
-                logger.error("tasks that would not stop: %s", [t.get_name() for t in stuck])
+        stuck = await self._tasks.shutdown(timeout=10.0)
+        if stuck:
+            logger.error("tasks that would not stop: %s", [t.get_name() for t in stuck])
         await self._monitor.drain()
         for client in reversed(list(self._http_clients.values())):
             try:
@@ -566,7 +578,7 @@ class ConcurrencyManager:
         for name in list(self._retries):
             rc = self._current("retries", name, old, new.defaults.retry)
             if rc is not None and rc != self._retry_configs[name]:
-                self._retries[name] = self._build_retry(rc)
+                self._retries[name] = self._build_retry(name, rc)
                 self._retry_configs[name] = rc
                 rebuilt.add(name)
                 logger.info("retries.%s: replaced (settings changed)", name)
@@ -591,6 +603,8 @@ class ConcurrencyManager:
             logger.warning("monitoring.prometheus: changes take effect after a restart")
         if old.monitoring.enabled != new.monitoring.enabled:
             logger.warning("monitoring.enabled: changes take effect after a restart")
+        if old.monitoring.tracing != new.monitoring.tracing:
+            logger.warning("monitoring.tracing: changes take effect after a restart")
         _set(self._monitor, "monitoring", "interval", new.monitoring.interval)
         _set(self._monitor, "", "alert_threshold", new.alert_threshold)
         self._create_declared()
@@ -610,12 +624,13 @@ class ConcurrencyManager:
         time_based = breaker.window_seconds is not None
         if time_based != (cfg.window_seconds is not None):
             logger.warning("%s: switching window kind takes effect after a restart", path)
+        settings = _breaker_settings(cfg)
         for field in _BREAKER_FIELDS:
             if field == "window" and (time_based or cfg.window_seconds is not None):
                 continue
             if field == "window_seconds" and (not time_based or cfg.window_seconds is None):
                 continue
-            _set(breaker, path, field, getattr(cfg, field))
+            _set(breaker, path, field, settings[field])
 
     def _apply_rate_limit(self, name: str, limiter: RateLimiter, cfg: RateLimitConfig) -> None:
         path = f"rate_limits.{name}"
@@ -626,6 +641,17 @@ class ConcurrencyManager:
         if cfg.algorithm == limiter.algorithm:
             _set(limiter, path, "burst", cfg.burst)
         _set(limiter, path, "max_wait", cfg.max_wait)
+
+
+def _otel_tracer() -> Any:
+    """The OpenTelemetry tracer of `bounded` (`monitoring.tracing: true`)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        raise ConfigError(
+            "monitoring.tracing", "needs OpenTelemetry: pip install 'bounded[otel]'"
+        ) from None
+    return trace.get_tracer("bounded")
 
 
 def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[str, BoundedConfig]:

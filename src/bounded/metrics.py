@@ -21,6 +21,19 @@ Metric names (labels in braces, all bounded in number):
 - ``bounded_wait_seconds{kind,name}``: histogram of the time callers waited for a
   permit. For bulkheads and pools every acquisition is counted (those that did not wait
   fall in the first bucket); for rate limiters only the acquisitions that had to wait.
+
+Counted as they happen, for the policies, retries and breakers of a manager:
+
+- ``bounded_policy_calls_total{name,outcome}`` and the histogram
+  ``bounded_policy_call_duration_seconds{name,outcome}``; outcome is one of success,
+  error, rejected, timeout, deadline, cancelled.
+- ``bounded_policy_attempts_total{name}``: attempts of `fn`, first ones included.
+- ``bounded_timeouts_total{name}``: attempts cut by a policy's per-attempt timeout.
+- ``bounded_deadlines_exceeded_total{name}``: calls cut by a policy's deadline.
+- ``bounded_retries_total{name}``: retries made by a retry strategy.
+- ``bounded_retry_give_ups_total{name,reason}``: reason is attempts, retry_after,
+  deadline or budget.
+- ``bounded_breaker_transitions_total{name,state}``: state is the state entered.
 """
 
 from __future__ import annotations
@@ -30,9 +43,9 @@ import contextlib
 import logging
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -44,7 +57,19 @@ from prometheus_client.registry import Collector
 
 from bounded.monitor import ConcurrencyMonitor, resource_stats
 
-__all__ = ["BREAKER_STATES", "WAIT_BUCKETS", "Metrics", "MetricsServer", "WaitHistogram"]
+if TYPE_CHECKING:
+    from bounded.breaker import CircuitBreaker
+    from bounded.policy import CallRecord
+    from bounded.retry import RetryEvent
+
+__all__ = [
+    "BREAKER_STATES",
+    "WAIT_BUCKETS",
+    "Metrics",
+    "MetricsServer",
+    "PolicyMetrics",
+    "WaitHistogram",
+]
 
 logger = logging.getLogger("bounded.metrics")
 
@@ -96,14 +121,112 @@ class WaitHistogram:
         return out
 
 
+class PolicyMetrics:
+    """A policy's counters with its label already bound: a `bounded.policy.PolicyObserver`."""
+
+    __slots__ = ("_attempts", "_deadlines", "_metrics", "_name", "_outcomes", "_timeouts")
+
+    def __init__(self, metrics: Metrics, name: str) -> None:
+        self._metrics = metrics
+        self._name = name
+        # Series per outcome are made on first use: most policies never see most outcomes.
+        self._outcomes: dict[str, tuple[Counter, Histogram]] = {}
+        self._attempts = metrics.policy_attempts.labels(name)
+        self._timeouts = metrics.timeouts.labels(name)
+        self._deadlines = metrics.deadlines.labels(name)
+
+    def call_done(self, outcome: str, seconds: float, record: CallRecord) -> None:
+        """Count one finished call."""
+        series = self._outcomes.get(outcome)
+        if series is None:
+            metrics = self._metrics
+            series = self._outcomes[outcome] = (
+                metrics.policy_calls.labels(self._name, outcome),
+                metrics.policy_duration.labels(self._name, outcome),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
+        if record.attempts:
+            self._attempts.inc(record.attempts)
+        if record.timeouts:
+            self._timeouts.inc(record.timeouts)
+        if record.deadline_exceeded:
+            self._deadlines.inc()
+
+
+GIVE_UP_REASONS = ("attempts", "retry_after", "deadline", "budget")
+
+
 class Metrics:
-    """The Prometheus view of a monitor's resources, in a private `CollectorRegistry`."""
+    """The Prometheus view of a monitor's resources, in a private `CollectorRegistry`,
+    plus the counters of policies, retries and breakers wired to it."""
 
     def __init__(self, monitor: ConcurrencyMonitor) -> None:
         self.monitor = monitor
         self.registry = CollectorRegistry(auto_describe=False)
         self._histograms: dict[tuple[str, str], WaitHistogram] = {}
         self.registry.register(_Collector(self))
+        reg = self.registry
+        self.policy_calls = Counter(
+            "bounded_policy_calls", "Policy calls by outcome.", ["name", "outcome"], registry=reg
+        )
+        self.policy_duration = Histogram(
+            "bounded_policy_call_duration_seconds",
+            "Policy call latency in seconds, retries and waits included.",
+            ["name", "outcome"],
+            buckets=WAIT_BUCKETS,
+            registry=reg,
+        )
+        self.policy_attempts = Counter(
+            "bounded_policy_attempts", "Attempts made by policy calls.", ["name"], registry=reg
+        )
+        self.timeouts = Counter(
+            "bounded_timeouts", "Attempts cut by a per-attempt timeout.", ["name"], registry=reg
+        )
+        self.deadlines = Counter(
+            "bounded_deadlines_exceeded", "Calls cut by a deadline.", ["name"], registry=reg
+        )
+        self.retries = Counter(
+            "bounded_retries", "Retries made (attempts after the first).", ["name"], registry=reg
+        )
+        self.give_ups = Counter(
+            "bounded_retry_give_ups",
+            "Calls a retry stopped retrying, by reason.",
+            ["name", "reason"],
+            registry=reg,
+        )
+        self.breaker_transitions = Counter(
+            "bounded_breaker_transitions",
+            "Circuit breaker state changes, by the state entered.",
+            ["name", "state"],
+            registry=reg,
+        )
+
+    def policy(self, name: str) -> PolicyMetrics:
+        """The observer that counts the calls of policy `name`."""
+        return PolicyMetrics(self, name)
+
+    def retry_hooks(self, name: str) -> tuple[Callable[[RetryEvent], None], ...]:
+        """`(on_retry, on_give_up)` hooks that count the retries and give-ups of `name`."""
+        retries = self.retries.labels(name)
+        give_ups = {r: self.give_ups.labels(name, r) for r in GIVE_UP_REASONS}
+
+        def on_retry(event: RetryEvent) -> None:
+            retries.inc()
+
+        def on_give_up(event: RetryEvent) -> None:
+            give_ups[event.cause].inc()
+
+        return on_retry, on_give_up
+
+    def watch_breaker(self, breaker: CircuitBreaker) -> None:
+        """Count the state changes of `breaker`."""
+        entered = {s: self.breaker_transitions.labels(breaker.name, s) for s in BREAKER_STATES}
+
+        def on_transition(cb: CircuitBreaker, old: str, new: str) -> None:
+            entered[new].inc()
+
+        breaker.on_transition(on_transition)
 
     def observer(self, kind: str, name: str) -> Callable[[float], None]:
         """A `wait_observer` hook that records into the `bounded_wait_seconds` histogram."""

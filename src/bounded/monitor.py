@@ -1,17 +1,30 @@
-"""Watch every registered resource and alert before one is exhausted (DESIGN.md section 5)."""
+"""Watch every registered resource and alert before one is exhausted.
+
+Alerts read as the resource they are about: "rate limiter openai: 54 of 60 per 60 s
+used, 3 waiting", "bulkhead llm: 15 of 16 slots in use, 2 queued", "breaker llm is
+open, retry in 12 s".
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bounded._validate import fraction, non_negative, positive
 
-__all__ = ["Alert", "AlertCallback", "ConcurrencyMonitor", "ResourceStats", "resource_stats"]
+__all__ = [
+    "Alert",
+    "AlertCallback",
+    "ConcurrencyMonitor",
+    "ResourceStats",
+    "describe",
+    "resource_stats",
+]
 
 logger = logging.getLogger("bounded.monitor")
 
@@ -23,7 +36,8 @@ class ResourceStats:
     `in_use` and `limit` are in the resource's own unit: permits for a bulkhead,
     connections for a pool, requests per `per` for a rate limiter (where `in_use` is the
     share of the rate currently spent). `limit` is None when a resource has none
-    (a circuit breaker). `state` is the breaker state, else None.
+    (a circuit breaker). `state` is the breaker state, else None. `per` is a rate
+    limiter's period in seconds; `retry_after` an open breaker's seconds until it probes.
     """
 
     kind: str
@@ -34,17 +48,23 @@ class ResourceStats:
     queued: int
     rejected_total: int
     state: str | None = None
+    per: float | None = None
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A resource crossed the alert threshold (`state="firing"`) or fell back below it."""
+    """A resource crossed the alert threshold (`state="firing"`) or fell back below it.
+
+    `message` describes the resource in its own terms (see `describe`).
+    """
 
     resource: str
     kind: str
     utilization: float
     threshold: float
     state: Literal["firing", "resolved"] = "firing"
+    message: str = field(default="", compare=False)
 
 
 AlertCallback = Callable[[Alert], Any]
@@ -70,10 +90,16 @@ def resource_stats(kind: str, name: str, obj: Any) -> ResourceStats:
             minimum = int(getattr(obj, "minimum_calls", 1) or 1)
             rate = float(getattr(stats, "failure_rate", 0.0) or 0.0)
             utilization = min(1.0, rate / threshold) if threshold > 0 and calls >= minimum else 0.0
-        return ResourceStats(kind, name, 0.0, None, utilization, queued, rejected, state)
+        retry_after = getattr(stats, "retry_after", None)
+        return ResourceStats(
+            kind, name, 0.0, None, utilization, queued, rejected, state, retry_after=retry_after
+        )
     if kind == "rate_limiter":
         limit = float(getattr(stats, "rate", 0.0))
-        return ResourceStats(kind, name, utilization * limit, limit, utilization, queued, rejected)
+        per = float(getattr(stats, "per", 1.0))
+        return ResourceStats(
+            kind, name, utilization * limit, limit, utilization, queued, rejected, per=per
+        )
     raw_limit = getattr(stats, "limit", None)
     if raw_limit is None:
         raw_limit = getattr(stats, "max_size", None)
@@ -82,11 +108,54 @@ def resource_stats(kind: str, name: str, obj: Any) -> ResourceStats:
     return ResourceStats(kind, name, in_use, limit_value, utilization, queued, rejected, state)
 
 
+_UNITS = {"bulkhead": ("slots", "queued"), "database": ("connections", "waiting")}
+_TITLES = {
+    "rate_limiter": "rate limiter",
+    "database": "database pool",
+    "http_client": "HTTP client",
+}
+
+
+def describe(stats: ResourceStats) -> str:
+    """One line a person reads at a glance, in the resource's own terms."""
+    title = f"{_TITLES.get(stats.kind, stats.kind.replace('_', ' '))} {stats.name}"
+    if stats.kind == "breaker":
+        state = stats.state or "closed"
+        if state == "open":
+            wait = "" if stats.retry_after is None else f", retry in {stats.retry_after:.0f} s"
+            return f"breaker {stats.name} is open{wait}"
+        if state == "closed":
+            return (
+                f"breaker {stats.name} is closed, failure rate at "
+                f"{stats.utilization:.0%} of its opening threshold"
+            )
+        return f"breaker {stats.name} is {state.replace('_', '-')}"
+    limit = "no limit" if stats.limit is None else f"{stats.limit:g}"
+    if stats.kind == "rate_limiter":
+        return (
+            f"{title}: {stats.in_use:.0f} of {limit} per {stats.per or 1.0:g} s used, "
+            f"{stats.queued} waiting"
+        )
+    unit, waiting = _UNITS.get(stats.kind, ("", "waiting"))
+    of = f"{stats.in_use:g} of {limit} {unit}".rstrip()
+    return f"{title}: {of} in use, {stats.queued} {waiting}"
+
+
+def _now() -> float:
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:
+        return time.monotonic()
+
+
 class ConcurrencyMonitor:
     """Sees every registered resource; fires an `Alert` when one reaches `alert_threshold`.
 
     An alert fires once when utilization reaches the threshold and resolves when it falls
     below ``threshold - hysteresis``, so a resource hovering at the threshold alerts once.
+    A rate limiter's alert resolves only once it has stayed below that for a whole period
+    of the limiter (`per` seconds): its utilization swings within a period as requests
+    are admitted and the window slides, and that is not a change of state.
     Run it with ``async with monitor:`` (or let a `ConcurrencyManager` run it), or call
     `check()` to evaluate once.
     """
@@ -100,6 +169,7 @@ class ConcurrencyMonitor:
         self._resources: dict[tuple[str, str], Any] = {}
         self._callbacks: list[AlertCallback] = []
         self._firing: set[tuple[str, str]] = set()
+        self._below_since: dict[tuple[str, str], float] = {}
         self._pending: set[asyncio.Task[Any]] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -135,6 +205,7 @@ class ConcurrencyMonitor:
         """Stop watching a resource (no-op if unknown)."""
         self._resources.pop((kind, name), None)
         self._firing.discard((kind, name))
+        self._below_since.pop((kind, name), None)
 
     def resources(self) -> Iterator[tuple[str, str, Any]]:
         """Every registered `(kind, name, obj)`."""
@@ -171,32 +242,34 @@ class ConcurrencyMonitor:
         """Evaluate every resource once; return (and dispatch) the alerts that changed state."""
         alerts: list[Alert] = []
         threshold = self._threshold
+        now = _now()
         for stats in self.snapshot():
             key = (stats.kind, stats.name)
-            if key not in self._firing and stats.utilization >= threshold:
-                self._firing.add(key)
-                alert = Alert(stats.name, stats.kind, stats.utilization, threshold, "firing")
-                logger.warning(
-                    "%s %r at %.0f%% utilization (threshold %.0f%%): in use %g of %s, %d queued",
-                    stats.kind,
-                    stats.name,
-                    stats.utilization * 100,
-                    threshold * 100,
-                    stats.in_use,
-                    "-" if stats.limit is None else f"{stats.limit:g}",
-                    stats.queued,
-                )
-                alerts.append(alert)
-            elif key in self._firing and stats.utilization < threshold - self._hysteresis:
-                self._firing.discard(key)
-                alert = Alert(stats.name, stats.kind, stats.utilization, threshold, "resolved")
-                logger.info(
-                    "%s %r back to %.0f%% utilization (alert resolved)",
-                    stats.kind,
-                    stats.name,
-                    stats.utilization * 100,
-                )
-                alerts.append(alert)
+            if key not in self._firing:
+                if stats.utilization >= threshold:
+                    self._firing.add(key)
+                    message = describe(stats)
+                    alerts.append(
+                        Alert(
+                            stats.name, stats.kind, stats.utilization, threshold, "firing", message
+                        )
+                    )
+                    logger.warning("%s (alert at %.0f%%)", message, threshold * 100)
+                continue
+            if stats.utilization >= threshold - self._hysteresis:
+                self._below_since.pop(key, None)
+                continue
+            since = self._below_since.setdefault(key, now)
+            hold = stats.per if stats.kind == "rate_limiter" and stats.per else 0.0
+            if now - since < hold:
+                continue
+            self._firing.discard(key)
+            del self._below_since[key]
+            message = describe(stats)
+            alerts.append(
+                Alert(stats.name, stats.kind, stats.utilization, threshold, "resolved", message)
+            )
+            logger.info("%s (alert resolved)", message)
         for alert in alerts:
             self._dispatch(alert)
         return alerts

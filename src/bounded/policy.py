@@ -1,4 +1,9 @@
-"""Policy: deadline, retry, breaker, rate limiter, bulkhead and timeout in a fixed order."""
+"""Policy: deadline, retry, breaker, rate limiter, bulkhead and timeout in a fixed order.
+
+A policy built with an `observer` (the manager's Prometheus wiring) or a `tracer` (an
+OpenTelemetry tracer) wraps each call in one more layer that records its outcome,
+latency, attempts and limiter waits; without them the chain is exactly the bare one.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,19 @@ import functools
 import heapq
 import inspect
 import itertools
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ParamSpec, TypeVar, cast
+from contextvars import ContextVar
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from bounded._validate import optional_positive
 from bounded.breaker import CircuitBreaker
+from bounded.errors import Rejected
 from bounded.retry import Retry
 
-__all__ = ["Policy"]
+__all__ = ["CallRecord", "Policy", "PolicyObserver"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -25,6 +33,7 @@ Fn = Callable[..., Awaitable[Any]]
 Layer = Callable[[Fn, tuple[Any, ...], dict[str, Any]], Awaitable[Any]]
 
 _names = itertools.count(1)
+_log = logging.getLogger("bounded.policy")
 _get_running_loop = asyncio.get_running_loop
 _current_task = asyncio.current_task
 
@@ -132,6 +141,9 @@ def _timeout_layer(seconds: float, inner: Layer) -> Layer:
             result = await inner(fn, args, kwargs)
         except BaseException as exc:
             if timer.disarm(entry) and isinstance(exc, asyncio.CancelledError):
+                record = _current_call.get()
+                if record is not None:
+                    record.timeouts += 1
                 raise TimeoutError(f"attempt timed out after {seconds:g}s") from exc
             raise
         timer.disarm(entry)
@@ -199,12 +211,146 @@ def _deadline_layer(seconds: float, retry: Retry | None, inner: Layer) -> Layer:
                 result = await run(inner, (fn, args, kwargs), {}, when)
         except BaseException as exc:
             if timer.disarm(entry) and isinstance(exc, asyncio.CancelledError):
+                record = _current_call.get()
+                if record is not None:
+                    record.deadline_exceeded = True
                 raise TimeoutError(f"deadline of {seconds:g}s exceeded") from exc
             raise
         timer.disarm(entry)
         return result
 
     return bounded_call
+
+
+class CallRecord:
+    """What one observed policy call went through: attempts, expiries, limiter waits."""
+
+    __slots__ = ("attempts", "deadline_exceeded", "timeouts", "waits")
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.timeouts = 0
+        self.deadline_exceeded = False
+        #: Seconds spent entering each limiter, by kind ("rate_limiter", "bulkhead", ...).
+        self.waits: dict[str, float] = {}
+
+    def outcome(self, exc: BaseException | None) -> str:
+        """The call's outcome label: success, error, rejected, timeout, deadline, cancelled."""
+        if exc is None:
+            return "success"
+        if isinstance(exc, TimeoutError):
+            if self.deadline_exceeded:
+                return "deadline"
+            if self.timeouts and isinstance(exc.__cause__, asyncio.CancelledError):
+                return "timeout"
+        if isinstance(exc, Rejected):
+            return "rejected"
+        if isinstance(exc, asyncio.CancelledError):
+            return "cancelled"
+        return "error"
+
+
+class PolicyObserver(Protocol):
+    """Receives every finished call of a policy (the manager's metrics implement it)."""
+
+    def call_done(self, outcome: str, seconds: float, record: CallRecord) -> None:
+        """One call ended with `outcome` after `seconds` (loop time)."""
+
+
+# The record of the observed policy call running in this context, if any.
+_current_call: ContextVar[CallRecord | None] = ContextVar("bounded_policy_call", default=None)
+
+
+def _wait_kind(cm: AbstractAsyncContextManager[Any]) -> str:
+    """The wait label of a limiter from its class name: "rate_limiter", "bulkhead", ..."""
+    name = type(cm).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def _timed_context_layer(cms: list[AbstractAsyncContextManager[Any]], inner: Layer) -> Layer:
+    """Like `_context_layer`, also adding the time spent entering each to the call record."""
+    for cm in reversed(cms):
+        inner = _timed_cm_layer(_wait_kind(cm), cm, inner)
+    return inner
+
+
+def _timed_cm_layer(kind: str, cm: AbstractAsyncContextManager[Any], inner: Layer) -> Layer:
+    async def guarded(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        loop = _get_running_loop()
+        started = loop.time()
+        async with cm:
+            record = _current_call.get()
+            if record is not None:
+                waits = record.waits
+                waits[kind] = waits.get(kind, 0.0) + loop.time() - started
+            return await inner(fn, args, kwargs)
+
+    return guarded
+
+
+def _attempt_layer(inner: Layer) -> Layer:
+    """Counts the attempts of an observed call."""
+
+    def attempt(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Awaitable[Any]:
+        record = _current_call.get()
+        if record is not None:
+            record.attempts += 1
+        return inner(fn, args, kwargs)
+
+    return attempt
+
+
+def _observed_layer(name: str, observer: PolicyObserver | None, tracer: Any, inner: Layer) -> Layer:
+    """The outermost layer of an observed policy: one record (and span) per call."""
+    use_span: Any = None
+    if tracer is not None:
+        from opentelemetry.trace import use_span
+
+    async def observed(fn: Fn, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        record = CallRecord()
+        token = _current_call.set(record)
+        loop = _get_running_loop()
+        started = loop.time()
+        span = None if tracer is None else tracer.start_span(f"bounded.policy {name}")
+        error: BaseException | None = None
+        try:
+            if span is None:
+                return await inner(fn, args, kwargs)
+            with use_span(
+                span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
+                return await inner(fn, args, kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            _current_call.reset(token)
+            outcome = record.outcome(error)
+            try:
+                if observer is not None:
+                    observer.call_done(outcome, loop.time() - started, record)
+                if span is not None:
+                    _end_span(span, name, outcome, record, error)
+            except Exception:  # observing must never change the call's result
+                _log.exception("recording a call of policy %r failed", name)
+
+    return observed
+
+
+def _end_span(
+    span: Any, name: str, outcome: str, record: CallRecord, error: BaseException | None
+) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("bounded.policy", name)
+    span.set_attribute("bounded.outcome", outcome)
+    span.set_attribute("bounded.attempts", record.attempts)
+    for kind, seconds in record.waits.items():
+        span.set_attribute(f"bounded.wait.{kind}.seconds", seconds)
+    if error is not None and outcome != "cancelled":
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__} ({outcome})"))
+    span.end()
 
 
 class Policy:
@@ -215,6 +361,12 @@ class Policy:
     holds no bulkhead slot, every attempt pays a rate-limit unit and is seen by the
     breaker, and the timeout covers only the work. Any part may be None (skipped).
     Deadline and timeout expiry raise the builtin `TimeoutError`.
+
+    `observer` receives each call's outcome, latency and `CallRecord` (a
+    `ConcurrencyManager` passes its Prometheus metrics here). `tracer`, an OpenTelemetry
+    tracer (the ``bounded[otel]`` extra), makes one span per call named
+    ``bounded.policy <name>`` with the outcome, the attempts and the seconds spent
+    waiting in each limiter (``bounded.wait.rate_limiter.seconds``, ...).
     """
 
     __slots__ = (
@@ -222,10 +374,12 @@ class Policy:
         "_bulkhead",
         "_deadline",
         "_name",
+        "_observer",
         "_rate_limiter",
         "_retry",
         "_run",
         "_timeout",
+        "_tracer",
     )
 
     def __init__(
@@ -238,8 +392,16 @@ class Policy:
         rate_limiter: AbstractAsyncContextManager[Any] | None = None,
         bulkhead: AbstractAsyncContextManager[Any] | None = None,
         timeout: float | None = None,
+        observer: PolicyObserver | None = None,
+        tracer: Any = None,
     ) -> None:
         self._name = name if name is not None else f"policy-{next(_names)}"
+        if observer is not None and not callable(getattr(observer, "call_done", None)):
+            raise ValueError(f"observer must have a call_done method, got {observer!r}")
+        if tracer is not None and not callable(getattr(tracer, "start_span", None)):
+            raise ValueError(f"tracer must be an OpenTelemetry Tracer, got {tracer!r}")
+        self._observer = observer
+        self._tracer = tracer
         self._deadline = optional_positive("deadline", deadline)
         self._timeout = optional_positive("timeout", timeout)
         if retry is not None and not isinstance(retry, Retry):
@@ -259,18 +421,23 @@ class Policy:
 
     def _compose(self) -> Layer:
         """Build the chain once, innermost first, leaving out the parts that are None."""
+        observed = self._observer is not None or self._tracer is not None
         layer: Layer = _direct
         if self._timeout is not None:
             layer = _timeout_layer(self._timeout, layer)
         cms = [cm for cm in (self._rate_limiter, self._bulkhead) if cm is not None]
         if cms:
-            layer = _context_layer(cms, layer)
+            layer = _timed_context_layer(cms, layer) if observed else _context_layer(cms, layer)
         if self._breaker is not None:
             layer = _breaker_layer(self._breaker, layer)
+        if observed:
+            layer = _attempt_layer(layer)
         if self._deadline is not None:
             layer = _deadline_layer(self._deadline, self._retry, layer)
         elif self._retry is not None:
             layer = _retry_layer(self._retry, layer)
+        if observed:
+            layer = _observed_layer(self._name, self._observer, self._tracer, layer)
         return layer
 
     @property
@@ -307,6 +474,16 @@ class Policy:
     def bulkhead(self) -> AbstractAsyncContextManager[Any] | None:
         """The bulkhead part, if any."""
         return self._bulkhead
+
+    @property
+    def observer(self) -> PolicyObserver | None:
+        """What receives each call's outcome (the manager's metrics), if any."""
+        return self._observer
+
+    @property
+    def tracer(self) -> Any:
+        """The OpenTelemetry tracer making a span per call, if any."""
+        return self._tracer
 
     def __repr__(self) -> str:
         parts = [

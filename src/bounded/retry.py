@@ -1,10 +1,17 @@
-"""Retry with jittered backoff, Retry-After and a retry budget (DESIGN.md section 3)."""
+"""Retry with jittered backoff, Retry-After and a retry budget.
+
+Every retry is logged at INFO on the ``bounded.retry`` logger (the reason and the delay),
+and every give-up at INFO with the attempts' history at DEBUG; `on_retry` and
+`on_give_up` hooks receive a `RetryEvent` for the same moments.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import inspect
+import itertools
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
@@ -13,7 +20,7 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 from bounded._validate import non_negative, optional_positive, positive, positive_int
 
-__all__ = ["Backoff", "Retry", "RetryBudget"]
+__all__ = ["Backoff", "Retry", "RetryBudget", "RetryEvent", "RetryHook"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -23,6 +30,31 @@ _JITTERS: frozenset[str] = frozenset({"full", "equal", "decorrelated", "none"})
 
 ExceptionTypes = type[BaseException] | tuple[type[BaseException], ...]
 Predicate = Callable[[BaseException], bool]
+
+_log = logging.getLogger("bounded.retry")
+_names = itertools.count(1)
+_NOTE_PREFIX = "bounded.Retry gave up after "
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """One retry about to happen (`on_retry`) or the end of retrying (`on_give_up`).
+
+    `attempt` is the number of the attempt that just failed (1 = the first call) with
+    `exception`. For `on_retry`, `delay` is the wait before the next attempt and `reason`
+    is empty; for `on_give_up`, `delay` is 0, `reason` says why retrying stopped and
+    `cause` is its one-word kind: "attempts", "retry_after", "deadline" or "budget".
+    """
+
+    retry: str
+    attempt: int
+    exception: BaseException
+    delay: float
+    reason: str = ""
+    cause: str = ""
+
+
+RetryHook = Callable[[RetryEvent], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +251,10 @@ class Retry:
         "_budget",
         "_deadline",
         "_max_retry_after",
+        "_name",
         "_on",
+        "_on_give_up",
+        "_on_retry",
         "_pred",
         "_respect_retry_after",
         "_rng",
@@ -237,7 +272,16 @@ class Retry:
         max_retry_after: float = 120.0,
         budget: RetryBudget | None = None,
         rng: random.Random | None = None,
+        name: str | None = None,
+        on_retry: RetryHook | None = None,
+        on_give_up: RetryHook | None = None,
     ) -> None:
+        self._name = name if name is not None else f"retry-{next(_names)}"
+        for arg, hook in (("on_retry", on_retry), ("on_give_up", on_give_up)):
+            if hook is not None and not callable(hook):
+                raise ValueError(f"{arg} must be a callable or None, got {hook!r}")
+        self._on_retry = on_retry
+        self._on_give_up = on_give_up
         self._types: tuple[type[BaseException], ...] | None = None
         self._pred: Predicate | None = None
         if isinstance(on, type) and issubclass(on, BaseException):
@@ -264,6 +308,21 @@ class Retry:
         self._rng = rng if rng is not None else _shared_rng
 
     # read-only views of the configuration
+    @property
+    def name(self) -> str:
+        """The retry's name (in logs, metrics and `RetryEvent`)."""
+        return self._name
+
+    @property
+    def on_retry(self) -> RetryHook | None:
+        """Called with a `RetryEvent` before each backoff sleep (errors are logged)."""
+        return self._on_retry
+
+    @property
+    def on_give_up(self) -> RetryHook | None:
+        """Called with a `RetryEvent` when retrying stops (errors are logged)."""
+        return self._on_give_up
+
     @property
     def on(self) -> ExceptionTypes | Predicate:
         """What is retried: exception types or a predicate."""
@@ -301,8 +360,8 @@ class Retry:
 
     def __repr__(self) -> str:
         return (
-            f"Retry(on={self._on!r}, attempts={self._attempts}, backoff={self._backoff!r}, "
-            f"deadline={self._deadline!r}, budget={self._budget!r})"
+            f"Retry({self._name!r}, on={self._on!r}, attempts={self._attempts}, "
+            f"backoff={self._backoff!r}, deadline={self._deadline!r}, budget={self._budget!r})"
         )
 
     def matches(self, exc: BaseException) -> bool:
@@ -356,32 +415,54 @@ class Retry:
         attempt = 1
         previous = 0.0
         while True:
-            reason = ""
+            reason = cause = ""
             delay = 0.0
             if attempt >= self._attempts:
-                reason = f"no attempts left ({self._attempts})"
+                cause, reason = "attempts", f"no attempts left ({self._attempts})"
             else:
                 header = _retry_after(exc) if self._respect_retry_after else None
                 if header is not None:
                     delay = header
                     if header > self._max_retry_after:
+                        cause = "retry_after"
                         reason = f"retry_after {header:g}s exceeds max_retry_after"
                 else:
                     delay = self._backoff.delay(attempt, previous, self._rng)
                 if not reason and deadline_at is not None and loop.time() + delay > deadline_at:
-                    reason = "deadline would be exceeded"
+                    cause, reason = "deadline", "deadline would be exceeded"
                 if not reason and self._budget is not None and not self._budget.try_withdraw():
-                    reason = "retry budget exhausted"
+                    cause, reason = "budget", "retry budget exhausted"
             if reason:
                 history.append(f"  attempt {attempt}: {type(exc).__qualname__}, not retried")
-                exc.add_note(
-                    f"bounded.Retry gave up after {attempt} attempt(s): {reason}\n"
-                    + "\n".join(history),
+                _give_up_note(exc, f"{_NOTE_PREFIX}{attempt} attempt(s): {reason}", history)
+                _log.info(
+                    "%s: giving up after %d attempt(s): %s (last error %s)",
+                    self._name,
+                    attempt,
+                    reason,
+                    type(exc).__qualname__,
                 )
+                if _log.isEnabledFor(logging.DEBUG):
+                    _log.debug("%s: attempts of the call:\n%s", self._name, "\n".join(history))
+                if self._on_give_up is not None:
+                    await self._hook(
+                        self._on_give_up, RetryEvent(self._name, attempt, exc, 0.0, reason, cause)
+                    )
                 raise exc
             history.append(
                 f"  attempt {attempt}: {type(exc).__qualname__}, retried after {delay:.3f}s",
             )
+            _log.info(
+                "%s: attempt %d failed with %s, retrying in %.3fs",
+                self._name,
+                attempt,
+                type(exc).__qualname__,
+                delay,
+            )
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("%s: attempt %d failed: %r", self._name, attempt, exc)
+            if self._on_retry is not None:
+                await self._hook(self._on_retry, RetryEvent(self._name, attempt, exc, delay))
             await asyncio.sleep(delay)
             previous = delay
             attempt += 1
@@ -391,6 +472,15 @@ class Retry:
                 if not self.matches(new):
                     raise
                 exc = new
+
+    async def _hook(self, hook: RetryHook, event: RetryEvent) -> None:
+        """Run a hook (awaiting an awaitable result); its errors are logged, never raised."""
+        try:
+            result = hook(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            _log.exception("%s: hook %r failed", self._name, hook)
 
     def __call__(
         self,
@@ -406,3 +496,14 @@ class Retry:
             return await run(fn, args, kwargs, None)
 
         return wrapper
+
+
+def _give_up_note(exc: BaseException, headline: str, history: list[str]) -> None:
+    """Note the attempts on `exc`, replacing the note of an earlier give-up on the same
+    instance (a module-level or cached exception raised again must not grow)."""
+    notes = getattr(exc, "__notes__", None)
+    if notes:
+        kept = [n for n in notes if not (isinstance(n, str) and n.startswith(_NOTE_PREFIX))]
+        if len(kept) != len(notes):
+            exc.__notes__ = kept
+    exc.add_note(headline + "\n" + "\n".join(history))

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bounded._validate import non_negative, positive_int
 from bounded.errors import BulkheadFull
@@ -52,8 +52,14 @@ class TaskManager:
     fails (raises anything but `CancelledError`) is logged on the ``bounded.tasks``
     logger with its name and counted in `failed_total`. With `limit`, at most that many
     tasks run at once: `spawn` raises `BulkheadFull` when full, `spawn_wait` waits for
-    room (first come, first served). `shutdown` cancels everything and reports the tasks
-    that would not stop; ``async with TaskManager() as tm:`` calls it on exit.
+    room (first come, first served). `wait` waits until no task is left; `shutdown`
+    cancels everything and reports the tasks that would not stop.
+
+    ``async with TaskManager() as tm:`` cancels the tasks still running when the block
+    ends (`on_exit="cancel"`, the default: background work that lives as long as its
+    owner). With ``on_exit="wait"`` it behaves like `asyncio.TaskGroup`: the block's end
+    waits for every task, and an exception (or cancellation) leaving the block cancels
+    them instead. Either way the manager is shut down on exit.
     """
 
     __slots__ = (
@@ -61,15 +67,25 @@ class TaskManager:
         "_failed_total",
         "_limit",
         "_name",
+        "_on_exit",
         "_reserved",
         "_spawned_total",
         "_tasks",
         "_waiters",
     )
 
-    def __init__(self, name: str | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        limit: int | None = None,
+        *,
+        on_exit: Literal["cancel", "wait"] = "cancel",
+    ) -> None:
         self._name = name if name is not None else f"taskmanager-{next(_ids)}"
         self._limit = None if limit is None else positive_int("limit", limit)
+        if on_exit not in ("cancel", "wait"):
+            raise ValueError(f"on_exit must be 'cancel' or 'wait', got {on_exit!r}")
+        self._on_exit = on_exit
         self._tasks: set[asyncio.Task[Any]] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._reserved = 0  # room handed to a woken `spawn_wait` that has not run yet
@@ -86,6 +102,11 @@ class TaskManager:
     def limit(self) -> int | None:
         """Most tasks running at once (None: no limit)."""
         return self._limit
+
+    @property
+    def on_exit(self) -> Literal["cancel", "wait"]:
+        """What leaving ``async with`` does with running tasks: cancel them, or wait."""
+        return self._on_exit
 
     @property
     def closed(self) -> bool:
@@ -191,6 +212,19 @@ class TaskManager:
                 )
         self._wake_next()
 
+    async def wait(self) -> None:
+        """Wait until every task is done, including tasks spawned while waiting.
+
+        Failures are logged and counted as usual, not raised. The calling task is not
+        waited for even if the manager owns it. Bound the wait with `asyncio.timeout`.
+        """
+        current = asyncio.current_task()
+        while True:
+            pending = [t for t in self._tasks if t is not current]
+            if not pending:
+                return
+            await asyncio.wait(pending)
+
     async def shutdown(self, timeout: float = 10.0) -> list[asyncio.Task[Any]]:  # noqa: ASYNC109
         """Stop accepting tasks, cancel every running one and wait up to `timeout` seconds.
 
@@ -230,6 +264,12 @@ class TaskManager:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._on_exit == "wait" and exc is None:
+            try:
+                await self.wait()
+            except BaseException:
+                await self.shutdown()
+                raise
         await self.shutdown()
 
 

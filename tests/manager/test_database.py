@@ -61,3 +61,30 @@ def test_bulkheads_beyond_database_capacity_rejected() -> None:
             env={},
         )
     assert info.value.path == "databases.rag.max_size"
+
+
+async def test_an_unreachable_database_names_its_key_and_pool_not_its_password() -> None:
+    import socket
+
+    from bounded.errors import ConfigError
+
+    with socket.socket() as probe:  # a loopback port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    secret = "s3cr3t-pw"
+    manager = ConcurrencyManager.from_dict(
+        {
+            "databases": {
+                "rag": {"dsn": f"postgresql://app:{secret}@127.0.0.1:{port}/rag", "min_size": 1}
+            }
+        },
+        env={},
+    )
+    with pytest.raises(ConfigError) as info:
+        await manager.start()
+    assert info.value.path == "databases.rag"
+    text = str(info.value)
+    assert "pool 'rag'" in text
+    assert f"127.0.0.1:{port}" in text
+    assert secret not in text
+    assert not manager.running

@@ -8,6 +8,7 @@ import logging
 import httpx
 import pytest
 
+from bounded.errors import ConfigError
 from bounded.manager import ConcurrencyManager
 from bounded.monitor import Alert
 
@@ -55,11 +56,13 @@ async def test_failed_start_cleans_up() -> None:
         {"monitoring": {"prometheus": {"host": "127.0.0.1", "port": port}}}, env={}
     )
     try:
-        with pytest.raises(OSError, match="address already in use"):
+        with pytest.raises(ConfigError, match="address already in use") as info:
             await manager.start()
     finally:
         blocker.close()
         await blocker.wait_closed()
+    assert info.value.path == "monitoring.prometheus.port"
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in str(info.value)
     assert asyncio.all_tasks() == before
     assert not manager.running
 
@@ -83,3 +86,24 @@ async def test_monitor_alerts_through_the_manager(caplog: pytest.LogCaptureFixtu
             await asyncio.sleep(2)
     assert [(a.resource, a.state) for a in alerts] == [("llm", "firing"), ("llm", "resolved")]
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+@pytest.mark.looptime
+async def test_manager_tasks_are_its_own_and_stop_with_it() -> None:
+    manager = ConcurrencyManager.from_dict({"monitoring": {"enabled": False}}, env={})
+    assert manager.tasks is manager.tasks
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(asyncio.get_running_loop().time())
+            await asyncio.sleep(1)
+
+    async with manager:
+        task = manager.tasks.spawn(heartbeat(), name="heartbeat")
+        await asyncio.sleep(2.5)
+    assert task.cancelled()
+    assert len(ticks) == 3
+    assert manager.tasks.closed
+    with pytest.raises(RuntimeError, match="shut down"):
+        manager.tasks.spawn(heartbeat())

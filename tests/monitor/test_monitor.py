@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from bounded.breaker import CircuitBreaker
 from bounded.bulkhead import Bulkhead
-from bounded.monitor import Alert, ConcurrencyMonitor, ResourceStats
+from bounded.monitor import Alert, ConcurrencyMonitor, ResourceStats, describe, resource_stats
+from bounded.ratelimit import RateLimiter
 
 
 @dataclass
@@ -75,7 +77,10 @@ def test_fires_once_and_resolves_below_threshold_minus_hysteresis(
     assert seen[0] == Alert("llm", "bulkhead", 0.8, 0.8, "firing")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
-    assert "bulkhead 'llm' at 80% utilization" in warnings[0].getMessage()
+    assert warnings[0].getMessage() == (
+        "bulkhead llm: 80 of 100 slots in use, 0 queued (alert at 80%)"
+    )
+    assert seen[0].message == "bulkhead llm: 80 of 100 slots in use, 0 queued"
     assert monitor.firing == [("bulkhead", "llm")]
 
 
@@ -192,3 +197,66 @@ def test_rate_limiter_and_breaker_adapters() -> None:
     stats = {s.kind: s for s in monitor.snapshot()}
     assert stats["breaker"].state == "forced_open"
     assert stats["breaker"].utilization == 1.0
+
+
+@pytest.mark.looptime
+async def test_a_rate_limiter_oscillating_at_the_threshold_alerts_once() -> None:
+    """A limiter used at about two thirds of its rate, in pairs that queue, for a minute.
+
+    Each pair queues its second request for one interval (utilization 1), then the
+    limiter idles for 0.8 s (its sliding estimate near 0.67): without a hold of one
+    period the alert would fire and resolve every cycle.
+    """
+    limiter = RateLimiter(10, per=4.0, name="openai")  # one unit per 0.4 s
+    monitor = ConcurrencyMonitor(interval=0.25, alert_threshold=0.8)
+    monitor.register("rate_limiter", "openai", limiter)
+    seen: list[Alert] = []
+    monitor.on_alert(seen.append)
+    async with monitor:
+        for _ in range(50):
+            await limiter.acquire()
+            await limiter.acquire()
+            await asyncio.sleep(0.8)
+        assert [a.state for a in seen] == ["firing"]
+        await asyncio.sleep(10.0)  # idle for more than a period: resolves, once
+    assert [a.state for a in seen] == ["firing", "resolved"]
+    assert seen[0].message.startswith("rate limiter openai: ")
+    assert " of 10 per 4 s used, " in seen[0].message
+
+
+async def test_messages_read_in_each_kind_s_own_terms() -> None:
+    limiter = RateLimiter(60, per=60.0, burst=60, name="openai")
+    for _ in range(54):
+        assert limiter.try_acquire()
+    msg = describe(resource_stats("rate_limiter", "openai", limiter))
+    assert msg == "rate limiter openai: 54 of 60 per 60 s used, 0 waiting"
+
+    cb = CircuitBreaker("llm", minimum_calls=1, open_for=12.0)
+
+    async def boom() -> None:
+        raise OSError("down")
+
+    with pytest.raises(OSError, match="down"):
+        await cb.call(boom)
+    assert describe(resource_stats("breaker", "llm", cb)) == "breaker llm is open, retry in 12 s"
+    cb.force_open()
+    assert describe(resource_stats("breaker", "llm", cb)) == "breaker llm is forced-open"
+    cb.reset()
+    assert describe(resource_stats("breaker", "llm", cb)) == (
+        "breaker llm is closed, failure rate at 0% of its opening threshold"
+    )
+    gauge = Gauge("main", limit=20)
+    gauge.in_use = 18
+    assert describe(resource_stats("database", "main", gauge)) == (
+        "database pool main: 18 of 20 connections in use, 0 waiting"
+    )
+
+
+def test_an_open_breaker_alert_names_its_state_not_a_utilisation() -> None:
+    monitor = ConcurrencyMonitor()
+    cb = CircuitBreaker("llm")
+    cb.force_open()
+    monitor.register("breaker", "llm", cb)
+    (alert,) = monitor.check()
+    assert alert.message == "breaker llm is forced-open"
+    assert "in use" not in alert.message

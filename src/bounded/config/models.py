@@ -8,9 +8,11 @@ naming a missing bulkhead, bulkheads exceeding a database's pool) live in the lo
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from bounded.config.exceptions import resolve_exceptions
 
 __all__ = [
     "RETRYABLE_EXCEPTIONS",
@@ -30,8 +32,17 @@ __all__ = [
     "RetryConfig",
 ]
 
-# Exception names a `retries.<name>.on` list may use (mapped to types by the manager).
-RetryableName = Literal[
+
+def _importable(name: str) -> str:
+    resolve_exceptions([name])  # ValueError naming what cannot be imported
+    return name
+
+
+# An exception by short name (see bounded.config.exceptions) or import path, checked at load.
+ExceptionName = Annotated[str, AfterValidator(_importable)]
+
+# What `retries.<name>.on` retries when not given.
+RETRYABLE_EXCEPTIONS: tuple[str, ...] = (
     "TransportError",
     "TimeoutError",
     "RateLimited",
@@ -40,8 +51,7 @@ RetryableName = Literal[
     "ConnectionError",
     "PoolExhausted",
     "BulkheadFull",
-]
-RETRYABLE_EXCEPTIONS: tuple[RetryableName, ...] = get_args(RetryableName)
+)
 
 
 class _Section(BaseModel):
@@ -111,6 +121,9 @@ class BreakerConfig(_Section):
     slow_call_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
     open_for: Annotated[float, Field(gt=0)] = 30.0
     half_open_calls: Annotated[int, Field(ge=1)] = 3
+    # Exceptions recorded as failures / not recorded at all (short names or import paths).
+    failure_on: list[ExceptionName] = ["Exception"]
+    ignore: list[ExceptionName] = []
 
 
 class BackoffConfig(_Section):
@@ -133,7 +146,7 @@ class RetryConfig(_Section):
     """`retries.<name>`: what to retry, how often and how long to wait between attempts."""
 
     attempts: Annotated[int, Field(ge=1)] = 5
-    on: list[RetryableName] = list(RETRYABLE_EXCEPTIONS)
+    on: list[ExceptionName] = list(RETRYABLE_EXCEPTIONS)
     backoff: BackoffConfig = BackoffConfig()
     deadline: Annotated[float | None, Field(gt=0)] = None
     respect_retry_after: bool = True
@@ -201,6 +214,8 @@ class MonitoringConfig(_Section):
     enabled: bool = True
     interval: Annotated[float, Field(gt=0)] = 1.0
     prometheus: PrometheusConfig | None = None
+    # One OpenTelemetry span per policy call (needs the `otel` extra).
+    tracing: bool = False
 
 
 class DefaultsConfig(_Section):

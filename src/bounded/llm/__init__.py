@@ -1,4 +1,4 @@
-"""LLM provider limits, header resync and a small chat client (DESIGN.md section 6).
+"""LLM provider limits, header resync and a small chat client.
 
 - `ProviderLimits`: requests and tokens per minute for one provider account, with
   presets `OPENAI_DEFAULT` (60 RPM) and `ANTHROPIC_DEFAULT` (50 RPM); tokens are
