@@ -10,6 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from bounded._extras import missing_extra_message
 from bounded.config.exceptions import resolve_exceptions
 from bounded.config.loader import ConfigErrors, load_dict, parse_yaml
 from bounded.config.models import (
@@ -649,7 +650,7 @@ def _otel_tracer() -> Any:
         from opentelemetry import trace
     except ImportError:
         raise ConfigError(
-            "monitoring.tracing", "needs OpenTelemetry: pip install 'bounded[otel]'"
+            "monitoring.tracing", missing_extra_message("OpenTelemetry tracing", "otel")
         ) from None
     return trace.get_tracer("bounded")
 
