@@ -567,10 +567,10 @@ def stream(
     results: ...``. Results come as they complete, or in input order with
     `ordered=True`. At most `limit` calls run at once and items taken and not yet
     yielded (running or buffered) never exceed ``2 * limit``, so memory is O(limit) for
-    any input length, and a slow consumer slows the input down. The first exception from `fn` (unless `return_exceptions`) cancels
-    everything in flight and is raised by the next step of the iteration; results not
-    yet yielded are dropped. Leaving the `async with` early cancels what is in flight
-    and waits for it to finish.
+    any input length, and a slow consumer slows the input down. The first exception
+    from `fn` (unless `return_exceptions`) cancels everything in flight and is raised by
+    the next step of the iteration; results not yet yielded are dropped. Leaving the
+    `async with` early cancels what is in flight and waits for it to finish.
     """
     positive_int("limit", limit)
     return _Stream(fn, items, limit, ordered, return_exceptions)

@@ -9,8 +9,10 @@ lists them all, each with its dotted path.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -20,17 +22,22 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.composer import ComposerError
 
 from bounded.config.models import BoundedConfig, DatabaseConfig
 from bounded.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
     "ConfigErrors",
     "effective_dict",
     "load_dict",
     "load_file",
     "parse_yaml",
+    "read_config_bytes",
     "redact_url",
 ]
 
@@ -61,8 +68,57 @@ class ConfigErrors(ConfigError):
         return (type(self), (self.problems, self.source))
 
 
+#: Largest configuration file read, in bytes.
+MAX_FILE_BYTES = 1024 * 1024
+#: Most YAML nodes a document may hold once every alias is expanded: far above any real
+#: configuration, far below what makes an alias bomb ("billion laughs") hurt.
+MAX_NODES = 10_000
+#: Deepest nesting of YAML collections (the composer recurses once per level).
+MAX_DEPTH = 64
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader where only true/false are booleans, so a key named `on` stays a string."""
+    """SafeLoader where only true/false are booleans, so a key named `on` stays a string.
+
+    It also refuses, while composing and before anything is constructed or copied, a
+    document that would expand to more than `MAX_NODES` nodes (aliases count as the
+    nodes they stand for), a recursive alias, and nesting deeper than `MAX_DEPTH`.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}  # id(node) -> node count with aliases expanded
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._expanded:
+                raise ComposerError(None, None, "recursive alias (refers to itself)", mark)
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._expanded[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._expanded[id(k)] + self._expanded[id(v)] for k, v in node.value)
+        if size > MAX_NODES:
+            raise ComposerError(
+                None,
+                None,
+                f"the document expands to more than {MAX_NODES:,} nodes (aliases "
+                "expanded); refusing it (an alias bomb?)",
+                mark,
+            )
+        self._expanded[id(node)] = size
+        return node
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -76,15 +132,49 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML with the safe loader; a syntax error becomes a `ConfigError`."""
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+
+
+def _decode(data: bytes, source: str) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        message = f"larger than {MAX_FILE_BYTES // 1024} KiB; not a configuration file?"
+        raise ConfigErrors([ConfigError("", message)], source)
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at line {line}); save it as UTF-8"
+        raise ConfigErrors([ConfigError("", message)], source) from None
+
+
+def parse_yaml(text: str | bytes, source: str = "<string>") -> Any:
+    """Parse YAML with the bounded safe loader; every problem becomes a `ConfigErrors`.
+
+    Bytes are decoded as UTF-8 (a BOM is allowed). Syntax errors, text that is not
+    UTF-8, documents over `MAX_FILE_BYTES`, alias bombs and deep nesting are refused.
+    """
+    if isinstance(text, bytes):
+        text = _decode(text, source)
+    try:
+        return _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigErrors([ConfigError("", f"invalid YAML{where}: {problem}")], source) from None
+
+
+def read_config_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The first `MAX_FILE_BYTES` + 1 bytes of a regular file; OSError if it cannot be read.
+
+    A FIFO or device is refused at once rather than read (a FIFO would block forever).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return file.read(MAX_FILE_BYTES + 1)
 
 
 def load_file(
@@ -93,10 +183,11 @@ def load_file(
     """Read and validate a YAML configuration file; raise `ConfigErrors` listing every problem."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        data = read_config_bytes(file)
     except OSError as exc:
-        raise ConfigErrors([ConfigError("", f"cannot read {file}: {exc.strerror}")]) from None
-    return load_dict(parse_yaml(text, str(file)), env=env, source=str(file))
+        reason = exc.strerror or str(exc)
+        raise ConfigErrors([ConfigError("", f"cannot read {file}: {reason}")]) from None
+    return load_dict(parse_yaml(data, str(file)), env=env, source=str(file))
 
 
 def load_dict(
@@ -252,7 +343,7 @@ def _match_key(node: dict[str, Any], part: str) -> str:
 def _parse_env_value(text: str) -> Any:
     # YAML-parse for typing ("20" -> 20, "true" -> True, "[a, b]" -> list); keep text otherwise.
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        return _safe_load(text)
     except yaml.YAMLError:
         return text
 
