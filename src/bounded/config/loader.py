@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import math
 import os
 import re
 import stat
@@ -24,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.composer import ComposerError
 
-from bounded.config.models import BoundedConfig, DatabaseConfig
+from bounded.config.models import BoundedConfig, DatabaseConfig, RateLimitConfig
 from bounded.errors import ConfigError
 
 __all__ = [
@@ -522,6 +523,29 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: str, msg: str) ->
 
 # -- cross-checks ------------------------------------------------------------------------
 
+#: Shortest `monitoring.interval`: the monitor checks every resource each time.
+MIN_MONITOR_INTERVAL = 0.01
+
+
+def _uncomputable_rate(rl: RateLimitConfig) -> tuple[str, str] | None:
+    """(field, why) if a limiter with these numbers cannot compute its schedule, else None.
+
+    Each value may be valid alone while `per / rate` (the time between two units)
+    overflows to infinity or underflows to zero, and a limiter would wait forever or spin.
+    """
+    interval = rl.per / rl.rate
+    if not (math.isfinite(interval) and interval > 0 and rl.rate / rl.per > 0):
+        return "rate", (
+            f"rate {rl.rate:g} per {rl.per:g} s cannot be computed: the time between two "
+            f"units (per / rate) is {interval:g} s; it must be finite and > 0"
+        )
+    if not math.isfinite(rl.burst * interval):
+        return "burst", (
+            f"burst {rl.burst:g} at one unit every {interval:g} s cannot be computed "
+            "(burst * per / rate is not finite)"
+        )
+    return None
+
 
 def cross_check(
     config: BoundedConfig, *, invalid: set[tuple[str, str]] | None = None
@@ -573,6 +597,22 @@ def cross_check(
                     f"policy deadline {deadline:g} s",
                 )
             )
+    rate_limits = [(f"rate_limits.{name}", rl) for name, rl in config.rate_limits.items()]
+    if config.defaults.rate_limit is not None:
+        rate_limits.append(("defaults.rate_limit", config.defaults.rate_limit))
+    for path, rl in rate_limits:
+        uncomputable = _uncomputable_rate(rl)
+        if uncomputable is not None:
+            field, message = uncomputable
+            problems.append(ConfigError(f"{path}.{field}", message))
+    if config.monitoring.interval < MIN_MONITOR_INTERVAL:
+        problems.append(
+            ConfigError(
+                "monitoring.interval",
+                f"must be >= {MIN_MONITOR_INTERVAL:g} s (a shorter one keeps the event loop "
+                f"busy), got {config.monitoring.interval:g}",
+            )
+        )
     for name, retry in config.retries.items():
         if retry.backoff.initial > retry.backoff.max:
             problems.append(
