@@ -19,7 +19,6 @@ import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Union
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -205,7 +204,7 @@ def load_dict(
             source,
         )
     raw = _plain(data)
-    _apply_env_overrides(raw, environ, problems)
+    overrides = _apply_env_overrides(raw, environ, problems)
     raw = _interpolate(raw, "", environ, problems)
     _fill_empty_entries(raw)
     config: BoundedConfig | None = None
@@ -226,7 +225,7 @@ def load_dict(
     if config is not None:
         problems.extend(cross_check(config))
     if problems:
-        raise ConfigErrors(_unique(problems), source)
+        raise ConfigErrors(_unique(_name_overrides(problems, overrides)), source)
     assert config is not None
     return config
 
@@ -270,14 +269,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_DICT_SECTIONS = (
-    "bulkheads",
-    "rate_limits",
-    "breakers",
-    "retries",
-    "policies",
-    "databases",
-    "http_clients",
+# The sections that map names to entries (bulkheads, rate_limits, ...).
+_DICT_SECTIONS = tuple(
+    name
+    for name, field in BoundedConfig.model_fields.items()
+    if typing.get_origin(field.annotation) is dict
 )
 
 
@@ -303,8 +299,20 @@ def _norm(key: str) -> str:
 
 def _apply_env_overrides(
     raw: dict[str, Any], environ: Mapping[str, str], problems: list[ConfigError]
-) -> None:
+) -> dict[str, str]:
+    """Apply every override to `raw`; return {dotted path: variable} of those applied.
+
+    An override naming an entry the file does not declare (`BOUNDED_BULKHEADS__LLMM__...`
+    when the file has `llm`) is an error naming the variable, in strict mode or not: a
+    typo would otherwise create a new entry silently and leave the intended one as it was.
+    """
     sections = set(BoundedConfig.model_fields)
+    declared = {
+        section: {_norm(name) for name in raw[section]}
+        for section in _DICT_SECTIONS
+        if isinstance(raw.get(section), dict)
+    }
+    applied: dict[str, str] = {}
     for var in sorted(environ):
         if not var.upper().startswith(ENV_PREFIX):
             continue
@@ -319,10 +327,26 @@ def _apply_env_overrides(
                 hint = _did_you_mean(section, sections)
                 problems.append(ConfigError(var, f"unknown section {section!r}{hint}"))
             continue
+        if section in _DICT_SECTIONS and len(parts) > 1:
+            names = declared.get(section, set())
+            name = _norm(parts[1])
+            if name not in names:
+                hint = _did_you_mean(name, names)
+                problems.append(
+                    ConfigError(
+                        var,
+                        f"overrides {section}.{name}, which the file does not declare{hint} "
+                        f"(to add it, declare it in the file: an empty `{name}:` under "
+                        f"`{section}:` is enough)",
+                    )
+                )
+                continue
         value = _parse_env_value(environ[var])
         node: dict[str, Any] = raw
+        path: list[str] = []
         for i, part in enumerate(parts):
             key = _match_key(node, part)
+            path.append(key)
             if i == len(parts) - 1:
                 node[key] = value
                 break
@@ -331,6 +355,20 @@ def _apply_env_overrides(
                 child = {}
                 node[key] = child
             node = child
+        applied[".".join(path)] = var
+    return applied
+
+
+def _name_overrides(problems: list[ConfigError], applied: dict[str, str]) -> list[ConfigError]:
+    """Problems at or under a path set by an override, with the variable named."""
+    named = []
+    for problem in problems:
+        for path, var in applied.items():
+            if problem.path == path or problem.path.startswith((f"{path}.", f"{path}[")):
+                problem = ConfigError(problem.path, f"{problem.message} (set by {var})")
+                break
+        named.append(problem)
+    return named
 
 
 def _match_key(node: dict[str, Any], part: str) -> str:
@@ -413,10 +451,25 @@ def _is_secret_path(path: str) -> bool:
 
 
 def _show(value: Any, path: str) -> str:
+    """What a message may say about a value that failed validation.
+
+    Strings are never echoed (a value in the wrong place may be a pasted key): only
+    their kind and length. Short numbers, booleans and null are, as they help most.
+    """
     if _is_secret_path(path):
         return "<redacted>"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int | float):
+        text = _num(value)
+        return text if len(text) <= 10 else f"a number of {len(text)} characters"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if value else "an empty string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str] | None:
@@ -515,7 +568,11 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: str, msg: str) ->
     if kind in {"list_type"}:
         return f"must be a list{got}"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '')}{got}"
+        expected = ctx.get("expected", "")
+        hint = ""
+        if isinstance(value, str):
+            hint = _did_you_mean(value, re.findall(r"'([^']*)'", str(expected)))
+        return f"must be one of {expected}{got}{hint}"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     return f"{msg}{got}"
@@ -666,16 +723,14 @@ def cross_check(
 
 
 def redact_url(url: str) -> str:
-    """Replace the password of a URL/DSN with ``***`` (user and host stay visible)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<redacted>"
-    if parts.password is None:
-        return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.I)
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    """`url` (or DSN) with its password and credential-looking query values as ``***``.
+
+    User and host stay visible; ``?key=``, ``?api_key=``, ``?token=``, ``?sig=`` and the
+    like are masked (see `bounded.db.dsn.redact_query`).
+    """
+    from bounded.db.dsn import redact_dsn  # imported here: bounded.db imports asyncpg
+
+    return redact_dsn(url)
 
 
 def _redact(value: Any, key: str = "") -> Any:
@@ -686,7 +741,7 @@ def _redact(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         if _SECRET_KEYS.search(key):
             return "***"
-        if key in {"dsn", "url", "base_url"}:
+        if key in {"dsn", "url", "base_url"} or "://" in value:
             return redact_url(value)
     return value
 
