@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from bounded.config.loader import ConfigErrors, load_dict, parse_yaml, read_config_bytes
+from bounded.config.loader import ConfigErrors, load_dict, load_text, read_config_bytes
 from bounded.config.models import (
     BoundedConfig,
     BreakerConfig,
@@ -528,7 +528,8 @@ class ConcurrencyManager:
                         return False  # another file in the folder changed, or a no-op save
                     # Remember what was read, valid or not, so one bad save logs once.
                     self._file_text = text
-                    new = load_dict(parse_yaml(text, source), env=self._env, source=source)
+                    # Parsing and validating a large file takes a while: not on the loop.
+                    new = await asyncio.to_thread(load_text, text, env=self._env, source=source)
                 else:
                     raise ValueError("reload() needs a configuration: this manager has no file")
             except ConfigErrors as exc:
@@ -650,7 +651,7 @@ def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[bytes, Boun
     except OSError as exc:
         message = f"cannot read {path}: {exc.strerror or exc}"
         raise ConfigErrors([ConfigError("", message)]) from None
-    return text, load_dict(parse_yaml(text, str(path)), env=env, source=str(path))
+    return text, load_text(text, env=env, source=str(path))
 
 
 def _set(obj: Any, path: str, attr: str, value: Any) -> None:

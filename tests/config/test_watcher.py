@@ -94,3 +94,26 @@ async def test_watcher_follows_an_editor_style_replace(tmp_path: Path) -> None:
         write(tmp, 30)
         tmp.replace(path)
         await wait_for(lambda: manager.bulkhead("llm").limit == 30)
+
+
+async def test_reload_of_a_large_file_leaves_the_loop_running(tmp_path: Path) -> None:
+    """Parsing runs in a thread: a near-limit file (~1 s of PyYAML) does not stall the loop."""
+    path = tmp_path / "bounded.yaml"
+    write(path, 10)
+    manager = ConcurrencyManager.from_file(path, watch=False, env={})
+    path.write_text("# " + "c" * 900_000 + "\nbulkheads: {llm: {limit: 12}}\n")
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    assert await manager.reload()
+    done = True
+    await task
+    assert manager.bulkhead("llm").limit == 12
+    assert ticks > 1000  # the loop kept turning while the file was parsed (~0.5 s or more)

@@ -36,6 +36,7 @@ __all__ = [
     "effective_dict",
     "load_dict",
     "load_file",
+    "load_text",
     "parse_yaml",
     "read_config_bytes",
     "redact_url",
@@ -187,7 +188,14 @@ def load_file(
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigErrors([ConfigError("", f"cannot read {file}: {reason}")]) from None
-    return load_dict(parse_yaml(data, str(file)), env=env, source=str(file))
+    return load_text(data, env=env, source=str(file))
+
+
+def load_text(
+    text: str | bytes, *, env: Mapping[str, str] | None = None, source: str = "<string>"
+) -> BoundedConfig:
+    """Parse (see `parse_yaml`) and validate a configuration's text or bytes."""
+    return load_dict(parse_yaml(text, source), env=env, source=source)
 
 
 def load_dict(
