@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from bounded.cli import app
 from bounded.config import ConfigErrors, load_dict
 from bounded.manager import ConcurrencyManager
 
-runner = CliRunner()
+from .conftest import ConfigCheck
 
 
 def problems(data: dict[str, object], env: dict[str, str] | None = None) -> dict[str, str]:
@@ -23,11 +20,9 @@ def problems(data: dict[str, object], env: dict[str, str] | None = None) -> dict
     return {p.path: p.message for p in info.value.problems}
 
 
-def test_issue_reproducer_fails_config_check(tmp_path: Path) -> None:
+def test_issue_reproducer_fails_config_check(config_check: ConfigCheck) -> None:
     """Issue 8 item 3: this passed `config check`, then the first acquire() spun forever."""
-    file = tmp_path / "bounded.yaml"
-    file.write_text("rate_limits: {x: {rate: 1.0e-300, per: 1.0e+300}}\n")
-    result = runner.invoke(app, ["config", "check", str(file)])
+    result = config_check("rate_limits: {x: {rate: 1.0e-300, per: 1.0e+300}}\n")
     assert result.exit_code == 1
     assert "rate_limits.x.rate: rate 1e-300 per 1e+300 s cannot be computed" in result.output
 

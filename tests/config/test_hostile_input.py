@@ -9,13 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bounded.cli import app
 from bounded.config import ConfigErrors, load_dict, load_file
 from bounded.config.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, parse_yaml
 
-runner = CliRunner()
+from .conftest import ConfigCheck
 
 
 def alias_bomb(size: int, levels: int = 9, width: int = 9) -> str:
@@ -31,15 +29,15 @@ def alias_bomb(size: int, levels: int = 9, width: int = 9) -> str:
 
 
 @pytest.mark.parametrize("size", [393, 441])
-def test_alias_bomb_is_refused_before_anything_is_expanded(size: int, tmp_path: Path) -> None:
+def test_alias_bomb_is_refused_before_anything_is_expanded(
+    size: int, config_check: ConfigCheck
+) -> None:
     """Issue 8 item 4: 393 bytes took 12 s and 300 MB, 441 bytes 114 s and 2.3 GB."""
     text = alias_bomb(size, levels=9 if size == 393 else 10)
     assert len(text.encode()) == size
     with pytest.raises(ConfigErrors, match="alias bomb"):
         parse_yaml(text)
-    file = tmp_path / "bounded.yaml"
-    file.write_text(text)
-    result = runner.invoke(app, ["config", "check", str(file)])
+    result = config_check(text)
     assert result.exit_code == 1
     assert "more than 10,000 nodes" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -88,13 +86,12 @@ def test_an_alias_bomb_in_an_override_is_not_expanded() -> None:
     assert [p.path for p in info.value.problems] == ["alert_threshold"]
 
 
-def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+def test_non_utf8_file_is_a_config_error(config_check: ConfigCheck) -> None:
     """Issue 8 item 5: byte 0xE9 gave a UnicodeDecodeError traceback."""
-    file = tmp_path / "bounded.yaml"
-    file.write_bytes(b"bulkheads:\n  llm:\n    limit: 3\n# caf\xe9\n")
+    content = b"bulkheads:\n  llm:\n    limit: 3\n# caf\xe9\n"
     with pytest.raises(ConfigErrors, match=r"not valid UTF-8 \(byte 0xe9 at line 4\)"):
-        load_file(file, env={})
-    result = runner.invoke(app, ["config", "check", str(file)])
+        parse_yaml(content)
+    result = config_check(content)
     assert result.exit_code == 1
     assert "not valid UTF-8" in result.output
     assert "Traceback" not in result.output

@@ -13,6 +13,8 @@ from bounded.config import ConfigErrors, effective_dict, load_dict
 from bounded.config.loader import redact_url
 from bounded.manager import ConcurrencyManager
 
+from .conftest import ConfigCheck
+
 runner = CliRunner()
 
 FILE = {"bulkheads": {"llm": {"limit": 10}}, "rate_limits": {"openai": "60/min"}}
@@ -147,17 +149,15 @@ def test_effective_dict_masks_urls_under_any_key() -> None:
     assert "tk-SECRET" not in repr(effective_dict(config))
 
 
-def test_config_check_never_echoes_a_value_that_fails(tmp_path: Path) -> None:
+def test_config_check_never_echoes_a_value_that_fails(config_check: ConfigCheck) -> None:
     pasted = "sk-live-0123456789abcdef"
-    target = tmp_path / "bounded.yaml"
-    target.write_text(
+    result = config_check(
         "rate_limits:\n"
         f"  openai: {{rate: {pasted}, algorithm: gcar}}\n"
         f"  other: '{pasted}'\n"
         "alert_threshold: 12345678901234567890\n"
         f"retries:\n  r: {{on: [{pasted}]}}\n"
     )
-    result = runner.invoke(app, ["config", "check", str(target)])
     assert result.exit_code == 1
     assert pasted not in result.output
     assert "12345678901234567890" not in result.output
