@@ -727,3 +727,27 @@ async def test_errors_after_the_first_are_retrieved_not_logged() -> None:
             await consume()
 
     assert await _run_quietly(scenario) == []
+
+
+async def test_gather_retrieves_errors_of_tasks_it_cancelled() -> None:
+    """A task passed in that fails while being cancelled is not logged as never retrieved."""
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("first")
+
+    async def bad_cleanup() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise RuntimeError("cleanup failed") from None
+
+    async def scenario() -> None:
+        for order in (0, 1):
+            tasks = [asyncio.ensure_future(fails()), asyncio.ensure_future(bad_cleanup())]
+            with pytest.raises(ValueError, match="first"):
+                await bounded.gather(*(tasks if order == 0 else tasks[::-1]), limit=1)
+            assert all(t.done() for t in tasks)
+            del tasks
+
+    assert await _run_quietly(scenario) == []

@@ -162,7 +162,11 @@ class _Pool:
 
 
 async def _wait_all(futures: list[asyncio.Future[Any]]) -> bool:
-    """Wait until every future is done, holding back cancellation; True if cancelled."""
+    """Wait until every future is done, holding back cancellation; True if cancelled.
+
+    An error a future ends with (one that failed while being cancelled) is retrieved and
+    dropped, as asyncio.gather does after its first error.
+    """
     cancelled = False
     pending = [f for f in futures if not f.done()]
     while pending:
@@ -171,6 +175,9 @@ async def _wait_all(futures: list[asyncio.Future[Any]]) -> bool:
         except _CancelledError:
             cancelled = True
         pending = [f for f in pending if not f.done()]
+    for future in futures:
+        if not future.cancelled():
+            future.exception()
     return cancelled
 
 
