@@ -169,3 +169,22 @@ def test_config_check_never_echoes_a_value_that_fails(config_check: ConfigCheck)
     assert "rate_limits.openai.rate: must be a number, got a string of 24 characters" in (
         result.output
     )
+
+
+def test_overriding_the_rate_of_a_shorthand_keeps_its_period() -> None:
+    """`openai: 60/min` plus `..._OPENAI__RATE=120` gave 120 per second, not per minute."""
+    env = {"BOUNDED_RATE_LIMITS__OPENAI__RATE": "120"}
+    rl = load_dict(FILE, env=env).rate_limits["openai"]
+    assert (rl.rate, rl.per) == (120, 60)
+    config = load_dict(
+        {"defaults": {"rate_limit": "10/s"}}, env={"BOUNDED_DEFAULTS__RATE_LIMIT__BURST": "5"}
+    )
+    assert config.defaults.rate_limit is not None
+    assert (config.defaults.rate_limit.rate, config.defaults.rate_limit.burst) == (10, 5)
+
+
+def test_an_override_inside_a_value_that_is_not_a_mapping_is_an_error() -> None:
+    var = "BOUNDED_RATE_LIMITS__OPENAI__RATE"
+    found = problems({"rate_limits": {"openai": "garbage"}}, env={var: "120"})
+    assert found[var] == "sets a key inside rate_limits.openai, which is not a mapping"
+    assert "rate_limits.openai" in found  # the file's own problem is still reported

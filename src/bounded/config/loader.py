@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.composer import ComposerError
 
-from bounded.config.models import BoundedConfig, DatabaseConfig, RateLimitConfig
+from bounded.config.models import BoundedConfig, DatabaseConfig, RateLimitConfig, parse_rate
 from bounded.errors import ConfigError
 
 __all__ = [
@@ -357,14 +357,41 @@ def _apply_env_overrides(
             path.append(key)
             if i == len(parts) - 1:
                 node[key] = value
+                applied[".".join(path)] = var
                 break
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = {}
-                node[key] = child
+            child = _as_mapping(node.get(key), path)
+            if child is None:
+                where = ".".join(path)
+                problems.append(
+                    ConfigError(var, f"sets a key inside {where}, which is not a mapping")
+                )
+                break
+            node[key] = child
             node = child
-        applied[".".join(path)] = var
     return applied
+
+
+def _as_mapping(value: Any, path: list[str]) -> dict[str, Any] | None:
+    """`value` as a mapping to set an override's key in, or None if it is something else.
+
+    A missing or empty entry becomes one; a rate shorthand (``"60/min"``) is expanded, so
+    that overriding its `rate` keeps its `per`.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    is_rate_limit = (len(path) == 2 and path[0] == "rate_limits") or path == [
+        "defaults",
+        "rate_limit",
+    ]
+    if is_rate_limit and isinstance(value, str):
+        try:
+            rate, per = parse_rate(value)
+        except ValueError:
+            return None
+        return {"rate": rate, "per": per}
+    return None
 
 
 def _name_overrides(problems: list[ConfigError], applied: dict[str, str]) -> list[ConfigError]:
