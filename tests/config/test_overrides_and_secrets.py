@@ -188,3 +188,9 @@ def test_an_override_inside_a_value_that_is_not_a_mapping_is_an_error() -> None:
     found = problems({"rate_limits": {"openai": "garbage"}}, env={var: "120"})
     assert found[var] == "sets a key inside rate_limits.openai, which is not a mapping"
     assert "rate_limits.openai" in found  # the file's own problem is still reported
+
+
+def test_an_invalid_variable_name_is_not_echoed() -> None:
+    found = problems({"databases": {"d": {"dsn": "${postgresql://u:pw-SECRET@h/db}"}}}, env={})
+    assert "SECRET" not in found["databases.d.dsn"]
+    assert found["databases.d.dsn"].startswith("invalid variable name in ${...}")

@@ -448,7 +448,14 @@ def _substitute(
             return "${"
         name, default = match.group(1), match.group(2)
         if not _VAR_NAME.match(name):
-            problems.append(ConfigError(path, f"invalid variable name in ${{{name}}}"))
+            # Not echoed: what sits between the braces may be a pasted secret.
+            problems.append(
+                ConfigError(
+                    path,
+                    f"invalid variable name in ${{...}} ({len(name)} characters; a name is "
+                    "letters, digits and _, not starting with a digit)",
+                )
+            )
             return ""
         found = environ.get(name)
         if found is not None and (found != "" or default is None):
