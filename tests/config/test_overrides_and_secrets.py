@@ -191,6 +191,6 @@ def test_an_override_inside_a_value_that_is_not_a_mapping_is_an_error() -> None:
 
 
 def test_an_invalid_variable_name_is_not_echoed() -> None:
-    found = problems({"databases": {"d": {"dsn": "${postgresql://u:pw-SECRET@h/db}"}}}, env={})
-    assert "SECRET" not in found["databases.d.dsn"]
-    assert found["databases.d.dsn"].startswith("invalid variable name in ${...}")
+    found = problems({"http_clients": {"x": {"base_url": "https://a/${sk-live-SECRET}"}}}, env={})
+    assert "SECRET" not in found["http_clients.x.base_url"]
+    assert found["http_clients.x.base_url"].startswith("invalid variable name in ${...}")
