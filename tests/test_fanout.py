@@ -751,3 +751,45 @@ async def test_gather_retrieves_errors_of_tasks_it_cancelled() -> None:
             del tasks
 
     assert await _run_quietly(scenario) == []
+
+
+async def _stream_window(yields: list[int], limit: int, pauses: list[int], ordered: bool) -> int:
+    """The most items taken and not yet yielded at any time during a consumed stream."""
+    pulled = yielded = worst = 0
+
+    def items() -> Iterator[int]:
+        nonlocal pulled, worst
+        for i in range(len(yields)):
+            pulled += 1
+            worst = max(worst, pulled - yielded)
+            yield i
+
+    async def fn(i: int) -> int:
+        for _ in range(yields[i]):
+            await asyncio.sleep(0)
+        return i
+
+    out = []
+    async with bounded.stream(fn, items(), limit=limit, ordered=ordered) as results:
+        async for r in results:
+            yielded += 1
+            out.append(r)
+            for _ in range(pauses[len(out) % len(pauses)]):
+                await asyncio.sleep(0)
+    assert sorted(out) == list(range(len(yields)))
+    if ordered:
+        assert out == list(range(len(yields)))
+    return worst
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    yields=st.lists(st.integers(0, 5), max_size=40),
+    limit=st.integers(1, 6),
+    pauses=st.lists(st.integers(0, 6), min_size=1, max_size=5),
+    ordered=st.booleans(),
+)
+def test_property_stream_window_is_at_most_twice_the_limit(
+    yields: list[int], limit: int, pauses: list[int], ordered: bool
+) -> None:
+    assert asyncio.run(_stream_window(yields, limit, pauses, ordered)) <= 2 * limit
