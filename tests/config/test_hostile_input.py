@@ -126,3 +126,12 @@ def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 def test_directory_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors, match="cannot read"):
         load_file(tmp_path, env={})
+
+
+def test_unusable_paths_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors, match="embedded null byte"):
+        load_file(str(tmp_path / "bad\0name.yaml"), env={})
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    with pytest.raises(ConfigErrors, match="cannot read"):
+        load_file(loop, env={})

@@ -171,7 +171,10 @@ def read_config_bytes(path: str | os.PathLike[str]) -> bytes:
 
     A FIFO or device is refused at once rather than read (a FIFO would block forever).
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise OSError(errno.EINVAL, str(exc)) from None
     with open(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
