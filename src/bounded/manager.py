@@ -10,7 +10,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from bounded.config.loader import ConfigErrors, load_dict, load_text, read_config_bytes
+from bounded.config.loader import (
+    ConfigErrors,
+    load_dict,
+    load_text,
+    read_config,
+    read_config_bytes,
+)
 from bounded.config.models import (
     BoundedConfig,
     BreakerConfig,
@@ -646,11 +652,7 @@ class ConcurrencyManager:
 
 def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[bytes, BoundedConfig]:
     """The content of a configuration file and its validated configuration."""
-    try:
-        text = read_config_bytes(path)
-    except OSError as exc:
-        message = f"cannot read {path}: {exc.strerror or exc}"
-        raise ConfigErrors([ConfigError("", message)]) from None
+    text = read_config(path)
     return text, load_text(text, env=env, source=str(path))
 
 

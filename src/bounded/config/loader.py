@@ -38,6 +38,7 @@ __all__ = [
     "load_file",
     "load_text",
     "parse_yaml",
+    "read_config",
     "read_config_bytes",
     "redact_url",
 ]
@@ -185,13 +186,16 @@ def load_file(
     path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
 ) -> BoundedConfig:
     """Read and validate a YAML configuration file; raise `ConfigErrors` listing every problem."""
-    file = Path(path)
+    return load_text(read_config(path), env=env, source=str(path))
+
+
+def read_config(path: str | os.PathLike[str]) -> bytes:
+    """`read_config_bytes`, with any `OSError` as a `ConfigErrors` naming the file."""
     try:
-        data = read_config_bytes(file)
+        return read_config_bytes(path)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigErrors([ConfigError("", f"cannot read {file}: {reason}")]) from None
-    return load_text(data, env=env, source=str(file))
+        raise ConfigErrors([ConfigError("", f"cannot read {Path(path)}: {reason}")]) from None
 
 
 def load_text(
