@@ -29,6 +29,7 @@ BENCHMARKS: list[str] = [
     "accuracy",
     "fairness",
     "fanout",
+    "config",
     "retry",
     "breaker",
     "policy",

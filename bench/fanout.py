@@ -21,7 +21,7 @@ from bounded import fanout
 N = 100_000
 BIG = 1_000_000
 LIMIT = 100
-ROUNDS = 3
+ROUNDS = 5
 MiB = 1024 * 1024
 
 Fanout = Callable[[int], Awaitable[object]]
@@ -68,6 +68,12 @@ async def bounded_stream(n: int) -> None:
             pass
 
 
+async def bounded_stream_ordered(n: int) -> None:
+    async with fanout.stream(work, range(n), limit=LIMIT, ordered=True) as results:
+        async for _ in results:
+            pass
+
+
 async def timed(fn: Fanout, n: int) -> float:
     gc.collect()
     t0 = now_ns()
@@ -101,6 +107,7 @@ async def _run() -> list[Section]:
         f"{LIMIT} workers pulling from a shared iterator": workers,
         "bounded.map": bounded_map,
         "bounded.stream (consumed)": bounded_stream,
+        "bounded.stream, ordered (consumed)": bounded_stream_ordered,
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(ROUNDS):
@@ -110,12 +117,16 @@ async def _run() -> list[Section]:
     mem = {k: await peak(fn, N) for k, fn in cases.items()}
 
     ref = "asyncio.gather of all + asyncio.Semaphore"
+    floor = f"{LIMIT} workers pulling from a shared iterator"
     rows = [
         Row(
             name,
             us[name],
             us[name] / us[ref],
-            extra={"tracemalloc peak": f"{mem[name] / MiB:.2f} MiB"},
+            extra={
+                "vs floor": f"{us[name] / us[floor]:.2f}x",
+                "tracemalloc peak": f"{mem[name] / MiB:.2f} MiB",
+            },
         )
         for name in cases
     ]
@@ -123,7 +134,20 @@ async def _run() -> list[Section]:
         f"bounded.map returns the result list: {sys.getsizeof([None] * N) / MiB:.2f} MiB "
         f"for {N:,} results (8 bytes a slot, fn returns None here)."
     )
+    within_2x = [
+        Target(
+            f"{name} within 2x of the floor per item",
+            us[name] <= 2 * us[floor],
+            f"{us[name] / us[floor]:.2f}x",
+        )
+        for name in (
+            "bounded.map",
+            "bounded.stream (consumed)",
+            "bounded.stream, ordered (consumed)",
+        )
+    ]
     targets = [
+        *within_2x,
         Target("bounded.map <= 3 us/item", us["bounded.map"] <= 3, f"{us['bounded.map']:.2f}"),
         Target(
             "bounded.map <= 5 MiB tracemalloc peak",
@@ -138,9 +162,12 @@ async def _run() -> list[Section]:
             reference="gather+Semaphore",
             rows=rows,
             targets=targets,
-            columns=["tracemalloc peak"],
+            columns=["vs floor", "tracemalloc peak"],
             notes=[
                 "Each item is `await asyncio.sleep(0)`: one suspension, like an I/O call.",
+                f"Floor: {floor} (no result kept, no consumer); 'vs floor' is the ratio to it.",
+                "bounded.stream keeps at most 2 x limit items taken and not yet yielded "
+                "(limit running, limit finished results waiting for the consumer).",
                 list_note,
                 f"Time: median of {ROUNDS} interleaved runs; memory: one separate run each "
                 "under tracemalloc.",

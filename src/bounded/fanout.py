@@ -8,6 +8,7 @@ memory that grows with the input is the result list that `gather` and `map` retu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -84,10 +85,15 @@ class _Pool:
 
     def _on_done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
+        # Retrieved even when the pool has already failed, so that a second error (while
+        # the first one cancels the rest) is dropped quietly, as by asyncio.gather, and
+        # not logged as "never retrieved".
+        exc = None if task.cancelled() else task.exception()
         if not self.failed:
             # A worker cancelled while we were not aborting: something inside raised
             # CancelledError on its own, which asyncio.gather also treats as a failure.
-            exc = _CancelledError() if task.cancelled() else task.exception()
+            if task.cancelled():
+                exc = _CancelledError()
             if exc is not None:
                 self.fail(exc)
                 return
@@ -156,7 +162,11 @@ class _Pool:
 
 
 async def _wait_all(futures: list[asyncio.Future[Any]]) -> bool:
-    """Wait until every future is done, holding back cancellation; True if cancelled."""
+    """Wait until every future is done, holding back cancellation; True if cancelled.
+
+    An error a future ends with (one that failed while being cancelled) is retrieved and
+    dropped, as asyncio.gather does after its first error.
+    """
     cancelled = False
     pending = [f for f in futures if not f.done()]
     while pending:
@@ -165,6 +175,9 @@ async def _wait_all(futures: list[asyncio.Future[Any]]) -> bool:
         except _CancelledError:
             cancelled = True
         pending = [f for f in pending if not f.done()]
+    for future in futures:
+        if not future.cancelled():
+            future.exception()
     return cancelled
 
 
@@ -370,7 +383,7 @@ class _Stream(Generic[_X, _T]):
         self._lock: asyncio.Lock | None = None
         self._exhausted = False
         self._pool: _Pool | None = None
-        self._free = limit  # window permits not taken
+        self._free = 2 * limit  # window permits not taken
         self._room: deque[asyncio.Future[None]] = deque()  # workers waiting for a permit
         self._pulled = 0
         self._next = 0
@@ -408,13 +421,12 @@ class _Stream(Generic[_X, _T]):
         if cancelled and exc_type is None:
             raise _CancelledError
 
-    # One permit per item taken and not yet handed to the consumer: in flight plus
-    # buffered never exceeds `limit`, so memory is O(limit) whatever the input.
-    # (asyncio.Semaphore scans all its waiters on every release: O(limit) per item.)
-    async def _acquire(self) -> None:
-        if self._free > 0 and not self._room:
-            self._free -= 1
-            return
+    # One permit per item taken and not yet handed to the consumer. `limit` workers
+    # bound what runs; the window of 2 * limit lets as many finished results wait for
+    # the consumer, who runs once per loop iteration, so that a worker rarely parks.
+    # Memory stays O(limit) whatever the input. (asyncio.Semaphore scans all its
+    # waiters on every release: O(limit) per item.)
+    async def _wait_for_room(self) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._room.append(fut)
         try:
@@ -423,7 +435,9 @@ class _Stream(Generic[_X, _T]):
             if fut.done() and not fut.cancelled():
                 self._release()  # the permit was handed to us: pass it on
             else:
-                self._room.remove(fut)
+                # `_release` may have dropped the cancelled future from the deque already.
+                with contextlib.suppress(ValueError):
+                    self._room.remove(fut)
             raise
 
     def _release(self) -> None:
@@ -435,16 +449,8 @@ class _Stream(Generic[_X, _T]):
                 return
         self._free += 1
 
-    async def _take(self) -> tuple[int, _X] | None:
-        """Take the next item and its index, or None when the input is exhausted."""
-        if self._it is not None:
-            try:
-                x = next(self._it)
-            except StopIteration:
-                return None
-            i = self._pulled
-            self._pulled = i + 1
-            return i, x
+    async def _anext_item(self) -> tuple[int, _X] | None:
+        """Take the next item of an async input and its index, or None when exhausted."""
         assert self._lock is not None
         assert self._ait is not None
         async with self._lock:
@@ -463,21 +469,38 @@ class _Stream(Generic[_X, _T]):
         pool = self._pool
         assert pool is not None
         fn = self._fn
+        it = self._it
+        ordered = self._ordered
+        return_exceptions = self._return_exceptions
+        ready, ready_at = self._ready, self._ready_at
         while True:
-            await self._acquire()
-            taken = await self._take()
-            if taken is None:
-                self._release()
-                return
-            i, x = taken
-            pool.spawn()
-            result = await (_outcome(fn(x)) if self._return_exceptions else fn(x))
-            if self._ordered:
-                self._ready_at[i] = result
+            if self._free > 0 and not self._room:
+                self._free -= 1
+            else:
+                await self._wait_for_room()
+            if it is not None:
+                try:
+                    x = next(it)
+                except StopIteration:
+                    self._release()
+                    return
+                i = self._pulled
+                self._pulled = i + 1
+            else:
+                taken = await self._anext_item()
+                if taken is None:
+                    self._release()
+                    return
+                i, x = taken
+            if pool.started < self._limit:
+                pool.spawn()
+            result = await (_outcome(fn(x)) if return_exceptions else fn(x))
+            if ordered:
+                ready_at[i] = result
                 if i == self._next:
                     pool.notify()
             else:
-                self._ready.append(result)
+                ready.append(result)
                 pool.notify()
 
     def __aiter__(self) -> AsyncIterator[_T]:
@@ -549,12 +572,12 @@ def stream(
 
     Use as ``async with bounded.stream(fn, items, limit=10) as results: async for r in
     results: ...``. Results come as they complete, or in input order with
-    `ordered=True`. Items taken and not yet yielded (running or buffered) never exceed
-    `limit`, so memory is O(limit) for any input length, and a slow consumer slows the
-    input down. The first exception from `fn` (unless `return_exceptions`) cancels
-    everything in flight and is raised by the next step of the iteration; results not
-    yet yielded are dropped. Leaving the `async with` early cancels what is in flight
-    and waits for it to finish.
+    `ordered=True`. At most `limit` calls run at once and items taken and not yet
+    yielded (running or buffered) never exceed ``2 * limit``, so memory is O(limit) for
+    any input length, and a slow consumer slows the input down. The first exception
+    from `fn` (unless `return_exceptions`) cancels everything in flight and is raised by
+    the next step of the iteration; results not yet yielded are dropped. Leaving the
+    `async with` early cancels what is in flight and waits for it to finish.
     """
     positive_int("limit", limit)
     return _Stream(fn, items, limit, ordered, return_exceptions)

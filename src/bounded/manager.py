@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bounded._extras import missing_extra_message
 from bounded.config.exceptions import resolve_exceptions
-from bounded.config.loader import ConfigErrors, load_dict, parse_yaml
+from bounded.config.loader import (
+    ConfigErrors,
+    load_dict,
+    load_text,
+    read_config,
+    read_config_bytes,
+)
 from bounded.config.models import (
     BoundedConfig,
     BreakerConfig,
@@ -97,7 +103,7 @@ class ConcurrencyManager:
         self._stop_watch: asyncio.Event | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._reload_lock: asyncio.Lock | None = None
-        self._file_text: str | None = None  # the text of the configuration in force
+        self._file_text: bytes | None = None  # the content of the configuration in force
         self._undeclared: set[tuple[str, str]] = set()
         #: How many distinct undeclared names may get `defaults` (bounded registry).
         self.max_undeclared = 1000
@@ -478,18 +484,33 @@ class ConcurrencyManager:
         assert self._path is not None
         assert self._stop_watch is not None
         # Watch the directory, not the file: editors and Kubernetes ConfigMaps replace the
-        # file (or a symlink to it) rather than writing it in place. Any change there
-        # re-reads the file, which is applied only if its text changed.
-        folder = self._path.absolute().parent
+        # file (or a symlink to it) rather than writing it in place. Only changes to the
+        # file, or to what it resolves through (a ConfigMap's `..data` symlink and the
+        # folder it points to), re-read it; it is applied only if its content changed.
+        # Other files (a log written next to it) are ignored before watchfiles logs them.
+        path = self._path.absolute()
+
+        def concerns_config(_change: watchfiles.Change, changed: str) -> bool:
+            if changed == str(path):
+                return True
+            try:
+                target = path.resolve()
+                return Path(changed).resolve() in (target, *target.parents[:-1])
+            except (OSError, RuntimeError):  # a symlink loop: let reload() report it
+                return True
+
         async for _changes in watchfiles.awatch(
-            folder,
-            watch_filter=None,
+            path.parent,
+            watch_filter=concerns_config,
             stop_event=self._stop_watch,
             debounce=200,
             step=50,
             recursive=False,
         ):
-            await self.reload(only_if_changed=True)
+            try:
+                await self.reload(only_if_changed=True)
+            except Exception:  # the watcher must outlive any save; reload logs its own errors
+                logger.exception("configuration reload from %s failed; still watching", path)
 
     async def reload(
         self,
@@ -516,17 +537,18 @@ class ConcurrencyManager:
                     new = load_dict(config, env=self._env, source="<reload>")
                 elif self._path is not None:
                     try:
-                        text = await asyncio.to_thread(self._path.read_text, "utf-8")
+                        text = await asyncio.to_thread(read_config_bytes, self._path)
                     except OSError as exc:
                         if only_if_changed:
                             return False  # being replaced; the next event reads it
-                        message = f"cannot read {self._path}: {exc.strerror}"
+                        message = f"cannot read {self._path}: {exc.strerror or exc}"
                         raise ConfigErrors([ConfigError("", message)]) from None
                     if only_if_changed and text == self._file_text:
                         return False  # another file in the folder changed, or a no-op save
                     # Remember what was read, valid or not, so one bad save logs once.
                     self._file_text = text
-                    new = load_dict(parse_yaml(text, source), env=self._env, source=source)
+                    # Parsing and validating a large file takes a while: not on the loop.
+                    new = await asyncio.to_thread(load_text, text, env=self._env, source=source)
                 else:
                     raise ValueError("reload() needs a configuration: this manager has no file")
             except ConfigErrors as exc:
@@ -655,13 +677,10 @@ def _otel_tracer() -> Any:
     return trace.get_tracer("bounded")
 
 
-def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[str, BoundedConfig]:
-    """The text of a configuration file and its validated configuration."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigErrors([ConfigError("", f"cannot read {path}: {exc.strerror}")]) from None
-    return text, load_dict(parse_yaml(text, str(path)), env=env, source=str(path))
+def _read_config(path: Path, env: Mapping[str, str] | None) -> tuple[bytes, BoundedConfig]:
+    """The content of a configuration file and its validated configuration."""
+    text = read_config(path)
+    return text, load_text(text, env=env, source=str(path))
 
 
 def _set(obj: Any, path: str, attr: str, value: Any) -> None:

@@ -9,28 +9,37 @@ lists them all, each with its dotted path.
 from __future__ import annotations
 
 import difflib
+import errno
+import math
 import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Union
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from yaml.composer import ComposerError
 
-from bounded.config.models import BoundedConfig, DatabaseConfig
+from bounded.config.models import BoundedConfig, DatabaseConfig, RateLimitConfig, parse_rate
 from bounded.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "MAX_DEPTH",
+    "MAX_FILE_BYTES",
+    "MAX_NODES",
     "ConfigErrors",
     "effective_dict",
     "load_dict",
     "load_file",
+    "load_text",
     "parse_yaml",
+    "read_config",
+    "read_config_bytes",
     "redact_url",
 ]
 
@@ -61,8 +70,57 @@ class ConfigErrors(ConfigError):
         return (type(self), (self.problems, self.source))
 
 
+#: Largest configuration file read, in bytes.
+MAX_FILE_BYTES = 1024 * 1024
+#: Most YAML nodes a document may hold once every alias is expanded: far above any real
+#: configuration, far below what makes an alias bomb ("billion laughs") hurt.
+MAX_NODES = 10_000
+#: Deepest nesting of YAML collections (the composer recurses once per level).
+MAX_DEPTH = 64
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader where only true/false are booleans, so a key named `on` stays a string."""
+    """SafeLoader where only true/false are booleans, so a key named `on` stays a string.
+
+    It also refuses, while composing and before anything is constructed or copied, a
+    document that would expand to more than `MAX_NODES` nodes (aliases count as the
+    nodes they stand for), a recursive alias, and nesting deeper than `MAX_DEPTH`.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}  # id(node) -> node count with aliases expanded
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._expanded:
+                raise ComposerError(None, None, "recursive alias (refers to itself)", mark)
+            return node
+        if self._depth >= MAX_DEPTH:
+            raise ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep", mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        size = 1
+        if isinstance(node, yaml.SequenceNode):
+            size += sum(self._expanded[id(child)] for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size += sum(self._expanded[id(k)] + self._expanded[id(v)] for k, v in node.value)
+        if size > MAX_NODES:
+            raise ComposerError(
+                None,
+                None,
+                f"the document expands to more than {MAX_NODES:,} nodes (aliases "
+                "expanded); refusing it (an alias bomb?)",
+                mark,
+            )
+        self._expanded[id(node)] = size
+        return node
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -76,10 +134,32 @@ _Loader.add_implicit_resolver(
 )
 
 
-def parse_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML with the safe loader; a syntax error becomes a `ConfigError`."""
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+
+
+def _decode(data: bytes, source: str) -> str:
+    if len(data) > MAX_FILE_BYTES:
+        message = f"larger than {MAX_FILE_BYTES // 1024} KiB; not a configuration file?"
+        raise ConfigErrors([ConfigError("", message)], source)
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        message = f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at line {line}); save it as UTF-8"
+        raise ConfigErrors([ConfigError("", message)], source) from None
+
+
+def parse_yaml(text: str | bytes, source: str = "<string>") -> Any:
+    """Parse YAML with the bounded safe loader; every problem becomes a `ConfigErrors`.
+
+    Bytes are decoded as UTF-8 (a BOM is allowed). Syntax errors, text that is not
+    UTF-8, documents over `MAX_FILE_BYTES`, alias bombs and deep nesting are refused.
+    """
+    if isinstance(text, bytes):
+        text = _decode(text, source)
+    try:
+        return _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -87,16 +167,42 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         raise ConfigErrors([ConfigError("", f"invalid YAML{where}: {problem}")], source) from None
 
 
+def read_config_bytes(path: str | os.PathLike[str]) -> bytes:
+    """The first `MAX_FILE_BYTES` + 1 bytes of a regular file; OSError if it cannot be read.
+
+    A FIFO or device is refused at once rather than read (a FIFO would block forever).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise OSError(errno.EINVAL, str(exc)) from None
+    with open(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return file.read(MAX_FILE_BYTES + 1)
+
+
 def load_file(
     path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
 ) -> BoundedConfig:
     """Read and validate a YAML configuration file; raise `ConfigErrors` listing every problem."""
-    file = Path(path)
+    return load_text(read_config(path), env=env, source=str(path))
+
+
+def read_config(path: str | os.PathLike[str]) -> bytes:
+    """`read_config_bytes`, with any `OSError` as a `ConfigErrors` naming the file."""
     try:
-        text = file.read_text(encoding="utf-8")
+        return read_config_bytes(path)
     except OSError as exc:
-        raise ConfigErrors([ConfigError("", f"cannot read {file}: {exc.strerror}")]) from None
-    return load_dict(parse_yaml(text, str(file)), env=env, source=str(file))
+        reason = exc.strerror or str(exc)
+        raise ConfigErrors([ConfigError("", f"cannot read {Path(path)}: {reason}")]) from None
+
+
+def load_text(
+    text: str | bytes, *, env: Mapping[str, str] | None = None, source: str = "<string>"
+) -> BoundedConfig:
+    """Parse (see `parse_yaml`) and validate a configuration's text or bytes."""
+    return load_dict(parse_yaml(text, source), env=env, source=source)
 
 
 def load_dict(
@@ -113,7 +219,7 @@ def load_dict(
             source,
         )
     raw = _plain(data)
-    _apply_env_overrides(raw, environ, problems)
+    overrides = _apply_env_overrides(raw, environ, problems)
     raw = _interpolate(raw, "", environ, problems)
     _fill_empty_entries(raw)
     config: BoundedConfig | None = None
@@ -134,7 +240,7 @@ def load_dict(
     if config is not None:
         problems.extend(cross_check(config))
     if problems:
-        raise ConfigErrors(_unique(problems), source)
+        raise ConfigErrors(_unique(_name_overrides(problems, overrides)), source)
     assert config is not None
     return config
 
@@ -178,14 +284,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-_DICT_SECTIONS = (
-    "bulkheads",
-    "rate_limits",
-    "breakers",
-    "retries",
-    "policies",
-    "databases",
-    "http_clients",
+# The sections that map names to entries (bulkheads, rate_limits, ...).
+_DICT_SECTIONS = tuple(
+    name
+    for name, field in BoundedConfig.model_fields.items()
+    if typing.get_origin(field.annotation) is dict
 )
 
 
@@ -211,8 +314,20 @@ def _norm(key: str) -> str:
 
 def _apply_env_overrides(
     raw: dict[str, Any], environ: Mapping[str, str], problems: list[ConfigError]
-) -> None:
+) -> dict[str, str]:
+    """Apply every override to `raw`; return {dotted path: variable} of those applied.
+
+    An override naming an entry the file does not declare (`BOUNDED_BULKHEADS__LLMM__...`
+    when the file has `llm`) is an error naming the variable, in strict mode or not: a
+    typo would otherwise create a new entry silently and leave the intended one as it was.
+    """
     sections = set(BoundedConfig.model_fields)
+    declared = {
+        section: {_norm(name) for name in raw[section]}
+        for section in _DICT_SECTIONS
+        if isinstance(raw.get(section), dict)
+    }
+    applied: dict[str, str] = {}
     for var in sorted(environ):
         if not var.upper().startswith(ENV_PREFIX):
             continue
@@ -227,18 +342,75 @@ def _apply_env_overrides(
                 hint = _did_you_mean(section, sections)
                 problems.append(ConfigError(var, f"unknown section {section!r}{hint}"))
             continue
+        if section in _DICT_SECTIONS and len(parts) > 1:
+            names = declared.get(section, set())
+            name = _norm(parts[1])
+            if name not in names:
+                hint = _did_you_mean(name, names)
+                problems.append(
+                    ConfigError(
+                        var,
+                        f"overrides {section}.{name}, which the file does not declare{hint} "
+                        f"(to add it, declare it in the file: an empty `{name}:` under "
+                        f"`{section}:` is enough)",
+                    )
+                )
+                continue
         value = _parse_env_value(environ[var])
         node: dict[str, Any] = raw
+        path: list[str] = []
         for i, part in enumerate(parts):
             key = _match_key(node, part)
+            path.append(key)
             if i == len(parts) - 1:
                 node[key] = value
+                applied[".".join(path)] = var
                 break
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = {}
-                node[key] = child
+            child = _as_mapping(node.get(key), path)
+            if child is None:
+                where = ".".join(path)
+                problems.append(
+                    ConfigError(var, f"sets a key inside {where}, which is not a mapping")
+                )
+                break
+            node[key] = child
             node = child
+    return applied
+
+
+def _as_mapping(value: Any, path: list[str]) -> dict[str, Any] | None:
+    """`value` as a mapping to set an override's key in, or None if it is something else.
+
+    A missing or empty entry becomes one; a rate shorthand (``"60/min"``) is expanded, so
+    that overriding its `rate` keeps its `per`.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    is_rate_limit = (len(path) == 2 and path[0] == "rate_limits") or path == [
+        "defaults",
+        "rate_limit",
+    ]
+    if is_rate_limit and isinstance(value, str):
+        try:
+            rate, per = parse_rate(value)
+        except ValueError:
+            return None
+        return {"rate": rate, "per": per}
+    return None
+
+
+def _name_overrides(problems: list[ConfigError], applied: dict[str, str]) -> list[ConfigError]:
+    """Problems at or under a path set by an override, with the variable named."""
+    named = []
+    for problem in problems:
+        for path, var in applied.items():
+            if problem.path == path or problem.path.startswith((f"{path}.", f"{path}[")):
+                problem = ConfigError(problem.path, f"{problem.message} (set by {var})")
+                break
+        named.append(problem)
+    return named
 
 
 def _match_key(node: dict[str, Any], part: str) -> str:
@@ -252,7 +424,7 @@ def _match_key(node: dict[str, Any], part: str) -> str:
 def _parse_env_value(text: str) -> Any:
     # YAML-parse for typing ("20" -> 20, "true" -> True, "[a, b]" -> list); keep text otherwise.
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+        return _safe_load(text)
     except yaml.YAMLError:
         return text
 
@@ -283,7 +455,14 @@ def _substitute(
             return "${"
         name, default = match.group(1), match.group(2)
         if not _VAR_NAME.match(name):
-            problems.append(ConfigError(path, f"invalid variable name in ${{{name}}}"))
+            # Not echoed: what sits between the braces may be a pasted secret.
+            problems.append(
+                ConfigError(
+                    path,
+                    f"invalid variable name in ${{...}} ({len(name)} characters; a name is "
+                    "letters, digits and _, not starting with a digit)",
+                )
+            )
             return ""
         found = environ.get(name)
         if found is not None and (found != "" or default is None):
@@ -321,10 +500,25 @@ def _is_secret_path(path: str) -> bool:
 
 
 def _show(value: Any, path: str) -> str:
+    """What a message may say about a value that failed validation.
+
+    Strings are never echoed (a value in the wrong place may be a pasted key): only
+    their kind and length. Short numbers, booleans and null are, as they help most.
+    """
     if _is_secret_path(path):
         return "<redacted>"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int | float):
+        text = _num(value)
+        return text if len(text) <= 10 else f"a number of {len(text)} characters"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters" if value else "an empty string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
 
 
 def _fields_at(loc: tuple[int | str, ...]) -> list[str] | None:
@@ -423,13 +617,40 @@ def _message(kind: str, ctx: dict[str, Any], value: Any, path: str, msg: str) ->
     if kind in {"list_type"}:
         return f"must be a list{got}"
     if kind == "literal_error":
-        return f"must be one of {ctx.get('expected', '')}{got}"
+        expected = ctx.get("expected", "")
+        hint = ""
+        if isinstance(value, str):
+            hint = _did_you_mean(value, re.findall(r"'([^']*)'", str(expected)))
+        return f"must be one of {expected}{got}{hint}"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     return f"{msg}{got}"
 
 
 # -- cross-checks ------------------------------------------------------------------------
+
+#: Shortest `monitoring.interval`: the monitor checks every resource each time.
+MIN_MONITOR_INTERVAL = 0.01
+
+
+def _uncomputable_rate(rl: RateLimitConfig) -> tuple[str, str] | None:
+    """(field, why) if a limiter with these numbers cannot compute its schedule, else None.
+
+    Each value may be valid alone while `per / rate` (the time between two units)
+    overflows to infinity or underflows to zero, and a limiter would wait forever or spin.
+    """
+    interval = rl.per / rl.rate
+    if not (math.isfinite(interval) and interval > 0 and rl.rate / rl.per > 0):
+        return "rate", (
+            f"rate {rl.rate:g} per {rl.per:g} s cannot be computed: the time between two "
+            f"units (per / rate) is {interval:g} s; it must be finite and > 0"
+        )
+    if not math.isfinite(rl.burst * interval):
+        return "burst", (
+            f"burst {rl.burst:g} at one unit every {interval:g} s cannot be computed "
+            "(burst * per / rate is not finite)"
+        )
+    return None
 
 
 def cross_check(
@@ -482,6 +703,22 @@ def cross_check(
                     f"policy deadline {deadline:g} s",
                 )
             )
+    rate_limits = [(f"rate_limits.{name}", rl) for name, rl in config.rate_limits.items()]
+    if config.defaults.rate_limit is not None:
+        rate_limits.append(("defaults.rate_limit", config.defaults.rate_limit))
+    for path, rl in rate_limits:
+        uncomputable = _uncomputable_rate(rl)
+        if uncomputable is not None:
+            field, message = uncomputable
+            problems.append(ConfigError(f"{path}.{field}", message))
+    if config.monitoring.interval < MIN_MONITOR_INTERVAL:
+        problems.append(
+            ConfigError(
+                "monitoring.interval",
+                f"must be >= {MIN_MONITOR_INTERVAL:g} s (a shorter one keeps the event loop "
+                f"busy), got {config.monitoring.interval:g}",
+            )
+        )
     for name, retry in config.retries.items():
         if retry.backoff.initial > retry.backoff.max:
             problems.append(
@@ -535,16 +772,14 @@ def cross_check(
 
 
 def redact_url(url: str) -> str:
-    """Replace the password of a URL/DSN with ``***`` (user and host stay visible)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<redacted>"
-    if parts.password is None:
-        return re.sub(r"(password=)[^&\s]*", r"\1***", url, flags=re.I)
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***"
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+    """`url` (or DSN) with its password and credential-looking query values as ``***``.
+
+    User and host stay visible; ``?key=``, ``?api_key=``, ``?token=``, ``?sig=`` and the
+    like are masked (see `bounded.db.dsn.redact_query`).
+    """
+    from bounded.db.dsn import redact_dsn  # imported here: bounded.db imports asyncpg
+
+    return redact_dsn(url)
 
 
 def _redact(value: Any, key: str = "") -> Any:
@@ -555,7 +790,7 @@ def _redact(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         if _SECRET_KEYS.search(key):
             return "***"
-        if key in {"dsn", "url", "base_url"}:
+        if key in {"dsn", "url", "base_url"} or "://" in value:
             return redact_url(value)
     return value
 

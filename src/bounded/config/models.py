@@ -87,7 +87,7 @@ def parse_rate(text: str) -> tuple[float, float]:
     """Parse ``"60/min"`` or ``"100/10s"`` into ``(rate, per_seconds)``; ValueError if not."""
     match = _SHORTHAND.match(text.lower())
     if match is None or match.group(3) not in _PER_UNITS:
-        raise ValueError(f"rate shorthand must look like '60/min' or '100/10s', got {text!r}")
+        raise ValueError("rate shorthand must look like '60/min' or '100/10s'")
     count = float(match.group(2)) if match.group(2) else 1.0
     return float(match.group(1)), count * _PER_UNITS[match.group(3)]
 

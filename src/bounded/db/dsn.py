@@ -10,7 +10,15 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ParsedDsn", "SslSetting", "parse_dsn", "redact_dsn", "resolve_ssl", "scrub"]
+__all__ = [
+    "ParsedDsn",
+    "SslSetting",
+    "parse_dsn",
+    "redact_dsn",
+    "redact_query",
+    "resolve_ssl",
+    "scrub",
+]
 
 SslSetting = Literal["auto"] | bool | ssl_module.SSLContext | str
 
@@ -18,7 +26,14 @@ _MASK = "***"
 # libpq sslmode values asyncpg understands; accepted as an explicit `ssl=` setting too.
 SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
 
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
+_QUERY_PARAM = re.compile(r"([?&#;])([^=&#;]*)=([^&#;]*)")
+# Query parameter names that carry credentials: `password`, `sslpassword`, `client_secret`,
+# `access_token`, `api_key`, `apiKey`, `X-Amz-Signature`; the short `key`, `sig`, `pwd` and
+# `auth` only alone or after a separator (`x-goog-key`, but not `sslkey`, a file path).
+_CREDENTIAL_NAME = re.compile(
+    r"(?i)password|passwd|secret|token|api[_-]?key|signature|credential"
+    r"|(?:^|[_.-])(?:key|sig|pwd|auth)$"
+)
 _KV_SECRET = re.compile(r"(?i)\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|\S*)")
 _KV_PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)")
 
@@ -66,8 +81,9 @@ def _split_url(dsn: str) -> tuple[str, str, str, str, bool]:
 def redact_dsn(dsn: str) -> str:
     """Return `dsn` with every password replaced by ``***``.
 
-    Handles URL DSNs (``postgresql://user:secret@host/db``, ``?password=``,
-    ``?sslpassword=``) and libpq key/value DSNs (``host=h password=secret``).
+    Handles URLs and URL DSNs (``postgresql://user:secret@host/db``, ``?password=``,
+    ``?sslpassword=`` and every credential-looking query parameter, see `redact_query`)
+    and libpq key/value DSNs (``host=h password=secret``).
     """
     if not dsn:
         return dsn
@@ -78,8 +94,22 @@ def redact_dsn(dsn: str) -> str:
             if colon and password:
                 userinfo = f"{user}:{_MASK}"
             userinfo += "@"
-        return _QUERY_SECRET.sub(rf"\g<1>{_MASK}", f"{scheme}://{userinfo}{hostspec}{rest}")
+        return redact_query(f"{scheme}://{userinfo}{hostspec}{rest}")
     return _KV_SECRET.sub(rf"\g<1>{_MASK}", dsn)
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    sep, name, value = match.groups()
+    if value and _CREDENTIAL_NAME.search(urllib.parse.unquote(name)):
+        return f"{sep}{name}={_MASK}"
+    return match.group(0)
+
+
+def redact_query(url: str) -> str:
+    """Return `url` with the values of credential-looking query parameters (``key``,
+    ``api_key``, ``token``, ``access_token``, ``secret``, ``signature``, ``sig``,
+    ``password``, ...) replaced by ``***``; names and other parameters stay visible."""
+    return _QUERY_PARAM.sub(_mask_credential, url)
 
 
 @dataclass(frozen=True, slots=True)

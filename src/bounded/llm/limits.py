@@ -244,5 +244,5 @@ class ProviderLimits:
             return
         for kind, (remaining, reset_after) in info.items():
             limiter = self.limiters.get(kind)
-            if limiter is not None:
-                limiter.throttle(remaining, reset_after)
+            if limiter is not None:  # a reset beyond the limiter's window is capped at it
+                limiter.throttle(remaining, min(reset_after, limiter.per))
