@@ -9,6 +9,7 @@ name an exception class.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Iterable
 
@@ -63,9 +64,12 @@ def _resolve_one(name: str) -> tuple[type[BaseException], ...]:
         return (_import(name),)
     paths = SHORT_NAMES.get(name)
     if paths is None:
+        # Not echoed: a value that fails validation may be something pasted by mistake.
+        close = difflib.get_close_matches(name, list(SHORT_NAMES), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(
             f"must be a short name ({', '.join(SHORT_NAMES)}) or an import path "
-            f"such as 'openai.RateLimitError', got {name!r}"
+            f"such as 'openai.RateLimitError', got a string of {len(name)} characters{hint}"
         )
     found: list[type[BaseException]] = []
     for path in paths:
