@@ -80,7 +80,7 @@ async def _mock_server(
 
             yield srv.url, local_stats
         return
-    import httpx
+    import httpx2
 
     with socket.socket() as sock:  # a free port for the child (tiny race, fine on loopback)
         sock.bind(("127.0.0.1", 0))
@@ -98,13 +98,13 @@ async def _mock_server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as admin:
+        async with httpx2.AsyncClient(base_url=url, timeout=10) as admin:
             async with asyncio.timeout(30):
                 while True:
                     try:
                         await admin.get("/health")
                         break
-                    except httpx.TransportError:
+                    except httpx2.TransportError:
                         await asyncio.sleep(0.1)
 
             async def remote_stats() -> dict[str, Any]:

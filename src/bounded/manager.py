@@ -56,9 +56,9 @@ def _exception_types(names: list[str]) -> tuple[type[BaseException], ...]:
 
             out += [asyncpg.PostgresConnectionError, asyncpg.ConnectionDoesNotExistError]
         elif name == "TransportError":
-            import httpx
+            import httpx2
 
-            out.append(httpx.TransportError)
+            out.append(httpx2.TransportError)
         elif name == "RetryableHTTPError":
             from bounded.http import RetryableHTTPError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-import httpx
+import httpx2
 import pytest
 
 from bounded.llm import parse_duration, parse_rate_limit_headers, parse_rfc3339_delay
@@ -49,7 +49,7 @@ def test_rfc3339() -> None:
 
 
 def test_openai_headers() -> None:
-    headers = httpx.Headers(
+    headers = httpx2.Headers(
         {
             "x-ratelimit-limit-requests": "60",
             "X-RateLimit-Remaining-Requests": "59",

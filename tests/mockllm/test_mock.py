@@ -1,4 +1,4 @@
-"""The mock provider served by uvicorn on 127.0.0.1, driven with plain httpx."""
+"""The mock provider served by uvicorn on 127.0.0.1, driven with plain httpx2."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from typer.testing import CliRunner
 
@@ -34,12 +34,12 @@ def body(
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=10) as client:
         yield client
 
 
-async def test_openai_reply_and_usage(http: httpx.AsyncClient) -> None:
+async def test_openai_reply_and_usage(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         r = await http.post(srv.url + OPENAI, json=body("hello there world"))
     assert r.status_code == 200
@@ -53,7 +53,7 @@ async def test_openai_reply_and_usage(http: httpx.AsyncClient) -> None:
     assert data["choices"][0]["finish_reason"] == "stop"
 
 
-async def test_anthropic_reply_truncated_by_max_tokens(http: httpx.AsyncClient) -> None:
+async def test_anthropic_reply_truncated_by_max_tokens(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         r = await http.post(srv.url + ANTHROPIC, json=body(max_tokens=3, system="be brief"))
     data = r.json()
@@ -67,7 +67,7 @@ async def test_anthropic_reply_truncated_by_max_tokens(http: httpx.AsyncClient) 
     assert data["stop_reason"] == "max_tokens"
 
 
-async def test_replies_are_deterministic(http: httpx.AsyncClient) -> None:
+async def test_replies_are_deterministic(http: httpx2.AsyncClient) -> None:
     texts = []
     for seed in (1, 1, 2):
         async with MockLLMServer(MockConfig(seed=seed, latency_base=0)) as srv:
@@ -78,7 +78,7 @@ async def test_replies_are_deterministic(http: httpx.AsyncClient) -> None:
     assert make_reply(1, "m", "p", 100) != make_reply(1, "m", "q", 100)
 
 
-async def test_validation_errors(http: httpx.AsyncClient) -> None:
+async def test_validation_errors(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, api_key="right")) as srv:
         r = await http.post(
             srv.url + ANTHROPIC, json={"messages": []}, headers={"x-api-key": "right"}
@@ -111,7 +111,7 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
     return events
 
 
-async def test_openai_streaming(http: httpx.AsyncClient) -> None:
+async def test_openai_streaming(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         plain = (await http.post(srv.url + OPENAI, json=body())).json()
         req = body(stream=True, stream_options={"include_usage": True})
@@ -129,7 +129,7 @@ async def test_openai_streaming(http: httpx.AsyncClient) -> None:
     assert chunks[-1]["usage"] == plain["usage"]
 
 
-async def test_anthropic_streaming(http: httpx.AsyncClient) -> None:
+async def test_anthropic_streaming(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         plain = (await http.post(srv.url + ANTHROPIC, json=body())).json()
         r = await http.post(srv.url + ANTHROPIC, json=body(stream=True))
@@ -146,7 +146,7 @@ async def test_anthropic_streaming(http: httpx.AsyncClient) -> None:
     assert payloads[-2]["usage"]["output_tokens"] == plain["usage"]["output_tokens"]
 
 
-async def test_openai_rate_limit_headers_and_429(http: httpx.AsyncClient) -> None:
+async def test_openai_rate_limit_headers_and_429(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, rpm=2, tpm=10_000, window=60)) as srv:
         ok = await http.post(srv.url + OPENAI, json=body())
         assert ok.headers["x-ratelimit-limit-requests"] == "2"
@@ -169,7 +169,7 @@ async def test_openai_rate_limit_headers_and_429(http: httpx.AsyncClient) -> Non
     assert stats["statuses"] == {"200": 2, "429": 1}
 
 
-async def test_anthropic_rate_limit_headers_and_429(http: httpx.AsyncClient) -> None:
+async def test_anthropic_rate_limit_headers_and_429(http: httpx2.AsyncClient) -> None:
     config = MockConfig(latency_base=0, rpm=50, input_tpm=100, output_tpm=1000, window=60)
     async with MockLLMServer(config) as srv:
         ok = await http.post(srv.url + ANTHROPIC, json=body(max_tokens=10))
@@ -190,14 +190,14 @@ async def test_anthropic_rate_limit_headers_and_429(http: httpx.AsyncClient) -> 
     assert int(r.headers["retry-after"]) >= 1
 
 
-async def test_unused_output_tokens_are_refunded(http: httpx.AsyncClient) -> None:
+async def test_unused_output_tokens_are_refunded(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, tpm=1000, output_tokens=5)) as srv:
         r = await http.post(srv.url + OPENAI, json=body("a b", max_tokens=500))
     # 2 input + 500 reserved, then 495 unused given back
     assert 1000 - 7 <= int(r.headers["x-ratelimit-remaining-tokens"]) <= 1000
 
 
-async def test_fault_injection_statuses(http: httpx.AsyncClient) -> None:
+async def test_fault_injection_statuses(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(
         MockConfig(latency_base=0, error_rate=1.0, error_statuses=[529])
     ) as srv:
@@ -211,9 +211,9 @@ async def test_fault_injection_statuses(http: httpx.AsyncClient) -> None:
         assert srv.state.stats()["errors_injected_total"] == 2
 
 
-async def test_connection_reset(http: httpx.AsyncClient) -> None:
+async def test_connection_reset(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, reset_rate=1.0)) as srv:
-        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
             await http.post(srv.url + OPENAI, json=body())
         srv.update(reset_rate=0.0)
         r = await http.post(srv.url + OPENAI, json=body())
@@ -221,14 +221,14 @@ async def test_connection_reset(http: httpx.AsyncClient) -> None:
         assert srv.state.stats()["resets_injected_total"] == 1
 
 
-async def test_slow_responses(http: httpx.AsyncClient) -> None:
+async def test_slow_responses(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, slow_rate=1.0, slow_seconds=5.0)) as srv:
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx2.ReadTimeout):
             await http.post(srv.url + OPENAI, json=body(), timeout=0.2)
         assert srv.state.stats()["slow_injected_total"] == 1
 
 
-async def test_capacity_queue_then_overload(http: httpx.AsyncClient) -> None:
+async def test_capacity_queue_then_overload(http: httpx2.AsyncClient) -> None:
     config = MockConfig(latency_base=0.3, capacity=1, max_concurrency=1, max_queue=1)
     async with MockLLMServer(config) as srv:
         first = asyncio.create_task(http.post(srv.url + ANTHROPIC, json=body("one")))
@@ -247,7 +247,7 @@ async def test_capacity_queue_then_overload(http: httpx.AsyncClient) -> None:
     assert stats["overloaded_total"] == 1
 
 
-async def test_admin_config_live_changes(http: httpx.AsyncClient) -> None:
+async def test_admin_config_live_changes(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         r = await http.put(srv.url + "/admin/config", json={"rpm": 1, "window": 60})
         assert r.status_code == 200
@@ -269,7 +269,7 @@ async def test_admin_config_live_changes(http: httpx.AsyncClient) -> None:
         assert "requests_total" not in cleared
 
 
-async def test_quota_exceeded_bodies(http: httpx.AsyncClient) -> None:
+async def test_quota_exceeded_bodies(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, quota_exceeded=True)) as srv:
         r = await http.post(srv.url + OPENAI, json=body())
         assert r.status_code == 429
@@ -298,7 +298,7 @@ def test_cli_help() -> None:
         assert option in result.output
 
 
-async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx.AsyncClient) -> None:
+async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx2.AsyncClient) -> None:
     config = MockConfig(
         latency_base=0, latency_per_token=0.05, output_tokens=40, capacity=1, max_concurrency=1
     )

@@ -172,7 +172,7 @@ class DatabaseConfig(_Section):
 
 
 class HttpClientConfig(_Section):
-    """`http_clients.<name>`: a pooled httpx client."""
+    """`http_clients.<name>`: a pooled httpx2 client."""
 
     base_url: str = ""
     timeout: Annotated[float, Field(gt=0)] = 60.0

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-import httpx
+import httpx2
 
 from bounded.errors import RateLimited
 from bounded.http import HttpClient, HTTPError, RetryableHTTPError
@@ -60,7 +60,7 @@ def default_retry() -> Retry:
     Five attempts, full-jitter backoff from 0.5 s capped at 30 s, honouring ``retry-after``.
     """
     return Retry(
-        on=(RetryableHTTPError, httpx.TransportError, RateLimited),
+        on=(RetryableHTTPError, httpx2.TransportError, RateLimited),
         attempts=5,
         backoff=Backoff(initial=0.5, max=30.0, multiplier=2.0, jitter="full"),
     )
