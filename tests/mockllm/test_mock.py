@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
+import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -248,25 +251,48 @@ async def test_capacity_queue_then_overload(http: httpx2.AsyncClient) -> None:
 
 
 async def test_admin_config_live_changes(http: httpx2.AsyncClient) -> None:
-    async with MockLLMServer(MockConfig(latency_base=0)) as srv:
-        r = await http.put(srv.url + "/admin/config", json={"rpm": 1, "window": 60})
+    async with MockLLMServer(MockConfig(latency_base=0), admin_token="t0ken") as srv:
+        admin = {"authorization": "Bearer t0ken"}
+        r = await http.put(srv.url + "/admin/config", json={"rpm": 1, "window": 60}, headers=admin)
         assert r.status_code == 200
         assert r.json()["rpm"] == 1
         assert (await http.post(srv.url + OPENAI, json=body())).status_code == 200
         assert (await http.post(srv.url + OPENAI, json=body())).status_code == 429
-        r = await http.patch(srv.url + "/admin/config", json={"rpm": None})
+        r = await http.patch(srv.url + "/admin/config", json={"rpm": None}, headers=admin)
         assert r.json()["rpm"] is None
         assert (await http.post(srv.url + OPENAI, json=body())).status_code == 200
-        bad = await http.put(srv.url + "/admin/config", json={"error_rate": 2})
+        bad = await http.put(srv.url + "/admin/config", json={"error_rate": 2}, headers=admin)
         assert bad.status_code == 422
         assert bad.json()["error"][0]["loc"] == ["error_rate"]
-        unknown = await http.put(srv.url + "/admin/config", json={"nope": 1})
+        unknown = await http.put(srv.url + "/admin/config", json={"nope": 1}, headers=admin)
         assert unknown.status_code == 422
         assert (await http.get(srv.url + "/admin/config")).json()["error_rate"] == 0.0
         stats = (await http.get(srv.url + "/admin/stats")).json()
         assert stats["requests_total"] == 3
-        cleared = (await http.delete(srv.url + "/admin/stats")).json()
-        assert "requests_total" not in cleared
+        cleared = await http.delete(srv.url + "/admin/stats", headers={"x-admin-token": "t0ken"})
+        assert "requests_total" not in cleared.json()
+
+
+async def test_admin_changes_need_the_admin_token(http: httpx2.AsyncClient) -> None:
+    config = MockConfig(latency_base=0, api_key="sk-mock")
+    async with MockLLMServer(config) as srv:
+        assert len(srv.admin_token) >= 24  # generated
+        key = {"authorization": "Bearer sk-mock"}  # the API key is not the admin token
+        for method, path, payload in (
+            ("PATCH", "/admin/config", {"api_key": None}),
+            ("PUT", "/admin/config", {"rpm": 1}),
+            ("DELETE", "/admin/stats", None),
+        ):
+            for headers in ({}, key, {"x-admin-token": "wrong"}):
+                r = await http.request(method, srv.url + path, json=payload, headers=headers)
+                assert r.status_code == 401, (method, path, headers)
+        assert srv.config.api_key == "sk-mock"
+        assert srv.config.rpm is None
+        assert (await http.post(srv.url + OPENAI, json=body())).status_code == 401
+        admin = {"authorization": f"Bearer {srv.admin_token}"}
+        r = await http.patch(srv.url + "/admin/config", json={"api_key": None}, headers=admin)
+        assert r.status_code == 200
+        assert (await http.post(srv.url + OPENAI, json=body())).status_code == 200
 
 
 async def test_quota_exceeded_bodies(http: httpx2.AsyncClient) -> None:
@@ -315,3 +341,53 @@ async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx2.AsyncCl
         assert r2.status_code == 200
         assert r2.text.endswith("data: [DONE]\n\n")
         assert srv.state.gate.in_service == 0
+
+
+def test_cli_refuses_a_busy_port_before_announcing_it() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli_app, ["mock-llm", "--port", str(port)])
+    assert result.exit_code == 1
+    assert "mock LLM provider on" not in result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_refuses_a_remote_host_without_allow_remote() -> None:
+    result = CliRunner().invoke(cli_app, ["mock-llm", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "--allow-remote" in result.output
+
+
+async def test_cli_port_0_announces_the_bound_port_and_admin_token() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from bounded.cli import main; main()",
+        "mock-llm",
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            first = (await proc.stdout.readline()).decode()
+            second = (await proc.stdout.readline()).decode()
+        match = re.search(r"on http://127\.0\.0\.1:(\d+) ", first)
+        assert match is not None, first
+        assert int(match.group(1)) > 0
+        token = second.removeprefix("admin token: ").strip()
+        url = f"http://127.0.0.1:{match.group(1)}"
+        async with httpx2.AsyncClient(base_url=url, timeout=10) as http:
+            assert (await http.get("/health")).json() == {"status": "ok"}
+            assert (await http.delete("/admin/stats")).status_code == 401
+            auth = {"authorization": f"Bearer {token}"}
+            assert (await http.delete("/admin/stats", headers=auth)).status_code == 200
+    finally:
+        proc.terminate()
+        await proc.wait()
