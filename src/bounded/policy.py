@@ -10,11 +10,14 @@ import itertools
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 from bounded._validate import optional_positive
 from bounded.breaker import CircuitBreaker
 from bounded.retry import Retry
+
+if TYPE_CHECKING:
+    from bounded.llm.limits import ProviderLimits
 
 __all__ = ["Policy"]
 
@@ -211,10 +214,14 @@ class Policy:
     """Runs calls through resilience parts in a fixed order, outermost first.
 
     deadline (whole call, retries and waits included) -> retry -> breaker -> rate
-    limiter -> bulkhead -> per-attempt timeout -> fn. So a retry waiting out its backoff
-    holds no bulkhead slot, every attempt pays a rate-limit unit and is seen by the
-    breaker, and the timeout covers only the work. Any part may be None (skipped).
+    limiter -> provider -> bulkhead -> per-attempt timeout -> fn. So a retry waiting out
+    its backoff holds no bulkhead slot, every attempt pays a rate-limit unit and is seen by
+    the breaker, and the timeout covers only the work. Any part may be None (skipped).
     Deadline and timeout expiry raise the builtin `TimeoutError`.
+
+    `provider` (`bounded.llm.ProviderLimits`) reserves the provider's requests and tokens
+    before the bulkhead, so a caller waiting for the provider's budget holds no slot; see
+    `bounded.llm.call_cost` for how a call states its token estimate.
     """
 
     __slots__ = (
@@ -222,6 +229,7 @@ class Policy:
         "_bulkhead",
         "_deadline",
         "_name",
+        "_provider",
         "_rate_limiter",
         "_retry",
         "_run",
@@ -238,6 +246,7 @@ class Policy:
         rate_limiter: AbstractAsyncContextManager[Any] | None = None,
         bulkhead: AbstractAsyncContextManager[Any] | None = None,
         timeout: float | None = None,
+        provider: ProviderLimits | None = None,
     ) -> None:
         self._name = name if name is not None else f"policy-{next(_names)}"
         self._deadline = optional_positive("deadline", deadline)
@@ -251,6 +260,14 @@ class Policy:
                 hasattr(value, "__aenter__") and hasattr(value, "__aexit__")
             ):
                 raise ValueError(f"{arg} must be an async context manager or None, got {value!r}")
+        if provider is not None:
+            from bounded.llm.limits import ProviderLimits
+
+            if not isinstance(provider, ProviderLimits):
+                raise ValueError(
+                    f"provider must be a bounded.llm.ProviderLimits or None, got {provider!r}"
+                )
+        self._provider = provider
         self._retry = retry
         self._breaker = breaker
         self._rate_limiter = rate_limiter
@@ -263,7 +280,13 @@ class Policy:
         if self._timeout is not None:
             layer = _timeout_layer(self._timeout, layer)
         cms = [cm for cm in (self._rate_limiter, self._bulkhead) if cm is not None]
-        if cms:
+        if self._provider is not None:  # between the rate limiter and the bulkhead
+            if self._bulkhead is not None:
+                layer = _context_layer([self._bulkhead], layer)
+            layer = self._provider._policy_layer(layer)
+            if self._rate_limiter is not None:
+                layer = _context_layer([self._rate_limiter], layer)
+        elif cms:
             layer = _context_layer(cms, layer)
         if self._breaker is not None:
             layer = _breaker_layer(self._breaker, layer)
@@ -304,6 +327,11 @@ class Policy:
         return self._rate_limiter
 
     @property
+    def provider(self) -> ProviderLimits | None:
+        """The provider limits part, if any."""
+        return self._provider
+
+    @property
     def bulkhead(self) -> AbstractAsyncContextManager[Any] | None:
         """The bulkhead part, if any."""
         return self._bulkhead
@@ -316,6 +344,7 @@ class Policy:
                 ("retry", self._retry),
                 ("breaker", self._breaker),
                 ("rate_limiter", self._rate_limiter),
+                ("provider", self._provider),
                 ("bulkhead", self._bulkhead),
                 ("timeout", self._timeout),
             )
