@@ -184,6 +184,7 @@ _DICT_SECTIONS = (
     "breakers",
     "retries",
     "policies",
+    "providers",
     "databases",
     "http_clients",
 )
@@ -458,6 +459,7 @@ def cross_check(
         ("breaker", "breakers", "breaker"),
         ("rate_limit", "rate_limits", "rate limit"),
         ("bulkhead", "bulkheads", "bulkhead"),
+        ("provider", "providers", "provider"),
     )
     for name, policy in config.policies.items():
         for field, section, label in refs:

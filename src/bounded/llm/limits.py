@@ -147,9 +147,12 @@ class ProviderStats:
     "output_tokens") to units left now and units per period. `utilization` is the
     busiest limit's. `rate_limited_total` counts 429s seen, `resyncs_total` responses
     whose rate-limit headers lowered a limiter, `waits_total` reservations that waited.
+    `in_use` and `limit` are the busiest limit's units used and units per period.
     """
 
     name: str
+    in_use: float
+    limit: float
     utilization: float
     queued: int
     rejected_total: int
@@ -367,9 +370,12 @@ class ProviderLimits:
     def stats(self) -> ProviderStats:
         """Units left and per period of each limit, and the counters."""
         per_limiter = {kind: limiter.stats() for kind, limiter in self.limiters.items()}
+        busiest = max(per_limiter.values(), key=lambda s: s.utilization)
         return ProviderStats(
             name=self.name,
-            utilization=max((s.utilization for s in per_limiter.values()), default=0.0),
+            in_use=max(0.0, busiest.rate - busiest.available),
+            limit=busiest.rate,
+            utilization=busiest.utilization,
             queued=sum(s.queued for s in per_limiter.values()),
             rejected_total=sum(s.rejected_total for s in per_limiter.values()),
             rate_limited_total=self._rate_limited_total,
