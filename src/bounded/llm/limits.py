@@ -147,7 +147,8 @@ class ProviderStats:
     "output_tokens") to units left now and units per period. `utilization` is the
     busiest limit's. `rate_limited_total` counts 429s seen, `resyncs_total` responses
     whose rate-limit headers lowered a limiter, `waits_total` reservations that waited.
-    `in_use` and `limit` are the busiest limit's units used and units per period.
+    `in_use` and `limit` are the busiest limit's share of its rate in units, and its
+    units per period (as for a rate limiter).
     """
 
     name: str
@@ -373,7 +374,7 @@ class ProviderLimits:
         busiest = max(per_limiter.values(), key=lambda s: s.utilization)
         return ProviderStats(
             name=self.name,
-            in_use=max(0.0, busiest.rate - busiest.available),
+            in_use=busiest.utilization * busiest.rate,
             limit=busiest.rate,
             utilization=busiest.utilization,
             queued=sum(s.queued for s in per_limiter.values()),
