@@ -340,7 +340,9 @@ async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx2.AsyncCl
         r2 = await http.post(srv.url + OPENAI, json=body(stream=True))
         assert r2.status_code == 200
         assert r2.text.endswith("data: [DONE]\n\n")
-        assert srv.state.gate.in_service == 0
+        async with asyncio.timeout(5):  # the server frees the slot after its last write
+            while srv.state.gate.in_service:
+                await asyncio.sleep(0.01)
 
 
 def test_cli_refuses_a_busy_port_before_announcing_it() -> None:
@@ -391,3 +393,12 @@ async def test_cli_port_0_announces_the_bound_port_and_admin_token() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def test_listening_socket_is_tcp_so_replies_are_not_delayed() -> None:
+    # asyncio turns Nagle off (TCP_NODELAY) only for sockets created with IPPROTO_TCP.
+    from bounded.mockllm.server import bind_socket
+
+    with bind_socket("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockname()[1] > 0
