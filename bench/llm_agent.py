@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,42 @@ def _metrics_seen(text: str, provider: str) -> dict[str, bool]:
     }
 
 
+async def _fan_out(
+    manager: Any,
+    ask: Callable[[int], Awaitable[str]],
+    calls: int,
+    providers: list[str],
+    mocks: list[Any],
+    window: float,
+) -> Outcome:
+    """Run `calls` calls of `ask` at once (bounded.map) and collect what they did."""
+    import bounded
+
+    watch = Watch()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with _sampling(watch, manager, providers, mocks, window):
+        replies = await bounded.map(ask, range(calls), limit=calls, return_exceptions=True)
+    seconds = loop.time() - started
+    assert manager.metrics_url is not None
+    text = await _scrape(manager.metrics_url)
+    limited = sum(m.state.counters["rate_limited_total"] for m in mocks)
+    return Outcome(
+        calls=calls,
+        succeeded=sum(isinstance(r, str) and bool(r) for r in replies),
+        seconds=seconds,
+        rate_limited=limited,
+        rate_limited_after_first=limited - watch.rate_limited_first_window,
+        provider_429s_absorbed=sum(
+            manager.provider(p).stats().rate_limited_total for p in providers
+        ),
+        breaker_rejected=manager.breaker("llm").stats().rejected_total,
+        watch=watch,
+        bulkhead_limit=manager.bulkhead("llm").limit,
+        metrics=_metrics_seen(text, providers[-1]),
+    )
+
+
 async def bounded_agent(
     calls: int = CALLS, window: float = WINDOW, rpm: int = RPM, latency: float = 0.02
 ) -> Outcome:
@@ -156,7 +192,6 @@ async def bounded_agent(
     from bounded.mockllm import MockConfig, MockLLMServer
 
     config = MockConfig(rpm=rpm, window=window, latency_base=latency, latency_jitter=latency)
-    watch = Watch()
     async with MockLLMServer(config) as srv:
         manager = bounded.ConcurrencyManager.from_dict(agent_config(rpm, window, calls))
         async with manager:
@@ -170,26 +205,8 @@ async def bounded_agent(
             async def ask(i: int) -> str:
                 return (await chat.complete(f"Summarise document {i}", max_tokens=64)).text
 
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            async with chat, _sampling(watch, manager, ["openai"], [srv], window):
-                replies = await bounded.map(ask, range(calls), limit=calls, return_exceptions=True)
-            seconds = loop.time() - started
-            assert manager.metrics_url is not None
-            metrics = _metrics_seen(await _scrape(manager.metrics_url), "openai")
-            limited = srv.state.counters["rate_limited_total"]
-            return Outcome(
-                calls=calls,
-                succeeded=sum(isinstance(r, str) and bool(r) for r in replies),
-                seconds=seconds,
-                rate_limited=limited,
-                rate_limited_after_first=limited - watch.rate_limited_first_window,
-                provider_429s_absorbed=manager.provider("openai").stats().rate_limited_total,
-                breaker_rejected=manager.breaker("llm").stats().rejected_total,
-                watch=watch,
-                bulkhead_limit=manager.bulkhead("llm").limit,
-                metrics=metrics,
-            )
+            async with chat:
+                return await _fan_out(manager, ask, calls, ["openai"], [srv], window)
 
 
 def _sdk_calls(openai_client: Any, anthropic_client: Any) -> list[Callable[[int], Any]]:
@@ -252,7 +269,6 @@ async def sdk_agent(
     half_anthropic = half.model_copy(
         update={"tpm": None, "input_tpm": tpm // 2, "output_tpm": tpm // 2}
     )
-    watch = Watch()
     async with MockLLMServer(half) as oai_srv, MockLLMServer(half_anthropic) as ant_srv:
         manager = bounded.ConcurrencyManager.from_dict(agent_config(rpm, window, calls, tpm))
         async with manager:
@@ -275,38 +291,18 @@ async def sdk_agent(
                 return result
 
             providers = ["openai", "anthropic"]
-            mocks = [oai_srv, ant_srv]
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            async with oai, ant, _sampling(watch, manager, providers, mocks, window):
-                replies = await bounded.map(ask, range(calls), limit=calls, return_exceptions=True)
-            seconds = loop.time() - started
-            assert manager.metrics_url is not None
-            metrics = _metrics_seen(await _scrape(manager.metrics_url), "anthropic")
-            limited = sum(m.state.counters["rate_limited_total"] for m in mocks)
-            absorbed = sum(manager.provider(p).stats().rate_limited_total for p in providers)
+            async with oai, ant:
+                outcome = await _fan_out(manager, ask, calls, providers, [oai_srv, ant_srv], window)
             # Every reservation settled or given back: once the window has passed, every
             # token limit is full again.
             await asyncio.sleep(window + 0.2)
-            restored = all(
+            outcome.budget_restored = all(
                 left >= manager.provider(p).stats().limits[kind] - 1e-6
                 for p in providers
                 for kind, left in manager.provider(p).stats().available.items()
                 if kind != "requests"
             )
-            return Outcome(
-                calls=calls,
-                succeeded=sum(isinstance(r, str) and bool(r) for r in replies),
-                seconds=seconds,
-                rate_limited=limited,
-                rate_limited_after_first=limited - watch.rate_limited_first_window,
-                provider_429s_absorbed=absorbed,
-                breaker_rejected=manager.breaker("llm").stats().rejected_total,
-                watch=watch,
-                bulkhead_limit=manager.bulkhead("llm").limit,
-                budget_restored=restored,
-                metrics=metrics,
-            )
+            return outcome
 
 
 def sections(plain: Outcome, sdk: Outcome, window: float, rpm: int) -> list[Section]:

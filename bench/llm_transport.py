@@ -187,7 +187,7 @@ def sections(ms: dict[str, float], cpu_us: dict[str, float] | None = None) -> li
                     f"{kind}: SDK + bounded",
                     limited,
                     limited / bare,
-                    note=f"+{limited - bare:.0f} us = {(limited - bare) / (LATENCY * 1e4):.1f}% "
+                    note=f"{limited - bare:+.0f} us = {(limited - bare) / (LATENCY * 1e4):+.1f}% "
                     f"of {LATENCY * 1000:g} ms",
                 )
             )

@@ -248,3 +248,41 @@ def test_request_cost_per_api() -> None:
     assert request_cost("POST", "/v1/embeddings", {"input": ["ab", "cd"]}) == (2, 0)
     assert request_cost("GET", "/v1/models", None) is None
     assert request_cost("POST", "/v1/files", {"purpose": "x"}) is None
+
+
+async def test_without_a_policy_a_429_reaches_the_sdk_with_the_tokens_back(
+    srv: MockLLMServer,
+) -> None:
+    # resync off: with it, the second call would wait for the budget the headers report
+    limits = ProviderLimits(rpm=100, tpm=TPM, name="anthropic", resync=False)
+    srv.update(rpm=1, window=60)
+    async with anthropic.AsyncAnthropic(
+        base_url=srv.url,
+        api_key="sk-ant-mock",
+        http_client=http_client(provider=limits),
+        max_retries=0,
+    ) as claude:
+        first = await claude.messages.create(
+            model="claude-mock", max_tokens=300, messages=[{"role": "user", "content": PROMPT}]
+        )
+        with pytest.raises(anthropic.RateLimitError):
+            await claude.messages.create(
+                model="claude-mock", max_tokens=300, messages=[{"role": "user", "content": PROMPT}]
+            )
+    assert limits.stats().rate_limited_total == 1
+    used = first.usage.input_tokens + first.usage.output_tokens
+    assert spent(limits) == pytest.approx(used, abs=1)
+
+
+async def test_policy_timeout_is_the_sdks_timeout_error(srv: MockLLMServer) -> None:
+    srv.update(slow_rate=1.0, slow_seconds=5.0)
+    async with openai.AsyncOpenAI(
+        base_url=srv.url + "/v1",
+        api_key="sk-mock",
+        http_client=http_client(policy=Policy("llm", timeout=0.05)),
+        max_retries=0,
+    ) as client:
+        with pytest.raises(openai.APITimeoutError):
+            await client.chat.completions.create(
+                model="gpt-mock", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+            )

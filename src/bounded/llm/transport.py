@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import httpx2
 
 from bounded.http import HTTPError, classify
-from bounded.llm.errors import as_quota_error, is_quota_error
+from bounded.llm.errors import QuotaExceeded, as_quota_error, is_quota_error
 from bounded.llm.limits import ProviderLimits, Reservation, call_cost, current_reservation
 from bounded.llm.tokens import estimate_tokens, message_text
 
@@ -259,9 +259,11 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             held = await self.provider.acquire(*cost)
         try:
             return await self._send(exchange, held, streaming)
-        except HTTPError:
+        except HTTPError as exc:
             if own and held is not None:
                 held.cancel()  # the provider refused: nothing was generated
+                if exc.status_code == 429 and not isinstance(exc, QuotaExceeded):
+                    held.limits.rate_limited(exc)
             raise
 
     async def _send(
