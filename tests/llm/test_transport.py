@@ -286,3 +286,22 @@ async def test_policy_timeout_is_the_sdks_timeout_error(srv: MockLLMServer) -> N
             await client.chat.completions.create(
                 model="gpt-mock", messages=[{"role": "user", "content": "hi"}], max_tokens=5
             )
+
+
+async def test_sdk_retries_on_top_of_the_policy_are_reported_once(
+    srv: MockLLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv.update(error_rate=1.0, error_statuses=[500])
+    async with openai.AsyncOpenAI(
+        base_url=srv.url + "/v1",
+        api_key="sk-mock",
+        http_client=http_client(policy=Policy("llm")),
+        max_retries=1,
+    ) as client:
+        for _ in range(2):
+            with pytest.raises(openai.InternalServerError):
+                await client.with_options(timeout=5).chat.completions.create(
+                    model="gpt-mock", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+                )
+    warnings = [r for r in caplog.records if "max_retries=0" in r.getMessage()]
+    assert len(warnings) == 1

@@ -20,6 +20,7 @@ handed to the SDK, which raises its own typed error as usual. Turn the SDK's ret
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
@@ -31,6 +32,11 @@ from bounded.llm.limits import ProviderLimits, Reservation, call_cost, current_r
 from bounded.llm.tokens import estimate_tokens, message_text
 
 __all__ = ["LimitedTransport", "http_client", "request_cost"]
+
+logger = logging.getLogger(__name__)
+
+# The official SDKs number their own attempts in this header (0: the first).
+_SDK_RETRY = "x-stainless-retry-count"
 
 #: Output tokens reserved when a request does not say (``max_tokens`` is optional there).
 DEFAULT_MAX_TOKENS = 4096
@@ -212,6 +218,7 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
         self.provider = provider
         self.policy = policy
         self.default_max_tokens = default_max_tokens
+        self._warned_sdk_retries = False
         self._inner = inner if inner is not None else httpx2.AsyncHTTPTransport()
 
     async def aclose(self) -> None:
@@ -232,6 +239,12 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             if self.provider is not None:
                 self.provider.update_from_headers(response.headers)
             return response
+        if not self._warned_sdk_retries and request.headers.get(_SDK_RETRY, "0") != "0":
+            self._warned_sdk_retries = True  # the SDK retries what the policy gave up on
+            logger.warning(
+                "the SDK retries requests itself; create it with max_retries=0 so that the "
+                "bounded policy is the one retry loop"
+            )
         exchange = _Exchange(request)
         streaming = isinstance(body, Mapping) and body.get("stream") is True
         try:
