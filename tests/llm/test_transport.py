@@ -305,3 +305,14 @@ async def test_sdk_retries_on_top_of_the_policy_are_reported_once(
                 )
     warnings = [r for r in caplog.records if "max_retries=0" in r.getMessage()]
     assert len(warnings) == 1
+
+
+async def test_sdk_stream_helpers_work_through_the_transport(
+    oai: openai.AsyncOpenAI, limits: ProviderLimits
+) -> None:
+    async with oai.responses.stream(model="gpt-mock", input=PROMPT, max_output_tokens=300) as s:
+        final = await s.get_final_response()
+    assert final.status == "completed"
+    assert final.output_text
+    assert final.usage is not None
+    assert spent(limits) == pytest.approx(final.usage.total_tokens, abs=1)
