@@ -340,4 +340,5 @@ def http_client(
     transport = LimitedTransport(
         provider=provider, policy=policy, inner=inner, default_max_tokens=default_max_tokens
     )
+    client_kwargs.setdefault("follow_redirects", True)  # as the SDKs' default clients
     return httpx2.AsyncClient(transport=transport, **client_kwargs)
