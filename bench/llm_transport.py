@@ -23,6 +23,22 @@ CALLS_PER_SAMPLE = 25
 LATENCY = 0.02  # the mock's default
 
 
+def _policy() -> Any:
+    """Retry, breaker, bulkhead, timeout and provider limits high enough never to wait."""
+    from bounded import Backoff, Bulkhead, CircuitBreaker, Policy, Retry
+    from bounded.http import RetryableHTTPError
+    from bounded.llm import ProviderLimits
+
+    return Policy(
+        "llm",
+        retry=Retry(on=RetryableHTTPError, attempts=3, backoff=Backoff(initial=0.1)),
+        breaker=CircuitBreaker(name="llm"),
+        bulkhead=Bulkhead(64, name="llm"),
+        timeout=30.0,
+        provider=ProviderLimits(rpm=10**12, tpm=10**15, name="openai"),
+    )
+
+
 def _calls(client: Any) -> dict[str, Callable[[], Awaitable[object]]]:
     messages = [{"role": "user", "content": "How much does a transport cost?"}]
 
@@ -48,20 +64,10 @@ async def measure(rounds: int = ROUNDS, n: int = CALLS_PER_SAMPLE) -> dict[str, 
     """Median milliseconds per call of each (kind, client) case."""
     import openai
 
-    from bounded import Backoff, Bulkhead, CircuitBreaker, Policy, Retry
-    from bounded.http import RetryableHTTPError
-    from bounded.llm import ProviderLimits, http_client
+    from bounded.llm import http_client
     from bounded.mockllm import MockConfig
 
-    limits = ProviderLimits(rpm=10_000_000, tpm=10**12, name="openai")
-    policy = Policy(
-        "llm",
-        retry=Retry(on=RetryableHTTPError, attempts=3, backoff=Backoff(initial=0.1)),
-        breaker=CircuitBreaker(name="llm"),
-        bulkhead=Bulkhead(64, name="llm"),
-        timeout=30.0,
-        provider=limits,
-    )
+    policy = _policy()
     async with mock_server(MockConfig(latency_base=LATENCY), in_process=False) as (url, _):
         bare = openai.AsyncOpenAI(base_url=url + "/v1", api_key="mock", max_retries=0)
         limited = openai.AsyncOpenAI(
@@ -107,19 +113,9 @@ async def measure_cpu(rounds: int = ROUNDS) -> dict[str, float]:
     import httpx2
     import openai
 
-    from bounded import Backoff, Bulkhead, CircuitBreaker, Policy, Retry
-    from bounded.http import RetryableHTTPError
-    from bounded.llm import LimitedTransport, ProviderLimits
+    from bounded.llm import LimitedTransport
 
-    limits = ProviderLimits(rpm=10**12, tpm=10**15, name="openai")
-    policy = Policy(
-        "llm",
-        retry=Retry(on=RetryableHTTPError, attempts=3, backoff=Backoff(initial=0.1)),
-        breaker=CircuitBreaker(name="llm"),
-        bulkhead=Bulkhead(64, name="llm"),
-        timeout=30.0,
-        provider=limits,
-    )
+    policy = _policy()
     canned = httpx2.MockTransport(_canned_reply)
     bare = openai.AsyncOpenAI(
         base_url="http://mock/v1",

@@ -24,6 +24,16 @@ def spent(limits: ProviderLimits, kind: str = "tokens") -> float:
     return stats.limits[kind] - stats.available[kind]
 
 
+def sdk(srv: MockLLMServer, policy: Policy, max_retries: int = 0) -> openai.AsyncOpenAI:
+    """An AsyncOpenAI client on the mock whose requests go through `policy`."""
+    return openai.AsyncOpenAI(
+        base_url=srv.url + "/v1",
+        api_key="sk-mock",
+        http_client=http_client(policy=policy),
+        max_retries=max_retries,
+    )
+
+
 @pytest.fixture
 async def srv() -> AsyncIterator[MockLLMServer]:
     async with MockLLMServer(MockConfig(latency_base=0, seed=1)) as server:
@@ -38,12 +48,7 @@ def limits() -> ProviderLimits:
 @pytest.fixture
 async def oai(srv: MockLLMServer, limits: ProviderLimits) -> AsyncIterator[openai.AsyncOpenAI]:
     policy = Policy("llm", provider=limits)
-    async with openai.AsyncOpenAI(
-        base_url=srv.url + "/v1",
-        api_key="sk-mock",
-        http_client=http_client(policy=policy),
-        max_retries=0,
-    ) as client:
+    async with sdk(srv, policy) as client:
         yield client
 
 
@@ -73,38 +78,31 @@ async def test_chat_completion_settles_with_reported_usage(
     assert limits.stats().resyncs_total == 0  # the mock sent no limits: nothing to resync
 
 
-async def test_chat_completion_stream_settles_from_the_last_chunk(
-    oai: openai.AsyncOpenAI, limits: ProviderLimits
+@pytest.mark.parametrize("include_usage", [True, False])
+async def test_chat_completion_stream_settles_from_the_usage_chunk(
+    oai: openai.AsyncOpenAI, limits: ProviderLimits, include_usage: bool
 ) -> None:
     stream = await oai.chat.completions.create(
         model="gpt-mock",
         messages=[{"role": "user", "content": PROMPT}],
         max_tokens=500,
         stream=True,
-        stream_options={"include_usage": True},
+        stream_options={"include_usage": include_usage},
     )
     pieces = []
+    total = None
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
         if chunk.usage is not None:
-            usage = chunk.usage
+            total = chunk.usage.total_tokens
     assert "".join(pieces)
-    assert spent(limits) == pytest.approx(usage.total_tokens, abs=1)
-
-
-async def test_stream_without_usage_keeps_the_reservation(
-    oai: openai.AsyncOpenAI, limits: ProviderLimits
-) -> None:
-    stream = await oai.chat.completions.create(
-        model="gpt-mock",
-        messages=[{"role": "user", "content": PROMPT}],
-        max_tokens=500,
-        stream=True,
-    )
-    async for _ in stream:
-        pass
-    assert spent(limits) == pytest.approx(estimate_tokens(PROMPT) + 500, abs=1)
+    if include_usage:
+        assert total is not None
+        assert spent(limits) == pytest.approx(total, abs=1)
+    else:  # no usage in the stream: the whole reservation stays spent
+        assert total is None
+        assert spent(limits) == pytest.approx(estimate_tokens(PROMPT) + 500, abs=1)
 
 
 async def test_responses_api_plain_and_streaming(
@@ -191,12 +189,7 @@ async def test_refused_request_gives_tokens_back_and_raises_the_sdk_error(
 async def test_policy_is_the_one_retry_loop(srv: MockLLMServer) -> None:
     srv.update(error_rate=1.0, error_statuses=[503])
     retry = Retry(on=RetryableHTTPError, attempts=3, backoff=Backoff(initial=0.001, max=0.002))
-    async with openai.AsyncOpenAI(
-        base_url=srv.url + "/v1",
-        api_key="sk-mock",
-        http_client=http_client(policy=Policy("llm", retry=retry)),
-        max_retries=0,
-    ) as client:
+    async with sdk(srv, Policy("llm", retry=retry)) as client:
         with pytest.raises(openai.InternalServerError) as caught:
             await client.chat.completions.create(
                 model="gpt-mock", messages=[{"role": "user", "content": "hi"}], max_tokens=5
@@ -214,12 +207,7 @@ async def test_provider_429s_are_resynced_and_retried_by_the_provider_part() -> 
     policy = Policy("llm", provider=limits, bulkhead=bulkhead)
 
     async with MockLLMServer(config) as srv:
-        async with openai.AsyncOpenAI(
-            base_url=srv.url + "/v1",
-            api_key="sk-mock",
-            http_client=http_client(policy=policy),
-            max_retries=0,
-        ) as client:
+        async with sdk(srv, policy) as client:
 
             async def call(i: int) -> str | None:
                 reply = await client.chat.completions.create(
@@ -276,12 +264,7 @@ async def test_without_a_policy_a_429_reaches_the_sdk_with_the_tokens_back(
 
 async def test_policy_timeout_is_the_sdks_timeout_error(srv: MockLLMServer) -> None:
     srv.update(slow_rate=1.0, slow_seconds=5.0)
-    async with openai.AsyncOpenAI(
-        base_url=srv.url + "/v1",
-        api_key="sk-mock",
-        http_client=http_client(policy=Policy("llm", timeout=0.05)),
-        max_retries=0,
-    ) as client:
+    async with sdk(srv, Policy("llm", timeout=0.05)) as client:
         with pytest.raises(openai.APITimeoutError):
             await client.chat.completions.create(
                 model="gpt-mock", messages=[{"role": "user", "content": "hi"}], max_tokens=5
@@ -292,12 +275,7 @@ async def test_sdk_retries_on_top_of_the_policy_are_reported_once(
     srv: MockLLMServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     srv.update(error_rate=1.0, error_statuses=[500])
-    async with openai.AsyncOpenAI(
-        base_url=srv.url + "/v1",
-        api_key="sk-mock",
-        http_client=http_client(policy=Policy("llm")),
-        max_retries=1,
-    ) as client:
+    async with sdk(srv, Policy("llm"), max_retries=1) as client:
         for _ in range(2):
             with pytest.raises(openai.InternalServerError):
                 await client.with_options(timeout=5).chat.completions.create(
