@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import anthropic
@@ -294,3 +295,20 @@ async def test_sdk_stream_helpers_work_through_the_transport(
     assert final.output_text
     assert final.usage is not None
     assert spent(limits) == pytest.approx(final.usage.total_tokens, abs=1)
+
+
+async def test_unreachable_provider_gives_the_tokens_back(limits: ProviderLimits) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    async with openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key="sk-mock",
+        http_client=http_client(policy=Policy("llm", provider=limits)),
+        max_retries=0,
+    ) as client:
+        with pytest.raises(openai.APIConnectionError):
+            await client.chat.completions.create(
+                model="gpt-mock", messages=[{"role": "user", "content": PROMPT}], max_tokens=500
+            )
+    assert spent(limits) == pytest.approx(0, abs=1)

@@ -9,7 +9,8 @@ max_retries=0)`` (and the same for ``AsyncAnthropic``) sends every request throu
 - resyncs the limits from the rate-limit headers of every response, errors included;
 - settles the reservation with the usage the response reports: from the body, or, for a
   streaming response, from the event that carries it (read as it passes, never buffered);
-- gives the tokens back when the provider refused (any error status).
+- gives the tokens back when the provider refused (any error status) or could not be
+  reached.
 
 With a `policy`, error statuses become `RetryableHTTPError`/`HTTPStatusError` inside it
 (so its retry and breaker see them); when the policy gives up, the last error response is
@@ -272,6 +273,10 @@ class LimitedTransport(httpx2.AsyncBaseTransport):
             held = await self.provider.acquire(*cost)
         try:
             return await self._send(exchange, held, streaming)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout):
+            if held is not None:
+                held.cancel()  # the request never reached the provider
+            raise
         except HTTPError as exc:
             if own and held is not None:
                 held.cancel()  # the provider refused: nothing was generated
