@@ -35,6 +35,8 @@ BENCHMARKS: list[str] = [
     "policy",
     "pool",
     "llm",
+    "llm_agent",
+    "llm_transport",
     "audit",
 ]
 

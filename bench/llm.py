@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -66,7 +65,7 @@ class Outcome:
 
 
 @contextlib.asynccontextmanager
-async def _mock_server(
+async def mock_server(
     config: Any, *, in_process: bool
 ) -> AsyncIterator[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]]:
     """The mock provider's base URL and a function returning its /admin/stats."""
@@ -80,32 +79,28 @@ async def _mock_server(
 
             yield srv.url, local_stats
         return
-    import httpx
+    import httpx2
 
-    with socket.socket() as sock:  # a free port for the child (tiny race, fine on loopback)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = ["--port", str(port), "--log-level", "warning", "--window", str(config.window)]
-    args += ["--rpm", str(config.rpm), "--latency", str(config.latency_base)]
-    args += ["--jitter", str(config.latency_jitter)]
+    # `--port 0` announces the port it bound ("mock LLM provider on http://host:port ...").
+    args = ["--port", "0", "--log-level", "warning", "--window", str(config.window)]
+    for flag, value in (("--rpm", config.rpm), ("--tpm", config.tpm)):
+        if value is not None:
+            args += [flag, str(value)]
+    args += ["--latency", str(config.latency_base), "--jitter", str(config.latency_jitter)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         "from bounded.cli import main; main()",
         "mock-llm",
         *args,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as admin:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        await admin.get("/health")
-                        break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            announced = (await proc.stdout.readline()).decode()
+        url = announced.split(" on ", 1)[1].split()[0]
+        async with httpx2.AsyncClient(base_url=url, timeout=10) as admin:
 
             async def remote_stats() -> dict[str, Any]:
                 stats: dict[str, Any] = (await admin.get("/admin/stats")).json()
@@ -154,7 +149,7 @@ async def measure(
     config = MockConfig(
         rpm=server_limit, window=window, latency_base=latency, latency_jitter=latency
     )
-    async with _mock_server(config, in_process=in_process) as (url, server_stats):
+    async with mock_server(config, in_process=in_process) as (url, server_stats):
         cls = ProviderLimits if resync else _deaf_limits()
         limits = cls(rpm=client_limit, period=window, name=provider)
         if provider == "openai":

@@ -1,7 +1,7 @@
 """bounded: concurrency control and resilience for asyncio services.
 
 Public names are imported on first use (PEP 562), so ``import bounded`` stays cheap and
-pulls in asyncpg or httpx only when a database pool or HTTP client is used.
+pulls in asyncpg or httpx2 only when a database pool or HTTP client is used.
 """
 
 from __future__ import annotations

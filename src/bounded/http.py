@@ -1,6 +1,6 @@
-"""A named, pooled HTTP client (httpx) whose error statuses become typed, retryable errors.
+"""A named, pooled HTTP client (httpx2) whose error statuses become typed, retryable errors.
 
-`HttpClient` owns one `httpx.AsyncClient` with connection limits and a 60 s default
+`HttpClient` owns one `httpx2.AsyncClient` with connection limits and a 60 s default
 timeout. Responses with 408, 409, 429, 5xx or 529 raise `RetryableHTTPError` carrying
 `retry_after` (from `retry-after-ms`, `retry-after` in seconds, or `retry-after` as an
 HTTP date); other 4xx raise `HTTPStatusError`. A `x-should-retry: true|false` response
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from bounded._validate import positive, positive_int
 from bounded.errors import BoundedError
@@ -53,7 +53,7 @@ def is_retryable_status(status_code: int) -> bool:
     return status_code in RETRYABLE_STATUSES or 500 <= status_code <= 599
 
 
-def _redact_url(url: httpx.URL) -> str:
+def _redact_url(url: httpx2.URL) -> str:
     # The query string may carry a key (`?key=...`) and userinfo a password: drop both.
     return str(url.copy_with(query=None, fragment=None, username=None, password=None))
 
@@ -80,7 +80,7 @@ class HTTPError(BoundedError):
         self.retry_after = retry_after
         self.method = method
         self.url = url
-        self.headers: httpx.Headers = httpx.Headers(headers or {})
+        self.headers: httpx2.Headers = httpx2.Headers(headers or {})
         self.body = body
         text = f"HTTP {status_code}"
         if method or url:
@@ -102,11 +102,13 @@ class HTTPError(BoundedError):
             return None
 
     @classmethod
-    def from_response(cls, response: httpx.Response, retry_after: float | None = None) -> HTTPError:
+    def from_response(
+        cls, response: httpx2.Response, retry_after: float | None = None
+    ) -> HTTPError:
         """Build the error for `response`; its body must already have been read."""
         try:
             body = response.text[:_BODY_EXCERPT]
-        except (httpx.ResponseNotRead, UnicodeDecodeError):
+        except (httpx2.ResponseNotRead, UnicodeDecodeError):
             body = ""
         return cls(
             response.status_code,
@@ -190,7 +192,7 @@ def _should_retry_override(headers: Mapping[str, str]) -> bool | None:
     return None
 
 
-def classify(response: httpx.Response) -> HTTPError | None:
+def classify(response: httpx2.Response) -> HTTPError | None:
     """The error a response maps to, or None for 1xx/2xx/3xx. The body must have been read."""
     status = response.status_code
     if status < 400:
@@ -215,11 +217,11 @@ class HttpClientStats:
 
 
 class HttpClient:
-    """One pooled `httpx.AsyncClient` under a name, with typed retryable errors.
+    """One pooled `httpx2.AsyncClient` under a name, with typed retryable errors.
 
     Use ``async with HttpClient(...) as client`` or call `aclose()` when done (the
     `ConcurrencyManager` does it for the clients it owns). Extra keyword arguments of
-    `request` go to `httpx.AsyncClient.request`.
+    `request` go to `httpx2.AsyncClient.request`.
     """
 
     __slots__ = (
@@ -246,7 +248,7 @@ class HttpClient:
         max_connections: int = 100,
         max_keepalive: int = 20,
         headers: Mapping[str, str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
         self.name = name
         self._base_url = base_url
@@ -255,7 +257,7 @@ class HttpClient:
         self._max_keepalive = positive_int("max_keepalive", max_keepalive)
         self._headers = dict(headers or {})
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx2.AsyncClient | None = None
         self._closed = False
         self._in_use = 0
         self._requests_total = 0
@@ -271,15 +273,15 @@ class HttpClient:
         return self._closed
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        """The underlying `httpx.AsyncClient`, created on first use."""
+    def client(self) -> httpx2.AsyncClient:
+        """The underlying `httpx2.AsyncClient`, created on first use."""
         if self._closed:
             raise RuntimeError(f"HttpClient {self.name!r} is closed")
         if self._client is None:
-            self._client = httpx.AsyncClient(
+            self._client = httpx2.AsyncClient(
                 base_url=self._base_url,
                 timeout=self._timeout,
-                limits=httpx.Limits(
+                limits=httpx2.Limits(
                     max_connections=self.max_connections,
                     max_keepalive_connections=min(self._max_keepalive, self.max_connections),
                 ),
@@ -306,10 +308,10 @@ class HttpClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
         """Send a request; return the response or raise `RetryableHTTPError`/`HTTPStatusError`.
 
-        Transport errors (`httpx.TransportError`, timeouts) propagate unchanged.
+        Transport errors (`httpx2.TransportError`, timeouts) propagate unchanged.
         """
         client = self.client
         self._in_use += 1
@@ -327,16 +329,16 @@ class HttpClient:
             raise error
         return response
 
-    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+    async def get(self, url: str, **kwargs: Any) -> httpx2.Response:
         """`request("GET", url, ...)`."""
         return await self.request("GET", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+    async def post(self, url: str, **kwargs: Any) -> httpx2.Response:
         """`request("POST", url, ...)`."""
         return await self.request("POST", url, **kwargs)
 
     @contextlib.asynccontextmanager
-    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def stream(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx2.Response]:
         """Send a request and yield the response with its body unread (for SSE, downloads).
 
         Error statuses raise like `request` (their body is read first, to be reported).

@@ -26,6 +26,7 @@ from bounded.config.models import (
     DatabaseConfig,
     HttpClientConfig,
     PolicyConfig,
+    ProviderConfig,
     RateLimitConfig,
     RetryConfig,
 )
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from bounded.bulkhead import Bulkhead
     from bounded.db import DatabasePool
     from bounded.http import HttpClient
+    from bounded.llm.limits import ProviderLimits
     from bounded.policy import Policy
     from bounded.ratelimit import RateLimiter
     from bounded.retry import Retry
@@ -95,6 +97,7 @@ class ConcurrencyManager:
         self._policy_configs: dict[str, PolicyConfig] = {}
         self._databases: dict[str, DatabasePool] = {}
         self._http_clients: dict[str, HttpClient] = {}
+        self._providers: dict[str, ProviderLimits] = {}
         self._state: Literal["new", "starting", "running", "closed"] = "new"
         from bounded.tasks import TaskManager
 
@@ -151,6 +154,8 @@ class ConcurrencyManager:
             self.rate_limiter(name)
         for name in config.breakers:
             self.breaker(name)
+        for name in config.providers:
+            self.provider(name)
 
     # -- properties ----------------------------------------------------------------------
 
@@ -261,6 +266,28 @@ class ConcurrencyManager:
         self._metrics.watch_breaker(breaker)
         return breaker
 
+    def provider(self, name: str) -> ProviderLimits:
+        """The LLM provider limits `name` from `providers.<name>` (declared only)."""
+        found = self._providers.get(name)
+        if found is not None:
+            return found
+        if name not in self._config.providers:
+            raise ConfigError(f"providers.{name}", "not declared (providers have no defaults)")
+        from bounded.llm.limits import ProviderLimits
+
+        cfg = self._config.providers[name]
+        provider = ProviderLimits(
+            **cfg.limits(),
+            period=cfg.period,
+            name=name,
+            max_wait=cfg.max_wait,
+            resync=cfg.resync,
+            rate_limit_retries=cfg.rate_limit_retries,
+        )
+        self._providers[name] = provider
+        self._track("provider", name, provider)
+        return provider
+
     def retry(self, name: str) -> Retry:
         """The retry strategy `name` (from `retries.<name>` or `defaults.retry`)."""
         found = self._retries.get(name)
@@ -330,6 +357,7 @@ class ConcurrencyManager:
             rate_limiter=self.rate_limiter(cfg.rate_limit) if cfg.rate_limit else None,
             bulkhead=self.bulkhead(cfg.bulkhead) if cfg.bulkhead else None,
             timeout=cfg.timeout,
+            provider=self.provider(cfg.provider) if cfg.provider else None,
             observer=self._metrics.policy(name),
             tracer=self._tracer,
         )
@@ -597,6 +625,12 @@ class ConcurrencyManager:
             bc = self._current("breakers", name, old, new.defaults.breaker)
             if bc is not None:
                 self._apply_breaker(name, breaker, bc)
+        for name, provider in self._providers.items():
+            declared = new.providers.get(name)
+            if declared is None:
+                logger.info("providers.%s: removed from the configuration; kept as it was", name)
+            elif declared != old.providers.get(name):
+                self._apply_provider(name, provider, declared)
         rebuilt: set[str] = set()
         for name in list(self._retries):
             rc = self._current("retries", name, old, new.defaults.retry)
@@ -654,6 +688,22 @@ class ConcurrencyManager:
             if field == "window_seconds" and (not time_based or cfg.window_seconds is None):
                 continue
             _set(breaker, path, field, settings[field])
+
+    def _apply_provider(self, name: str, provider: ProviderLimits, cfg: ProviderConfig) -> None:
+        path = f"providers.{name}"
+        limits = cfg.limits()
+        kinds = {"requests": "rpm", "tokens": "tpm"}
+        kinds.update(input_tokens="input_tpm", output_tokens="output_tpm")
+        if {k for k, key in kinds.items() if limits[key] is not None} != set(provider.limiters):
+            logger.warning("%s: adding or removing a limit takes effect after a restart", path)
+        if cfg.period != provider.limiters[next(iter(provider.limiters))].per:
+            logger.warning("%s.period: changes take effect after a restart", path)
+        for kind, limiter in provider.limiters.items():
+            value = limits[kinds[kind]]
+            if value is not None:
+                _set(limiter, f"{path}.{kinds[kind]}", "rate", float(value))
+        _set(provider, path, "resync", cfg.resync)
+        _set(provider, path, "rate_limit_retries", cfg.rate_limit_retries)
 
     def _apply_rate_limit(self, name: str, limiter: RateLimiter, cfg: RateLimitConfig) -> None:
         path = f"rate_limits.{name}"

@@ -18,6 +18,11 @@ Metric names (labels in braces, all bounded in number):
 - ``bounded_breaker_failure_ratio{name}``: failure rate over the breaker's window.
 - ``bounded_pool_connections{name,state="in_use"|"idle"}``.
 - ``bounded_http_requests_total{name}``, ``bounded_http_errors_total{name}``.
+- ``bounded_provider_available{name}``, ``bounded_provider_limit{name}``: units left now and
+  per period of each LLM provider limit (name ``<provider>.requests``, ``.tokens``, ...);
+  ``bounded_provider_rate_limited_total{name}`` (429s seen),
+  ``bounded_provider_resyncs_total{name}`` (responses whose headers lowered a limit),
+  ``bounded_provider_waits_total{name}`` (reservations that waited).
 - ``bounded_wait_seconds{kind,name}``: histogram of the time callers waited for a
   permit. For bulkheads and pools every acquisition is counted (those that did not wait
   fall in the first bucket); for rate limiters only the acquisitions that had to wait.
@@ -285,6 +290,20 @@ class _Collector(Collector):
         )
         http_requests = _counter("bounded_http_requests", "HTTP requests sent.", ["name"])
         http_errors = _counter("bounded_http_errors", "HTTP requests that failed.", ["name"])
+        provider_available = _gauge(
+            "bounded_provider_available", "Units an LLM provider limit has left now.", ["name"]
+        )
+        provider_limit = _gauge(
+            "bounded_provider_limit", "Units per period of an LLM provider limit.", ["name"]
+        )
+        provider_counters = {
+            field: _counter(f"bounded_provider_{field.removesuffix('_total')}", doc, ["name"])
+            for field, doc in (
+                ("rate_limited_total", "429 responses seen from an LLM provider."),
+                ("resyncs_total", "Responses whose rate-limit headers lowered a limit."),
+                ("waits_total", "Reservations that waited for an LLM provider's budget."),
+            )
+        }
         waits = HistogramMetricFamily(
             "bounded_wait_seconds", "Time callers waited for a permit, in seconds.", labels=kn
         )
@@ -326,6 +345,12 @@ class _Collector(Collector):
             elif kind == "http_client":
                 http_requests.add_metric([name], float(getattr(stats, "requests_total", 0)))
                 http_errors.add_metric([name], float(getattr(stats, "errors_total", 0)))
+            elif kind == "provider":
+                for unit, left in stats.available.items():
+                    provider_available.add_metric([f"{name}.{unit}"], float(left))
+                    provider_limit.add_metric([f"{name}.{unit}"], float(stats.limits[unit]))
+                for field, family in provider_counters.items():
+                    family.add_metric([name], float(getattr(stats, field)))
             histogram = self._metrics.histogram(kind, name)
             if histogram is not None:
                 # The hook sees only waits; acquisitions that did not wait go to bucket one.
@@ -336,6 +361,7 @@ class _Collector(Collector):
         yield from (limit, in_use, util, queued, acquired, rejected)
         yield from (rl_rate, rl_available, rl_admitted, breaker_state, breaker_failures)
         yield from (pool, http_requests, http_errors, waits)
+        yield from (provider_available, provider_limit, *provider_counters.values())
 
 
 class MetricsServer:

@@ -17,12 +17,15 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
-from typing import Any, ParamSpec, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from bounded._validate import optional_positive
 from bounded.breaker import CircuitBreaker
 from bounded.errors import Rejected
 from bounded.retry import Retry
+
+if TYPE_CHECKING:
+    from bounded.llm.limits import ProviderLimits
 
 __all__ = ["CallRecord", "Policy", "PolicyObserver"]
 
@@ -357,9 +360,9 @@ class Policy:
     """Runs calls through resilience parts in a fixed order, outermost first.
 
     deadline (whole call, retries and waits included) -> retry -> breaker -> rate
-    limiter -> bulkhead -> per-attempt timeout -> fn. So a retry waiting out its backoff
-    holds no bulkhead slot, every attempt pays a rate-limit unit and is seen by the
-    breaker, and the timeout covers only the work. Any part may be None (skipped).
+    limiter -> provider -> bulkhead -> per-attempt timeout -> fn. So a retry waiting out
+    its backoff holds no bulkhead slot, every attempt pays a rate-limit unit and is seen by
+    the breaker, and the timeout covers only the work. Any part may be None (skipped).
     Deadline and timeout expiry raise the builtin `TimeoutError`.
 
     `observer` receives each call's outcome, latency and `CallRecord` (a
@@ -367,6 +370,10 @@ class Policy:
     tracer (the ``bounded[otel]`` extra), makes one span per call named
     ``bounded.policy <name>`` with the outcome, the attempts and the seconds spent
     waiting in each limiter (``bounded.wait.rate_limiter.seconds``, ...).
+
+    `provider` (`bounded.llm.ProviderLimits`) reserves the provider's requests and tokens
+    before the bulkhead, so a caller waiting for the provider's budget holds no slot; see
+    `bounded.llm.call_cost` for how a call states its token estimate.
     """
 
     __slots__ = (
@@ -375,6 +382,7 @@ class Policy:
         "_deadline",
         "_name",
         "_observer",
+        "_provider",
         "_rate_limiter",
         "_retry",
         "_run",
@@ -392,6 +400,7 @@ class Policy:
         rate_limiter: AbstractAsyncContextManager[Any] | None = None,
         bulkhead: AbstractAsyncContextManager[Any] | None = None,
         timeout: float | None = None,
+        provider: ProviderLimits | None = None,
         observer: PolicyObserver | None = None,
         tracer: Any = None,
     ) -> None:
@@ -413,6 +422,14 @@ class Policy:
                 hasattr(value, "__aenter__") and hasattr(value, "__aexit__")
             ):
                 raise ValueError(f"{arg} must be an async context manager or None, got {value!r}")
+        if provider is not None:
+            from bounded.llm.limits import ProviderLimits
+
+            if not isinstance(provider, ProviderLimits):
+                raise ValueError(
+                    f"provider must be a bounded.llm.ProviderLimits or None, got {provider!r}"
+                )
+        self._provider = provider
         self._retry = retry
         self._breaker = breaker
         self._rate_limiter = rate_limiter
@@ -426,8 +443,15 @@ class Policy:
         if self._timeout is not None:
             layer = _timeout_layer(self._timeout, layer)
         cms = [cm for cm in (self._rate_limiter, self._bulkhead) if cm is not None]
-        if cms:
-            layer = _timed_context_layer(cms, layer) if observed else _context_layer(cms, layer)
+        contexts = _timed_context_layer if observed else _context_layer
+        if self._provider is not None:  # between the rate limiter and the bulkhead
+            if self._bulkhead is not None:
+                layer = contexts([self._bulkhead], layer)
+            layer = self._provider._policy_layer(layer)
+            if self._rate_limiter is not None:
+                layer = contexts([self._rate_limiter], layer)
+        elif cms:
+            layer = contexts(cms, layer)
         if self._breaker is not None:
             layer = _breaker_layer(self._breaker, layer)
         if observed:
@@ -471,6 +495,11 @@ class Policy:
         return self._rate_limiter
 
     @property
+    def provider(self) -> ProviderLimits | None:
+        """The provider limits part, if any."""
+        return self._provider
+
+    @property
     def bulkhead(self) -> AbstractAsyncContextManager[Any] | None:
         """The bulkhead part, if any."""
         return self._bulkhead
@@ -493,6 +522,7 @@ class Policy:
                 ("retry", self._retry),
                 ("breaker", self._breaker),
                 ("rate_limiter", self._rate_limiter),
+                ("provider", self._provider),
                 ("bulkhead", self._bulkhead),
                 ("timeout", self._timeout),
             )

@@ -9,7 +9,7 @@ import pickle
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -208,7 +208,7 @@ async def test_transport_errors_pass_through() -> None:
     async with ASGIServer(Starlette()) as srv:
         url = srv.url
     async with HttpClient(base_url=url) as client:
-        with pytest.raises(httpx.TransportError):
+        with pytest.raises(httpx2.TransportError):
             await client.get("/")
         assert client.stats().errors_total == 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
+import httpx2
 import pytest
 
 from bounded import Backoff, Retry
@@ -18,7 +18,7 @@ SECRET = "sk-ant-SECRET-abcdef0123456789"
 
 def fast_retry(attempts: int = 3) -> Retry:
     return Retry(
-        on=(RetryableHTTPError, httpx.TransportError),
+        on=(RetryableHTTPError, httpx2.TransportError),
         attempts=attempts,
         backoff=Backoff(initial=0.01, max=0.02),
         max_retry_after=2.0,

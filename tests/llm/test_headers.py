@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import math
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,7 +59,7 @@ def test_rfc3339() -> None:
 
 
 def test_openai_headers() -> None:
-    headers = httpx.Headers(
+    headers = httpx2.Headers(
         {
             "x-ratelimit-limit-requests": "60",
             "X-RateLimit-Remaining-Requests": "59",

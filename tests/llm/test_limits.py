@@ -178,3 +178,76 @@ async def test_malformed_headers_never_raise() -> None:
         {"x-ratelimit-remaining-tokens": "1e400", "x-ratelimit-reset-tokens": "1s"}
     )
     assert available(limits, "tokens") == 100
+
+
+@pytest.mark.looptime
+async def test_policy_reserves_provider_budget_before_the_bulkhead() -> None:
+    from bounded import Bulkhead, Policy
+    from bounded.llm import call_cost, current_reservation
+
+    limits = ProviderLimits(rpm=1, tpm=1000, period=10.0, name="openai")
+    bulkhead = Bulkhead(1, name="llm")
+    policy = Policy("llm", provider=limits, bulkhead=bulkhead)
+    release = asyncio.Event()
+    seen: list[tuple[int, int]] = []
+
+    async def work() -> None:
+        held = current_reservation()
+        assert held is not None
+        seen.append((held.input_tokens, held.max_tokens))
+        await release.wait()
+        held.settle(10, 5)
+
+    async def call() -> None:
+        with call_cost(30, 100):
+            await policy.call(work)
+
+    first = asyncio.create_task(call())
+    await asyncio.sleep(1)
+    second = asyncio.create_task(call())
+    await asyncio.sleep(1)
+    # The second caller waits for the provider's request budget, not for the slot.
+    assert bulkhead.stats().in_use == 1
+    assert bulkhead.stats().queued == 0
+    assert limits.stats().queued == 1
+    release.set()
+    await first
+    assert bulkhead.stats().in_use == 0  # free while the second still waits for budget
+    assert not second.done()
+    await second
+    assert seen == [(30, 100), (30, 100)]
+    # the first call's 15 tokens left the 10 s window while the second waited
+    assert available(limits, "tokens") == pytest.approx(1000 - 15, abs=1)
+
+
+@pytest.mark.looptime
+async def test_policy_provider_part_retries_429_and_gives_tokens_back() -> None:
+    from bounded import Policy
+    from bounded.llm import call_cost, current_reservation
+
+    limits = ProviderLimits(rpm=100, tpm=1000, period=60.0, name="openai", rate_limit_retries=2)
+    policy = Policy("llm", provider=limits)
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        assert current_reservation() is not None
+        if attempts < 3:
+            raise RetryableHTTPError(429, 2.0)
+        return "ok"
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with call_cost(50, 200):
+        assert await policy.call(flaky) == "ok"
+    assert attempts == 3
+    assert loop.time() - started >= 4.0  # each 429's retry-after held the budget back
+    assert limits.stats().rate_limited_total == 2
+    # two refused attempts gave their tokens back; the third kept its reservation
+    assert available(limits, "tokens") == pytest.approx(1000 - 250, abs=1)
+
+    attempts = -10  # always 429: the provider part gives up after rate_limit_retries
+    with pytest.raises(RetryableHTTPError), call_cost(50, 200):
+        await policy.call(flaky)
+    assert attempts == -7

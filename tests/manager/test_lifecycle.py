@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import httpx
+import httpx2
 import pytest
 
 from bounded.errors import ConfigError
@@ -26,7 +26,7 @@ async def test_async_with_leaves_no_task_behind() -> None:
     async with manager:
         assert manager.running
         assert len(asyncio.all_tasks()) > len(before)  # the monitor runs
-        async with httpx.AsyncClient() as client:
+        async with httpx2.AsyncClient() as client:
             assert manager.metrics_url is not None
             response = await client.get(manager.metrics_url)
         assert 'bounded_limit{kind="bulkhead",name="llm"} 2.0' in response.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from bounded import errors
@@ -127,7 +127,7 @@ async def test_retry_names_map_to_exception_types() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise httpx.ConnectError("down")
+            raise httpx2.ConnectError("down")
         if calls == 2:
             raise errors.RateLimited("x", 0.0)
         return "ok"

@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import subprocess
 
-import httpx
+import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -138,7 +138,7 @@ async def test_server_serves_metrics_and_stops_cleanly() -> None:
     before = asyncio.all_tasks()
     server = MetricsServer(metrics, "127.0.0.1", 0)
     await server.start()
-    async with httpx.AsyncClient() as client:
+    async with httpx2.AsyncClient() as client:
         response = await client.get(server.url)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/plain")

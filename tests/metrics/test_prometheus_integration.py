@@ -10,7 +10,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import yaml
 
@@ -65,10 +65,10 @@ def shipped_expressions() -> list[str]:
     return [e.replace("$__rate_interval", "1m").replace("$instance", ".*") for e in exprs]
 
 
-async def query(client: httpx.AsyncClient, base: str, expr: str) -> float | None:
+async def query(client: httpx2.AsyncClient, base: str, expr: str) -> float | None:
     try:
         response = await client.get(f"{base}/api/v1/query", params={"query": expr})
-    except httpx.TransportError:
+    except httpx2.TransportError:
         return None  # not listening yet
     if response.status_code != 200:
         return None
@@ -76,7 +76,7 @@ async def query(client: httpx.AsyncClient, base: str, expr: str) -> float | None
     return float(result[0]["value"][1]) if result else None
 
 
-async def wait_value(client: httpx.AsyncClient, base: str, expr: str, want: float) -> float:
+async def wait_value(client: httpx2.AsyncClient, base: str, expr: str, want: float) -> float:
     seen: float | None = None
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(20):
@@ -96,7 +96,7 @@ async def test_prometheus_scrapes_the_manager(tmp_path: Path) -> None:
         },
         env={},
     )
-    async with manager, httpx.AsyncClient(timeout=5) as client:
+    async with manager, httpx2.AsyncClient(timeout=5) as client:
         assert manager.metrics_url is not None
         target = manager.metrics_url.removeprefix("http://").removesuffix("/metrics")
         async with prometheus(tmp_path, target) as base:

@@ -1,14 +1,17 @@
-"""The mock provider served by uvicorn on 127.0.0.1, driven with plain httpx."""
+"""The mock provider served by uvicorn on 127.0.0.1, driven with plain httpx2."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import json
+import re
+import socket
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from typer.testing import CliRunner
 
@@ -34,12 +37,12 @@ def body(
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as client:
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=10) as client:
         yield client
 
 
-async def test_openai_reply_and_usage(http: httpx.AsyncClient) -> None:
+async def test_openai_reply_and_usage(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         r = await http.post(srv.url + OPENAI, json=body("hello there world"))
     assert r.status_code == 200
@@ -53,7 +56,7 @@ async def test_openai_reply_and_usage(http: httpx.AsyncClient) -> None:
     assert data["choices"][0]["finish_reason"] == "stop"
 
 
-async def test_anthropic_reply_truncated_by_max_tokens(http: httpx.AsyncClient) -> None:
+async def test_anthropic_reply_truncated_by_max_tokens(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         r = await http.post(srv.url + ANTHROPIC, json=body(max_tokens=3, system="be brief"))
     data = r.json()
@@ -67,7 +70,7 @@ async def test_anthropic_reply_truncated_by_max_tokens(http: httpx.AsyncClient) 
     assert data["stop_reason"] == "max_tokens"
 
 
-async def test_replies_are_deterministic(http: httpx.AsyncClient) -> None:
+async def test_replies_are_deterministic(http: httpx2.AsyncClient) -> None:
     texts = []
     for seed in (1, 1, 2):
         async with MockLLMServer(MockConfig(seed=seed, latency_base=0)) as srv:
@@ -78,7 +81,7 @@ async def test_replies_are_deterministic(http: httpx.AsyncClient) -> None:
     assert make_reply(1, "m", "p", 100) != make_reply(1, "m", "q", 100)
 
 
-async def test_validation_errors(http: httpx.AsyncClient) -> None:
+async def test_validation_errors(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, api_key="right")) as srv:
         r = await http.post(
             srv.url + ANTHROPIC, json={"messages": []}, headers={"x-api-key": "right"}
@@ -111,7 +114,7 @@ def sse_events(text: str) -> list[tuple[str | None, str]]:
     return events
 
 
-async def test_openai_streaming(http: httpx.AsyncClient) -> None:
+async def test_openai_streaming(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         plain = (await http.post(srv.url + OPENAI, json=body())).json()
         req = body(stream=True, stream_options={"include_usage": True})
@@ -129,7 +132,7 @@ async def test_openai_streaming(http: httpx.AsyncClient) -> None:
     assert chunks[-1]["usage"] == plain["usage"]
 
 
-async def test_anthropic_streaming(http: httpx.AsyncClient) -> None:
+async def test_anthropic_streaming(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0)) as srv:
         plain = (await http.post(srv.url + ANTHROPIC, json=body())).json()
         r = await http.post(srv.url + ANTHROPIC, json=body(stream=True))
@@ -146,7 +149,7 @@ async def test_anthropic_streaming(http: httpx.AsyncClient) -> None:
     assert payloads[-2]["usage"]["output_tokens"] == plain["usage"]["output_tokens"]
 
 
-async def test_openai_rate_limit_headers_and_429(http: httpx.AsyncClient) -> None:
+async def test_openai_rate_limit_headers_and_429(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, rpm=2, tpm=10_000, window=60)) as srv:
         ok = await http.post(srv.url + OPENAI, json=body())
         assert ok.headers["x-ratelimit-limit-requests"] == "2"
@@ -169,7 +172,7 @@ async def test_openai_rate_limit_headers_and_429(http: httpx.AsyncClient) -> Non
     assert stats["statuses"] == {"200": 2, "429": 1}
 
 
-async def test_anthropic_rate_limit_headers_and_429(http: httpx.AsyncClient) -> None:
+async def test_anthropic_rate_limit_headers_and_429(http: httpx2.AsyncClient) -> None:
     config = MockConfig(latency_base=0, rpm=50, input_tpm=100, output_tpm=1000, window=60)
     async with MockLLMServer(config) as srv:
         ok = await http.post(srv.url + ANTHROPIC, json=body(max_tokens=10))
@@ -190,14 +193,14 @@ async def test_anthropic_rate_limit_headers_and_429(http: httpx.AsyncClient) -> 
     assert int(r.headers["retry-after"]) >= 1
 
 
-async def test_unused_output_tokens_are_refunded(http: httpx.AsyncClient) -> None:
+async def test_unused_output_tokens_are_refunded(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, tpm=1000, output_tokens=5)) as srv:
         r = await http.post(srv.url + OPENAI, json=body("a b", max_tokens=500))
     # 2 input + 500 reserved, then 495 unused given back
     assert 1000 - 7 <= int(r.headers["x-ratelimit-remaining-tokens"]) <= 1000
 
 
-async def test_fault_injection_statuses(http: httpx.AsyncClient) -> None:
+async def test_fault_injection_statuses(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(
         MockConfig(latency_base=0, error_rate=1.0, error_statuses=[529])
     ) as srv:
@@ -211,9 +214,9 @@ async def test_fault_injection_statuses(http: httpx.AsyncClient) -> None:
         assert srv.state.stats()["errors_injected_total"] == 2
 
 
-async def test_connection_reset(http: httpx.AsyncClient) -> None:
+async def test_connection_reset(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, reset_rate=1.0)) as srv:
-        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        with pytest.raises((httpx2.RemoteProtocolError, httpx2.ReadError)):
             await http.post(srv.url + OPENAI, json=body())
         srv.update(reset_rate=0.0)
         r = await http.post(srv.url + OPENAI, json=body())
@@ -221,14 +224,14 @@ async def test_connection_reset(http: httpx.AsyncClient) -> None:
         assert srv.state.stats()["resets_injected_total"] == 1
 
 
-async def test_slow_responses(http: httpx.AsyncClient) -> None:
+async def test_slow_responses(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, slow_rate=1.0, slow_seconds=5.0)) as srv:
-        with pytest.raises(httpx.ReadTimeout):
+        with pytest.raises(httpx2.ReadTimeout):
             await http.post(srv.url + OPENAI, json=body(), timeout=0.2)
         assert srv.state.stats()["slow_injected_total"] == 1
 
 
-async def test_capacity_queue_then_overload(http: httpx.AsyncClient) -> None:
+async def test_capacity_queue_then_overload(http: httpx2.AsyncClient) -> None:
     config = MockConfig(latency_base=0.3, capacity=1, max_concurrency=1, max_queue=1)
     async with MockLLMServer(config) as srv:
         first = asyncio.create_task(http.post(srv.url + ANTHROPIC, json=body("one")))
@@ -247,29 +250,52 @@ async def test_capacity_queue_then_overload(http: httpx.AsyncClient) -> None:
     assert stats["overloaded_total"] == 1
 
 
-async def test_admin_config_live_changes(http: httpx.AsyncClient) -> None:
-    async with MockLLMServer(MockConfig(latency_base=0)) as srv:
-        r = await http.put(srv.url + "/admin/config", json={"rpm": 1, "window": 60})
+async def test_admin_config_live_changes(http: httpx2.AsyncClient) -> None:
+    async with MockLLMServer(MockConfig(latency_base=0), admin_token="t0ken") as srv:
+        admin = {"authorization": "Bearer t0ken"}
+        r = await http.put(srv.url + "/admin/config", json={"rpm": 1, "window": 60}, headers=admin)
         assert r.status_code == 200
         assert r.json()["rpm"] == 1
         assert (await http.post(srv.url + OPENAI, json=body())).status_code == 200
         assert (await http.post(srv.url + OPENAI, json=body())).status_code == 429
-        r = await http.patch(srv.url + "/admin/config", json={"rpm": None})
+        r = await http.patch(srv.url + "/admin/config", json={"rpm": None}, headers=admin)
         assert r.json()["rpm"] is None
         assert (await http.post(srv.url + OPENAI, json=body())).status_code == 200
-        bad = await http.put(srv.url + "/admin/config", json={"error_rate": 2})
+        bad = await http.put(srv.url + "/admin/config", json={"error_rate": 2}, headers=admin)
         assert bad.status_code == 422
         assert bad.json()["error"][0]["loc"] == ["error_rate"]
-        unknown = await http.put(srv.url + "/admin/config", json={"nope": 1})
+        unknown = await http.put(srv.url + "/admin/config", json={"nope": 1}, headers=admin)
         assert unknown.status_code == 422
         assert (await http.get(srv.url + "/admin/config")).json()["error_rate"] == 0.0
         stats = (await http.get(srv.url + "/admin/stats")).json()
         assert stats["requests_total"] == 3
-        cleared = (await http.delete(srv.url + "/admin/stats")).json()
-        assert "requests_total" not in cleared
+        cleared = await http.delete(srv.url + "/admin/stats", headers={"x-admin-token": "t0ken"})
+        assert "requests_total" not in cleared.json()
 
 
-async def test_quota_exceeded_bodies(http: httpx.AsyncClient) -> None:
+async def test_admin_changes_need_the_admin_token(http: httpx2.AsyncClient) -> None:
+    config = MockConfig(latency_base=0, api_key="sk-mock")
+    async with MockLLMServer(config) as srv:
+        assert len(srv.admin_token) >= 24  # generated
+        key = {"authorization": "Bearer sk-mock"}  # the API key is not the admin token
+        for method, path, payload in (
+            ("PATCH", "/admin/config", {"api_key": None}),
+            ("PUT", "/admin/config", {"rpm": 1}),
+            ("DELETE", "/admin/stats", None),
+        ):
+            for headers in ({}, key, {"x-admin-token": "wrong"}):
+                r = await http.request(method, srv.url + path, json=payload, headers=headers)
+                assert r.status_code == 401, (method, path, headers)
+        assert srv.config.api_key == "sk-mock"
+        assert srv.config.rpm is None
+        assert (await http.post(srv.url + OPENAI, json=body())).status_code == 401
+        admin = {"authorization": f"Bearer {srv.admin_token}"}
+        r = await http.patch(srv.url + "/admin/config", json={"api_key": None}, headers=admin)
+        assert r.status_code == 200
+        assert (await http.post(srv.url + OPENAI, json=body())).status_code == 200
+
+
+async def test_quota_exceeded_bodies(http: httpx2.AsyncClient) -> None:
     async with MockLLMServer(MockConfig(latency_base=0, quota_exceeded=True)) as srv:
         r = await http.post(srv.url + OPENAI, json=body())
         assert r.status_code == 429
@@ -298,7 +324,7 @@ def test_cli_help() -> None:
         assert option in result.output
 
 
-async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx.AsyncClient) -> None:
+async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx2.AsyncClient) -> None:
     config = MockConfig(
         latency_base=0, latency_per_token=0.05, output_tokens=40, capacity=1, max_concurrency=1
     )
@@ -314,4 +340,65 @@ async def test_stream_frees_its_slot_when_the_client_leaves(http: httpx.AsyncCli
         r2 = await http.post(srv.url + OPENAI, json=body(stream=True))
         assert r2.status_code == 200
         assert r2.text.endswith("data: [DONE]\n\n")
-        assert srv.state.gate.in_service == 0
+        async with asyncio.timeout(5):  # the server frees the slot after its last write
+            while srv.state.gate.in_service:
+                await asyncio.sleep(0.01)
+
+
+def test_cli_refuses_a_busy_port_before_announcing_it() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(cli_app, ["mock-llm", "--port", str(port)])
+    assert result.exit_code == 1
+    assert "mock LLM provider on" not in result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_refuses_a_remote_host_without_allow_remote() -> None:
+    result = CliRunner().invoke(cli_app, ["mock-llm", "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "--allow-remote" in result.output
+
+
+async def test_cli_port_0_announces_the_bound_port_and_admin_token() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from bounded.cli import main; main()",
+        "mock-llm",
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(30):
+            first = (await proc.stdout.readline()).decode()
+            second = (await proc.stdout.readline()).decode()
+        match = re.search(r"on http://127\.0\.0\.1:(\d+) ", first)
+        assert match is not None, first
+        assert int(match.group(1)) > 0
+        token = second.removeprefix("admin token: ").strip()
+        url = f"http://127.0.0.1:{match.group(1)}"
+        async with httpx2.AsyncClient(base_url=url, timeout=10) as http:
+            assert (await http.get("/health")).json() == {"status": "ok"}
+            assert (await http.delete("/admin/stats")).status_code == 401
+            auth = {"authorization": f"Bearer {token}"}
+            assert (await http.delete("/admin/stats", headers=auth)).status_code == 200
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def test_listening_socket_is_tcp_so_replies_are_not_delayed() -> None:
+    # asyncio turns Nagle off (TCP_NODELAY) only for sockets created with IPPROTO_TCP.
+    from bounded.mockllm.server import bind_socket
+
+    with bind_socket("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockname()[1] > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 import typer
@@ -9,9 +10,32 @@ import typer
 __all__ = ["register"]
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve anywhere
+
+
 def mock_llm(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 8080,
+    allow_remote: Annotated[
+        bool, typer.Option(help="Allow a --host other than loopback (the mock is unauthenticated).")
+    ] = False,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BOUNDED_MOCK_ADMIN_TOKEN",
+            help="Token for changing the mock over HTTP (default: generated and printed).",
+            show_default=False,
+        ),
+    ] = None,
+    embedding_dimensions: Annotated[
+        int, typer.Option(help="Length of /v1/embeddings vectors by default.")
+    ] = 256,
     seed: Annotated[int, typer.Option(help="Seed for replies, jitter and faults.")] = 0,
     latency: Annotated[float, typer.Option(help="Base latency per request, seconds.")] = 0.02,
     per_token: Annotated[
@@ -49,16 +73,28 @@ def mock_llm(
     reset_rate: Annotated[float, typer.Option(help="Fraction of connections reset.")] = 0.0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Serve a mock OpenAI (/v1/chat/completions) and Anthropic (/v1/messages) API.
+    """Serve a mock OpenAI (/v1/chat/completions, /v1/responses, /v1/embeddings) and
+    Anthropic (/v1/messages) API.
 
-    Change its behaviour while it runs with PUT /admin/config; read counters at
-    GET /admin/stats.
+    Change its behaviour while it runs with PUT /admin/config (with the admin token);
+    read counters at GET /admin/stats.
     """
+    import secrets
+
     import uvicorn
     from pydantic import ValidationError
 
     from bounded.mockllm.app import create_app
     from bounded.mockllm.config import MockConfig
+    from bounded.mockllm.server import bind_socket
+
+    if not _is_loopback(host) and not allow_remote:
+        raise typer.BadParameter(
+            f"{host!r} is not a loopback address; pass --allow-remote to expose the mock",
+            param_hint="--host",
+        )
+    if admin_token is not None and not admin_token:
+        raise typer.BadParameter("must not be empty", param_hint="--admin-token")
 
     try:
         config = MockConfig(
@@ -80,15 +116,34 @@ def mock_llm(
             slow_rate=slow_rate,
             slow_seconds=slow_seconds,
             reset_rate=reset_rate,
+            embedding_dimensions=embedding_dimensions,
         )
     except ValidationError as exc:
         raise typer.BadParameter(str(exc)) from None
-    typer.echo(
-        f"mock LLM provider on http://{host}:{port} (OpenAI base URL: http://{host}:{port}/v1)"
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    bound = sock.getsockname()[1]
+    where = f"[{host}]" if ":" in host else host
+    token = admin_token or secrets.token_urlsafe(24)
+    url = f"http://{where}:{bound}"
+    typer.echo(f"mock LLM provider on {url} (OpenAI base URL: {url}/v1)")
+    if admin_token is None:
+        typer.echo(f"admin token: {token}")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, admin_token=token),
+            log_level=log_level,
+            http="h11",
+            lifespan="off",
+        )
     )
-    uvicorn.run(
-        create_app(config), host=host, port=port, log_level=log_level, http="h11", lifespan="off"
-    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 def register(app: typer.Typer) -> None:

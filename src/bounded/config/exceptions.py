@@ -19,7 +19,7 @@ __all__ = ["SHORT_NAMES", "resolve_exceptions"]
 # are skipped (a short name needs at least one to import).
 SHORT_NAMES: dict[str, tuple[str, ...]] = {
     "Exception": ("builtins.Exception",),
-    "TransportError": ("httpx2.TransportError", "httpx.TransportError"),
+    "TransportError": ("httpx2.TransportError",),
     "TimeoutError": ("builtins.TimeoutError",),
     "ConnectionError": (
         "builtins.ConnectionError",

@@ -679,6 +679,7 @@ def cross_check(
         ("breaker", "breakers", "breaker"),
         ("rate_limit", "rate_limits", "rate limit"),
         ("bulkhead", "bulkheads", "bulkhead"),
+        ("provider", "providers", "provider"),
     )
     for name, policy in config.policies.items():
         for field, section, label in refs:

@@ -28,6 +28,7 @@ __all__ = [
     "MonitoringConfig",
     "PolicyConfig",
     "PrometheusConfig",
+    "ProviderConfig",
     "RateLimitConfig",
     "RetryConfig",
 ]
@@ -163,6 +164,50 @@ class PolicyConfig(_Section):
     breaker: str | None = None
     rate_limit: str | None = None
     bulkhead: str | None = None
+    # An LLM provider's limits, reserved before the bulkhead (`providers.<name>`).
+    provider: str | None = None
+
+
+_PRESETS: dict[str, dict[str, int | None]] = {
+    "openai": {"rpm": 60, "tpm": 30_000, "input_tpm": None, "output_tpm": None},
+    "anthropic": {"rpm": 50, "tpm": None, "input_tpm": 30_000, "output_tpm": 8_000},
+}
+
+
+class ProviderConfig(_Section):
+    """`providers.<name>`: an LLM provider account's request and token limits per `period`.
+
+    `preset` (openai, anthropic) supplies the numbers that are not given; a limit set to
+    null is off. `resync` follows the provider's rate-limit headers; a 429 is retried by
+    the provider part up to `rate_limit_retries` times after waiting for the budget.
+    """
+
+    preset: Literal["openai", "anthropic"] | None = None
+    rpm: Annotated[int | None, Field(ge=1)] = None
+    tpm: Annotated[int | None, Field(ge=1)] = None
+    input_tpm: Annotated[int | None, Field(ge=1)] = None
+    output_tpm: Annotated[int | None, Field(ge=1)] = None
+    period: Annotated[float, Field(gt=0)] = 60.0
+    resync: bool = True
+    max_wait: Annotated[float | None, Field(ge=0)] = None
+    rate_limit_retries: Annotated[int, Field(ge=0)] = 3
+
+    def limits(self) -> dict[str, int | None]:
+        """rpm, tpm, input_tpm and output_tpm: the preset's, overridden by those given."""
+        preset = _PRESETS.get(self.preset or "", {})
+        return {
+            key: getattr(self, key) if key in self.model_fields_set else preset.get(key)
+            for key in ("rpm", "tpm", "input_tpm", "output_tpm")
+        }
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> ProviderConfig:
+        if all(value is None for value in self.limits().values()):
+            raise ValueError(
+                "needs a preset (openai, anthropic) or at least one of rpm, tpm, "
+                "input_tpm, output_tpm"
+            )
+        return self
 
 
 class DatabaseConfig(_Section):
@@ -185,7 +230,7 @@ class DatabaseConfig(_Section):
 
 
 class HttpClientConfig(_Section):
-    """`http_clients.<name>`: a pooled httpx client."""
+    """`http_clients.<name>`: a pooled httpx2 client."""
 
     base_url: str = ""
     timeout: Annotated[float, Field(gt=0)] = 60.0
@@ -239,6 +284,7 @@ class BoundedConfig(_Section):
     breakers: dict[str, BreakerConfig] = {}
     retries: dict[str, RetryConfig] = {}
     policies: dict[str, PolicyConfig] = {}
+    providers: dict[str, ProviderConfig] = {}
     databases: dict[str, DatabaseConfig] = {}
     http_clients: dict[str, HttpClientConfig] = {}
     backend: BackendConfig = BackendConfig()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
-import httpx
+import httpx2
 
 from bounded.errors import RateLimited
 from bounded.http import HttpClient, HTTPError, RetryableHTTPError
 from bounded.llm.errors import as_quota_error, is_quota_error
-from bounded.llm.limits import ProviderLimits, Reservation
+from bounded.llm.limits import ProviderLimits, Reservation, call_cost, current_reservation
 from bounded.llm.tokens import estimate_message_tokens
 from bounded.retry import Backoff, Retry
 
@@ -60,7 +59,7 @@ def default_retry() -> Retry:
     Five attempts, full-jitter backoff from 0.5 s capped at 30 s, honouring ``retry-after``.
     """
     return Retry(
-        on=(RetryableHTTPError, httpx.TransportError, RateLimited),
+        on=(RetryableHTTPError, httpx2.TransportError, RateLimited),
         attempts=5,
         backoff=Backoff(initial=0.5, max=30.0, multiplier=2.0, jitter="full"),
     )
@@ -73,8 +72,9 @@ class ChatClient:
     an `HttpClient`, resyncs `limits` from the response headers and settles the tokens
     with the real usage. Attempts are repeated by `policy` (anything with
     ``await policy.call(fn, ...)``, e.g. `bounded.Policy` or `bounded.Retry`; default
-    `default_retry()`). Quota and spend-limit errors raise `QuotaExceeded`, never retried.
-    Non-streaming only.
+    `default_retry()`). A `Policy` with a provider part reserves instead, before its
+    bulkhead, and the client settles that reservation. Quota and spend-limit errors raise
+    `QuotaExceeded`, never retried. Non-streaming only.
     """
 
     __slots__ = ("_api_key", "_http", "_owns_http", "limits", "model", "policy", "provider")
@@ -230,29 +230,33 @@ class ChatClient:
         )
         payload = self._payload(messages, system, max_tokens, extra)
         estimate = estimate_message_tokens(payload["messages"], payload.get("system"))
-        return await self.policy.call(self._attempt, payload, estimate, max_tokens)
+        with call_cost(estimate, max_tokens):
+            return await self.policy.call(self._attempt, payload, estimate, max_tokens)
 
     async def _attempt(self, payload: dict[str, Any], estimate: int, max_tokens: int) -> ChatResult:
+        held = current_reservation()
+        if held is None and self.limits is not None:
+            async with self.limits.reserve(estimate, max_tokens) as own:
+                return await self._send(payload, own)
+        return await self._send(payload, held)
+
+    async def _send(self, payload: dict[str, Any], held: Reservation | None) -> ChatResult:
         path = "/chat/completions" if self.provider == "openai" else "/v1/messages"
-        limits = self.limits
-        reservation: contextlib.AbstractAsyncContextManager[Reservation | None] = (
-            limits.reserve(estimate, max_tokens) if limits is not None else contextlib.nullcontext()
-        )
-        async with reservation as held:
-            try:
-                response = await self._http.post(path, json=payload, headers=self._headers())
-            except HTTPError as exc:
-                if limits is not None:
-                    limits.update_from_headers(exc.headers)
-                if is_quota_error(exc):
-                    raise as_quota_error(exc) from None
-                raise
+        limits = held.limits if held is not None else self.limits
+        try:
+            response = await self._http.post(path, json=payload, headers=self._headers())
+        except HTTPError as exc:
             if limits is not None:
-                limits.update_from_headers(response.headers)
-            result = self._parse(response.json())
-            if held is not None:
-                held.settle(result.usage.input_tokens, result.usage.output_tokens)
-            return result
+                limits.update_from_headers(exc.headers)
+            if is_quota_error(exc):
+                raise as_quota_error(exc) from None
+            raise
+        if limits is not None:
+            limits.update_from_headers(response.headers)
+        result = self._parse(response.json())
+        if held is not None:
+            held.settle(result.usage.input_tokens, result.usage.output_tokens)
+        return result
 
     def _parse(self, data: dict[str, Any]) -> ChatResult:
         usage = data.get("usage") or {}

@@ -20,10 +20,12 @@ def estimate_tokens(text: str) -> int:
 def message_text(messages: Iterable[Mapping[str, Any]], system: Any = None) -> str:
     """The text of a chat request: the system prompt and every message's content, joined.
 
-    Content may be a string or a list of blocks (``{"type": "text", "text": ...}``).
+    Content may be a string or a list of blocks (``{"type": "text", "text": ...}``);
+    anything else (a message that is not a mapping, a block without text) is skipped.
     """
     parts: list[str] = []
-    for content in ([system] if system is not None else []) + [m.get("content") for m in messages]:
+    contents = [m.get("content") for m in messages if isinstance(m, Mapping)]
+    for content in ([system] if system is not None else []) + contents:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):

@@ -1,23 +1,33 @@
 """The mock provider's ASGI app: OpenAI and Anthropic chat endpoints plus an admin API.
 
 Endpoints:
-- ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic), with
-  ``"stream": true`` answered as server-sent events in each provider's format;
+- ``POST /v1/chat/completions``, ``/v1/responses`` (OpenAI) and ``POST /v1/messages``
+  (Anthropic), with ``"stream": true`` answered as server-sent events in each API's format;
+- ``POST /v1/embeddings``: deterministic unit vectors derived from the input text;
+- ``GET /v1/models`` (in Anthropic's shape when ``anthropic-version`` is sent);
 - ``GET /admin/config`` and ``PUT``/``PATCH /admin/config`` (a partial JSON object) to read
-  and change the `MockConfig` live; ``GET /admin/stats`` and ``DELETE /admin/stats``;
+  and change the `MockConfig` live; ``GET /admin/stats`` and ``DELETE /admin/stats``.
+  Changes need the admin token;
 - ``GET /health``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
+import hashlib
+import itertools
 import json
 import logging
+import math
 import random
+import secrets
+import struct
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -27,15 +37,22 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from bounded.llm.tokens import estimate_message_tokens, message_text
+from bounded.llm.tokens import estimate_message_tokens, estimate_tokens, message_text
 from bounded.mockllm.config import MockConfig
-from bounded.mockllm.models import CapacityGate, TokenBucket, make_reply
+from bounded.mockllm.models import MODELS, CapacityGate, TokenBucket, make_reply
 
-__all__ = ["MockState", "create_app", "format_duration"]
+__all__ = ["MockState", "create_app", "embedding", "format_duration"]
 
 logger = logging.getLogger(__name__)
 
 Provider = Literal["openai", "anthropic"]
+Api = Literal["chat", "responses", "embeddings", "messages"]
+_PROVIDERS: dict[Api, Provider] = {
+    "chat": "openai",
+    "responses": "openai",
+    "embeddings": "openai",
+    "messages": "anthropic",
+}
 
 _ANTHROPIC_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -307,39 +324,82 @@ def _check_key(config: MockConfig, request: Request) -> bool:
     return offered == config.api_key
 
 
-async def _chat(request: Request, provider: Provider) -> Response:
+async def _serve(request: Request, api: Api) -> Response:
     state: MockState = request.app.state.mock
     state.counters["requests_total"] += 1
-    response = await _chat_inner(request, state, provider)
+    response = await _serve_inner(request, state, api)
     if response.status_code != 499:
         state.statuses[response.status_code] += 1
     return response
 
 
-async def _chat_inner(request: Request, state: MockState, provider: Provider) -> Response:
+def _max_tokens(body: dict[str, Any], api: Api) -> int:
+    if api == "embeddings":
+        return 0
+    if api == "responses":
+        key = "max_output_tokens"
+    elif api == "messages" or "max_tokens" in body:
+        key = "max_tokens"
+    else:
+        key = "max_completion_tokens"
+    raw = body.get(key, None if api == "messages" else 4096)
+    if raw is None and api == "responses":
+        raw = 4096  # the SDK sends null for "not given"
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 1:
+        raise ValueError(f"{key} must be a positive integer")
+    return raw
+
+
+def _embedding_inputs(body: dict[str, Any]) -> list[str]:
+    raw = body.get("input")
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items:
+        raise ValueError("input must be a string or a non-empty list")
+    if all(isinstance(i, int) for i in items):
+        items = [items]  # one input given as token ids
+    texts: list[str] = []
+    for item in items:
+        if isinstance(item, str) and item:
+            texts.append(item)
+        elif isinstance(item, list) and item and all(isinstance(i, int) for i in item):
+            texts.append(" ".join(str(i) for i in item))
+        else:
+            raise ValueError("input must be non-empty strings or lists of token ids")
+    return texts
+
+
+def _parse(body: Any, api: Api) -> tuple[list[Any], Any, str, int]:
+    """(messages, system prompt, model, max_tokens) of a request body; ValueError if invalid."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    model = str(body.get("model") or "mock-model")
+    max_tokens = _max_tokens(body, api)
+    if api == "embeddings":
+        texts = _embedding_inputs(body)
+        return [{"role": "user", "content": t} for t in texts], None, model, max_tokens
+    if api == "responses":
+        raw = body.get("input")
+        messages = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
+        system = body.get("instructions")
+        if not isinstance(messages, list) or not messages:
+            raise ValueError("input must be a string or a non-empty list of items")
+        return messages, system, model, max_tokens
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    return messages, body.get("system") if api == "messages" else None, model, max_tokens
+
+
+async def _serve_inner(request: Request, state: MockState, api: Api) -> Response:
     config = state.config
+    provider = _PROVIDERS[api]
     try:
         body = await request.json()
-        if not isinstance(body, dict):
-            raise ValueError("body must be a JSON object")
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ValueError("messages must be a non-empty list")
-        model = str(body.get("model") or "mock-model")
-        max_key = (
-            "max_tokens"
-            if provider == "anthropic" or "max_tokens" in body
-            else "max_completion_tokens"
-        )
-        raw_max = body.get(max_key, 4096 if provider == "openai" else None)
-        if not isinstance(raw_max, int) or raw_max < 1:
-            raise ValueError("max_tokens must be a positive integer")
-        max_tokens: int = raw_max
+        messages, system, model, max_tokens = _parse(body, api)
     except ValueError as exc:
         return _error(provider, 400, str(exc))
     if not _check_key(config, request):
         return _error(provider, 401, "Incorrect API key provided.", code="invalid_api_key")
-    system = body.get("system") if provider == "anthropic" else None
     input_tokens = estimate_message_tokens(messages, system)
 
     if config.quota_exceeded:
@@ -396,10 +456,6 @@ async def _chat_inner(request: Request, state: MockState, provider: Provider) ->
                 headers=state.limit_headers(provider),
             )
 
-        prompt = message_text(messages, system)
-        text, output_tokens, truncated = make_reply(
-            config.seed, model, prompt, max_tokens, config.output_tokens
-        )
         factor = 1.0
         if config.capacity is not None and state.gate.in_service > config.capacity:
             factor = state.gate.in_service / config.capacity
@@ -408,57 +464,161 @@ async def _chat_inner(request: Request, state: MockState, provider: Provider) ->
             state.counters["slow_injected_total"] += 1
             extra = config.slow_seconds
         first = (config.latency_base + config.latency_jitter * rng.random()) * factor + extra
-        per_token = config.latency_per_token * factor
-        state.refund_output(max_tokens - output_tokens)
+        text, output_tokens, truncated = "", 0, False
+        if api != "embeddings":
+            prompt = message_text(messages, system)
+            text, output_tokens, truncated = make_reply(
+                config.seed, model, prompt, max_tokens, config.output_tokens
+            )
+            state.refund_output(max_tokens - output_tokens)
         state.counters["input_tokens_total"] += input_tokens
         state.counters["output_tokens_total"] += output_tokens
         headers = state.limit_headers(provider)
         request_id = f"req_mock{state.next_id()}"
         headers["x-request-id" if provider == "openai" else "request-id"] = request_id
-        usage = (input_tokens, output_tokens)
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            events = (
-                _openai_stream(model, text, usage, truncated, include_usage, first, per_token)
-                if provider == "openai"
-                else _anthropic_stream(model, text, usage, truncated, first, per_token)
+        if api == "embeddings":
+            await asyncio.sleep(first)
+            return JSONResponse(
+                _embeddings_payload(body, messages, model, config.embedding_dimensions),
+                headers=headers,
             )
+        per_token = config.latency_per_token * factor
+        reply = _Reply(request_id, model, text, input_tokens, output_tokens, truncated)
+        if body.get("stream"):
+            events: AsyncIterator[str]
+            if api == "chat":
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                events = _openai_stream(reply, include_usage, first, per_token)
+            elif api == "responses":
+                events = _responses_stream(reply, first, per_token)
+            else:
+                events = _anthropic_stream(reply, first, per_token)
             released = True  # the stream releases the slot when it ends
             return _GatedStream(events, state.gate, headers)
         await asyncio.sleep(first + per_token * output_tokens)
-        if provider == "openai":
-            payload: dict[str, Any] = {
-                "id": f"chatcmpl-{request_id}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "length" if truncated else "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": input_tokens,
-                    "completion_tokens": output_tokens,
-                    "total_tokens": input_tokens + output_tokens,
-                },
-            }
-        else:
-            payload = {
-                "id": f"msg_{request_id}",
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "max_tokens" if truncated else "end_turn",
-                "stop_sequence": None,
-                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-            }
+        payload = {
+            "chat": _chat_payload,
+            "responses": _response_payload,
+            "messages": _message_payload,
+        }[api](reply)
         return JSONResponse(payload, headers=headers)
     finally:
         release()
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    request_id: str
+    model: str
+    text: str
+    input_tokens: int
+    output_tokens: int
+    truncated: bool
+
+
+def _chat_payload(reply: _Reply) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{reply.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": reply.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": reply.text},
+                "finish_reason": "length" if reply.truncated else "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+        },
+    }
+
+
+def _message_payload(reply: _Reply) -> dict[str, Any]:
+    return {
+        "id": f"msg_{reply.request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": reply.model,
+        "content": [{"type": "text", "text": reply.text}],
+        "stop_reason": "max_tokens" if reply.truncated else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+    }
+
+
+def _response_item(reply: _Reply, text: str | None) -> dict[str, Any]:
+    """The Responses API's output message; `text` None: still empty (in progress)."""
+    return {
+        "type": "message",
+        "id": f"msg_{reply.request_id}",
+        "status": "in_progress" if text is None else "completed",
+        "role": "assistant",
+        "content": []
+        if text is None
+        else [{"type": "output_text", "text": text, "annotations": []}],
+    }
+
+
+def _response_payload(reply: _Reply, *, done: bool = True) -> dict[str, Any]:
+    status = "incomplete" if reply.truncated else "completed"
+    return {
+        "id": f"resp_{reply.request_id}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "model": reply.model,
+        "status": status if done else "in_progress",
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if done and reply.truncated else None,
+        "output": [_response_item(reply, reply.text)] if done else [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": reply.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": reply.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+        }
+        if done
+        else None,
+    }
+
+
+def embedding(text: str, dimensions: int, *, seed: int = 0) -> list[float]:
+    """A deterministic unit vector for `text`: the same text always gives the same vector."""
+    digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    vector = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def _embeddings_payload(
+    body: dict[str, Any], messages: list[Any], model: str, default_dimensions: int
+) -> dict[str, Any]:
+    raw_dims = body.get("dimensions")
+    dims = raw_dims if isinstance(raw_dims, int) and raw_dims >= 1 else default_dimensions
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    tokens = 0
+    for index, message in enumerate(messages):
+        vector = embedding(message["content"], dims)
+        tokens += estimate_tokens(message["content"])
+        value: Any = vector
+        if as_base64:
+            value = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": value})
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 class _GatedStream(StreamingResponse):
@@ -482,20 +642,21 @@ def _sse(data: Any, event: str | None = None) -> str:
     return f"{prefix}data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
+async def _pieces(text: str, per_token: float) -> AsyncIterator[str]:
+    """The reply word by word (one token each), `per_token` seconds apart."""
+    for i, word in enumerate(text.split(" ") if text else []):
+        await asyncio.sleep(per_token)
+        yield word if i == 0 else " " + word
+
+
 async def _openai_stream(
-    model: str,
-    text: str,
-    usage: tuple[int, int],
-    truncated: bool,
-    include_usage: bool,
-    first: float,
-    per_token: float,
+    reply: _Reply, include_usage: bool, first: float, per_token: float
 ) -> AsyncIterator[str]:
     base = {
-        "id": "chatcmpl-mock",
+        "id": f"chatcmpl-{reply.request_id}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
-        "model": model,
+        "model": reply.model,
     }
     await asyncio.sleep(first)
     yield _sse(
@@ -506,13 +667,11 @@ async def _openai_stream(
             ],
         }
     )
-    for i, word in enumerate(text.split(" ") if text else []):
-        await asyncio.sleep(per_token)
-        piece = word if i == 0 else " " + word
+    async for piece in _pieces(reply.text, per_token):
         yield _sse(
             {**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
         )
-    finish = "length" if truncated else "stop"
+    finish = "length" if reply.truncated else "stop"
     yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
     if include_usage:
         yield _sse(
@@ -520,37 +679,59 @@ async def _openai_stream(
                 **base,
                 "choices": [],
                 "usage": {
-                    "prompt_tokens": usage[0],
-                    "completion_tokens": usage[1],
-                    "total_tokens": sum(usage),
+                    "prompt_tokens": reply.input_tokens,
+                    "completion_tokens": reply.output_tokens,
+                    "total_tokens": reply.input_tokens + reply.output_tokens,
                 },
             }
         )
     yield "data: [DONE]\n\n"
 
 
-async def _anthropic_stream(
-    model: str, text: str, usage: tuple[int, int], truncated: bool, first: float, per_token: float
-) -> AsyncIterator[str]:
+async def _responses_stream(reply: _Reply, first: float, per_token: float) -> AsyncIterator[str]:
+    """The Responses API's semantic events; usage arrives in the last (``response.completed``)."""
+    sequence = itertools.count()
+
+    def event(kind: str, **fields: Any) -> str:
+        return _sse({"type": kind, "sequence_number": next(sequence), **fields}, kind)
+
+    item_id = f"msg_{reply.request_id}"
+    part = {"output_index": 0, "item_id": item_id, "content_index": 0}
+    await asyncio.sleep(first)
+    started = _response_payload(reply, done=False)
+    yield event("response.created", response=started)
+    yield event("response.in_progress", response=started)
+    yield event("response.output_item.added", output_index=0, item=_response_item(reply, None))
+    empty = {"type": "output_text", "text": "", "annotations": []}
+    yield event("response.content_part.added", **part, part=empty)
+    async for piece in _pieces(reply.text, per_token):
+        yield event("response.output_text.delta", **part, delta=piece, logprobs=[])
+    yield event("response.output_text.done", **part, text=reply.text, logprobs=[])
+    done = {"type": "output_text", "text": reply.text, "annotations": []}
+    yield event("response.content_part.done", **part, part=done)
+    yield event("response.output_item.done", output_index=0, item=_response_item(reply, reply.text))
+    final = "response.incomplete" if reply.truncated else "response.completed"
+    yield event(final, response=_response_payload(reply))
+
+
+async def _anthropic_stream(reply: _Reply, first: float, per_token: float) -> AsyncIterator[str]:
     await asyncio.sleep(first)
     message: dict[str, Any] = {
-        "id": "msg_mock",
+        "id": f"msg_{reply.request_id}",
         "type": "message",
         "role": "assistant",
         "content": [],
-        "model": model,
+        "model": reply.model,
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {"input_tokens": usage[0], "output_tokens": 1},
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
     }
     yield _sse({"type": "message_start", "message": message}, "message_start")
     yield _sse(
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         "content_block_start",
     )
-    for i, word in enumerate(text.split(" ") if text else []):
-        await asyncio.sleep(per_token)
-        piece = word if i == 0 else " " + word
+    async for piece in _pieces(reply.text, per_token):
         yield _sse(
             {
                 "type": "content_block_delta",
@@ -564,22 +745,63 @@ async def _anthropic_stream(
         {
             "type": "message_delta",
             "delta": {
-                "stop_reason": "max_tokens" if truncated else "end_turn",
+                "stop_reason": "max_tokens" if reply.truncated else "end_turn",
                 "stop_sequence": None,
             },
-            "usage": {"output_tokens": usage[1]},
+            "usage": {"output_tokens": reply.output_tokens},
         },
         "message_delta",
     )
     yield _sse({"type": "message_stop"}, "message_stop")
 
 
-async def _openai(request: Request) -> Response:
-    return await _chat(request, "openai")
+async def _chat_completions(request: Request) -> Response:
+    return await _serve(request, "chat")
 
 
-async def _anthropic(request: Request) -> Response:
-    return await _chat(request, "anthropic")
+async def _responses(request: Request) -> Response:
+    return await _serve(request, "responses")
+
+
+async def _messages(request: Request) -> Response:
+    return await _serve(request, "messages")
+
+
+async def _embeddings(request: Request) -> Response:
+    return await _serve(request, "embeddings")
+
+
+async def _models(request: Request) -> Response:
+    """The mock's model list, in Anthropic's shape when the client sends its version header."""
+    if "anthropic-version" in request.headers:
+        data = [
+            {"type": "model", "id": m, "display_name": m, "created_at": "2026-01-01T00:00:00Z"}
+            for m in MODELS
+        ]
+        return JSONResponse(
+            {"data": data, "has_more": False, "first_id": MODELS[0], "last_id": MODELS[-1]}
+        )
+    models: list[dict[str, Any]] = [
+        {"id": m, "object": "model", "created": 0, "owned_by": "bounded-mock"} for m in MODELS
+    ]
+    return JSONResponse({"object": "list", "data": models})
+
+
+def _admin_allowed(request: Request) -> bool:
+    """Whether a request changing the mock carries its admin token (Bearer or x-admin-token)."""
+    token: str = request.app.state.admin_token
+    auth = request.headers.get("authorization", "")
+    offered = auth[7:] if auth.lower().startswith("bearer ") else ""
+    offered = request.headers.get("x-admin-token", offered)
+    return secrets.compare_digest(offered.encode(), token.encode())
+
+
+def _admin_refused() -> JSONResponse:
+    return JSONResponse(
+        {"error": "admin token required (Authorization: Bearer <token> or x-admin-token)"},
+        status_code=401,
+        headers={"www-authenticate": "Bearer"},
+    )
 
 
 async def _get_config(request: Request) -> Response:
@@ -588,17 +810,22 @@ async def _get_config(request: Request) -> Response:
 
 
 async def _put_config(request: Request) -> Response:
+    if not _admin_allowed(request):
+        return _admin_refused()
     state: MockState = request.app.state.mock
     try:
         changes = await request.json()
         if not isinstance(changes, dict):
             raise ValueError("expected a JSON object")
+        had_key = state.config.api_key is not None
         new = state.update(changes)
     except ValidationError as exc:
         return JSONResponse({"error": json.loads(exc.json(include_url=False))}, status_code=422)
     except ValueError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
     logger.info("mock LLM config changed: %s", sorted(changes))
+    if had_key and new.api_key is None:
+        logger.warning("mock LLM: API key checks turned off by an admin request")
     return JSONResponse(new.public())
 
 
@@ -608,6 +835,8 @@ async def _get_stats(request: Request) -> Response:
 
 
 async def _delete_stats(request: Request) -> Response:
+    if not _admin_allowed(request):
+        return _admin_refused()
     state: MockState = request.app.state.mock
     state.reset_stats()
     return JSONResponse(state.stats())
@@ -617,12 +846,21 @@ async def _health(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(config: MockConfig | None = None) -> Starlette:
-    """The mock provider as a Starlette app; its `MockState` is at ``app.state.mock``."""
+def create_app(config: MockConfig | None = None, *, admin_token: str | None = None) -> Starlette:
+    """The mock provider as a Starlette app; its `MockState` is at ``app.state.mock``.
+
+    Changing the configuration or resetting the counters over HTTP needs `admin_token`
+    (default: a random one, at ``app.state.admin_token``).
+    """
+    if admin_token is not None and not admin_token:
+        raise ValueError("admin_token must be a non-empty string or None")
     app = _MockApp(
         routes=[
-            Route("/v1/chat/completions", _openai, methods=["POST"]),
-            Route("/v1/messages", _anthropic, methods=["POST"]),
+            Route("/v1/chat/completions", _chat_completions, methods=["POST"]),
+            Route("/v1/responses", _responses, methods=["POST"]),
+            Route("/v1/embeddings", _embeddings, methods=["POST"]),
+            Route("/v1/messages", _messages, methods=["POST"]),
+            Route("/v1/models", _models, methods=["GET"]),
             Route("/admin/config", _get_config, methods=["GET"]),
             Route("/admin/config", _put_config, methods=["PUT", "PATCH"]),
             Route("/admin/stats", _get_stats, methods=["GET"]),
@@ -631,4 +869,5 @@ def create_app(config: MockConfig | None = None) -> Starlette:
         ],
     )
     app.state.mock = MockState(config or MockConfig())
+    app.state.admin_token = admin_token or secrets.token_urlsafe(24)
     return app

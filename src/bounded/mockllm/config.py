@@ -40,6 +40,8 @@ class MockConfig(BaseModel):
     output_tpm: int | None = Field(default=None, ge=1)
     # Replies: None derives the length (8-47 tokens) from the prompt; capped by max_tokens.
     output_tokens: int | None = Field(default=None, ge=1)
+    # Length of /v1/embeddings vectors when the request gives no `dimensions`.
+    embedding_dimensions: int = Field(default=256, ge=1, le=8192)
     # Faults, as fractions of requests that passed the rate limits.
     error_rate: float = Field(default=0.0, ge=0, le=1)
     error_statuses: list[int] = Field(default_factory=lambda: [500, 503, 529])

@@ -7,7 +7,7 @@ import hashlib
 import random
 from collections import deque
 
-__all__ = ["CapacityGate", "TokenBucket", "make_reply"]
+__all__ = ["MODELS", "CapacityGate", "TokenBucket", "make_reply"]
 
 
 class TokenBucket:
@@ -118,6 +118,9 @@ class CapacityGate:
 
 
 # Every word is at most 4 characters, so each counts as exactly one token.
+#: The model names ``GET /v1/models`` lists (any name is accepted in requests).
+MODELS = ("mock-model", "gpt-4o-mini", "claude-sonnet-4-5", "text-embedding-3-small")
+
 _VOCAB = [
     "the",
     "a",

@@ -14,7 +14,28 @@ from starlette.types import ASGIApp
 from bounded.mockllm.app import MockState, create_app
 from bounded.mockllm.config import MockConfig
 
-__all__ = ["ASGIServer", "MockLLMServer"]
+__all__ = ["ASGIServer", "MockLLMServer", "bind_socket"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening, non-blocking TCP socket on `host`:`port` (0: a free port).
+
+    Binding before serving makes a busy port fail here (`OSError`), before anything is
+    announced, and tells the real port when 0 was asked for.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it
+    # replies written in two parts wait out the client's delayed ACK (about 40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -59,13 +80,7 @@ class ASGIServer:
         """Bind the socket and start serving; returns once the server accepts connections."""
         if self._task is not None:
             raise RuntimeError("server already started")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._port))
-        sock.listen(2048)
-        sock.setblocking(False)
-        self._socket = sock
+        sock = self._socket = bind_socket(self.host, self._port)
         config = uvicorn.Config(
             self.app,
             log_level=self._log_level,
@@ -108,7 +123,7 @@ class MockLLMServer(ASGIServer):
 
     ``async with MockLLMServer(MockConfig(rpm=60)) as srv: ...`` serves on `srv.url`
     (OpenAI clients use ``srv.url + "/v1"``). Change behaviour live with
-    `srv.update(...)` or through ``PUT /admin/config``.
+    `srv.update(...)` or through ``PUT /admin/config`` with `srv.admin_token`.
     """
 
     def __init__(
@@ -118,8 +133,16 @@ class MockLLMServer(ASGIServer):
         host: str = "127.0.0.1",
         port: int = 0,
         log_level: str = "warning",
+        admin_token: str | None = None,
     ) -> None:
-        super().__init__(create_app(config), host=host, port=port, log_level=log_level)
+        app = create_app(config, admin_token=admin_token)
+        super().__init__(app, host=host, port=port, log_level=log_level)
+
+    @property
+    def admin_token(self) -> str:
+        """The token ``PUT``/``PATCH /admin/config`` and ``DELETE /admin/stats`` require."""
+        token: str = self.app.state.admin_token  # type: ignore[attr-defined]
+        return token
 
     @property
     def state(self) -> MockState:
