@@ -139,10 +139,10 @@ async def _run() -> Section:
             f"load_file: median of {ROUNDS} runs. Loop lag: a task sleeping {TICK * 1000:.0f} ms "
             "in a loop, the longest overshoot while the watcher handled the save (after one "
             "warm-up reload: the first one that declares a database or HTTP client imports "
-            "asyncpg and httpx on the loop).",
+            "asyncpg and httpx2 on the loop).",
             "Before the bound, the 393-byte bomb took 12 s and 300 MB (issue 8).",
             "The example's reload opens the HTTP clients and the database pool it declares: "
-            "creating an httpx client loads the CA bundle on the loop (tens of ms each), which "
+            "creating an httpx2 client loads the CA bundle on the loop (tens of ms each), which "
             "is that lag, not parsing.",
         ],
         value_format="{:.2f}",

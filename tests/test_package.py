@@ -59,7 +59,7 @@ def test_import_bounded_loads_no_dependency() -> None:
     """`import bounded` stays fast: dependencies load with the feature that needs them."""
     heavy = [
         "asyncpg",
-        "httpx",
+        "httpx2",
         "importlib.metadata",
         "prometheus_client",
         "pydantic",

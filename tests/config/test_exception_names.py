@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 import bounded
@@ -24,7 +24,7 @@ def test_short_names_and_import_paths_resolve() -> None:
         bounded.RateLimited,
         KeyError,
     )
-    assert httpx.TransportError in resolve_exceptions(["TransportError"])
+    assert httpx2.TransportError in resolve_exceptions(["TransportError"])
     assert resolve_exceptions(["http.client.HTTPException"])[0].__name__ == "HTTPException"
 
 

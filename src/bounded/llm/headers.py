@@ -107,7 +107,7 @@ def parse_rate_limit_headers(
 ) -> RateLimitInfo:
     """What OpenAI/Anthropic headers say is left of each limit, and for how long.
 
-    `headers` must be case-insensitive with lower-case lookups working (httpx.Headers, or
+    `headers` must be case-insensitive with lower-case lookups working (httpx2.Headers, or
     a dict with lower-case keys). Pairs with a malformed, non-finite or missing half are
     left out; every value returned is finite and >= 0, and no reset exceeds `max_reset`
     seconds.
