@@ -2,7 +2,9 @@
 
 - Bulkhead: a grant never takes in_use above the limit of the moment, in_use always
   equals the number of real holders (no leaked or lost permit), and once holders let go
-  every surviving waiter is served (nobody stranded).
+  every surviving waiter is served (nobody stranded); with cancellations, grants and
+  releases racing within one loop iteration, a free slot never sits beside a live
+  waiter and nobody is overtaken.
 - RateLimiter: whatever the arrival times, costs and cancellations, the admissions that
   callers saw never break the algorithm's window guarantee, and the queue drains.
 """
@@ -14,7 +16,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import looptime
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bounded import Bulkhead, RateLimiter
@@ -111,6 +113,103 @@ def test_bulkhead_never_exceeds_never_leaks_never_strands(
             await asyncio.sleep(0.1)
         await asyncio.gather(*tasks, return_exceptions=True)
         assert not violations, violations
+        stats = bh.stats()
+        assert (stats.in_use, stats.queued) == (0, 0)
+
+    run_virtual(scenario())
+
+
+# Operations applied back to back, with no loop iteration in between unless "settle":
+# this is where a waiter is cancelled or granted and a slot freed before it resumes.
+# A queued waiter is cancelled, a newcomer arrives and a slot frees before it resumes.
+STRANDING_RACE = [("spawn", 0), ("cancel", 0), ("release", 0), ("settle", 0)]
+race_ops = st.lists(
+    st.one_of(
+        st.just(("spawn", 0)),
+        st.tuples(st.just("cancel"), st.integers(0, 50)),
+        st.tuples(st.just("release"), st.integers(0, 50)),
+        st.tuples(st.just("resize"), st.integers(1, 4)),
+        st.just(("settle", 0)),
+    ),
+    max_size=80,
+)
+
+
+@SETTINGS
+@given(limit=st.integers(1, 3), ops=race_ops)
+@example(limit=1, ops=[("spawn", 0), ("spawn", 0), ("settle", 0), *STRANDING_RACE])
+def test_bulkhead_never_strands_a_waiter_and_never_lets_one_be_overtaken(
+    limit: int, ops: list[tuple[str, int]]
+) -> None:
+    async def scenario() -> None:
+        bh = Bulkhead(limit)
+        arrived: list[int] = []  # worker ids, in the order they reached acquire()
+        holding: list[int] = []  # worker ids holding a slot, in grant order
+        let_go: dict[int, asyncio.Event] = {}
+        cancelled: set[int] = set()
+        tasks: list[asyncio.Task[None]] = []
+        violations: list[str] = []
+        suspects: list[tuple[int, set[int]]] = []
+
+        def waiting() -> list[int]:
+            return [
+                i for i in arrived if i not in let_go and i not in cancelled and not tasks[i].done()
+            ]
+
+        async def worker(me: int) -> None:
+            arrived.append(me)
+            await bh.acquire()
+            if bh.in_use > bh.limit:
+                violations.append(f"granted at in_use={bh.in_use} > limit={bh.limit}")
+            # Earlier arrivals not seen holding yet: granted before us but not resumed, or
+            # overtaken. `settle` tells which.
+            earlier = {i for i in waiting() if arrived.index(i) < arrived.index(me)}
+            if earlier:
+                suspects.append((me, earlier))
+            holding.append(me)
+            let_go[me] = asyncio.Event()
+            try:
+                await let_go[me].wait()
+            finally:
+                if me in holding:  # cancelled while holding: release on the way out
+                    release(me)
+
+        def release(me: int) -> None:
+            # Synchronous, like a holder leaving `async with`: the slot is handed on now.
+            holding.remove(me)
+            bh.release()
+            let_go[me].set()
+
+        async def settle() -> None:
+            for _ in range(4):
+                await asyncio.sleep(0)
+            for me, earlier in suspects:
+                overtaken = earlier & set(waiting())
+                assert not overtaken, f"worker {me} was granted before {overtaken}"
+            suspects.clear()
+            assert not violations, violations
+            assert bh.in_use == len(holding), "a permit leaked or was lost"
+            if bh.in_use < bh.limit:
+                assert not waiting(), f"free slot while {waiting()} wait"
+
+        for op, arg in ops:
+            if op == "spawn":
+                tasks.append(asyncio.create_task(worker(len(tasks))))
+            elif op == "cancel" and waiting():
+                index = waiting()[arg % len(waiting())]
+                cancelled.add(index)
+                tasks[index].cancel()
+            elif op == "release" and holding:
+                release(holding[arg % len(holding)])
+            elif op == "resize":
+                bh.limit = arg
+            elif op == "settle":
+                await settle()
+        await settle()
+        while any(not t.done() for t in tasks):
+            while holding:
+                release(holding[0])
+            await settle()
         stats = bh.stats()
         assert (stats.in_use, stats.queued) == (0, 0)
 
