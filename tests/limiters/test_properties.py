@@ -19,7 +19,10 @@ import looptime
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bounded import Bulkhead, RateLimiter
+from bounded import Bulkhead, RateLimited, RateLimiter
+from bounded.ratelimit.gcra import Gcra
+from bounded.ratelimit.limiter import LATENESS_ALLOWANCE
+from bounded.ratelimit.sliding_window import RESOLUTION
 from tests.limiters.windows import most_in_window, worst_gcra_excess
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -277,3 +280,161 @@ def test_rate_guarantee_holds_under_random_arrivals_costs_and_cancellation(
         assert limiter.stats().queued == 0
 
     run_virtual(scenario())
+
+
+@SETTINGS
+@given(
+    rate=st.sampled_from([3.0, 10.0, 40.0]),
+    per=st.sampled_from([0.5, 1.0]),
+    # On a grid of half a bucket (per / 2000): admissions share buckets, and straddle
+    # their edges, in every way. Clustered a few buckets after multiples of per / 2, so
+    # that a full window frees while later admissions of the same bucket still count.
+    requests=st.lists(
+        st.tuples(
+            st.one_of(
+                st.integers(0, 6000),
+                st.builds(lambda half, k: half * 1000 + k, st.integers(0, 4), st.integers(0, 2)),
+            ),
+            st.integers(1, 3),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+)
+# Two admissions in one bucket fill the window; what waits for them must wait for the later.
+@example(rate=3.0, per=1.0, requests=[(0, 1, False), (1, 2, False), (1000, 3, False)])
+def test_coalesced_sliding_window_never_admits_more_than_rate_in_any_window(
+    rate: float, per: float, requests: list[tuple[int, int, bool]]
+) -> None:
+    async def scenario() -> None:
+        limiter = RateLimiter(rate, per, algorithm="sliding_window")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        times: list[float] = []
+        costs: list[float] = []
+
+        async def request(step: int, cost: int) -> None:
+            await asyncio.sleep(step * per / 2000)
+            await limiter.acquire(cost)
+            times.append(loop.time() - start)
+            costs.append(cost)
+
+        tasks = []
+        for step, cost, cancel in requests:
+            task = asyncio.create_task(request(step, cost))
+            tasks.append(task)
+            if cancel:
+                loop.call_later(step * per / 2000 + per / 3, task.cancel)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert most_in_window(times, costs, per) <= rate
+        assert limiter.stats().queued == 0
+        # Bounded by construction: one bucket per per / RESOLUTION at most.
+        assert len(limiter._algorithm._log) <= RESOLUTION + 1  # type: ignore[attr-defined]
+
+    run_virtual(scenario())
+
+
+@SETTINGS
+@given(
+    algorithm=st.sampled_from(["gcra", "sliding_window"]),
+    rate=st.sampled_from([5.0, 20.0]),
+    burst=st.integers(3, 6),
+    requests=st.lists(
+        st.tuples(
+            st.floats(0, 2, allow_nan=False),  # arrival time
+            st.integers(1, 3),  # cost
+            st.one_of(st.none(), st.floats(0, 2, allow_nan=False)),  # cancel after
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_projected_admission_is_when_the_request_is_admitted(
+    algorithm: str,
+    rate: float,
+    burst: int,
+    requests: list[tuple[float, int, float | None]],
+) -> None:
+    """The wait `max_wait` is checked against is the real one: never early (a request
+    accepted by `max_wait` is admitted in time) and, unless a request ahead left the
+    queue, not late (for the sliding window: by at most two of its buckets)."""
+    per = 1.0
+    tolerance = 1e-5 if algorithm == "gcra" else 2 * per / RESOLUTION + 1e-5
+
+    async def scenario() -> None:
+        limiter = RateLimiter(rate, per, burst=burst, algorithm=algorithm)  # type: ignore[arg-type]
+        loop = asyncio.get_running_loop()
+        cancelled_any = False
+        errors: list[str] = []
+
+        async def request(at: float, cost: int) -> None:
+            nonlocal cancelled_any
+            await asyncio.sleep(at)
+            limiter.max_wait = 0.0  # a probe: refused with the projected wait, changes nothing
+            try:
+                await limiter.acquire(cost)
+            except RateLimited as refused:
+                projected = refused.retry_after or 0.0
+            else:
+                return  # admitted at once
+            limiter.max_wait = None
+            started = loop.time()
+            await limiter.acquire(cost)
+            waited = loop.time() - started
+            if waited > projected + tolerance:
+                errors.append(f"admitted after {waited}, projected {projected}")
+            if not cancelled_any and waited < projected - tolerance:
+                errors.append(f"admitted after {waited}, projected {projected} (late)")
+
+        def cancel(task: asyncio.Task[None]) -> None:
+            nonlocal cancelled_any
+            if not task.done():
+                cancelled_any = True
+                task.cancel()
+
+        tasks = []
+        for at, cost, cancel_after in requests:
+            if cost > limiter.burst:
+                continue
+            task = asyncio.create_task(request(at, cost))
+            tasks.append(task)
+            if cancel_after is not None:
+                loop.call_later(at + cancel_after, cancel, task)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert not errors, errors
+
+    run_virtual(scenario())
+
+
+@SETTINGS
+@given(
+    rate=st.sampled_from([1_000.0, 20_000.0]),
+    burst=st.integers(1, 4),
+    # How late each timer fires, in multiples of the allowance.
+    lateness=st.lists(st.floats(0, 4, allow_nan=False), min_size=1, max_size=200),
+)
+def test_late_timers_admit_every_due_request_within_the_widened_gcra_bound(
+    rate: float, burst: int, lateness: list[float]
+) -> None:
+    """What `RateLimiter` does when its timer fires late: every queued request due by
+    then is admitted in one batch, counted from when it was due but no further back
+    than the allowance. Pace is lost only beyond the allowance, and no window of length
+    t holds more than burst + rate * (t + allowance)."""
+    gcra = Gcra(rate, 1.0, burst)
+    interval = 1.0 / rate
+    assert gcra.try_admit(1, 0.0)  # the first request never waits
+    times = [0.0]
+    now = 0.0
+    lost = 0.0
+    for late in lateness:
+        now = gcra.admissible_at(1, now) + late * LATENESS_ALLOWANCE
+        lost += max(0.0, (late - 1) * LATENESS_ALLOWANCE)
+        while gcra.admit_queued(1, now, now - LATENESS_ALLOWANCE):
+            times.append(now)
+    widened = burst + rate * LATENESS_ALLOWANCE
+    assert worst_gcra_excess(times, [1.0] * len(times), widened, rate) <= 1e-6
+    # Pace: the schedule (when the bucket is next full) slipped only by the lateness
+    # beyond the allowance.
+    schedule = gcra.admissible_at(burst, 0.0)
+    assert len(times) * interval - 1e-9 <= schedule <= len(times) * interval + lost + 1e-9
