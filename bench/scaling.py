@@ -243,7 +243,7 @@ def _rate_section() -> tuple[Section, dict[str, list[float]]]:
     ]
     rows.append(
         Row(
-            "loop stalls beyond the 2 ms allowance, ms (during the gcra run)",
+            "loop stalls beyond 2 ms, summed, ms (during the gcra run)",
             None,
             extra={f"{r:,}/s": f"{v * 1000:.0f}" for r, v in zip(RATES, stalls, strict=True)},
         )
@@ -268,8 +268,9 @@ def _rate_section() -> tuple[Section, dict[str, list[float]]]:
                 "from that moment to the last admitted task resuming.",
                 "aiolimiter: 2 x rate tasks at once; its bucket starts full, so achieved = "
                 "(n - rate) / rate / (last - first admission).",
-                "gcra keeps pace through timer lateness up to the 2 ms allowance; lateness "
-                "beyond it (last row: a probe's 1 ms timers, summed) is lost by design, "
+                "gcra keeps pace through timer lateness up to its allowance (2 ms from "
+                "250/s up); lateness beyond it (last row: a probe's 1 ms timers, summed) is "
+                "lost by design, "
                 "since catching up would burst above its bound (docs/limits.md). The sliding "
                 "window loses the time the loop takes to resume a whole window of tasks.",
             ],

@@ -409,7 +409,7 @@ def test_projected_admission_is_when_the_request_is_admitted(
 
 @SETTINGS
 @given(
-    rate=st.sampled_from([1_000.0, 20_000.0]),
+    rate=st.sampled_from([100.0, 1_000.0, 20_000.0]),
     burst=st.integers(1, 4),
     # How late each timer fires, in multiples of the allowance.
     lateness=st.lists(st.floats(0, 4, allow_nan=False), min_size=1, max_size=200),
@@ -419,20 +419,21 @@ def test_late_timers_admit_every_due_request_within_the_widened_gcra_bound(
 ) -> None:
     """What `RateLimiter` does when its timer fires late: every queued request due by
     then is admitted in one batch, counted from when it was due but no further back
-    than the allowance. Pace is lost only beyond the allowance, and no window of length
-    t holds more than burst + rate * (t + allowance)."""
+    than the allowance (or half an interval, if longer). Pace is lost only beyond it, and
+    no window of length t holds more than burst + rate * (t + allowance)."""
     gcra = Gcra(rate, 1.0, burst)
     interval = 1.0 / rate
+    allowance = max(LATENESS_ALLOWANCE, interval / 2)
     assert gcra.try_admit(1, 0.0)  # the first request never waits
     times = [0.0]
     now = 0.0
     lost = 0.0
     for late in lateness:
         now = gcra.admissible_at(1, now) + late * LATENESS_ALLOWANCE
-        lost += max(0.0, (late - 1) * LATENESS_ALLOWANCE)
+        lost += max(0.0, late * LATENESS_ALLOWANCE - allowance)
         while gcra.admit_queued(1, now, now - LATENESS_ALLOWANCE):
             times.append(now)
-    widened = burst + rate * LATENESS_ALLOWANCE
+    widened = burst + rate * allowance
     assert worst_gcra_excess(times, [1.0] * len(times), widened, rate) <= 1e-6
     # Pace: the schedule (when the bucket is next full) slipped only by the lateness
     # beyond the allowance.

@@ -27,7 +27,8 @@ class Algorithm(Protocol):
         """`try_admit` for the head of the queue, whose timer may have fired late.
 
         If it conformed before `now`, it may be counted from when it did, but not from
-        before `since` (<= now): the limiter keeps pace with a loop whose timers fire late.
+        before `since` (<= now; an algorithm may allow more, and says so): the limiter
+        keeps pace with a loop whose timers fire late.
         """
         ...
 
