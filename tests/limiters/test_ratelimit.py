@@ -375,3 +375,16 @@ def test_a_change_from_another_thread_while_requests_wait_is_refused_whole() -> 
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+async def test_a_request_admitted_but_not_yet_resumed_does_not_hold_back_newcomers() -> None:
+    # The queued count used to include it until it ran: try_acquire() refused and
+    # newcomers queued behind nobody.
+    limiter = RateLimiter(1, 60.0, burst=5)
+    await limiter.acquire(5)
+    waiter = asyncio.create_task(limiter.acquire(2))
+    await asyncio.sleep(0)
+    limiter.refund(5)  # admits `waiter` at once; it has not resumed yet
+    assert limiter.stats().queued == 0
+    assert limiter.try_acquire(3)
+    await asyncio.wait_for(waiter, 60)

@@ -26,9 +26,10 @@ class Algorithm(Protocol):
     def admit_queued(self, cost: float, now: float, since: float) -> bool:
         """`try_admit` for the head of the queue, whose timer may have fired late.
 
-        If it conformed before `now`, it may be counted from when it did, but not from
-        before `since` (<= now; an algorithm may allow more, and says so): the limiter
-        keeps pace with a loop whose timers fire late.
+        If it conformed before `now` and `since < now` (a timer fired late), it may be
+        counted from when it conformed, but not from before `since` (an algorithm may
+        allow more, and says so): the limiter keeps pace with a loop whose timers fire
+        late. With `since == now` it is exactly `try_admit`.
         """
         ...
 

@@ -69,10 +69,11 @@ class Gcra:
         tat = self._tat
         due = tat + (cost - self._burst) * self._interval
         if now >= due:
-            # Counted from when it was due, not before `since` nor half an interval back
-            # (which, with unit costs, never adds a unit to a window's count): a late timer
-            # costs no pace.
-            since = min(since, now - 0.5 * self._interval)
+            # Late (since < now): counted from when it was due, back to `since` or half an
+            # interval, whichever is further (half an interval never adds a unit to a
+            # window's count, with unit costs). A late timer then costs no pace.
+            if since < now:
+                since = min(since, now - 0.5 * self._interval)
             start = due if due > since else since
             self._tat = (tat if tat > start else start) + cost * self._interval
             if now >= self._bucket_end:
