@@ -16,13 +16,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 import looptime
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from bounded import Bulkhead, RateLimited, RateLimiter
 from bounded.ratelimit.gcra import Gcra
 from bounded.ratelimit.limiter import LATENESS_ALLOWANCE
-from bounded.ratelimit.sliding_window import RESOLUTION
+from bounded.ratelimit.sliding_window import RESOLUTION, SlidingWindow
 from tests.limiters.windows import most_in_window, worst_gcra_excess
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -439,3 +440,40 @@ def test_late_timers_admit_every_due_request_within_the_widened_gcra_bound(
     # beyond the allowance.
     schedule = gcra.admissible_at(burst, 0.0)
     assert len(times) * interval - 1e-9 <= schedule <= len(times) * interval + lost + 1e-9
+
+
+window_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["admit", "admit", "admit", "force", "refund", "throttle"]),
+        st.floats(0, 0.004, allow_nan=False),  # time step, in units of per
+        st.floats(0.01, 3, allow_nan=False),  # cost, remaining or refund
+        st.floats(0, 1.5, allow_nan=False),  # reset_after, in units of per
+    ),
+    max_size=400,
+)
+
+
+@SETTINGS
+@given(per=st.sampled_from([0.5, 60.0]), rate=st.sampled_from([3.0, 1_000.0]), ops=window_ops)
+def test_sliding_window_buckets_stay_ordered_counted_and_bounded(
+    per: float, rate: float, ops: list[tuple[str, float, float, float]]
+) -> None:
+    window = SlidingWindow(rate, per)
+    now = 0.0
+    for op, step, amount, reset in ops:
+        now += step * per
+        if op == "admit":
+            window.try_admit(min(amount, rate), now)
+        elif op == "force":
+            window.force(amount, now)
+        elif op == "refund":
+            window.refund(amount, now)
+        else:
+            window.throttle(amount, reset * per, now)
+        buckets = list(window._log)
+        expiries = [bucket[1] for bucket in buckets]
+        assert expiries == sorted(expiries), "buckets out of expiry order"
+        assert all(bucket[2] > 0 for bucket in buckets)
+        assert window._used == pytest.approx(sum(bucket[2] for bucket in buckets), abs=1e-6)
+        assert len(buckets) <= 2 * RESOLUTION + 2
+        assert 0 <= window.available(now) <= rate
