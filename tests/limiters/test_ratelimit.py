@@ -388,3 +388,19 @@ async def test_a_request_admitted_but_not_yet_resumed_does_not_hold_back_newcome
     assert limiter.stats().queued == 0
     assert limiter.try_acquire(3)
     await asyncio.wait_for(waiter, 60)
+
+
+async def test_cancelled_waiters_do_not_pile_up_behind_a_long_wait() -> None:
+    limiter = RateLimiter(1, 1.0)
+    await limiter.acquire()
+    limiter.throttle(0, 3600)  # the head will wait an hour
+    head = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    for _ in range(1000):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await limiter.acquire()
+    assert limiter.stats().queued == 1
+    assert len(limiter._waiters) <= 2 + 16  # bounded by the live queue, not by traffic
+    head.cancel()
+    await asyncio.gather(head, return_exceptions=True)

@@ -312,6 +312,10 @@ class RateLimiter:
                 self._algorithm.dequeued()
                 if not self._queued:
                     self._algorithm.drained()
+                if len(self._waiters) > 2 * self._queued + 16:
+                    # Dead waiters pile up behind a head that waits long (a throttle, a
+                    # debt) while callers time out: drop them.
+                    self._waiters = deque(w for w in self._waiters if not w.future.done())
                 self._serve(loop.time())
             elif waiter.future.exception() is None:
                 # Admitted just before the cancellation landed: hand the units on.
