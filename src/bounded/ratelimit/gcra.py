@@ -70,8 +70,8 @@ class Gcra:
         due = tat + (cost - self._burst) * self._interval
         if now >= due:
             # Late (since < now): counted from when it was due, back to `since` or half an
-            # interval, whichever is further (half an interval never adds a unit to a
-            # window's count, with unit costs). A late timer then costs no pace.
+            # interval, whichever is further (with unit costs, half an interval adds no
+            # unit to a window of a whole number of intervals). A late timer costs no pace.
             if since < now:
                 since = min(since, now - 0.5 * self._interval)
             start = due if due > since else since
