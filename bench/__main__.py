@@ -27,6 +27,7 @@ from bench._harness import Section, machine, print_section, to_markdown
 BENCHMARKS: list[str] = [
     "uncontended",
     "accuracy",
+    "scaling",
     "fairness",
     "fanout",
     "config",

@@ -68,6 +68,8 @@ class Bulkhead:
         # Futures of waiting acquirers, oldest first. Finished ones (cancelled, timed
         # out) are skipped when a slot is handed on, so leaving the queue is O(1).
         self._waiters: deque[asyncio.Future[None]] = deque()
+        # Waiters neither granted, expired nor cancelled (a cancelled one counts until it
+        # resumes): what stats and max_queue report. Never consulted to grant a slot.
         self._queued = 0
         self._acquired_total = 0
         self._rejected_total = 0
@@ -110,13 +112,19 @@ class Bulkhead:
         """The number of slots held now."""
         return self._in_use
 
+    # Invariant: while a slot is free, no live waiter is queued. Waiters queue only when
+    # every slot is taken, and whatever frees a slot (`release`, a larger `limit`) hands
+    # it to the oldest live waiter at once. So a free slot is always the caller's to take,
+    # without overtaking anyone (unlike a check of the queue length, which still counts
+    # waiters that were cancelled or granted but have not resumed yet).
+
     def locked(self) -> bool:
         """True when an acquire would have to wait."""
-        return self._in_use >= self._limit or self._queued > 0
+        return self._in_use >= self._limit
 
     def try_acquire(self) -> bool:
-        """Take a slot if one is free and nobody is queued; never waits."""
-        if self._in_use < self._limit and not self._queued:
+        """Take a slot if one is free (nobody is then waiting); never waits."""
+        if self._in_use < self._limit:
             self._in_use += 1
             self._acquired_total += 1
             return True
@@ -124,7 +132,7 @@ class Bulkhead:
 
     async def acquire(self) -> None:
         """Take a slot, waiting in FIFO order; `BulkheadFull` if the queue or wait is capped."""
-        if self._in_use < self._limit and not self._queued:
+        if self._in_use < self._limit:
             self._in_use += 1
             self._acquired_total += 1
             return
@@ -139,7 +147,7 @@ class Bulkhead:
             self._wake()
 
     async def __aenter__(self) -> None:
-        if self._in_use < self._limit and not self._queued:
+        if self._in_use < self._limit:
             self._in_use += 1
             self._acquired_total += 1
             return
@@ -180,18 +188,19 @@ class Bulkhead:
         self._waiters.append(future)
         self._queued += 1
         started = loop.time()
-        timer = None if max_wait is None else loop.call_at(started + max_wait, _expire, future)
+        timer = None if max_wait is None else loop.call_at(started + max_wait, self._expire, future)
         try:
             await future
         except asyncio.CancelledError:
-            # Granted just before the cancellation landed: pass the slot on.
-            if future.done() and not future.cancelled() and future.exception() is None:
+            if future.cancelled():
+                self._queued -= 1  # left the queue before any grant
+            elif future.exception() is None:
+                # Granted just before the cancellation landed: pass the slot on.
                 self.release()
             raise
         except BulkheadFull:
             raise self._reject(f"no slot within max_wait={max_wait}s") from None
         finally:
-            self._queued -= 1
             if timer is not None:
                 timer.cancel()
             if len(self._waiters) > 2 * self._queued + 16:
@@ -208,10 +217,11 @@ class Bulkhead:
             future = waiters.popleft()
             if not future.done():
                 self._in_use += 1
+                self._queued -= 1
                 future.set_result(None)
 
-
-def _expire(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        # Replaced by a fully described BulkheadFull in the waiter.
-        future.set_exception(BulkheadFull("", None))
+    def _expire(self, future: asyncio.Future[None]) -> None:
+        if not future.done():
+            self._queued -= 1
+            # Replaced by a fully described BulkheadFull in the waiter.
+            future.set_exception(BulkheadFull(self.name, None))

@@ -134,3 +134,52 @@ def test_live_resize_validates_too() -> None:
     with pytest.raises(ValueError, match="limit"):
         bh.limit = 0
     assert bh.limit == 2
+
+
+async def test_a_slot_freed_while_a_cancelled_waiter_has_not_resumed_is_not_stranded() -> None:
+    # Issue 8, item 1: the cancelled waiter still counted as queued, so the newcomer
+    # queued behind nobody and was never woken.
+    bh = Bulkhead(1)
+    assert bh.try_acquire()
+    cancelled = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    bh.release()
+    async with asyncio.timeout(1):
+        await bh.acquire()
+    assert bh.in_use == 1
+    await asyncio.gather(cancelled, return_exceptions=True)
+    assert (bh.in_use, bh.stats().queued) == (1, 0)
+
+
+async def test_a_slot_freed_after_a_grant_that_has_not_resumed_is_not_stranded() -> None:
+    bh = Bulkhead(2)
+    assert bh.try_acquire()
+    assert bh.try_acquire()
+    queued = asyncio.create_task(bh.acquire())
+    await asyncio.sleep(0)
+    bh.release()  # granted to `queued`, which has not run yet
+    bh.release()  # a free slot, nobody live waiting for it
+    async with asyncio.timeout(1):
+        await bh.acquire()
+    await asyncio.wait_for(queued, 1)
+    assert (bh.in_use, bh.stats().queued) == (2, 0)
+
+
+async def test_a_free_slot_never_lets_a_newcomer_overtake_a_live_waiter() -> None:
+    bh = Bulkhead(1)
+    assert bh.try_acquire()
+    order: list[str] = []
+
+    async def waiter(tag: str) -> None:
+        await bh.acquire()
+        order.append(tag)
+        bh.release()
+
+    first = asyncio.create_task(waiter("first"))
+    await asyncio.sleep(0)
+    bh.release()  # handed to `first` at once
+    assert not bh.try_acquire()
+    late = asyncio.create_task(waiter("late"))
+    await asyncio.wait_for(asyncio.gather(first, late), 1)
+    assert order == ["first", "late"]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
+import looptime
 import pytest
 
 from bounded import RateLimited, RateLimiter
@@ -229,3 +231,176 @@ async def test_throttle_keeps_the_window_full_until_the_reset() -> None:
     # two more fit before the reset, the third waits for it
     assert times[:2] == pytest.approx([0.5, 0.5], abs=1e-5)
     assert times[2] >= 1.0 - 1e-5
+
+
+async def test_a_waiter_whose_cost_stops_fitting_the_window_gets_a_value_error() -> None:
+    # Issue 8, item 2: the timer re-fired at the same instant forever.
+    limiter = RateLimiter(5, 1.0, algorithm="sliding_window")
+    loop = asyncio.get_running_loop()
+    await limiter.acquire(5)
+    too_big = asyncio.create_task(limiter.acquire(5))
+    await asyncio.sleep(0)
+    behind = asyncio.create_task(limiter.acquire(2))
+    await asyncio.sleep(0.1)
+    limiter.rate = 3
+    with pytest.raises(ValueError, match="cost"):
+        await asyncio.wait_for(too_big, 60)
+    await asyncio.wait_for(behind, 60)
+    assert loop.time() == pytest.approx(1.0, abs=1e-5)  # when the first 5 units expired
+    assert limiter.stats().queued == 0
+
+
+async def test_a_waiter_whose_cost_stops_fitting_the_burst_gets_a_value_error() -> None:
+    limiter = RateLimiter(10, 1.0, burst=5)
+    loop = asyncio.get_running_loop()
+    await limiter.acquire(5)
+    too_big = asyncio.create_task(limiter.acquire(5))
+    await asyncio.sleep(0)
+    behind = asyncio.create_task(limiter.acquire(1))
+    await asyncio.sleep(0)
+    limiter.burst = 2
+    with pytest.raises(ValueError, match="burst"):
+        await asyncio.wait_for(too_big, 60)
+    await asyncio.wait_for(behind, 60)
+    # 5 units at 10/s drain at 0.5 s; with a burst of 2 one unit fits 0.1 s earlier.
+    assert loop.time() == pytest.approx(0.4, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("rate", "per"),
+    [(1.0e-300, 1.0e300), (5e-324, 1e308), (1e308, 1e-308)],
+)
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+def test_a_rate_whose_spacing_cannot_be_computed_is_refused(
+    rate: float, per: float, algorithm: str
+) -> None:
+    # Issue 8, item 3: these passed validation, then the first acquire spun forever.
+    with pytest.raises(ValueError, match=r"rate=.*per="):
+        RateLimiter(rate, per, algorithm=algorithm)  # type: ignore[arg-type]
+
+
+def test_live_setters_refuse_what_cannot_be_computed_and_change_nothing() -> None:
+    limiter = RateLimiter(10, 1e10, burst=2)
+    with pytest.raises(ValueError, match="rate="):
+        limiter.rate = 1e-320
+    assert limiter.rate == 10
+    with pytest.raises(ValueError, match="rate="):
+        limiter.burst = 1e308
+    assert limiter.burst == 2
+
+
+async def test_a_rate_decrease_after_a_throttle_does_not_stretch_the_pause() -> None:
+    # Issue 8, item 7: the pause was rescaled as if it were units (next admission at 12 s).
+    limiter = RateLimiter(16, 1.0, burst=4)
+    loop = asyncio.get_running_loop()
+    limiter.throttle(0, 1.5)
+    limiter.rate = 2
+    start = loop.time()
+    await asyncio.wait_for(limiter.acquire(), 60)
+    assert loop.time() - start == pytest.approx(1.5, abs=1e-5)  # the server's reset
+    await asyncio.wait_for(limiter.acquire(), 60)
+    assert loop.time() - start == pytest.approx(2.0, abs=1e-5)  # then one interval at 2/s
+
+
+async def test_a_rate_decrease_keeps_a_debt_in_units() -> None:
+    limiter = RateLimiter(10, 1.0)
+    loop = asyncio.get_running_loop()
+    limiter.consume(10)  # 1 s of debt at 10/s
+    limiter.throttle(0, 0.5)  # shorter than the debt: changes nothing
+    limiter.rate = 5
+    start = loop.time()
+    await asyncio.wait_for(limiter.acquire(), 60)
+    assert loop.time() - start == pytest.approx(2.0, abs=1e-5)  # 10 units at 5/s
+
+
+def test_live_changes_outside_a_running_loop_apply_completely() -> None:
+    # Issue 8, item 9: `rate` changed, then "no running event loop", and the algorithm
+    # kept the old pace. Outside a loop the change now applies, on asyncio's clock.
+    limiter = RateLimiter(100, 1.0, burst=10)
+    limiter.rate = 1
+    limiter.consume(10)
+    assert limiter.stats().available == pytest.approx(0.0, abs=1e-3)
+    limiter.refund(4)
+    assert limiter.stats().available == pytest.approx(4.0, abs=1e-3)
+    limiter.throttle(0, 3600)
+    assert limiter.stats().available == 0
+
+    async def in_a_loop() -> bool:
+        return limiter.try_acquire()
+
+    assert asyncio.run(in_a_loop()) is False  # the same clock: the throttle holds
+
+
+def test_a_new_rate_set_before_any_loop_runs_is_the_pace_in_the_loop() -> None:
+    limiter = RateLimiter(100, 1.0)
+    limiter.rate = 1
+    loop = looptime.new_event_loop(start=0)
+
+    async def two() -> float:
+        await limiter.acquire()
+        await limiter.acquire()
+        return asyncio.get_running_loop().time()
+
+    try:
+        assert loop.run_until_complete(asyncio.wait_for(two(), 60)) == pytest.approx(1.0)
+    finally:
+        loop.close()
+
+
+def test_a_change_from_another_thread_while_requests_wait_is_refused_whole() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    limiter = RateLimiter(1, 60.0)
+    try:
+        asyncio.run_coroutine_threadsafe(limiter.acquire(), loop).result(10)
+        waiting = asyncio.run_coroutine_threadsafe(limiter.acquire(), loop)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(10)
+        assert limiter.stats().queued == 1
+        for change in (
+            lambda: setattr(limiter, "rate", 20),
+            lambda: limiter.refund(1),
+            lambda: limiter.consume(1),
+            lambda: limiter.throttle(0, 1),
+        ):
+            with pytest.raises(RuntimeError, match="call_soon_threadsafe"):
+                change()
+        assert limiter.rate == 1
+        assert limiter.stats().admitted_total == 1
+        waiting.cancel()
+        for _ in range(3):  # let the cancelled task finish before the loop stops
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(10)
+        assert limiter.stats().queued == 0
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+async def test_a_request_admitted_but_not_yet_resumed_does_not_hold_back_newcomers() -> None:
+    # The queued count used to include it until it ran: try_acquire() refused and
+    # newcomers queued behind nobody.
+    limiter = RateLimiter(1, 60.0, burst=5)
+    await limiter.acquire(5)
+    waiter = asyncio.create_task(limiter.acquire(2))
+    await asyncio.sleep(0)
+    limiter.refund(5)  # admits `waiter` at once; it has not resumed yet
+    assert limiter.stats().queued == 0
+    assert limiter.try_acquire(3)
+    await asyncio.wait_for(waiter, 60)
+
+
+async def test_cancelled_waiters_do_not_pile_up_behind_a_long_wait() -> None:
+    limiter = RateLimiter(1, 1.0)
+    await limiter.acquire()
+    limiter.throttle(0, 3600)  # the head will wait an hour
+    head = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0)
+    for _ in range(1000):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await limiter.acquire()
+    assert limiter.stats().queued == 1
+    assert len(limiter._waiters) <= 2 + 16  # bounded by the live queue, not by traffic
+    head.cancel()
+    await asyncio.gather(head, return_exceptions=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 
@@ -11,7 +11,7 @@ class Algorithm(Protocol):
 
     `admissible_at` and `try_admit` must agree exactly: at any `now >= admissible_at(c)`
     (with no state change in between) `try_admit(c, now)` succeeds, so a timer set for
-    that instant never spins.
+    that instant never spins. Every method is O(1) or O(log n) except where it says.
     """
 
     @property
@@ -23,16 +23,45 @@ class Algorithm(Protocol):
         """Admit `cost` units now if they conform; never waits."""
         ...
 
-    def try_admit_late(self, cost: float, now: float) -> bool:
-        """`try_admit` for a queued request whose timer fired late (see `Gcra`)."""
+    def admit_queued(self, cost: float, now: float, since: float) -> bool:
+        """`try_admit` for the head of the queue, whose timer may have fired late.
+
+        If it conformed before `now` and `since < now` (a timer fired late), it may be
+        counted from when it conformed, but not from before `since` (an algorithm may
+        allow more, and says so): the limiter keeps pace with a loop whose timers fire
+        late. With `since == now` it is exactly `try_admit`.
+        """
         ...
 
     def admissible_at(self, cost: float, now: float) -> float:
         """The earliest time (>= now) at which `cost` units would conform."""
         ...
 
-    def projected_admission(self, queued: Iterable[float], cost: float, now: float) -> float:
-        """When `cost` would be admitted after every cost in `queued` (FIFO), in order."""
+    def projected_admission(
+        self,
+        cost: float,
+        now: float,
+        queued_cost: float,
+        queued: Callable[[], Iterable[float]],
+        *,
+        exact: bool,
+    ) -> float:
+        """When `cost` would be admitted after the queue (FIFO), whose costs sum to
+        `queued_cost`. `queued()` lists them, oldest first, if the algorithm must rebuild
+        a projection (then O(queue), else O(log queue)). Not `exact`: the projection may
+        still count requests that left the queue (it is then late, never early)."""
+        ...
+
+    def enqueued(self, cost: float, now: float, at: float | None) -> None:
+        """A request of `cost` joined the queue, projected (if known) to be admitted `at`."""
+        ...
+
+    def dequeued(self) -> None:
+        """A queued request left without being admitted (cancelled)."""
+        ...
+
+    def drained(self) -> None:
+        """Nobody is queued any more: forget any projection of the queue."""
         ...
 
     def available(self, now: float) -> float:

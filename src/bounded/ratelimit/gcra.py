@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = ["Gcra"]
 
@@ -21,6 +21,7 @@ class Gcra:
         "_bucket_end",
         "_burst",
         "_current",
+        "_hold_until",
         "_interval",
         "_per",
         "_previous",
@@ -34,6 +35,9 @@ class Gcra:
         self._interval = per / rate
         self._burst = burst
         self._tat = -math.inf
+        # Set by `throttle(0, ...)`: until then the pause is in seconds, not in units, so
+        # a rate change does not stretch it.
+        self._hold_until = -math.inf
         # Units admitted in the current and previous period, for `load`.
         self._bucket_end = -math.inf
         self._current = 0.0
@@ -61,14 +65,17 @@ class Gcra:
             return True
         return False
 
-    def try_admit_late(self, cost: float, now: float) -> bool:
-        # Loop timers fire late (epoll rounds waits up to 1 ms). Counting the unit from
-        # when it was due, up to half an interval back, keeps saturated throughput on
-        # pace; the count over any window longer than an interval stays in bounds.
+    def admit_queued(self, cost: float, now: float, since: float) -> bool:
         tat = self._tat
-        if now >= tat + (cost - self._burst) * self._interval:
-            due = now - 0.5 * self._interval
-            self._tat = (tat if tat > due else due) + cost * self._interval
+        due = tat + (cost - self._burst) * self._interval
+        if now >= due:
+            # Late (since < now): counted from when it was due, back to `since` or half an
+            # interval, whichever is further (with unit costs, half an interval adds no
+            # unit to a window of a whole number of intervals). A late timer costs no pace.
+            if since < now:
+                since = min(since, now - 0.5 * self._interval)
+            start = due if due > since else since
+            self._tat = (tat if tat > start else start) + cost * self._interval
             if now >= self._bucket_end:
                 self._roll(now)
             self._current += cost
@@ -79,14 +86,34 @@ class Gcra:
         at = self._tat + (cost - self._burst) * self._interval
         return at if at > now else now
 
-    def projected_admission(self, queued: Iterable[float], cost: float, now: float) -> float:
+    def projected_admission(
+        self,
+        cost: float,
+        now: float,
+        queued_cost: float,
+        queued: Callable[[], Iterable[float]],
+        *,
+        exact: bool,
+    ) -> float:
+        # FIFO and every cost <= burst: the queue moves tat by exactly its total cost.
         tat = self._tat if self._tat > now else now
-        at = tat + (sum(queued) + cost - self._burst) * self._interval
+        at = tat + (queued_cost + cost - self._burst) * self._interval
         return at if at > now else now
+
+    def enqueued(self, cost: float, now: float, at: float | None) -> None:
+        return None
+
+    def dequeued(self) -> None:
+        return None
+
+    def drained(self) -> None:
+        return None
 
     def available(self, now: float) -> float:
         backlog = self._tat - now
-        return self._burst - backlog / self._interval if backlog > 0 else self._burst
+        if backlog <= 0:
+            return self._burst
+        return max(0.0, self._burst - backlog / self._interval)  # 0 during a debt or pause
 
     def load(self, now: float) -> float:
         if now >= self._bucket_end:
@@ -120,16 +147,21 @@ class Gcra:
         # `max` below is what makes this only ever lower the admissions.
         if remaining < 1:
             # Nothing left: the next unit conforms at `now + reset_after`.
-            target = now + reset_after + (self._burst - 1) * self._interval
+            hold = now + reset_after
+            target = hold + (self._burst - 1) * self._interval
+            if target > self._tat:
+                self._tat = target
+                self._hold_until = max(self._hold_until, hold)
         else:
-            target = now + (self._burst - remaining) * self._interval
-        self._tat = max(self._tat, target)
+            self._tat = max(self._tat, now + (self._burst - remaining) * self._interval)
 
     def set_rate(self, rate: float, per: float, now: float) -> None:
         interval = per / rate
         if self._tat > now:
-            # Keep the backlog in units, drained at the new pace.
-            self._tat = now + (self._tat - now) / self._interval * interval
+            # A throttle's pause stays a pause; the backlog after it is kept in units,
+            # drained at the new pace.
+            base = min(max(self._hold_until, now), self._tat)
+            self._tat = base + (self._tat - base) / self._interval * interval
         self._rate = rate
         self._per = per
         self._interval = interval

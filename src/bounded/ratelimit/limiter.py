@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,13 @@ __all__ = ["RateLimiter", "RateLimiterStats"]
 _names = itertools.count(1)
 
 AlgorithmName = Literal["gcra", "sliding_window"]
+
+#: Timer granularity of the event loops asyncio runs on: epoll and poll wait in whole
+#: milliseconds (rounded up), as does libuv (uvloop).
+TIMER_RESOLUTION = 1e-3
+#: How late a timer may fire and still have its admissions counted from when they were
+#: due: one resolution of rounding plus as much again of wake-up delay.
+LATENESS_ALLOWANCE = 2 * TIMER_RESOLUTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +97,7 @@ class RateLimiter:
         self._rate = _validate.positive("rate", rate)
         self._per = _validate.positive("per", per)
         _check_burst(burst)
+        _check_pace(rate, per, burst if algorithm == "gcra" else 1)
         self._max_wait = _validate.optional_non_negative("max_wait", max_wait)
         self._max_queue = _validate.optional_count("max_queue", max_queue)
         self._algorithm: Algorithm
@@ -127,9 +136,12 @@ class RateLimiter:
 
     @rate.setter
     def rate(self, value: float) -> None:
-        self._rate = _validate.positive("rate", value)
-        self._algorithm.set_rate(self._rate, self._per, _now())
-        self._reschedule()
+        _validate.positive("rate", value)
+        _check_pace(value, self._per, self.burst if self._algorithm_name == "gcra" else 1)
+        now = self._change_time()
+        self._rate = value
+        self._algorithm.set_rate(value, self._per, now)
+        self._serve(now)
 
     @property
     def per(self) -> float:
@@ -146,8 +158,10 @@ class RateLimiter:
         _check_burst(value)
         if not isinstance(self._algorithm, Gcra):
             raise ValueError("burst applies to algorithm='gcra' only")
+        _check_pace(self._rate, self._per, value)
+        now = self._change_time()
         self._algorithm.burst = value
-        self._reschedule()
+        self._serve(now)
 
     @property
     def max_wait(self) -> float | None:
@@ -172,7 +186,7 @@ class RateLimiter:
         self._check_cost(cost)
         if self._queued:
             return False
-        if self._algorithm.try_admit(cost, _now()):
+        if self._algorithm.try_admit(cost, _clock()):
             self._admitted_total += cost
             return True
         return False
@@ -204,9 +218,10 @@ class RateLimiter:
     def refund(self, cost: float) -> None:
         """Give back `cost` unused units (never above the burst capacity)."""
         _validate.positive("cost", cost)
-        self._algorithm.refund(cost, _now())
+        now = self._change_time()
+        self._algorithm.refund(cost, now)
         self._admitted_total = max(0.0, self._admitted_total - cost)
-        self._reschedule()
+        self._serve(now)
 
     def consume(self, cost: float) -> None:
         """Count `cost` units as used now, without waiting, even beyond the limit.
@@ -215,9 +230,10 @@ class RateLimiter:
         until the debt is paid.
         """
         _validate.positive("cost", cost)
-        self._algorithm.force(cost, _now())
+        now = self._change_time()
+        self._algorithm.force(cost, now)
         self._admitted_total += cost
-        self._reschedule()
+        self._serve(now)
 
     def throttle(self, remaining: float, reset_after: float) -> None:
         """A server reports only `remaining` units left for `reset_after` seconds.
@@ -226,12 +242,13 @@ class RateLimiter:
         """
         _validate.non_negative("remaining", remaining)
         _validate.non_negative("reset_after", reset_after)
-        self._algorithm.throttle(remaining, reset_after, _now())
-        self._reschedule()
+        now = self._change_time()
+        self._algorithm.throttle(remaining, reset_after, now)
+        self._serve(now)
 
     def stats(self) -> RateLimiterStats:
         """Counters and current state."""
-        now = _stats_now()
+        now = _clock()
         utilization = 1.0 if self._queued else self._algorithm.load(now)
         return RateLimiterStats(
             name=self.name,
@@ -246,22 +263,28 @@ class RateLimiter:
 
     def _check_cost(self, cost: float) -> None:
         _validate.positive("cost", cost)
-        capacity = self._algorithm.capacity
-        if cost > capacity:
-            what = "burst" if self._algorithm_name == "gcra" else "rate"
-            raise ValueError(
-                f"cost must be <= the limiter's capacity ({what}={capacity:g}), got {cost!r}; "
-                "such a request could never be admitted"
-            )
+        if cost > self._algorithm.capacity:
+            raise ValueError(self._too_costly(cost))
+
+    def _too_costly(self, cost: float) -> str:
+        what = "burst" if self._algorithm_name == "gcra" else "rate"
+        return (
+            f"cost must be <= the limiter's capacity ({what}={self._algorithm.capacity:g}), "
+            f"got {cost!r}; such a request could never be admitted"
+        )
 
     async def _wait(self, cost: float) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         max_wait = self._max_wait
         queue_full = self._max_queue is not None and self._queued >= self._max_queue
+        at = None
         if max_wait is not None or queue_full:
-            queued = (w.cost for w in self._waiters if not w.future.done())
-            wait = self._algorithm.projected_admission(queued, cost, started) - started
+            at = self._projected_admission(cost, started, exact=False)
+            if not queue_full and max_wait is not None and at - started > max_wait:
+                # The projection may still count requests that left: check before refusing.
+                at = self._projected_admission(cost, started, exact=True)
+            wait = at - started
             if queue_full:
                 reason = f"{self._queued} requests already queued (max_queue)"
             elif max_wait is not None and wait > max_wait:
@@ -275,70 +298,111 @@ class RateLimiter:
         self._waiters.append(waiter)
         self._queued += 1
         self._queued_cost += cost
+        self._algorithm.enqueued(cost, started, at)
         if self._timer is None:
             # No timer pending means no live waiter ahead: evaluate this one now.
-            self._reschedule()
+            self._serve(started)
         try:
             await waiter.future
         except asyncio.CancelledError:
             if waiter.future.cancelled():
                 # Left the queue without being admitted: later waiters may move up.
+                self._queued -= 1
                 self._queued_cost -= cost
-                self._reschedule()
-            else:
+                self._algorithm.dequeued()
+                if not self._queued:
+                    self._algorithm.drained()
+                if len(self._waiters) > 2 * self._queued + 16:
+                    # Dead waiters pile up behind a head that waits long (a throttle, a
+                    # debt) while callers time out: drop them.
+                    self._waiters = deque(w for w in self._waiters if not w.future.done())
+                self._serve(loop.time())
+            elif waiter.future.exception() is None:
                 # Admitted just before the cancellation landed: hand the units on.
                 self.refund(cost)
             raise
-        finally:
-            self._queued -= 1
         if self.wait_observer is not None:
             self.wait_observer(loop.time() - started)
 
+    def _projected_admission(self, cost: float, now: float, *, exact: bool) -> float:
+        def queued() -> list[float]:
+            return [w.cost for w in self._waiters if not w.future.done()]
+
+        return self._algorithm.projected_admission(
+            cost, now, self._queued_cost, queued, exact=exact
+        )
+
+    def _change_time(self) -> float:
+        """The time to apply a live change at, or RuntimeError before anything changes."""
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            if self._queued:
+                raise RuntimeError(
+                    f"rate limiter {self.name!r} has requests waiting on an event loop: "
+                    "change it from that loop (loop.call_soon_threadsafe)"
+                ) from None
+            return _clock()
+
     def _on_timer(self) -> None:
         self._timer = None
-        self._reschedule(late=True)
+        now = asyncio.get_running_loop().time()
+        self._serve(now, now - LATENESS_ALLOWANCE)
 
-    def _reschedule(self, *, late: bool = False) -> None:
-        """Admit what conforms now and set the one timer for the head of the queue."""
+    def _serve(self, now: float, since: float | None = None) -> None:
+        """Admit every queued request that conforms at `now`, oldest first, then set the
+        one timer for the next. `since`: how far back a late admission may be counted."""
         timer = self._timer
         if timer is not None:
             timer.cancel()
             self._timer = None
         waiters = self._waiters
-        if not waiters:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
         algorithm = self._algorithm
+        credit_from = now if since is None else since
         while waiters:
             head = waiters[0]
             if head.future.done():
                 waiters.popleft()
                 continue
-            admitted = (
-                algorithm.try_admit_late(head.cost, now)
-                if late
-                else algorithm.try_admit(head.cost, now)
-            )
-            if not admitted:
-                self._timer = loop.call_at(algorithm.admissible_at(head.cost, now), self._on_timer)
+            cost = head.cost
+            if cost > algorithm.capacity:
+                # The capacity shrank below it while it waited: it can never be admitted.
+                error = ValueError(self._too_costly(cost))
+            elif algorithm.admit_queued(cost, now, credit_from):
+                error = None
+            else:
+                at = algorithm.admissible_at(cost, now)
+                self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
                 return
             waiters.popleft()
-            self._queued_cost -= head.cost
-            self._admitted_total += head.cost
-            head.future.set_result(None)
+            self._queued -= 1
+            self._queued_cost -= cost
+            if error is None:
+                self._admitted_total += cost
+                head.future.set_result(None)
+            else:
+                head.future.set_exception(error)
+        if not self._queued:
+            self._queued_cost = 0.0  # drop accumulated rounding error
+            algorithm.drained()
 
 
-def _now() -> float:
-    return asyncio.get_running_loop().time()
-
-
-def _stats_now() -> float:
+def _clock() -> float:
+    """Loop time, or outside a running loop the clock of asyncio's default loop."""
     try:
         return asyncio.get_running_loop().time()
     except RuntimeError:
-        # No loop running (a synchronous caller): asyncio's default loop clock.
         return time.monotonic()
+
+
+def _check_pace(rate: float, per: float, burst: float) -> None:
+    """Reject a rate and period whose spacing between units cannot be computed."""
+    interval = per / rate
+    if not (0 < interval < math.inf and burst * interval < math.inf):
+        raise ValueError(
+            f"rate={rate!r} per={per!r}s gives {interval!r}s between units: "
+            "rate / per must be a positive number a float can hold"
+        )
 
 
 def _check_burst(burst: float) -> None:

@@ -1,29 +1,38 @@
-"""Sliding log: never more than `rate` units in any window of length `per`."""
+"""Sliding window: never more than `rate` units in any window of length `per`."""
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-__all__ = ["SlidingWindow"]
+__all__ = ["RESOLUTION", "SlidingWindow"]
+
+#: Admissions less than `per / RESOLUTION` apart share one bucket.
+RESOLUTION = 1000
 
 
 class SlidingWindow:
-    """Keeps one entry per admission instant (not per unit) for the last `per` seconds.
+    """Admissions of the last `per` seconds, coalesced into buckets of `per / 1000`.
 
-    Memory is bounded by the number of admissions in one period (at most
-    `rate / smallest cost`), so a 2M-tokens-per-minute limit with 1,000-token calls
-    holds 2,000 entries. An entry admitted at `ts` counts in windows `(t - per, t]`
-    and stops counting at `ts + per`.
+    A bucket `[opened_at, expires_at, cost]` holds the admissions made from `opened_at`
+    until less than `per / 1000` later; it counts until `per` after its latest one
+    (`expires_at`). Counting each unit a little longer than needed never lets a window
+    hold more than `rate`, and it delays a unit by at most `per / 1000`. Memory is then
+    bounded whatever the rate or the number of admissions: at most about 1,000 buckets
+    (2,000 with `throttle`), well under 1 MiB.
     """
 
-    __slots__ = ("_log", "_per", "_rate", "_used")
+    __slots__ = ("_log", "_per", "_projection", "_rate", "_resolution", "_used")
 
     def __init__(self, rate: float, per: float) -> None:
         self._rate = rate
         self._per = per
-        self._log: deque[list[float]] = deque()  # [admitted_at, cost], oldest first
-        self._used = 0.0
+        self._resolution = per / RESOLUTION
+        self._log: deque[list[float]] = deque()  # buckets, oldest (and first to expire) first
+        self._used = 0.0  # units in the buckets
+        self._projection: _Projection | None = None
 
     @property
     def capacity(self) -> float:
@@ -31,60 +40,78 @@ class SlidingWindow:
 
     def _expire(self, now: float) -> None:
         log = self._log
-        per = self._per
-        while log and log[0][0] + per <= now:
-            self._used -= log.popleft()[1]
+        while log and log[0][1] <= now:
+            self._used -= log.popleft()[2]
         if not log:
             self._used = 0.0  # drop accumulated rounding error
 
     def _record(self, cost: float, now: float) -> None:
         log = self._log
-        if log and log[-1][0] == now:
-            log[-1][1] += cost
+        if log and now - log[-1][0] < self._resolution:
+            last = log[-1]
+            last[1] = now + self._per
+            last[2] += cost
         else:
-            log.append([now, cost])
+            log.append([now, now + self._per, cost])
         self._used += cost
 
     def try_admit(self, cost: float, now: float) -> bool:
-        self._expire(now)
+        log = self._log
+        if log and log[0][1] <= now:
+            self._expire(now)
         if self._used + cost <= self._rate:
             self._record(cost, now)
             return True
         return False
 
-    def try_admit_late(self, cost: float, now: float) -> bool:
-        # Lateness costs at most one timer delay per period here: nothing to credit.
+    def admit_queued(self, cost: float, now: float, since: float) -> bool:
+        # A late timer only delays this admission; the units that expired meanwhile are
+        # free all the same, so throughput loses one timer delay per period at most and
+        # the window guarantee holds exactly on any loop.
         return self.try_admit(cost, now)
 
     def admissible_at(self, cost: float, now: float) -> float:
         self._expire(now)
-        excess = self._used + cost - self._rate
-        if excess <= 0:
-            return now
-        # The window must shed `excess` units: wait for the oldest entries to expire.
-        freed = 0.0
-        for admitted_at, entry_cost in self._log:
-            freed += entry_cost
-            if freed >= excess:
-                return admitted_at + self._per
-        return now  # unreachable while cost <= rate
-
-    def projected_admission(self, queued: Iterable[float], cost: float, now: float) -> float:
-        self._expire(now)
-        window = deque((entry[0], entry[1]) for entry in self._log)
         used = self._used
-        at = now
-        per = self._per
-        for next_cost in (*queued, cost):
-            while window and window[0][0] + per <= at:
-                used -= window.popleft()[1]
-            while used + next_cost > self._rate and window:
-                admitted_at, entry_cost = window.popleft()
-                at = max(at, admitted_at + per)
-                used -= entry_cost
-            window.append((at, next_cost))
-            used += next_cost
-        return at
+        if used + cost <= self._rate:
+            return now
+        # The same arithmetic `_expire` and `try_admit` will do, so the two agree exactly.
+        for bucket in self._log:
+            used -= bucket[2]
+            if used + cost <= self._rate:
+                return bucket[1]
+        return self._log[-1][1]  # everything expired: `_expire` then resets `used` to 0
+
+    def projected_admission(
+        self,
+        cost: float,
+        now: float,
+        queued_cost: float,
+        queued: Callable[[], Iterable[float]],
+        *,
+        exact: bool,
+    ) -> float:
+        projection = self._projection
+        if projection is None or (exact and projection.loose):
+            projection = self._projection = _Projection(self._log, self._per, self._resolution)
+            for queued_one in queued():
+                at = projection.admission(queued_one, now, self._rate)
+                projection.add(queued_one, at, self._rate)
+        return projection.admission(cost, now, self._rate)
+
+    def enqueued(self, cost: float, now: float, at: float | None) -> None:
+        projection = self._projection
+        if projection is not None:
+            if at is None:
+                at = projection.admission(cost, now, self._rate)
+            projection.add(cost, at, self._rate)
+
+    def dequeued(self) -> None:
+        if self._projection is not None:
+            self._projection.loose = True
+
+    def drained(self) -> None:
+        self._projection = None
 
     def available(self, now: float) -> float:
         self._expire(now)
@@ -97,41 +124,118 @@ class SlidingWindow:
     def force(self, cost: float, now: float) -> None:
         self._expire(now)
         self._record(cost, now)
+        self._projection = None
 
     def refund(self, cost: float, now: float) -> None:
-        # Taken from the oldest entries: windows that hold both the refunded entry and
+        # Taken from the oldest buckets: windows that hold both the refunded bucket and
         # an older one count the same total either way; windows that hold only the
         # newer one count more. So a refund never makes a later window undercount.
         self._expire(now)
+        self._projection = None
         log = self._log
         while cost > 0 and log:
             oldest = log[0]
-            taken = min(cost, oldest[1])
-            oldest[1] -= taken
+            taken = min(cost, oldest[2])
+            oldest[2] -= taken
             self._used -= taken
             cost -= taken
-            if oldest[1] <= 0:
+            if oldest[2] <= 0:
                 log.popleft()
 
     def throttle(self, remaining: float, reset_after: float, now: float) -> None:
         self._expire(now)
         # Until the reset (at most one period ahead, so the log stays in time order)
-        # the window must hold at least `rate - remaining`. Entries that expire before
-        # the reset do not help: a phantom admission expiring at the reset makes up the rest.
+        # the window must hold at least `rate - remaining`. Buckets that expire before
+        # the reset do not help: a phantom bucket expiring at the reset makes up the rest.
         reset_at = min(now + reset_after, now + self._per)
-        at = reset_at - self._per
-        surviving = sum(cost for admitted_at, cost in self._log if admitted_at > at)
+        log = self._log
+        surviving = sum(bucket[2] for bucket in log if bucket[1] > reset_at)
         missing = (self._rate - remaining) - surviving
         if missing <= 0:
             return
-        log = self._log
+        self._projection = None
         index = len(log)
-        while index and log[index - 1][0] > at:
+        while index and log[index - 1][1] > reset_at:
             index -= 1
-        log.insert(index, [at, missing])
+        admitted_at = reset_at - self._per
+        before = log[index - 1] if index else None
+        if before is not None and admitted_at - before[0] < self._resolution:
+            before[1] = reset_at  # it expired no later: counting it longer is safe
+            before[2] += missing
+        else:
+            log.insert(index, [admitted_at, reset_at, missing])
         self._used += missing
 
     def set_rate(self, rate: float, per: float, now: float) -> None:
         self._rate = rate
         self._per = per
+        self._resolution = per / RESOLUTION
+        self._projection = None
         self._expire(now)
+
+
+class _Projection:
+    """When the queued requests will be admitted, kept as the queue grows.
+
+    Entries are the window's buckets, then the queue's projected admissions, in expiry
+    order: `expires[i]` and `cumulative[i]`, the cost of entries 0..i. A request of cost
+    c fits once `total + c - rate` units have expired: a bisection of `cumulative`. The
+    units needed only grow, so entries before the last answer are dropped as it moves.
+    """
+
+    __slots__ = (
+        "cumulative",
+        "expires",
+        "loose",
+        "opened",
+        "per",
+        "resolution",
+        "start",
+        "tail",
+        "total",
+    )
+
+    def __init__(self, log: deque[list[float]], per: float, resolution: float) -> None:
+        self.per = per
+        self.resolution = resolution
+        self.expires = [bucket[1] for bucket in log]
+        self.cumulative: list[float] = []
+        total = 0.0
+        for bucket in log:
+            total += bucket[2]
+            self.cumulative.append(total)
+        self.total = total
+        self.start = 0  # entries before it are never an answer again
+        self.tail = -math.inf  # projected admission of the last queued request
+        self.opened = -math.inf  # projected admission that opened the last entry
+        # Some request counted here left the queue: answers may be late, never early.
+        self.loose = False
+
+    def admission(self, cost: float, now: float, rate: float) -> float:
+        at = self.tail if self.tail > now else now
+        needed = self.total + cost - rate
+        if needed <= 0:
+            return at
+        index = bisect_left(self.cumulative, needed, self.start)
+        if index == len(self.cumulative):
+            index -= 1  # rounding: the last entry frees everything
+        expires = self.expires[index]
+        return expires if expires > at else at
+
+    def add(self, cost: float, at: float, rate: float) -> None:
+        self.total += cost
+        self.tail = at
+        if self.expires and at - self.opened < self.resolution:
+            self.expires[-1] = at + self.per
+            self.cumulative[-1] = self.total
+        else:
+            self.expires.append(at + self.per)
+            self.cumulative.append(self.total)
+            self.opened = at
+        # Every later request needs more than `total - rate` units expired.
+        if self.total > rate:
+            self.start = bisect_left(self.cumulative, self.total - rate, self.start)
+        if self.start > 64 and self.start * 2 > len(self.expires):
+            del self.expires[: self.start]
+            del self.cumulative[: self.start]
+            self.start = 0
