@@ -275,3 +275,36 @@ def test_bounded_itself_is_clean() -> None:
     assert report.findings == [], "\n".join(
         f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" for f in report.findings
     )
+
+
+def test_special_files_are_bnd000_not_a_hang(tree: Path) -> None:
+    """A FIFO named *.py and a symlink to /dev/zero are reported, never read."""
+    os.mkfifo(tree / "pkg" / "pipe.py")
+    (tree / "pkg" / "zero.py").symlink_to("/dev/zero")
+    report = audit([tree / "pkg"], use_config=False)
+    special = {Path(f.path).name: f.message for f in report.findings if f.code == "BND000"}
+    assert set(special) == {"pipe.py", "zero.py"}
+    assert "named pipe" in special["pipe.py"]
+    assert "character device" in special["zero.py"]
+    # named on the command line, the same
+    code, out = run("--format", "json", "pkg/pipe.py")
+    assert code == 1
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["BND000"]
+
+
+def test_files_over_the_size_cap_are_bnd000(tree: Path) -> None:
+    from bounded.audit import read_source
+
+    big = tree / "pkg" / "generated.py"
+    big.write_bytes(b"x = 1\n" * 100)
+    assert read_source(big, limit=10_000) == b"x = 1\n" * 100
+    message = read_source(big, limit=100)
+    assert isinstance(message, str)
+    assert "larger than" in message
+
+
+def test_output_to_a_missing_directory_is_a_clean_error(tree: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", "-o", "/nonexistent/dir/out.txt", "pkg"])
+    assert result.exit_code == 2
+    assert "cannot write /nonexistent/dir/out.txt" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

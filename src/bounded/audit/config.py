@@ -148,7 +148,7 @@ def iter_python_files(paths: list[Path], config: AuditConfig) -> Iterator[Path]:
     """Files to check: named files always, ``*.py`` under directories minus the excludes."""
     seen: set[str] = set()
     for path in paths:
-        if path.is_file():
+        if not path.is_dir():  # a named FIFO or device too: the reader reports it
             key = os.path.abspath(path)
             if key not in seen:
                 seen.add(key)

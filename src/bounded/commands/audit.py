@@ -64,8 +64,12 @@ def audit_command(
         typer.echo(f"Error: configuration: {exc}", err=True)
         raise typer.Exit(2) from exc
     if output is not None:
-        with output.open("w", encoding="utf-8") as stream:
-            render(report, fmt, stream, version=__version__)
+        try:
+            with output.open("w", encoding="utf-8") as stream:
+                render(report, fmt, stream, version=__version__)
+        except OSError as exc:
+            typer.echo(f"Error: cannot write {output}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from exc
     else:
         render(report, fmt, sys.stdout, version=__version__)
     raise typer.Exit(report.exit_code)
