@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pathspec
 
-from bounded.audit.rules import RULES, expand_codes
+from bounded.audit.rules import DEFAULT_CODES, expand_codes
 from bounded.errors import ConfigError
 
 __all__ = ["DEFAULT_EXCLUDES", "AuditConfig", "find_pyproject", "iter_python_files", "load_config"]
@@ -40,7 +40,7 @@ _SECTION = "tool.bounded.audit"
 class AuditConfig:
     """What to check: the selected codes and the exclude patterns (gitignore syntax)."""
 
-    select: set[str] = field(default_factory=lambda: set(RULES))
+    select: set[str] = field(default_factory=lambda: set(DEFAULT_CODES))
     ignore: set[str] = field(default_factory=set)
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
     extend_exclude: list[str] = field(default_factory=list)

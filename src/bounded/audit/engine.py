@@ -145,6 +145,28 @@ _TEARDOWN = frozenset(
 )
 _CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
 # Calls that take ownership of a resource passed to them.
+# Calls that run a callback later and drop whatever it returns.
+_CALLBACK_REGISTRARS = frozenset(
+    {
+        "add_done_callback",
+        "call_soon",
+        "call_soon_threadsafe",
+        "call_later",
+        "call_at",
+        "add_signal_handler",
+        "add_reader",
+        "add_writer",
+    }
+)
+_EXECUTORS = frozenset(
+    {"concurrent.futures.ThreadPoolExecutor", "concurrent.futures.thread.ThreadPoolExecutor"}
+)
+_TEARDOWN_NAME = re.compile(
+    r"stop|close|shutdown|exit|__del__|join|terminate|cleanup|dispose|teardown|quit|finali",
+    re.IGNORECASE,
+)
+# A program's entry point: what it creates lives until the process exits.
+_ENTRY_POINT = re.compile(r"_?(a?main|cli|entry_?point|run_(app|server|forever))$", re.IGNORECASE)
 _OWNERS = frozenset(
     {"enter_async_context", "enter_context", "aclosing", "closing", "push_async_callback"}
 )
@@ -173,6 +195,13 @@ _TWIN_PATTERNS = (
     "{}_direct",
 )
 _POOL_SIZE = re.compile(r"worker|concurren|parallel|limit|max_|pool", re.IGNORECASE)
+# N copies of one coroutine that pull from a shared queue: a worker pool, bounded by N.
+_WORKERISH = re.compile(
+    r"worker|consum|loop|runner|drain|serve|listen|poll|reader|writer|pump", re.IGNORECASE
+)
+_QUEUEISH = re.compile(r"queue|(?:^|[._])q$|chan|inbox|jobs", re.IGNORECASE)
+# methods that grow a collection after construction
+_GROWERS = frozenset({"append", "add", "extend", "insert", "update", "setdefault", "appendleft"})
 _SEMISH = re.compile(r"sem|limit|bulkhead|throttl|capacity|(?:^|[._])bh$", re.IGNORECASE)
 _BOUNDED_CTORS = frozenset(
     {
@@ -194,6 +223,11 @@ _PURE_CALLS = frozenset(
     {"min", "max", "float", "int", "pow", "abs", "round", "range", "enumerate", "len"}
 )
 _SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
+# Functions that poll for a state (a server up, a job done): not a retry against an outage.
+_POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping", re.I)
+_DISCONNECTS = re.compile(
+    r"Connection|Disconnect|ConnectError|ConnectTimeout|Closed|OSError|socket\.error", re.I
+)
 _SUPPRESS = re.compile(r"#\s*bounded:\s*ignore(?:\[([A-Za-z0-9_,\s]*)\])?")
 
 _ALL = "*"
@@ -208,7 +242,6 @@ _LEAVES: frozenset[type] = frozenset(
         ast.Pass,
         ast.Break,
         ast.Continue,
-        ast.Global,
         ast.Nonlocal,
         str,
         int,
@@ -295,6 +328,43 @@ def _candidate_calls(value: ast.expr) -> list[ast.Call]:
     return []
 
 
+def _timeout_arg(call: ast.Call, position: int) -> ast.expr | None:
+    """The call's timeout (keyword or positional), None when absent or ``None``."""
+    value = call.args[position] if len(call.args) > position else None
+    for kw in call.keywords:
+        if kw.arg == "timeout":
+            value = kw.value
+    if isinstance(value, ast.Constant) and value.value is None:
+        return None
+    return value
+
+
+def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
+    """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
+    kind = handler.type
+    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+    return any(_DISCONNECTS.search(_dotted(n) or "") for n in names)
+
+
+def _cancels(body: list[ast.stmt], target: ast.expr) -> bool:
+    """True if `body` calls ``<target>.cancel()`` (the loop variable's tasks are cancelled)."""
+    if not isinstance(target, ast.Name):
+        return False
+    for stmt in body:
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+            and stmt.value.func.attr == "cancel"
+            and isinstance(stmt.value.func.value, ast.Name)
+            and stmt.value.func.value.id == target.id
+        ):
+            return True
+        if isinstance(stmt, ast.If) and _cancels(stmt.body, target):
+            return True  # if not t.done(): t.cancel()
+    return False
+
+
 def _is_constant_size(node: ast.expr) -> bool:
     """True for iterables whose size is fixed in the source: range(3), (a, b), "abc"."""
     if isinstance(node, ast.Tuple | ast.List | ast.Set):
@@ -317,10 +387,13 @@ class _Frame:
     __slots__ = (
         "aliases",
         "assigned",
+        "cancelled",
         "closed",
         "collections",
+        "connects",
         "escaped",
         "finally_depth",
+        "globals",
         "is_async",
         "is_generator",
         "kinds",
@@ -328,7 +401,9 @@ class _Frame:
         "name",
         "params",
         "pending",
+        "pool_loops",
         "semguard_loops",
+        "stopping",
     )
 
     def __init__(self, name: str, is_async: bool) -> None:
@@ -339,13 +414,18 @@ class _Frame:
         self.is_generator = False
         # local name -> kind ("thread", "sync_client:<what>", "loop", "breaker:<lib>", "bound")
         self.kinds: dict[str, str] = {}
-        # local name -> comprehension, or ("append", element, bounded) from a loop
+        # local name -> comprehension, or (element, bounded) appended in a loop
         self.collections: dict[str, tuple[ast.expr, bool]] = {}
         # resource bound to a local name, awaiting a close / escape
         self.pending: dict[str, tuple[ast.Call, str]] = {}
         self.closed: dict[str, bool] = {}  # name -> closed inside a finally block
         self.escaped: set[str] = set()
         self.semguard_loops = 0
+        self.pool_loops = 0  # enclosing `for _ in range(workers)` loops
+        self.stopping = False  # an event was set: a shutdown path
+        self.connects: list[tuple[ast.Call, str]] = []  # BND002 candidates
+        self.globals: set[str] = set()  # names declared `global` here
+        self.cancelled: set[str] = set()  # collections whose tasks were cancelled here
         self.params: frozenset[str] = frozenset()
         self.aliases: dict[str, str] = {}  # local name -> the dotted name it was read from
         # local name -> every expression assigned to it (for BND008's delay analysis)
@@ -353,12 +433,13 @@ class _Frame:
 
 
 class _Class:
-    __slots__ = ("closed", "kinds", "pending")
+    __slots__ = ("closed", "grown", "kinds", "pending")
 
     def __init__(self) -> None:
         self.kinds: dict[str, str] = {}  # self attribute -> kind
         self.pending: dict[str, tuple[ast.Call, str]] = {}
         self.closed: set[str] = set()
+        self.grown: set[str] = set()  # self attributes grown outside __init__
 
 
 class _Checker:
@@ -376,7 +457,10 @@ class _Checker:
         self.module_closed: set[str] = set()  # dotted names closed anywhere in the module
         self.module_pending: dict[str, tuple[ast.Call, str]] = {}
         self.sem_guarded: set[str] = set()  # functions whose body holds a semaphore
-        self.gather_candidates: list[tuple[ast.AST, str, str | None]] = []
+        # gather/wait call, which, callee, and the class whose self attribute it iterates
+        self.gather_candidates: list[
+            tuple[ast.AST, str, str | None, tuple[_Class, str] | None]
+        ] = []
         self.breaker_protected: set[str] = set()
         self.defined_functions: set[str] = set()
         self.twin_calls: list[tuple[ast.AST, str, str]] = []
@@ -385,6 +469,14 @@ class _Checker:
             tuple[ast.For | ast.AsyncFor | ast.While, _Frame, list[ast.Try | ast.TryStar]]
         ] = []
         self.imports_threading = False
+        # node, message, the (scope, name) the thread is bound to
+        self.daemons: list[tuple[ast.AST, str, tuple[object, str] | None]] = []
+        self.joined: set[tuple[object, str] | None] = set()  # (scope, name) joined
+        self.call_targets: dict[int, tuple[object, str] | None] = {}  # id(call) -> its target
+        self.lifetime: set[int] = set()  # connect calls stored on an object: held, not per-op
+        # module functions and methods by name (BND008 looks into backoff helpers)
+        self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
+        self.helper_results: dict[ast.AST, bool] = {}
         self.dispatch: dict[type, Callable[[ast.AST], None]] = {
             ast.Import: self.visit_Import,  # type: ignore[dict-item]
             ast.ImportFrom: self.visit_ImportFrom,  # type: ignore[dict-item]
@@ -411,9 +503,20 @@ class _Checker:
             ast.Yield: self.visit_Yield,  # type: ignore[dict-item]
             ast.YieldFrom: self.visit_Yield,  # type: ignore[dict-item]
             ast.Call: self.visit_Call,  # type: ignore[dict-item]
+            ast.Global: self.visit_Global,  # type: ignore[dict-item]
         }
 
     # --- walking ---------------------------------------------------------------------
+
+    def index(self, tree: ast.Module) -> None:
+        """Module functions and methods by name, before the walk (uses may come first)."""
+        for stmt in tree.body:
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.functions[stmt.name] = stmt
+            elif isinstance(stmt, ast.ClassDef):
+                for item in stmt.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        self.functions.setdefault(item.name, item)
 
     def visit(self, node: ast.AST) -> None:
         handler = self.dispatch.get(type(node))
@@ -517,17 +620,29 @@ class _Checker:
             value = value.value
         if not isinstance(value, ast.Call):
             return None
-        q = self.qualname(value.func)
+        func = value.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "submit"
+            and isinstance(func.value, ast.Name | ast.Attribute)
+            and self.kind_of(func.value) == "executor"
+        ):
+            return "future"
+        q = self.qualname(func)
         if q is None:
             return None
         if q in ("threading.Thread", "threading.Timer"):
             return "thread"
+        if q in _EXECUTORS:
+            return "executor"
         if q in _SYNC_CLIENTS:
             return "sync_client:" + _SYNC_CLIENTS[q]
         if q in _SYNC_CONNECTIONS:
             return "sync_client:" + _SYNC_CONNECTIONS[q]
         if q in ("asyncio.get_running_loop", "asyncio.get_event_loop", "asyncio.new_event_loop"):
             return "loop"
+        if q == "asyncio.get_event_loop_policy":
+            return "policy"
         if q in _BREAKER_CTORS:
             return "breaker:" + _BREAKER_CTORS[q]
         if q in _BOUNDED_CTORS:
@@ -619,7 +734,15 @@ class _Checker:
         guarded = self._acquires_semaphore(node.body) or (
             not isinstance(node, ast.While) and self._constant_size(node.iter, 0)
         )
+        pool = not isinstance(node, ast.While) and self._pool_range(node.iter)
+        if (
+            not isinstance(node, ast.While)
+            and isinstance(node.iter, ast.Name)
+            and _cancels(node.body, node.target)
+        ):
+            frame.cancelled.add(node.iter.id)  # for t in tasks: t.cancel()
         frame.loop_depth += 1
+        frame.pool_loops += pool
         if guarded:
             frame.semguard_loops += 1
         tries: list[ast.Try | ast.TryStar] = []
@@ -630,6 +753,7 @@ class _Checker:
             self._check_retry_loop(node, try_node)
         if guarded:
             frame.semguard_loops -= 1
+        frame.pool_loops -= pool
         frame.loop_depth -= 1
         self.visit_all(node.orelse)
 
@@ -684,12 +808,18 @@ class _Checker:
                 and value.value is True
                 and (self.imports_threading or self.kind_of(target.value) == "thread")
             ):
-                self.report(
-                    node,
-                    "BND003",
-                    "daemon thread: it is killed mid-work at interpreter exit and never joined",
+                self.daemons.append(
+                    (
+                        node,
+                        "daemon thread: it is killed mid-work at interpreter exit and never joined",
+                        self._scoped(target.value),
+                    )
                 )
         inner = value.value if isinstance(value, ast.Await) else value
+        if len(targets) == 1 and isinstance(inner, ast.Call):
+            self.call_targets[id(inner)] = self._scoped(targets[0])
+            if isinstance(targets[0], ast.Attribute):
+                self.lifetime.add(id(inner))  # self.conn = await asyncpg.connect(...)
         for target in targets:
             self._record_assignment(target, value)
             self._record_alias(target, value)
@@ -705,12 +835,23 @@ class _Checker:
                 if resource is not None:
                     self._track_resource(target, call, resource)
             if isinstance(target, ast.Name):
-                if isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+                if isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
                     self.frame.collections[target.id] = (value, False)
                 else:
                     self.frame.collections.pop(target.id, None)
                     if target.id == "_" and isinstance(inner, ast.Call):
                         self._check_dropped_task(inner)
+            elif (
+                isinstance(value, ast.Name)
+                and value.id in self.frame.pending
+                and isinstance(target, ast.Attribute)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == "self"
+                and self.classes
+            ):
+                # client = AsyncClient(); self._client = client: the class must close it
+                self.classes[-1].pending[target.attr] = self.frame.pending[value.id]
+                self.frame.escaped.add(value.id)
             else:
                 # storing a local resource on an object hands it over
                 self._mark_escaped(value)
@@ -751,6 +892,9 @@ class _Checker:
         elif isinstance(value, ast.ListComp | ast.SetComp) and isinstance(value.elt, ast.Call):
             self._check_dropped_task(value.elt)  # [create_task(f(x)) for x in xs] as a statement
         self.visit(value)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.frame.globals.update(node.names)
 
     def visit_Return(self, node: ast.Return) -> None:
         if node.value is not None:
@@ -795,22 +939,23 @@ class _Checker:
             name[0] == "_" or "raw" in name or "impl" in name or "unprotected" in name
         ):
             self.twin_calls.append((node, name, frame.name))
-        # ownership transfer: resources passed to another call are owned by it
-        for arg in node.args:
-            inner = arg.value if isinstance(arg, ast.Await | ast.Starred) else arg
+        if isinstance(func, ast.Attribute) and func.attr in _CALLBACK_REGISTRARS:
+            for arg in node.args:
+                if isinstance(arg, ast.Lambda) and isinstance(arg.body, ast.Call):
+                    self._check_dropped_task(arg.body)  # lambda _: create_task(...)
+        # ownership transfer: resources passed to another call are owned by it; a
+        # constructor (`Owner(client)`) or an exit stack takes a local resource over
+        callee = func.attr if isinstance(func, ast.Attribute) else name or ""
+        owner = callee in _OWNERS or callee[:1].isupper()
+        for value in (*node.args, *(kw.value for kw in node.keywords)):
+            inner = value.value if isinstance(value, ast.Await | ast.Starred) else value
             if isinstance(inner, ast.Call):
                 self.managed.add(id(inner))
-            elif (
-                isinstance(inner, ast.Name)
-                and inner.id in frame.pending
-                and isinstance(func, ast.Attribute)
-                and func.attr in _OWNERS
-            ):
+            elif isinstance(inner, ast.Name) and inner.id in frame.pending and owner:
                 frame.escaped.add(inner.id)
-        for kw in node.keywords:
-            inner = kw.value.value if isinstance(kw.value, ast.Await) else kw.value
-            if isinstance(inner, ast.Call):
-                self.managed.add(id(inner))
+            elif isinstance(inner, ast.Attribute) and inner.attr in _CLOSERS:
+                # stack.push_async_callback(client.aclose), atexit.register(pool.close)
+                self._note_close(inner.value, frame)
         self.visit(func)
         for arg in node.args:
             self.visit(arg)
@@ -840,23 +985,16 @@ class _Checker:
                     and isinstance(kw.value, ast.Constant)
                     and kw.value.value is True
                 ):
-                    self.report(
-                        node,
-                        "BND003",
-                        f"{q}(daemon=True): killed mid-work at exit, never joined",
+                    self.daemons.append(
+                        (
+                            node,
+                            f"{q}(daemon=True): killed mid-work at exit, never joined",
+                            self.call_targets.get(id(node)),
+                        )
                     )
         # BND004
         elif q == "asyncio.get_event_loop":
-            if self._in_async():
-                msg = "asyncio.get_event_loop() in a coroutine: use asyncio.get_running_loop()"
-            elif len(self.frames) == 1:
-                msg = "asyncio.get_event_loop() at module level: use asyncio.run(main())"
-            else:
-                msg = (
-                    "asyncio.get_event_loop() may create a stray loop outside a coroutine: "
-                    "use asyncio.get_running_loop() or asyncio.run()"
-                )
-            self.report(node, "BND004", msg)
+            self._check_get_event_loop(node, "asyncio.get_event_loop()")
         # BND005
         elif q in _BLOCKING_CALLS:
             if self._in_async():
@@ -880,17 +1018,41 @@ class _Checker:
         if q in _LOOP_ARG_REMOVED and any(kw.arg == "loop" for kw in node.keywords):
             self.report(node, "BND004", f"loop= argument to {q}() (removed in Python 3.10)")
 
+    def _check_get_event_loop(self, node: ast.Call, what: str) -> None:
+        if self._in_async():
+            # the running loop is returned: style, not a fault (BND010, off by default)
+            self.report(node, "BND010", f"{what} in a coroutine: use asyncio.get_running_loop()")
+            return
+        if len(self.frames) == 1:
+            msg = f"{what} at module level: no loop is running (use asyncio.run(main()))"
+        else:
+            msg = (
+                f"{what} outside a coroutine: with no running loop it creates a stray loop "
+                "(RuntimeError on Python 3.14); use asyncio.get_running_loop() or asyncio.run()"
+            )
+        self.report(node, "BND004", msg)
+
     def _check_method_call(self, node: ast.Call, func: ast.Attribute, frame: _Frame) -> None:
         attr = func.attr
         receiver = func.value
+        if attr == "get_event_loop" and (
+            self.kind_of_value(receiver) == "policy"
+            or (
+                isinstance(receiver, ast.Name | ast.Attribute)
+                and self.kind_of(receiver) == "policy"
+            )
+        ):
+            self._check_get_event_loop(node, "policy.get_event_loop()")
+            return
         # BND007: f.__wrapped__(...)
         if attr == "__wrapped__":
             root = _root_name(receiver)
-            # a wrapper calling what it wraps (self.__wrapped__, or a decorator's argument)
-            # is the wrapper's own business, not a bypass
-            if not self.is_test and not (
-                root in ("self", "cls") or any(root in f.params for f in self.frames)
-            ):
+            # a wrapper calling what it wraps (self.__wrapped__, or the argument of the
+            # decorator it is nested in) is the wrapper's own business, not a bypass
+            own = (isinstance(receiver, ast.Name) and receiver.id in ("self", "cls")) or any(
+                root in f.params for f in self.frames[1:-1]
+            )
+            if not self.is_test and not own:
                 self.report(
                     node,
                     "BND007",
@@ -901,14 +1063,15 @@ class _Checker:
         if attr in _CLOSERS:
             self._note_close(receiver, frame)
         kind = self.kind_of(receiver) if isinstance(receiver, ast.Name | ast.Attribute) else None
+        if attr == "set" and not node.args:
+            frame.stopping = True  # stop_event.set(): a shutdown path
         # BND003: thread.join(timeout)
+        if attr == "join":
+            self._note_join(receiver, frame)
         if attr == "join" and kind == "thread":
-            timeout = node.args[0] if node.args else None
-            for kw in node.keywords:
-                if kw.arg == "timeout":
-                    timeout = kw.value
-            if timeout is not None and not (
-                isinstance(timeout, ast.Constant) and timeout.value is None
+            # a shutdown path that signalled the thread to stop may bound its wait
+            if _timeout_arg(node, 0) is not None and not (
+                frame.stopping or _TEARDOWN_NAME.search(frame.name)
             ):
                 self.report(
                     node,
@@ -916,7 +1079,24 @@ class _Checker:
                     "thread used as a timeout: join(timeout) returns with the thread still running",
                 )
         elif attr == "setDaemon" and kind == "thread":
-            self.report(node, "BND003", "setDaemon(True): daemon thread, killed mid-work at exit")
+            self.daemons.append(
+                (
+                    node,
+                    "setDaemon(True): daemon thread, killed mid-work at exit",
+                    self._scoped(receiver),
+                )
+            )
+        elif attr == "result" and _timeout_arg(node, 0) is not None:
+            submitted = (
+                isinstance(receiver, ast.Call) and self.kind_of_value(receiver) == "future"
+            ) or kind == "future"
+            if submitted:
+                self.report(
+                    node,
+                    "BND003",
+                    "worker thread used as a timeout: submit(...).result(timeout) returns with "
+                    "the thread still running (and `with ThreadPoolExecutor()` waits for it)",
+                )
         # BND007: disabling/forcing a breaker
         elif (attr in _BREAKER_FORCERS or attr in _LIB_BREAKER_FORCERS) and not self.is_test:
             text = _dotted(receiver) or ""
@@ -975,7 +1155,21 @@ class _Checker:
             and len(node.args) == 1
             and isinstance(node.args[0], ast.Call)
         ):
-            frame.collections[receiver.id] = (node.args[0], frame.semguard_loops > 0)
+            element = node.args[0]
+            bounded_loop = frame.semguard_loops > 0 or (
+                frame.pool_loops > 0 and self._workerish(element)
+            )
+            frame.collections[receiver.id] = (element, bounded_loop)
+        # a self attribute grown after construction is input-sized, not fixed by the code
+        if (
+            attr in _GROWERS
+            and isinstance(receiver, ast.Attribute)
+            and isinstance(receiver.value, ast.Name)
+            and receiver.value.id == "self"
+            and self.classes
+            and frame.name != "__init__"
+        ):
+            self.classes[-1].grown.add(receiver.attr)
 
     # --- rule helpers ----------------------------------------------------------------
 
@@ -991,19 +1185,33 @@ class _Checker:
                 if kw.arg in ("fs", "aws"):
                     exprs = [kw.value]
         for expr in exprs:
+            if isinstance(expr, ast.Name) and any(expr.id in f.cancelled for f in self.frames):
+                continue  # awaiting tasks just cancelled: teardown, not fan-out
             element = self._unbounded_element(expr)
             if element is None or self._passes_limiter(element):
                 continue
             callee = self._callee_name(element)
-            self.gather_candidates.append((node, which, callee))
+            self.gather_candidates.append((node, which, callee, self._self_collection(expr)))
             return
 
     def _unbounded_element(self, expr: ast.expr) -> ast.Call | None:
         """The coroutine-making call of a non-constant-size collection, if unbounded."""
-        if isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp):
-            if all(self._constant_size(g.iter, 0) for g in expr.generators):
+        if isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
+            elt = expr.value if isinstance(expr, ast.DictComp) else expr.elt
+            workers = self._workerish(elt)
+            if all(
+                self._constant_size(g.iter, 0) or (workers and self._pool_range(g.iter))
+                for g in expr.generators
+            ):
                 return None
-            return expr.elt if isinstance(expr.elt, ast.Call) else None
+            return elt if isinstance(elt, ast.Call) else None
+        if (
+            isinstance(expr, ast.Call)
+            and isinstance(expr.func, ast.Attribute)
+            and expr.func.attr == "values"
+            and not expr.args
+        ):
+            return self._unbounded_element(expr.func.value)  # asyncio.wait(tasks.values())
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
             if expr.func.id == "map" and len(expr.args) == 2:
                 if self._constant_size(expr.args[1], 0):
@@ -1043,21 +1251,66 @@ class _Checker:
             return all(self._constant_size(g.iter, depth + 1) for g in node.generators)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
             if node.func.id == "range":
-                # range(workers): a worker pool sized by its configured concurrency
-                return all(
-                    self._constant_int(a, depth + 1)
-                    or (
-                        isinstance(a, ast.Name | ast.Attribute)
-                        and _POOL_SIZE.search(_dotted(a) or "")
-                    )
-                    for a in node.args
-                )
+                return all(self._constant_int(a, depth + 1) for a in node.args)
             if node.func.id in ("enumerate", "reversed", "sorted", "list", "tuple", "zip"):
                 return bool(node.args) and all(self._constant_size(a, depth + 1) for a in node.args)
         if isinstance(node, ast.Name):
             values = self._assignments(node.id)
             return bool(values) and all(self._constant_size(v, depth + 1) for v in values)
         return False
+
+    def _pool_range(self, node: ast.expr) -> bool:
+        """``range(workers)``: sized by configured concurrency (a pool if items are workers)."""
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "range"
+            and bool(node.args)
+            and all(
+                isinstance(a, ast.Name | ast.Attribute) and _POOL_SIZE.search(_dotted(a) or "")
+                for a in node.args
+            )
+        )
+
+    def _workerish(self, element: ast.expr) -> bool:
+        """A coroutine that loops over shared work: ``worker(queue)``, ``self._consume()``."""
+        if not isinstance(element, ast.Call):
+            return False
+        call = element
+        if call.args and isinstance(call.args[0], ast.Call):
+            call = call.args[0]  # create_task(worker(q))
+        name = self._callee_name(call) or ""
+        if _WORKERISH.search(name):
+            return True
+        values = [*call.args, *(kw.value for kw in call.keywords)]
+        return any(
+            isinstance(v, ast.Name | ast.Attribute) and _QUEUEISH.search(_dotted(v) or "")
+            for v in values
+        )
+
+    def _self_collection(self, expr: ast.expr) -> tuple[_Class, str] | None:
+        """The class and attribute when `expr` iterates only over ``self.attr``."""
+        if not isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp) or not self.classes:
+            return None
+        attrs = set()
+        for gen in expr.generators:
+            it = gen.iter
+            if (
+                isinstance(it, ast.Call)
+                and isinstance(it.func, ast.Attribute)
+                and not it.args
+                and it.func.attr in ("values", "items", "keys")
+            ):
+                it = it.func.value
+            if (
+                isinstance(it, ast.Attribute)
+                and isinstance(it.value, ast.Name)
+                and it.value.id == "self"
+            ):
+                attrs.add(it.attr)
+            elif not self._constant_size(it, 0):
+                return None
+        return (self.classes[-1], attrs.pop()) if len(attrs) == 1 else None
 
     def _constant_int(self, node: ast.expr, depth: int) -> bool:
         if isinstance(node, ast.Constant):
@@ -1140,15 +1393,13 @@ class _Checker:
         return bool(_SEMISH.search(_dotted(expr) or ""))
 
     def _check_connect(self, node: ast.Call, q: str, frame: _Frame) -> None:
-        if len(self.frames) == 1 or _STARTUP_NAME.search(frame.name):
+        if len(self.frames) == 1 or _STARTUP_NAME.search(frame.name) or id(node) in self.lifetime:
             return
         if frame.loop_depth:
-            self.report(node, "BND002", f"{q}() in a loop: a new database connection per item")
+            frame.connects.append((node, f"{q}() in a loop: a new database connection per item"))
         else:
-            self.report(
-                node,
-                "BND002",
-                f"{q}() in {frame.name}(): a new database connection per operation",
+            frame.connects.append(
+                (node, f"{q}() in {frame.name}(): a new database connection per operation")
             )
 
     def _check_dropped_task(self, call: ast.Call) -> None:
@@ -1190,12 +1441,13 @@ class _Checker:
         self.managed.add(id(call))
         frame = self.frame
         if isinstance(target, ast.Name):
-            if len(self.frames) == 1:
-                self.module_pending[target.id] = (call, what)
-            else:
-                frame.pending[target.id] = (call, what)
-                frame.closed.pop(target.id, None)
-                frame.escaped.discard(target.id)
+            if len(self.frames) == 1 or target.id in frame.globals:
+                return  # a module-level singleton lives as long as the process
+            if _ENTRY_POINT.match(frame.name):
+                return  # created once per process by its entry point
+            frame.pending[target.id] = (call, what)
+            frame.closed.pop(target.id, None)
+            frame.escaped.discard(target.id)
             return
         text = _dotted(target)
         if text is None:
@@ -1204,6 +1456,21 @@ class _Checker:
             self.classes[-1].pending[text[5:]] = (call, what)
         else:
             self.module_pending[text] = (call, what)
+
+    def _scoped(self, node: ast.expr, text: str | None = None) -> tuple[object, str] | None:
+        """`node`'s dotted name with the scope it lives in: the function, class or module."""
+        text = text or _dotted(node)
+        if text is None:
+            return None
+        if (text == "self" or text.startswith("self.")) and self.classes:
+            return (self.classes[-1], text)
+        return (self.frame, text)
+
+    def _note_join(self, receiver: ast.expr, frame: _Frame) -> None:
+        self.joined.add(self._scoped(receiver))
+        if isinstance(receiver, ast.Name) and receiver.id in frame.aliases:
+            # t = self._thread; t.join()
+            self.joined.add(self._scoped(receiver, frame.aliases[receiver.id]))
 
     def _note_close(self, receiver: ast.expr, frame: _Frame) -> None:
         text = _dotted(receiver)
@@ -1220,6 +1487,10 @@ class _Checker:
         self.module_closed.add(text)
 
     def _settle_function(self, frame: _Frame) -> None:
+        if not frame.is_generator:
+            # a generator (an async context manager) holds its connection for its lifetime
+            for node, message in frame.connects:
+                self.report(node, "BND002", message)
         for name, (call, what) in frame.pending.items():
             if name in frame.escaped:
                 continue
@@ -1257,11 +1528,15 @@ class _Checker:
             and isinstance(loop.iter.func, ast.Name)
             and loop.iter.func.id == "range"
         )
-        if not (retrying or counted):
-            return
+        frame = self.frame
+        if len(self.frames) == 1 or _POLL_NAME.search(frame.name):
+            return  # a readiness or status poll, or a one-off script: not a retry storm
         sleeps: list[ast.Call] = []
         for handler in node.handlers:
-            sleeps.extend(self._sleeps_in(handler.body))
+            # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
+            # reconnects every client at once after a server restart
+            if retrying or counted or _catches_disconnect(handler):
+                sleeps.extend(self._sleeps_in(handler.body))
         if direct and retrying:
             sleeps.extend(self._sleeps_in([stmt for stmt in loop.body if stmt is not node]))
         for call in sleeps:
@@ -1269,7 +1544,7 @@ class _Checker:
             for kw in call.keywords:
                 if kw.arg in ("delay", "seconds", "secs"):
                     delay = kw.value
-            if delay is not None and self._deterministic(delay, set()):
+            if delay is not None and self._deterministic(delay, set(), self._assignments):
                 self.report(
                     call,
                     "BND008",
@@ -1306,8 +1581,13 @@ class _Checker:
             stack.extend(ast.iter_child_nodes(node))
         return found
 
-    def _deterministic(self, expr: ast.expr, seen: set[str]) -> bool:
-        """True if the delay has no randomness and nothing we cannot see into."""
+    def _deterministic(
+        self, expr: ast.expr, seen: set[str], assigned: Callable[[str], list[ast.expr]]
+    ) -> bool:
+        """True if the delay has no randomness and nothing we cannot see into.
+
+        `assigned` gives the values a name was assigned where `expr` is evaluated.
+        """
         for sub in ast.walk(expr):
             if isinstance(sub, ast.Call):
                 func = sub.func
@@ -1321,6 +1601,9 @@ class _Checker:
                     return False
                 if isinstance(func, ast.Name) and func.id in _PURE_CALLS:
                     continue
+                helper = self._helper(func)
+                if helper is not None and self._returns_deterministic(helper):
+                    continue  # await asyncio.sleep(self._backoff(attempt))
                 return False  # a call we cannot see into: give it the benefit of the doubt
             if isinstance(sub, ast.Subscript):
                 return False  # e.g. a header value: the server chose the delay
@@ -1330,20 +1613,54 @@ class _Checker:
                     return False
                 if isinstance(sub, ast.Name) and sub.id not in seen:
                     seen.add(sub.id)
-                    for frame in reversed(self.frames):
-                        values = frame.assigned.get(sub.id)
-                        if values is not None:
-                            if not all(self._deterministic(v, seen) for v in values):
-                                return False
-                            break
+                    if not all(self._deterministic(v, seen, assigned) for v in assigned(sub.id)):
+                        return False
         return True
+
+    def _helper(self, func: ast.expr) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+        """The module function or method that ``name(...)``/``self.name(...)`` calls."""
+        if isinstance(func, ast.Name):
+            return self.functions.get(func.id)
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in ("self", "cls")
+        ):
+            return self.functions.get(func.attr)
+        return None
+
+    def _returns_deterministic(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        """True if every value `fn` returns is a deterministic expression of its inputs."""
+        known = self.helper_results.get(fn)
+        if known is not None:
+            return known
+        self.helper_results[fn] = False  # recursion: give it the benefit of the doubt
+        local: dict[str, list[ast.expr]] = {}
+        returns: list[ast.expr] = []
+        for sub in ast.walk(fn):
+            if isinstance(sub, ast.Return) and sub.value is not None:
+                returns.append(sub.value)
+            elif isinstance(sub, ast.Assign | ast.AnnAssign | ast.AugAssign) and sub.value:
+                for target in sub.targets if isinstance(sub, ast.Assign) else [sub.target]:
+                    if isinstance(target, ast.Name):
+                        local.setdefault(target.id, []).append(sub.value)
+        result = bool(returns) and all(
+            self._deterministic(r, set(), lambda name: local.get(name, [])) for r in returns
+        )
+        self.helper_results[fn] = result
+        return result
 
     # --- end of module ---------------------------------------------------------------
 
     def finish(self) -> None:
-        for node, which, callee in self.gather_candidates:
+        for node, message, bound in self.daemons:
+            if bound is None or bound not in self.joined:
+                self.report(node, "BND003", message)
+        for node, which, callee, fixed in self.gather_candidates:
             if callee is not None and (callee in self.sem_guarded or callee in _TEARDOWN):
                 continue
+            if fixed is not None and fixed[1] not in fixed[0].grown:
+                continue  # self._conditions: a collection fixed when the object was built
             self.report(
                 node,
                 "BND001",
@@ -1420,11 +1737,13 @@ def check_source(source: bytes | str, path: str, *, is_test: bool | None = None)
     except (RecursionError, MemoryError):
         return [Finding(path, 1, 1, "BND000", "too deeply nested to parse")]
     checker = _Checker(path, is_test)
+    checker.index(tree)
     try:
         checker.generic(tree)
     except RecursionError:
         # generated code (a 3,000-term expression) nests deeper than the default limit
         checker = _Checker(path, is_test)
+        checker.index(tree)
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 100_000))
         try:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RULES", "Rule", "expand_codes"]
+__all__ = ["DEFAULT_CODES", "RULES", "Rule", "expand_codes"]
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A check: its code, a short name, what it finds and the one-line fix printed with it."""
+    """A check: its code, a short name, what it finds and the one-line fix printed with it.
+
+    A rule that is not `default` reports style, not a run-time fault: it runs only when
+    selected (``--select BND010``) and is reported at SARIF level ``note``.
+    """
 
     code: str
     name: str
     summary: str
     fix: str
+    default: bool = True
 
 
 RULES: dict[str, Rule] = {
@@ -50,7 +55,7 @@ RULES: dict[str, Rule] = {
         Rule(
             "BND004",
             "get-event-loop",
-            "asyncio.get_event_loop() and loop= arguments.",
+            "asyncio.get_event_loop() where no loop may be running, and loop= arguments.",
             "use `asyncio.get_running_loop()` in coroutines and `asyncio.run(main())` at the top",
         ),
         Rule(
@@ -91,8 +96,17 @@ RULES: dict[str, Rule] = {
             "keep a reference: `tm.spawn(coro)` on a `bounded.TaskManager`, or store and await "
             "the task",
         ),
+        Rule(
+            "BND010",
+            "get-event-loop-in-coroutine",
+            "asyncio.get_event_loop() inside a coroutine: it returns the running loop, so it "
+            "works, but it reads as if a loop could be created (style; off by default).",
+            "use `asyncio.get_running_loop()` (`bounded audit --select BND010 --fix` rewrites it)",
+            default=False,
+        ),
     )
 }
+DEFAULT_CODES: frozenset[str] = frozenset(code for code, rule in RULES.items() if rule.default)
 
 
 def expand_codes(tokens: list[str]) -> set[str]:
