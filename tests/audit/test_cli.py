@@ -259,8 +259,8 @@ def test_pre_commit_hook_entry() -> None:
 def test_docs_page_per_rule() -> None:
     from bounded.audit import RULES
 
-    for code in RULES:
-        page = (REPO / "docs" / "rules" / f"{code}.md").read_text()
+    for code, rule in RULES.items():
+        page = (REPO / "docs" / "rules" / f"{rule.slug}.md").read_text()
         assert page.startswith(f"# {code}")
         assert "bounded" in page
         if code != "BND000":

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bounded.audit.config import AuditConfig, find_pyproject, iter_python_files, load_config
-from bounded.audit.engine import Finding, check_source
-from bounded.audit.rules import RULES, Rule, expand_codes
+from bounded.audit.core import Finding, Rule
+from bounded.audit.engine import Project, check_source
+from bounded.audit.rules import RULES, expand_codes
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -27,6 +28,7 @@ __all__ = [
     "AuditError",
     "AuditReport",
     "Finding",
+    "Project",
     "Rule",
     "audit",
     "check_source",
@@ -116,6 +118,7 @@ def audit(
         config.ignore = config.ignore | expand_codes(list(ignore))
     codes = config.codes
     report = AuditReport()
+    project = Project(codes)
     for path in iter_python_files(path_list, config):
         name = str(path)
         try:
@@ -129,11 +132,9 @@ def audit(
                 report.findings.append(Finding(name, 1, 1, "BND000", data))
             continue
         try:
-            findings = check_source(data, name)
+            report.findings.extend(project.check(data, name))
         except Exception as exc:  # a checker bug must not end the run
             report.errors.append(AuditError(name, f"internal error: {type(exc).__name__}: {exc}"))
-            continue
-        for finding in findings:
-            if finding.code in codes:
-                report.findings.append(finding)
+    report.findings.extend(project.finish())
+    report.findings.sort(key=lambda f: (f.path, f.line, f.column, f.code))
     return report

@@ -101,7 +101,7 @@ def to_sarif(report: AuditReport, version: str) -> dict[str, Any]:
             "fullDescription": {"text": RULES[code].summary},
             "help": {
                 "text": f"Fix: {RULES[code].fix}",
-                "markdown": f"**Fix:** {RULES[code].fix}\n\nSee docs/rules/{code}.md.",
+                "markdown": f"**Fix:** {RULES[code].fix}\n\nSee docs/rules/{RULES[code].slug}.md.",
             },
             "defaultConfiguration": {"level": _level(code)},
             "properties": {"tags": ["concurrency", "reliability", "FM-043"]},
