@@ -308,3 +308,124 @@ def test_output_to_a_missing_directory_is_a_clean_error(tree: Path) -> None:
     assert result.exit_code == 2
     assert "cannot write /nonexistent/dir/out.txt" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+FIXABLE = (
+    "import asyncio\n"
+    "\n"
+    "_tasks = set()\n"
+    "\n"
+    "\n"
+    "async def work():\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "async def handler():\n"
+    "    loop = asyncio.get_event_loop()\n"
+    "    t = asyncio.create_task(work())\n"
+    "    _tasks.add(t)\n"
+    "    t.add_done_callback(_tasks.discard)\n"
+    "    asyncio.create_task(work())  # fire and forget\n"
+    "    if loop: asyncio.create_task(work())\n"
+    "    return loop\n"
+    "\n"
+    "\n"
+    "class Service:\n"
+    "    def __init__(self):\n"
+    "        self._running = set()\n"
+    "\n"
+    "    async def start(self, task):\n"
+    "        task.add_done_callback(self._running.discard)\n"
+    "        asyncio.create_task(\n"
+    "            work(),\n"
+    "        )\n"
+)
+FIXED = (
+    "import asyncio\n"
+    "\n"
+    "_tasks = set()\n"
+    "\n"
+    "\n"
+    "async def work():\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "async def handler():\n"
+    "    loop = asyncio.get_running_loop()\n"
+    "    t = asyncio.create_task(work())\n"
+    "    _tasks.add(t)\n"
+    "    t.add_done_callback(_tasks.discard)\n"
+    "    task = asyncio.create_task(work())\n"
+    "    _tasks.add(task)\n"
+    "    task.add_done_callback(_tasks.discard)  # fire and forget\n"
+    "    if loop: asyncio.create_task(work())\n"
+    "    return loop\n"
+    "\n"
+    "\n"
+    "class Service:\n"
+    "    def __init__(self):\n"
+    "        self._running = set()\n"
+    "\n"
+    "    async def start(self, task):\n"
+    "        task.add_done_callback(self._running.discard)\n"
+    "        task_1 = asyncio.create_task(\n"
+    "            work(),\n"
+    "        )\n"
+    "        self._running.add(task_1)\n"
+    "        task_1.add_done_callback(self._running.discard)\n"
+)
+
+
+def test_fix_rewrites_the_safe_cases_and_reports_the_rest(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    target.write_text(FIXABLE)
+    code, out = run("--select", "BND009,BND010", "--fix", "pkg/tasks.py")
+    assert target.read_text() == FIXED
+    assert "Fixed 3 findings in 1 file." in out
+    # what is left: the one-line `if` (no safe place for three statements)
+    assert code == 1
+    assert "tasks.py:18:14: BND009" in out
+    compile(target.read_text(), "tasks.py", "exec")  # the fixed code still parses
+
+
+def test_fix_twice_is_fix_once(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    target.write_text(FIXABLE)
+    run("--select", "BND009,BND010", "--fix", "pkg/tasks.py")
+    once = target.read_text()
+    code, out = run("--select", "BND009,BND010", "--fix", "pkg/tasks.py")
+    assert target.read_text() == once
+    assert "Fixed" not in out
+    assert code == 1  # the unfixable one is still reported
+
+
+def test_diff_shows_the_rewrite_and_changes_nothing(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    target.write_text(FIXABLE)
+    code, out = run("--select", "BND010", "--diff", "pkg/tasks.py")
+    assert code == 1
+    assert target.read_text() == FIXABLE
+    assert "-    loop = asyncio.get_event_loop()\n+    loop = asyncio.get_running_loop()" in out
+    assert out.startswith("--- a/pkg/tasks.py")
+    # nothing to fix: empty diff, exit 0
+    code, out = run("--select", "BND010", "--diff", "pkg/ok.py")
+    assert (code, out) == (0, "")
+
+
+def test_fix_leaves_unselected_and_suppressed_findings_alone(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    source = FIXABLE.replace(
+        "    loop = asyncio.get_event_loop()\n",
+        "    loop = asyncio.get_event_loop()  # bounded: ignore[BND010]\n",
+    )
+    target.write_text(source)
+    run("--select", "BND010", "--fix", "pkg/tasks.py")
+    assert target.read_text() == source  # suppressed
+    run("--fix", "pkg/tasks.py")  # BND010 is off by default; BND009 fixes still apply
+    assert "asyncio.get_event_loop()" in target.read_text()
+    assert "_tasks.add(task)" in target.read_text()
+
+
+def test_fix_and_diff_together_is_a_usage_error(tree: Path) -> None:
+    code, _ = run("--fix", "--diff", "pkg")
+    assert code == 2

@@ -93,12 +93,13 @@ class Project:
         tree = _parse(data, path)
         if isinstance(tree, Finding):
             return [tree] if "BND000" in self.codes else []
-        model = ModuleModel(path, _is_test_path(path) if is_test is None else is_test, self.hooks)
+        is_test = _is_test_path(path) if is_test is None else is_test
+        model = ModuleModel(path, is_test, self.hooks, data)
         try:
             model.run(tree)
         except RecursionError:
             # generated code (a 3,000-term expression) nests deeper than the default limit
-            model = ModuleModel(path, model.is_test, self.hooks)
+            model = ModuleModel(path, is_test, self.hooks, data)
             limit = sys.getrecursionlimit()
             sys.setrecursionlimit(max(limit, 100_000))
             try:

@@ -261,6 +261,7 @@ class Deferred:
 CallHook = Callable[["ModuleModel", ast.Call, str], None]
 MethodHook = Callable[["ModuleModel", ast.Call, ast.Attribute], None]
 NodeHook = Callable[["ModuleModel", ast.Call], None]
+DroppedHook = Callable[["ModuleModel", ast.Call, ast.stmt | None], None]
 AssignHook = Callable[["ModuleModel", ast.Assign | ast.AnnAssign, list[ast.expr], ast.expr], None]
 LoopHook = Callable[["ModuleModel", Loop, list[ast.Try | ast.TryStar]], None]
 FunctionHook = Callable[["ModuleModel", Function], None]
@@ -277,7 +278,8 @@ class Hooks:
     methods: dict[str, list[MethodHook]] = field(default_factory=dict)  # by attribute
     every_call: list[NodeHook] = field(default_factory=list)
     async_method_call: list[MethodHook] = field(default_factory=list)
-    dropped_call: list[NodeHook] = field(default_factory=list)  # a call's result unused
+    # a call whose result is unused, and the statement it is (None inside an expression)
+    dropped_call: list[DroppedHook] = field(default_factory=list)
     assign: list[AssignHook] = field(default_factory=list)
     loop: list[LoopHook] = field(default_factory=list)
     function: list[FunctionHook] = field(default_factory=list)
@@ -289,8 +291,10 @@ class Hooks:
 class ModuleModel:
     """Walks one module once, keeping the semantic model and calling the rules' hooks."""
 
-    def __init__(self, path: str, is_test: bool, hooks: Hooks) -> None:
+    def __init__(self, path: str, is_test: bool, hooks: Hooks, source: bytes = b"") -> None:
         self.path = path
+        self.source = source
+        self._lines: list[bytes] | None = None
         self.is_test = is_test
         self.hooks = hooks
         self.imports: dict[str, str] = {}
@@ -357,6 +361,12 @@ class ModuleModel:
         for hook in self.hooks.module_end:
             hook(self)
         self.facts.guarded |= self.guarded
+
+    def line(self, lineno: int) -> bytes:
+        """Line `lineno` (1-based) of the source, without its line break (for fixes)."""
+        if self._lines is None:
+            self._lines = self.source.splitlines()
+        return self._lines[lineno - 1] if 0 < lineno <= len(self._lines) else b""
 
     def state(self, kind: type[T]) -> T:
         """A rule's own per-module state (created on first use)."""
@@ -793,11 +803,13 @@ class ModuleModel:
     def visit_Expr(self, node: ast.Expr) -> None:
         value = node.value
         call = value
+        statement: ast.stmt | None = node
         if isinstance(value, ast.ListComp | ast.SetComp):
             call = value.elt  # [create_task(f(x)) for x in xs] as a statement
+            statement = None
         if isinstance(call, ast.Call):
             for hook in self.hooks.dropped_call:
-                hook(self, call)
+                hook(self, call, statement)
         self.visit(value)
 
     def visit_Global(self, node: ast.Global) -> None:
