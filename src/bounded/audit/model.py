@@ -51,6 +51,20 @@ ASYNC_RESOURCES: dict[str, str] = {
     "redis.asyncio.Redis": "redis.asyncio.Redis",
     "redis.asyncio.from_url": "redis.asyncio client",
 }
+# An SDK client built over a passed http client owns no connections of its own.
+_BORROWED_POOL = frozenset({"http_client", "session", "client_session"})
+
+
+def resource_of(m: ModuleModel, call: ast.Call) -> str | None:
+    """What async resource `call` creates (``httpx.AsyncClient(...)``), None if none."""
+    q = m.qualname(call.func)
+    if q is None or q not in ASYNC_RESOURCES:
+        return None
+    if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
+        return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
+    return ASYNC_RESOURCES[q]
+
+
 # Sync clients: a binding of kind "sync_client:<what>".
 SYNC_CLIENTS: dict[str, str] = {
     "requests.Session": "requests.Session",
@@ -94,6 +108,7 @@ _SIMPLE_KINDS = {
     "asyncio.get_event_loop_policy": "policy",
 }
 CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
+LIFECYCLE = CLOSERS | {"__exit__", "__del__", "stop", "cleanup", "dispose", "close_all"}
 # Calls that take ownership of a resource passed to them.
 _OWNERS = frozenset(
     {"enter_async_context", "enter_context", "aclosing", "closing", "push_async_callback"}
@@ -201,8 +216,9 @@ class Scope:
         self.kinds: dict[str, str] = {}
         self.assigned: dict[str, list[ast.expr]] = {}  # name -> every value assigned to it
         self.aliases: dict[str, str] = {}  # name -> the dotted name it was read from
-        # name -> a comprehension, or (element, bounded) appended in a loop
-        self.collections: dict[str, tuple[ast.expr, bool]] = {}
+        # name -> (a comprehension, False, None), or (element, bounded, the loop's iterable)
+        # for items appended in a loop
+        self.collections: dict[str, tuple[ast.expr, bool, ast.expr | None]] = {}
         self.cancelled: set[str] = set()  # collections whose tasks were cancelled here
         self.pending: dict[str, Resource] = {}  # resources bound to local names
         self.closed: dict[str, bool] = {}  # name -> closed inside a finally block
@@ -212,7 +228,7 @@ class Scope:
 class ClassScope:
     """A class being walked: what its methods store on ``self`` and what they close."""
 
-    __slots__ = ("bases", "closed", "grown", "kinds", "name", "node", "pending")
+    __slots__ = ("bases", "closed", "grown", "kinds", "lifecycle", "name", "node", "pending")
 
     def __init__(self, node: ast.ClassDef) -> None:
         self.node = node
@@ -222,14 +238,21 @@ class ClassScope:
         self.pending: dict[str, Resource] = {}  # self attribute -> the resource stored there
         self.closed: set[str] = set()  # self attributes some method closes
         self.grown: set[str] = set()  # self attributes grown outside __init__
+        # the class defines a close/aclose/__aexit__-style method: it manages its resources
+        self.lifecycle = any(
+            isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in LIFECYCLE
+            for item in node.body
+        )
 
 
 @dataclass(slots=True)
 class ProjectFacts:
     """What the modules of one run tell about each other (looked up by simple name)."""
 
-    # class name -> (base names, attributes it closes), one entry per definition
-    classes: dict[str, list[tuple[tuple[str, ...], frozenset[str]]]] = field(default_factory=dict)
+    # class name -> (base names, attributes it closes, has a close-style method), per definition
+    classes: dict[str, list[tuple[tuple[str, ...], frozenset[str], bool]]] = field(
+        default_factory=dict
+    )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
 
@@ -239,12 +262,24 @@ class ProjectFacts:
         if class_name in seen:
             return False
         seen.add(class_name)
-        for bases, closed in self.classes.get(class_name, ()):
+        for bases, closed, _ in self.classes.get(class_name, ()):
             if attr in closed:
                 return True
             if any(self.closes(base.rsplit(".", 1)[-1], attr, seen) for base in bases):
                 return True
         return False
+
+    def manages_lifecycle(self, class_name: str, seen: set[str] | None = None) -> bool:
+        """True if `class_name` or one of its bases in the run has a close-style method."""
+        seen = set() if seen is None else seen
+        if class_name in seen:
+            return False
+        seen.add(class_name)
+        return any(
+            lifecycle
+            or any(self.manages_lifecycle(base.rsplit(".", 1)[-1], seen) for base in bases)
+            for bases, _, lifecycle in self.classes.get(class_name, ())
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,6 +679,8 @@ class ModuleModel:
             end_hook(self, scope)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
+        if isinstance(node.body, ast.Call):
+            self.managed.add(id(node.body))  # a factory: whoever calls it owns the result
         self.visit(node.args)
         self.scopes.append(Scope("<lambda>", False, node))
         self.visit(node.body)
@@ -657,7 +694,9 @@ class ModuleModel:
         self.classes.append(cls)
         self.visit_all(node.body)
         self.classes.pop()
-        self.facts.classes.setdefault(cls.name, []).append((cls.bases, frozenset(cls.closed)))
+        self.facts.classes.setdefault(cls.name, []).append(
+            (cls.bases, frozenset(cls.closed), cls.lifecycle)
+        )
         for hook in self.hooks.class_end:
             hook(self, cls)
 
@@ -750,12 +789,12 @@ class ModuleModel:
             elif isinstance(target, ast.Name):
                 self.scope.kinds.pop(target.id, None)
             for call in candidate_calls(inner):
-                q = self.qualname(call.func)
-                if q is not None and q in ASYNC_RESOURCES:
-                    self._track_resource(target, call, ASYNC_RESOURCES[q])
+                what = resource_of(self, call)
+                if what is not None:
+                    self._track_resource(target, call, what)
             if isinstance(target, ast.Name):
                 if isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
-                    self.scope.collections[target.id] = (value, False)
+                    self.scope.collections[target.id] = (value, False, None)
                 else:
                     self.scope.collections.pop(target.id, None)
             elif (
@@ -770,6 +809,11 @@ class ModuleModel:
                 self.scope.escaped.add(value.id)
             else:
                 self._mark_escaped(value)  # storing a local resource on an object hands it over
+        if isinstance(value, ast.Dict | ast.List | ast.Tuple | ast.Set):
+            # args = {"client": client}: handed on with the container
+            for elt in value.values if isinstance(value, ast.Dict) else value.elts:
+                if elt is not None:
+                    self._mark_escaped(elt)
         self.visit(value)
         for target in targets:
             self.visit(target)
@@ -864,13 +908,16 @@ class ModuleModel:
             callee = func.id
         # ownership: a call argument is owned by the callee; a constructor (`Owner(client)`)
         # or an exit stack takes a local resource over
-        owner = callee in _OWNERS or callee[:1].isupper()
-        for value in (*node.args, *(kw.value for kw in node.keywords)):
+        owner = callee in _OWNERS or callee[:1].isupper() or callee == "__init__"
+        keywords = [kw.value for kw in node.keywords]
+        for value in (*node.args, *keywords):
             inner = value.value if isinstance(value, ast.Await | ast.Starred) else value
             if isinstance(inner, ast.Call):
                 self.managed.add(id(inner))
-            elif isinstance(inner, ast.Name) and inner.id in scope.pending and owner:
-                scope.escaped.add(inner.id)
+            elif isinstance(inner, ast.Name) and inner.id in scope.pending:
+                # Owner(client), super().__init__(client), make(client=client): taken over
+                if owner or any(inner is k for k in keywords):
+                    scope.escaped.add(inner.id)
             elif isinstance(inner, ast.Attribute) and inner.attr in CLOSERS:
                 # stack.push_async_callback(client.aclose), atexit.register(pool.close)
                 self._note_close(inner.value, scope)
@@ -903,7 +950,9 @@ class ModuleModel:
                 bounded_loop = scope.guarded_loops > 0 or (
                     scope.pool_loops > 0 and is_workerish(self, element)
                 )
-                scope.collections[receiver.id] = (element, bounded_loop)
+                loop = self.loops[-1][0] if self.loops and self.loops[-1][1] is scope else None
+                source = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else None
+                scope.collections[receiver.id] = (element, bounded_loop, source)
         if (
             attr in _GROWERS
             and is_self_attr(receiver)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -51,6 +52,18 @@ _TEARDOWN = frozenset(
 )
 
 
+# Notifying observers (callback handlers, listeners) is not a fan-out of work.
+_OBSERVER_CALL = re.compile(r"^_?a?(on_|notify|emit)", re.IGNORECASE)
+# Collections fixed by the code or its configuration, not by the input: guardrails,
+# strategies, handlers, steps, configured servers or deployments, and the tool calls of one
+# model response (parallel tool calls, a handful by the model's choice).
+_CONFIGURED = re.compile(
+    r"guardrail|condition|strateg|handler|callback|listener|hook|middleware|plugin|step"
+    r"|member|subscri|server|retriever|deployment|tool|function_call|fcc|approval",
+    re.IGNORECASE,
+)
+
+
 @dataclass(slots=True)
 class _State:
     # the call, which API, the coroutine's callee, the class and self attribute iterated
@@ -75,6 +88,8 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
         if element is None or _passes_limiter(m, element):
             continue
         callee = callee_name(coroutine_call(m, element))
+        if callee == "run_in_executor":
+            continue  # the executor's worker count bounds it
         m.state(_State).candidates.append((node, which, callee, _self_collection(m, expr)))
         return
 
@@ -88,7 +103,8 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
         elt = expr.value if isinstance(expr, ast.DictComp) else expr.elt
         workers = is_workerish(m, elt)
         if all(
-            m.constant_size(g.iter) or (workers and is_pool_range(g.iter)) for g in expr.generators
+            m.constant_size(g.iter) or (workers and is_pool_range(g.iter)) or _configured(g.iter)
+            for g in expr.generators
         ):
             return None
         return elt if isinstance(elt, ast.Call) else None
@@ -106,8 +122,8 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
         for scope in reversed(m.scopes):
             entry = scope.collections.get(expr.id)
             if entry is not None:
-                value, guarded = entry
-                if guarded:
+                value, guarded, source = entry
+                if guarded or (source is not None and _configured(source)):
                     return None
                 if isinstance(value, ast.Call):
                     return value
@@ -122,6 +138,18 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
     return None
 
 
+def _configured(iterable: ast.expr) -> bool:
+    """An iterable named like a configured collection (``self._guardrails``, ``handlers``)."""
+    while isinstance(iterable, ast.Call):  # enumerate(x), x.values(), list(x)
+        if isinstance(iterable.func, ast.Attribute) and not iterable.args:
+            iterable = iterable.func.value
+        elif iterable.args:
+            iterable = iterable.args[0]
+        else:
+            return False
+    return bool(_CONFIGURED.search(dotted(iterable) or ""))
+
+
 def _passes_limiter(m: ModuleModel, call: ast.Call) -> bool:
     """``fetch(u, sem)`` / ``fetch(u, limiter=bh)``: the callee is handed its bound."""
     inner = call.args[0] if call.args and isinstance(call.args[0], ast.Call) else call
@@ -131,6 +159,12 @@ def _passes_limiter(m: ModuleModel, call: ast.Call) -> bool:
 
 def _self_collection(m: ModuleModel, expr: ast.expr) -> tuple[ClassScope, str] | None:
     """The class and attribute when `expr` iterates only over ``self.attr``."""
+    if isinstance(expr, ast.Name):  # steps = [s.run() for s in self.steps]; gather(*steps)
+        for scope in reversed(m.scopes):
+            entry = scope.collections.get(expr.id)
+            if entry is not None:
+                expr = entry[0]
+                break
     if not isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp) or not m.classes:
         return None
     attrs = set()
@@ -154,7 +188,12 @@ def _self_collection(m: ModuleModel, expr: ast.expr) -> tuple[ClassScope, str] |
 
 def module_end(m: ModuleModel) -> None:
     for node, which, callee, fixed in m.state(_State).candidates:
-        if callee is not None and (callee in m.guarded or callee in _TEARDOWN):
+        if callee is not None and (
+            callee in m.guarded
+            or callee in _TEARDOWN
+            or _OBSERVER_CALL.match(callee)
+            or _CONFIGURED.search(callee)
+        ):
             continue
         if fixed is not None and fixed[1] not in fixed[0].grown:
             continue  # self._conditions: a collection fixed when the object was built

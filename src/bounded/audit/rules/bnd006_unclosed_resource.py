@@ -7,7 +7,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ASYNC_RESOURCES, ClassScope, ModuleModel, ProjectFacts, Scope
+from bounded.audit.model import (
+    ASYNC_RESOURCES,
+    ClassScope,
+    ModuleModel,
+    ProjectFacts,
+    Scope,
+    resource_of,
+)
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -24,11 +31,10 @@ RULE = Rule(
 
 def _created(m: ModuleModel, node: ast.Call, q: str) -> None:
     # bound to a name or attribute, returned, passed on or entered: the model tracks it
-    if id(node) not in m.managed:
+    what = resource_of(m, node)
+    if what is not None and id(node) not in m.managed:
         m.report(
-            node,
-            RULE.code,
-            f"{ASYNC_RESOURCES[q]} created without `async with` or a close: its connections leak",
+            node, RULE.code, f"{what} created without `async with` or a close: its connections leak"
         )
 
 
@@ -54,23 +60,34 @@ def scope_end(m: ModuleModel, scope: Scope) -> None:
 
 
 def class_end(m: ModuleModel, cls: ClassScope) -> None:
+    """A class with a close-style method (its own or a base's) must close what it stores.
+
+    A class with no lifecycle at all is a long-lived holder (a provider, a settings object);
+    whether it leaks depends on how often it is built, which the code does not say.
+    """
     for attr, (call, what) in cls.pending.items():
         if attr in cls.closed:
             continue
         message = (
             f"{what} stored on self.{attr} but the class never closes it "
-            f"(no self.{attr}.aclose()/close())"
+            f"(its close method does not call self.{attr}.aclose()/close())"
         )
         if not cls.bases:
-            m.report(call, RULE.code, message)
+            if cls.lifecycle:
+                m.report(call, RULE.code, message)
             continue
-        m.defer(call, RULE.code, message, _unless_a_base_closes(cls.bases, attr))
+        m.defer(call, RULE.code, message, _unless_a_base_closes(cls, attr))
 
 
-def _unless_a_base_closes(bases: tuple[str, ...], attr: str) -> Callable[[ProjectFacts], bool]:
+def _unless_a_base_closes(cls: ClassScope, attr: str) -> Callable[[ProjectFacts], bool]:
+    name, bases = cls.name, cls.bases
+
     def keep(facts: ProjectFacts) -> bool:
         # a base class anywhere in the run that closes the attribute owns it
-        return not any(facts.closes(base.rsplit(".", 1)[-1], attr) for base in bases)
+        tails = [base.rsplit(".", 1)[-1] for base in bases]
+        if any(facts.closes(tail, attr) for tail in tails):
+            return False
+        return facts.manages_lifecycle(name)
 
     return keep
 

@@ -47,6 +47,8 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
     if len(m.scopes) == 1 or _POLL_NAME.search(m.scope.name):
         return  # a readiness or status poll, or a one-off script: not a retry storm
+    if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
+        return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
     retrying = _exits_on_success(node) or (
         direct
@@ -92,6 +94,16 @@ def _if_helpers_deterministic(names: tuple[str, ...]) -> Callable[[ProjectFacts]
         return all(facts.helpers.get(name, False) for name in names)
 
     return keep
+
+
+def _counts_attempts(iterable: ast.expr) -> bool:
+    """``range(n)``, ``itertools.count()``, ``enumerate(range(n))``: attempts, not items."""
+    if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name | ast.Attribute):
+        name = dotted(iterable.func) or ""
+        if name == "enumerate" and iterable.args:
+            return _counts_attempts(iterable.args[0])
+        return name in ("range", "count", "itertools.count")
+    return False
 
 
 def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
