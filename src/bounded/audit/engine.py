@@ -138,6 +138,8 @@ class Project:
         for name, definitions in facts.classes.items():
             self.facts.classes.setdefault(name, []).extend(definitions)
         self.facts.guarded |= facts.guarded
+        for name, where in facts.callers.items():
+            self.facts.callers[name] = self.facts.callers.get(name, 0) | where
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
 

@@ -254,6 +254,8 @@ class ProjectFacts:
         default_factory=dict
     )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
+    # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
+    callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
@@ -351,6 +353,7 @@ class ModuleModel:
         self.joined: set[tuple[object, str] | None] = set()  # (scope, name) joined
         # enclosing loops: (loop, its scope, try statements directly inside it)
         self.loops: list[tuple[Loop, Scope, list[ast.Try | ast.TryStar]]] = []
+        self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
         self._states: dict[type, object] = {}
         self.dispatch: dict[type, Callable[[ast.AST], None]] = {
             ast.Import: self.visit_Import,  # type: ignore[dict-item]
@@ -379,6 +382,7 @@ class ModuleModel:
             ast.YieldFrom: self.visit_Yield,  # type: ignore[dict-item]
             ast.Call: self.visit_Call,  # type: ignore[dict-item]
             ast.Global: self.visit_Global,  # type: ignore[dict-item]
+            ast.If: self.visit_If,  # type: ignore[dict-item]
         }
 
     # --- running ---------------------------------------------------------------------
@@ -856,6 +860,16 @@ class ModuleModel:
                 hook(self, call, statement)
         self.visit(value)
 
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
+        self.legacy += old is True
+        self.visit_all(node.body)
+        self.legacy -= old is True
+        self.legacy += old is False
+        self.visit_all(node.orelse)
+        self.legacy -= old is False
+
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.globals.update(node.names)
 
@@ -906,6 +920,8 @@ class ModuleModel:
                     method_hook(self, node, func)
         elif isinstance(func, ast.Name):
             callee = func.id
+        callers = self.facts.callers
+        callers[callee] = callers.get(callee, 0) | (1 if scope.is_async else 2)
         # ownership: a call argument is owned by the callee; a constructor (`Owner(client)`)
         # or an exit stack takes a local resource over
         owner = callee in _OWNERS or callee[:1].isupper() or callee == "__init__"
@@ -1057,6 +1073,21 @@ def is_workerish(m: ModuleModel, element: ast.expr) -> bool:
         isinstance(v, ast.Name | ast.Attribute) and bool(_QUEUEISH.search(dotted(v) or ""))
         for v in values
     )
+
+
+def _legacy_branch(test: ast.expr) -> bool | None:
+    """For ``sys.version_info < (3, x)`` True (the body is legacy), for ``>=`` False (the
+    else branch is), else None."""
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and dotted(test.left) in ("sys.version_info", "version_info")
+    ):
+        if isinstance(test.ops[0], ast.Lt | ast.LtE):
+            return True
+        if isinstance(test.ops[0], ast.Gt | ast.GtE):
+            return False
+    return None
 
 
 def _cancels(body: list[ast.stmt], target: ast.expr) -> bool:

@@ -53,13 +53,13 @@ _TEARDOWN = frozenset(
 
 
 # Notifying observers (callback handlers, listeners) is not a fan-out of work.
-_OBSERVER_CALL = re.compile(r"^_?a?(on_|notify|emit)", re.IGNORECASE)
+_OBSERVER_CALL = re.compile(r"^_?a?(on_|notify|emit|handle_event)", re.IGNORECASE)
 # Collections fixed by the code or its configuration, not by the input: guardrails,
 # strategies, handlers, steps, configured servers or deployments, and the tool calls of one
 # model response (parallel tool calls, a handful by the model's choice).
 _CONFIGURED = re.compile(
     r"guardrail|condition|strateg|handler|callback|listener|hook|middleware|plugin|step"
-    r"|member|subscri|server|retriever|deployment|tool|function_call|fcc|approval",
+    r"|member|subscri|server|retriev|deployment|model_list|tool|function_call|fcc|approval",
     re.IGNORECASE,
 )
 

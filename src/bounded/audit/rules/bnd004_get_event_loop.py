@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ModuleModel
+from bounded.audit.model import ModuleModel, ProjectFacts
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
@@ -57,12 +58,23 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
         return  # the running loop: BND010
     if len(m.scopes) == 1:
         message = f"{what} at module level: no loop is running (use asyncio.run(main()))"
-    else:
-        message = (
-            f"{what} outside a coroutine: with no running loop it creates a stray loop "
-            "(RuntimeError on Python 3.14); use asyncio.get_running_loop() or asyncio.run()"
-        )
-    m.report(node, RULE.code, message)
+        m.report(node, RULE.code, message)
+        return
+    message = (
+        f"{what} outside a coroutine: with no running loop it creates a stray loop "
+        "(RuntimeError on Python 3.14); use asyncio.get_running_loop() or asyncio.run()"
+    )
+    scope = m.scope
+    # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
+    name = m.classes[-1].name if scope.name == "__init__" and m.classes else scope.name
+    m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
+
+
+def _unless_only_called_from_coroutines(name: str) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        return facts.callers.get(name, 0) != 1
+
+    return keep
 
 
 def _get_event_loop(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -70,7 +82,7 @@ def _get_event_loop(m: ModuleModel, node: ast.Call, q: str) -> None:
 
 
 def _loop_argument(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if any(kw.arg == "loop" for kw in node.keywords):
+    if any(kw.arg == "loop" for kw in node.keywords) and not m.legacy:
         m.report(node, RULE.code, f"loop= argument to {q}() (removed in Python 3.10)")
 
 
