@@ -289,3 +289,18 @@ def test_a_deterministic_backoff_helper_in_another_module_is_seen() -> None:
     ]
     assert _project({"app/retry.py": jittered, "app/caller.py": caller}) == []
     assert _project({"app/caller.py": caller}) == []  # not seen: the benefit of the doubt
+
+
+def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:
+    body = (
+        "import asyncio\n"
+        "async def fetch(call):\n"
+        "    while True:\n"
+        "        try:\n"
+        "            return await call()\n"
+        "        except ConnectionError:\n"
+        "            await asyncio.sleep(1)\n"
+    )
+    assert [f.code for f in check_source(body, "app/m.py")] == ["BND008"]
+    script = body + "\nif __name__ == '__main__':\n    asyncio.run(fetch(print))\n"
+    assert check_source(script, "app/m.py") == []

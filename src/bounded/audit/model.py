@@ -354,6 +354,7 @@ class ModuleModel:
         # enclosing loops: (loop, its scope, try statements directly inside it)
         self.loops: list[tuple[Loop, Scope, list[ast.Try | ast.TryStar]]] = []
         self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
+        self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
         self._states: dict[type, object] = {}
         self.dispatch: dict[type, Callable[[ast.AST], None]] = {
             ast.Import: self.visit_Import,  # type: ignore[dict-item]
@@ -390,6 +391,8 @@ class ModuleModel:
     def run(self, tree: ast.Module) -> None:
         """Index the module's functions, walk it once, then run the end-of-module hooks."""
         for stmt in tree.body:
+            if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
+                self.is_script = True
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions[stmt.name] = stmt
             elif isinstance(stmt, ast.ClassDef):
@@ -1072,6 +1075,18 @@ def is_workerish(m: ModuleModel, element: ast.expr) -> bool:
     return any(
         isinstance(v, ast.Name | ast.Attribute) and bool(_QUEUEISH.search(dotted(v) or ""))
         for v in values
+    )
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``."""
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
     )
 
 

@@ -29,6 +29,7 @@ _PURE_CALLS = frozenset(
 _SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
 # Functions that poll for a state (a server up, a job done): not a retry against an outage.
 _POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping", re.I)
+_POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
 # Helpers whose result may be a delay, remembered for the other modules of the run.
 _DELAY_HELPER = re.compile(r"backoff|delay|sleep|interval|retry|wait", re.IGNORECASE)
 _DISCONNECTS = re.compile(
@@ -45,7 +46,7 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
 def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     # a retry loop leaves on success (return/break), or counts attempts over a range;
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
-    if len(m.scopes) == 1 or _POLL_NAME.search(m.scope.name):
+    if len(m.scopes) == 1 or m.is_script or _POLL_NAME.search(m.scope.name):
         return  # a readiness or status poll, or a one-off script: not a retry storm
     if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
         return  # a loop over work items that pauses between them is pacing, not a retry
@@ -77,8 +78,8 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         for kw in call.keywords:
             if kw.arg in ("delay", "seconds", "secs"):
                 delay = kw.value
-        if delay is None:
-            continue
+        if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
+            continue  # sleep(poll_interval): a status poll, paced on purpose
         unknown: list[str] = []
         if not _deterministic(m, delay, set(), m.assignments, unknown):
             continue
