@@ -254,6 +254,8 @@ class ProjectFacts:
         default_factory=dict
     )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
+    # this module's functions that build and return a new async resource on every call
+    factories: dict[str, str] = field(default_factory=dict)
     # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
@@ -877,6 +879,11 @@ class ModuleModel:
         self.scope.globals.update(node.names)
 
     def visit_Return(self, node: ast.Return) -> None:
+        if node.value is not None and len(self.scopes) > 1:
+            for call in candidate_calls(node.value):
+                what = resource_of(self, call)
+                if what is not None:
+                    self.facts.factories[self.scope.name] = what  # def get_client(): return ...
         if node.value is not None:
             self._hand_over(node.value)
             self.visit(node.value)

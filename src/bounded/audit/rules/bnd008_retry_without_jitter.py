@@ -26,6 +26,7 @@ _PURE_QUALIFIED = frozenset({"itertools.count", "itertools.repeat"})
 _PURE_CALLS = frozenset(
     {"min", "max", "float", "int", "pow", "abs", "round", "range", "enumerate", "len"}
 )
+_PURE_METHODS = frozenset({"total_seconds"})
 _SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
 # Functions that poll for a state (a server up, a job done): not a retry against an outage.
 _POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping", re.I)
@@ -168,6 +169,8 @@ def _deterministic(
                 return False
             if isinstance(func, ast.Name) and func.id in _PURE_CALLS:
                 continue
+            if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
+                continue  # delay.total_seconds() * 2**n
             helper = _helper(m, func)
             if helper is not None:
                 if _returns_deterministic(m, helper):
