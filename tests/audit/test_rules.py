@@ -304,3 +304,31 @@ def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:
     assert [f.code for f in check_source(body, "app/m.py")] == ["BND008"]
     script = body + "\nif __name__ == '__main__':\n    asyncio.run(fetch(print))\n"
     assert check_source(script, "app/m.py") == []
+
+
+def test_a_deferred_finding_is_reported_once() -> None:
+    helper = "def backoff_time(attempt):\n    return min(10, 2 ** attempt)\n"
+    caller = (
+        "import asyncio\n"
+        "from app.net import backoff_time\n"
+        "async def call(op):\n"
+        "    attempt = 0\n"
+        "    while True:\n"
+        "        attempt += 1\n"
+        "        try:\n"
+        "            response = await op()\n"
+        "        except OSError:\n"
+        "            raise\n"
+        "        if response.busy:\n"
+        "            await asyncio.sleep(backoff_time(attempt))\n"
+        "            continue\n"
+        "        try:\n"
+        "            body = response.json()\n"
+        "        except ValueError:\n"
+        "            raise\n"
+        "        return body\n"
+    )
+    # two try statements in one retry loop see the same sleep: one finding
+    assert _project({"app/net.py": helper, "app/caller.py": caller}) == [
+        ("app/caller.py", 12, "BND008")
+    ]

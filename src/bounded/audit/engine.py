@@ -129,9 +129,12 @@ class Project:
                 Finding(path, line, _char_column(lines, line, col), code, message, edit)
             )
         for item in model.deferred:
-            if not suppressed(item.line, item.code):
-                line_text = lines[item.line - 1 : item.line]
-                self._deferred.append((path, line_text, item))
+            key = (item.line, item.column, item.code)
+            if key in seen or suppressed(item.line, item.code):
+                continue
+            seen.add(key)
+            line_text = lines[item.line - 1 : item.line]
+            self._deferred.append((path, line_text, item))
         return findings
 
     def _merge(self, facts: ProjectFacts) -> None:

@@ -48,6 +48,9 @@ _TEARDOWN = frozenset(
         "cancel",
         "wait_closed",
         "__aexit__",
+        # waiting for what already runs (children, events, tasks) adds no load either
+        "wait",
+        "join",
     }
 )
 
@@ -59,6 +62,7 @@ _OBSERVER_CALL = re.compile(r"^_?a?(on_|notify|emit|handle_event)", re.IGNORECAS
 # model response (parallel tool calls, a handful by the model's choice).
 _CONFIGURED = re.compile(
     r"guardrail|condition|strateg|handler|callback|listener|hook|middleware|plugin|step"
+    r"|processor|pipeline|stage"
     r"|member|subscri|server|retriev|deployment|model_list|tool|function_call|fcc|approval",
     re.IGNORECASE,
 )
