@@ -10,39 +10,30 @@ page (``docs/rules``) share the name ``RULE.slug``, e.g. ``bnd001_unbounded_gath
 
 from __future__ import annotations
 
+from importlib import import_module
 from types import ModuleType
 from typing import Any
 
 from bounded.audit.core import Rule
 from bounded.audit.model import Hooks
-from bounded.audit.rules import (
-    bnd000_syntax_error,
-    bnd001_unbounded_gather,
-    bnd002_connection_per_operation,
-    bnd003_daemon_thread,
-    bnd004_get_event_loop,
-    bnd005_blocking_call_in_async,
-    bnd006_unclosed_resource,
-    bnd007_breaker_bypass,
-    bnd008_retry_without_jitter,
-    bnd009_dropped_task,
-    bnd010_get_event_loop_in_coroutine,
-)
 
 __all__ = ["DEFAULT_CODES", "MODULES", "RULES", "Rule", "expand_codes", "hooks_for"]
 
-MODULES: tuple[ModuleType, ...] = (
-    bnd000_syntax_error,
-    bnd001_unbounded_gather,
-    bnd002_connection_per_operation,
-    bnd003_daemon_thread,
-    bnd004_get_event_loop,
-    bnd005_blocking_call_in_async,
-    bnd006_unclosed_resource,
-    bnd007_breaker_bypass,
-    bnd008_retry_without_jitter,
-    bnd009_dropped_task,
-    bnd010_get_event_loop_in_coroutine,
+MODULES: tuple[ModuleType, ...] = tuple(
+    import_module(f"{__name__}.{name}")
+    for name in (
+        "bnd000_syntax_error",
+        "bnd001_unbounded_gather",
+        "bnd002_connection_per_operation",
+        "bnd003_daemon_thread",
+        "bnd004_get_event_loop",
+        "bnd005_blocking_call_in_async",
+        "bnd006_unclosed_resource",
+        "bnd007_breaker_bypass",
+        "bnd008_retry_without_jitter",
+        "bnd009_dropped_task",
+        "bnd010_get_event_loop_in_coroutine",
+    )
 )
 RULES: dict[str, Rule] = {module.RULE.code: module.RULE for module in MODULES}
 DEFAULT_CODES: frozenset[str] = frozenset(code for code, rule in RULES.items() if rule.default)
