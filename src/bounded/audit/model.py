@@ -65,6 +65,8 @@ def resource_of(m: ModuleModel, call: ast.Call) -> str | None:
     return ASYNC_RESOURCES[q]
 
 
+# Names of functions worth following as client factories (`self.get_client()`).
+_FACTORYISH = re.compile(r"client|session|pool|connection", re.IGNORECASE)
 # Sync clients: a binding of kind "sync_client:<what>".
 SYNC_CLIENTS: dict[str, str] = {
     "requests.Session": "requests.Session",
@@ -254,8 +256,6 @@ class ProjectFacts:
         default_factory=dict
     )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
-    # this module's functions that build and return a new async resource on every call
-    factories: dict[str, str] = field(default_factory=dict)
     # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
@@ -358,6 +358,7 @@ class ModuleModel:
         self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
         self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
         self._states: dict[type, object] = {}
+        self._factories: dict[str, str | None] = {}
         self.dispatch: dict[type, Callable[[ast.AST], None]] = {
             ast.Import: self.visit_Import,  # type: ignore[dict-item]
             ast.ImportFrom: self.visit_ImportFrom,  # type: ignore[dict-item]
@@ -405,6 +406,32 @@ class ModuleModel:
         for hook in self.hooks.module_end:
             hook(self)
         self.facts.guarded |= self.guarded
+
+    def factory_result(self, call: ast.Call) -> str | None:
+        """What `call` builds when it calls this module's client factory, else None.
+
+        A factory is a function or method named like a client, session, pool or
+        connection whose ``return`` builds a new async resource each time
+        (``def get_client(self): return AsyncOpenAI(...)``), not a cached attribute.
+        """
+        if call.args or call.keywords:
+            return None
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if not _FACTORYISH.search(name):
+            return None
+        if name not in self._factories:
+            fn = self.functions.get(name)
+            what = None
+            if fn is not None:
+                for sub in ast.walk(fn):
+                    if isinstance(sub, ast.Return) and sub.value is not None:
+                        what = next(
+                            (r for c in candidate_calls(sub.value) if (r := resource_of(self, c))),
+                            what,
+                        )
+            self._factories[name] = what
+        return self._factories[name]
 
     def line(self, lineno: int) -> bytes:
         """Line `lineno` (1-based) of the source, without its line break (for fixes)."""
@@ -798,7 +825,7 @@ class ModuleModel:
             elif isinstance(target, ast.Name):
                 self.scope.kinds.pop(target.id, None)
             for call in candidate_calls(inner):
-                what = resource_of(self, call)
+                what = resource_of(self, call) or self.factory_result(call)
                 if what is not None:
                     self._track_resource(target, call, what)
             if isinstance(target, ast.Name):
@@ -879,11 +906,6 @@ class ModuleModel:
         self.scope.globals.update(node.names)
 
     def visit_Return(self, node: ast.Return) -> None:
-        if node.value is not None and len(self.scopes) > 1:
-            for call in candidate_calls(node.value):
-                what = resource_of(self, call)
-                if what is not None:
-                    self.facts.factories[self.scope.name] = what  # def get_client(): return ...
         if node.value is not None:
             self._hand_over(node.value)
             self.visit(node.value)

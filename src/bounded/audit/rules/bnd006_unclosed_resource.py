@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
@@ -17,6 +15,7 @@ from bounded.audit.model import (
     Scope,
     resource_of,
 )
+from bounded.audit.names import dotted
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -41,13 +40,6 @@ def _created(m: ModuleModel, node: ast.Call, q: str) -> None:
 
 
 CALLS: dict[str, CallHook] = dict.fromkeys(ASYNC_RESOURCES, _created)
-# Factory names worth following: `self.get_client().chat.completions.create(...)`.
-_FACTORYISH = re.compile(r"client|session|pool|connection", re.IGNORECASE)
-
-
-@dataclass(slots=True)
-class _State:
-    inline: list[tuple[ast.Call, str]] = field(default_factory=list)  # factory call, its name
 
 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
@@ -55,12 +47,16 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     base = node.func
     while isinstance(base, ast.Attribute):
         base = base.value
-    if base is node.func or not isinstance(base, ast.Call) or base.args or base.keywords:
+    if base is node.func or not isinstance(base, ast.Call):
         return
-    func = base.func
-    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-    if _FACTORYISH.search(name):
-        m.state(_State).inline.append((base, name))
+    what = m.factory_result(base)
+    if what is not None:
+        m.report(
+            base,
+            RULE.code,
+            f"{dotted(base.func) or 'the factory'}() builds a new {what} on every call and this "
+            "call never closes it: a connection pool per operation",
+        )
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
@@ -115,16 +111,6 @@ def _unless_a_base_closes(cls: ClassScope, attr: str) -> Callable[[ProjectFacts]
 
 
 def module_end(m: ModuleModel) -> None:
-    # the factory must be this module's: a name elsewhere may be a cached getter
-    for call, name in m.state(_State).inline:
-        what = m.facts.factories.get(name)
-        if what is not None:
-            m.report(
-                call,
-                RULE.code,
-                f"{name}() builds a new {what} on every call and this call never closes it: "
-                "a connection pool per operation",
-            )
     closed_tails = {text.rsplit(".", 1)[-1] for text in m.module_closed}
     for name, (call, what) in m.module_pending.items():
         if name in m.module_closed or ("." not in name and name in closed_tails):
