@@ -429,3 +429,20 @@ def test_fix_leaves_unselected_and_suppressed_findings_alone(tree: Path) -> None
 def test_fix_and_diff_together_is_a_usage_error(tree: Path) -> None:
     code, _ = run("--fix", "--diff", "pkg")
     assert code == 2
+
+
+def test_sarif_reports_a_rule_that_is_off_by_default_as_a_note(tree: Path) -> None:
+    (tree / "pkg" / "loop.py").write_text(
+        "import asyncio\n\nasync def f():\n    return asyncio.get_event_loop()\n"
+    )
+    code, out = run("--format", "sarif", "--select", "BND010", "pkg/loop.py")
+    assert code == 1
+    [run_] = json.loads(out)["runs"]
+    [result] = run_["results"]
+    assert (result["ruleId"], result["level"]) == ("BND010", "note")
+    rules = {r["id"]: r for r in run_["tool"]["driver"]["rules"]}
+    assert rules["BND010"]["defaultConfiguration"]["level"] == "note"
+    assert rules["BND001"]["defaultConfiguration"]["level"] == "warning"
+    # not selected by default: the same file is clean
+    code, out = run("pkg/loop.py")
+    assert code == 0
