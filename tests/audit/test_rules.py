@@ -66,6 +66,7 @@ def test_rules_off_by_default_run_only_when_named() -> None:
     assert finding.code == "BND010"
     assert "BND010" not in expand_codes(["ALL"]) | expand_codes(["BND"])
     assert expand_codes(["BND010"]) == {"BND010"}
+    assert "BND010" in expand_codes(["BND01"], every=True)  # --ignore BND01 ignores it
 
 
 def test_columns_are_one_based_and_point_at_the_call() -> None:

@@ -1,4 +1,4 @@
-"""`bounded audit`: a static check for the FM-043 concurrency patterns (codes BND000-BND009).
+"""`bounded audit`: a static check for the FM-043 concurrency patterns (codes BND000-BND010).
 
 Files are parsed with :mod:`ast`; nothing is imported or executed::
 
@@ -115,7 +115,7 @@ def audit(
     if select is not None:
         config.select = expand_codes(list(select))
     if ignore is not None:
-        config.ignore = config.ignore | expand_codes(list(ignore))
+        config.ignore = config.ignore | expand_codes(list(ignore), every=True)
     codes = config.codes
     report = AuditReport()
     project = Project(codes)

@@ -98,7 +98,7 @@ def load_config(pyproject: Path | None) -> AuditConfig:
         if tokens is None:
             continue
         try:
-            codes = expand_codes(tokens)
+            codes = expand_codes(tokens, every=key == "ignore")
         except ValueError as exc:
             raise ConfigError(f"{_SECTION}.{key}", str(exc)) from exc
         if key == "select":

@@ -72,11 +72,12 @@ def hooks_for(codes: frozenset[str]) -> Hooks:
     return hooks
 
 
-def expand_codes(tokens: list[str]) -> set[str]:
+def expand_codes(tokens: list[str], *, every: bool = False) -> set[str]:
     """Codes named by `tokens`; ValueError if unknown.
 
     A token is a code, a prefix (``BND00``) or ``ALL``; prefixes and ``ALL`` expand to the
-    rules that are on by default, a rule that is off by default must be named.
+    rules that are on by default, a rule that is off by default must be named (with
+    `every`, as for ``ignore``, they expand to every matching rule).
     """
     selected: set[str] = set()
     for raw in tokens:
@@ -89,5 +90,5 @@ def expand_codes(tokens: list[str]) -> set[str]:
         matched = [code for code in RULES if token == "ALL" or code.startswith(token)]
         if not matched:
             raise ValueError(f"unknown rule code {raw.strip()!r} (known: {', '.join(RULES)})")
-        selected.update(code for code in matched if RULES[code].default)
+        selected.update(code for code in matched if every or RULES[code].default)
     return selected
