@@ -1,4 +1,4 @@
-"""`bounded audit` speed: lines per second on one core, next to flake8-async.
+"""`bounded audit` speed: lines per second on one core, next to flake8-async and ruff ASYNC.
 
 The tree is real installed code: the asyncio standard library plus the async stack in the
 venv (httpx, httpcore, anyio, starlette, uvicorn, asyncpg, redis, pydantic, rich, click,
@@ -8,7 +8,9 @@ included). flake8-async (standalone, `--asyncio`, the same checks as `flake8-asy
 command) needs libcst and runs at a few hundred lines per second here, so it is timed on a
 deterministic sample of the same tree (every k-th file, about 6,000 lines) and bounded is
 timed on that same sample too: the ratio compares like with like. Set
-``BENCH_AUDIT_FULL=1`` to run flake8-async on the whole tree (several minutes).
+``BENCH_AUDIT_FULL=1`` to run flake8-async on the whole tree (several minutes). ruff's
+ASYNC rules (``ruff check --select ASYNC``, the ruff in the venv, one thread) run on the
+whole tree as a child process; its CPU time is the child's user + system time.
 
 Times are CPU seconds of this process (`time.process_time`), medians over rounds.
 Run alone with ``python -m bench.audit``.
@@ -19,7 +21,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from argparse import ArgumentParser
@@ -113,6 +118,21 @@ def _flake8_async_runner() -> Callable[[list[Path]], int] | None:
     return run
 
 
+def _ruff_async(roots: list[Path]) -> tuple[float, int] | None:
+    """CPU seconds and findings of ``ruff check --select ASYNC`` on `roots` (one thread)."""
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        return None
+    cmd = [ruff, "check", "--isolated", "--no-cache", "--select", "ASYNC", "--exit-zero"]
+    cmd += ["--output-format", "concise", *map(str, roots)]
+    env = {**os.environ, "RAYON_NUM_THREADS": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, sum(1 for line in out.splitlines() if ": ASYNC" in line)
+
+
 def _bounded_files(files: list[Path]) -> int:
     return sum(len(check_source(p.read_bytes(), str(p))) for p in files)
 
@@ -191,6 +211,23 @@ def run() -> list[Section]:
             )
     else:
         rows.append(Row("flake8-async", None, note="not installed"))
+    ruff = _ruff_async(roots)
+    if ruff is not None:
+        ruff_s, ruff_found = ruff
+        rows.append(
+            Row(
+                "ruff --select ASYNC (one thread), whole tree",
+                total_lines / ruff_s,
+                extra={
+                    "files": f"{len(files):,}",
+                    "lines": f"{total_lines:,}",
+                    "CPU s": f"{ruff_s:.2f}",
+                    "findings": str(ruff_found),
+                },
+            )
+        )
+    else:
+        rows.append(Row("ruff --select ASYNC", None, note="not installed"))
     speedup = bounded_rate / flake8_rate if flake8_rate else None
     return [
         Section(
@@ -211,9 +248,11 @@ def run() -> list[Section]:
                 "CPU seconds of one process (single core), median of "
                 f"{ROUNDS} rounds for bounded, 1 for flake8-async; whole tree: stdlib asyncio "
                 f"+ {', '.join(_PACKAGES)} (Python {sys.version.split()[0]}).",
-                "Findings differ by design: flake8-async checks trio/anyio/asyncio "
-                "cancellation and blocking-call rules (ASYNC1xx-9xx); bounded audit checks "
-                "the FM-043 patterns (BND001-BND009)."
+                "Findings differ by design: flake8-async and ruff's ASYNC rules check "
+                "trio/anyio/asyncio cancellation and blocking-call rules (ASYNC1xx-9xx); "
+                "bounded audit checks the FM-043 patterns (BND001-BND009; BND010 is off by "
+                "default). ruff is compiled Rust: it is the speed a linter can reach, not a peer "
+                "of a pure-Python checker."
                 + (f" bounded is {speedup:,.0f}x faster on the same files." if speedup else ""),
             ],
         )

@@ -259,8 +259,8 @@ def test_pre_commit_hook_entry() -> None:
 def test_docs_page_per_rule() -> None:
     from bounded.audit import RULES
 
-    for code in RULES:
-        page = (REPO / "docs" / "rules" / f"{code}.md").read_text()
+    for code, rule in RULES.items():
+        page = (REPO / "docs" / "rules" / f"{rule.slug}.md").read_text()
         assert page.startswith(f"# {code}")
         assert "bounded" in page
         if code != "BND000":
@@ -275,3 +275,174 @@ def test_bounded_itself_is_clean() -> None:
     assert report.findings == [], "\n".join(
         f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}" for f in report.findings
     )
+
+
+def test_special_files_are_bnd000_not_a_hang(tree: Path) -> None:
+    """A FIFO named *.py and a symlink to /dev/zero are reported, never read."""
+    os.mkfifo(tree / "pkg" / "pipe.py")
+    (tree / "pkg" / "zero.py").symlink_to("/dev/zero")
+    report = audit([tree / "pkg"], use_config=False)
+    special = {Path(f.path).name: f.message for f in report.findings if f.code == "BND000"}
+    assert set(special) == {"pipe.py", "zero.py"}
+    assert "named pipe" in special["pipe.py"]
+    assert "character device" in special["zero.py"]
+    # named on the command line, the same
+    code, out = run("--format", "json", "pkg/pipe.py")
+    assert code == 1
+    assert [f["code"] for f in json.loads(out)["findings"]] == ["BND000"]
+
+
+def test_files_over_the_size_cap_are_bnd000(tree: Path) -> None:
+    from bounded.audit import read_source
+
+    big = tree / "pkg" / "generated.py"
+    big.write_bytes(b"x = 1\n" * 100)
+    assert read_source(big, limit=10_000) == b"x = 1\n" * 100
+    message = read_source(big, limit=100)
+    assert isinstance(message, str)
+    assert "larger than" in message
+
+
+def test_output_to_a_missing_directory_is_a_clean_error(tree: Path) -> None:
+    result = CliRunner().invoke(app, ["audit", "-o", "/nonexistent/dir/out.txt", "pkg"])
+    assert result.exit_code == 2
+    assert "cannot write /nonexistent/dir/out.txt" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+FIXABLE = (
+    "import asyncio\n"
+    "\n"
+    "_tasks = set()\n"
+    "\n"
+    "\n"
+    "async def work():\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "async def handler():\n"
+    "    loop = asyncio.get_event_loop()\n"
+    "    t = asyncio.create_task(work())\n"
+    "    _tasks.add(t)\n"
+    "    t.add_done_callback(_tasks.discard)\n"
+    "    asyncio.create_task(work())  # fire and forget\n"
+    "    if loop: asyncio.create_task(work())\n"
+    "    return loop\n"
+    "\n"
+    "\n"
+    "class Service:\n"
+    "    def __init__(self):\n"
+    "        self._running = set()\n"
+    "\n"
+    "    async def start(self, task):\n"
+    "        task.add_done_callback(self._running.discard)\n"
+    "        asyncio.create_task(\n"
+    "            work(),\n"
+    "        )\n"
+)
+FIXED = (
+    "import asyncio\n"
+    "\n"
+    "_tasks = set()\n"
+    "\n"
+    "\n"
+    "async def work():\n"
+    "    pass\n"
+    "\n"
+    "\n"
+    "async def handler():\n"
+    "    loop = asyncio.get_running_loop()\n"
+    "    t = asyncio.create_task(work())\n"
+    "    _tasks.add(t)\n"
+    "    t.add_done_callback(_tasks.discard)\n"
+    "    task = asyncio.create_task(work())\n"
+    "    _tasks.add(task)\n"
+    "    task.add_done_callback(_tasks.discard)  # fire and forget\n"
+    "    if loop: asyncio.create_task(work())\n"
+    "    return loop\n"
+    "\n"
+    "\n"
+    "class Service:\n"
+    "    def __init__(self):\n"
+    "        self._running = set()\n"
+    "\n"
+    "    async def start(self, task):\n"
+    "        task.add_done_callback(self._running.discard)\n"
+    "        task_1 = asyncio.create_task(\n"
+    "            work(),\n"
+    "        )\n"
+    "        self._running.add(task_1)\n"
+    "        task_1.add_done_callback(self._running.discard)\n"
+)
+
+
+def test_fix_rewrites_the_safe_cases_and_reports_the_rest(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    target.write_text(FIXABLE)
+    code, out = run("--select", "BND009,BND010", "--fix", "pkg/tasks.py")
+    assert target.read_text() == FIXED
+    assert "Fixed 3 findings in 1 file." in out
+    # what is left: the one-line `if` (no safe place for three statements)
+    assert code == 1
+    assert "tasks.py:18:14: BND009" in out
+    compile(target.read_text(), "tasks.py", "exec")  # the fixed code still parses
+
+
+def test_fix_twice_is_fix_once(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    target.write_text(FIXABLE)
+    run("--select", "BND009,BND010", "--fix", "pkg/tasks.py")
+    once = target.read_text()
+    code, out = run("--select", "BND009,BND010", "--fix", "pkg/tasks.py")
+    assert target.read_text() == once
+    assert "Fixed" not in out
+    assert code == 1  # the unfixable one is still reported
+
+
+def test_diff_shows_the_rewrite_and_changes_nothing(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    target.write_text(FIXABLE)
+    code, out = run("--select", "BND010", "--diff", "pkg/tasks.py")
+    assert code == 1
+    assert target.read_text() == FIXABLE
+    assert "-    loop = asyncio.get_event_loop()\n+    loop = asyncio.get_running_loop()" in out
+    assert out.startswith("--- a/pkg/tasks.py")
+    # nothing to fix: empty diff, exit 0
+    code, out = run("--select", "BND010", "--diff", "pkg/ok.py")
+    assert (code, out) == (0, "")
+
+
+def test_fix_leaves_unselected_and_suppressed_findings_alone(tree: Path) -> None:
+    target = tree / "pkg" / "tasks.py"
+    source = FIXABLE.replace(
+        "    loop = asyncio.get_event_loop()\n",
+        "    loop = asyncio.get_event_loop()  # bounded: ignore[BND010]\n",
+    )
+    target.write_text(source)
+    run("--select", "BND010", "--fix", "pkg/tasks.py")
+    assert target.read_text() == source  # suppressed
+    run("--fix", "pkg/tasks.py")  # BND010 is off by default; BND009 fixes still apply
+    assert "asyncio.get_event_loop()" in target.read_text()
+    assert "_tasks.add(task)" in target.read_text()
+
+
+def test_fix_and_diff_together_is_a_usage_error(tree: Path) -> None:
+    code, _ = run("--fix", "--diff", "pkg")
+    assert code == 2
+
+
+def test_sarif_reports_a_rule_that_is_off_by_default_as_a_note(tree: Path) -> None:
+    (tree / "pkg" / "loop.py").write_text(
+        "import asyncio\n\nasync def f():\n    return asyncio.get_event_loop()\n"
+    )
+    code, out = run("--format", "sarif", "--select", "BND010", "pkg/loop.py")
+    assert code == 1
+    [run_] = json.loads(out)["runs"]
+    [result] = run_["results"]
+    assert (result["ruleId"], result["level"]) == ("BND010", "note")
+    rules = {r["id"]: r for r in run_["tool"]["driver"]["rules"]}
+    assert rules["BND010"]["defaultConfiguration"]["level"] == "note"
+    assert rules["BND001"]["defaultConfiguration"]["level"] == "warning"
+    # not selected by default: the same file is clean
+    code, out = run("pkg/loop.py")
+    assert code == 0

@@ -1,4 +1,4 @@
-"""`bounded audit`: a static check for the FM-043 concurrency patterns (codes BND000-BND009).
+"""`bounded audit`: a static check for the FM-043 concurrency patterns (codes BND000-BND010).
 
 Files are parsed with :mod:`ast`; nothing is imported or executed::
 
@@ -11,25 +11,63 @@ Files are parsed with :mod:`ast`; nothing is imported or executed::
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bounded.audit.config import AuditConfig, find_pyproject, iter_python_files, load_config
-from bounded.audit.engine import Finding, check_source
-from bounded.audit.rules import RULES, Rule, expand_codes
+from bounded.audit.core import Finding, Rule
+from bounded.audit.engine import Project, check_source
+from bounded.audit.rules import RULES, expand_codes
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "RULES",
     "AuditConfig",
     "AuditError",
     "AuditReport",
     "Finding",
+    "Project",
     "Rule",
     "audit",
     "check_source",
     "expand_codes",
+    "read_source",
 ]
+
+
+# Larger than any hand-written module; a bigger *.py is generated data, not code to review.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def read_source(path: Path, limit: int = MAX_FILE_BYTES) -> bytes | str:
+    """The bytes of regular file `path`, or why it was not read (never blocks on a FIFO).
+
+    Raises OSError when the file cannot be opened or read.
+    """
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = next((k for test, k in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+            return f"{kind}, not a regular file: not checked"
+        too_big = f"larger than the {limit:,}-byte cap: not checked"
+        if info.st_size > limit:
+            return too_big
+        with os.fdopen(fd, "rb", closefd=False) as stream:
+            data = stream.read(limit + 1)
+        return too_big if len(data) > limit else data
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,23 +115,26 @@ def audit(
     if select is not None:
         config.select = expand_codes(list(select))
     if ignore is not None:
-        config.ignore = config.ignore | expand_codes(list(ignore))
+        config.ignore = config.ignore | expand_codes(list(ignore), every=True)
     codes = config.codes
     report = AuditReport()
+    project = Project(codes)
     for path in iter_python_files(path_list, config):
         name = str(path)
         try:
-            data = path.read_bytes()
+            data = read_source(path)
         except OSError as exc:
             report.errors.append(AuditError(name, f"cannot read: {exc.strerror or exc}"))
             continue
         report.files += 1
+        if isinstance(data, str):
+            if "BND000" in codes:
+                report.findings.append(Finding(name, 1, 1, "BND000", data))
+            continue
         try:
-            findings = check_source(data, name)
+            report.findings.extend(project.check(data, name))
         except Exception as exc:  # a checker bug must not end the run
             report.errors.append(AuditError(name, f"internal error: {type(exc).__name__}: {exc}"))
-            continue
-        for finding in findings:
-            if finding.code in codes:
-                report.findings.append(finding)
+    report.findings.extend(project.finish())
+    report.findings.sort(key=lambda f: (f.path, f.line, f.column, f.code))
     return report

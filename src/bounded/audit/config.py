@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pathspec
 
-from bounded.audit.rules import RULES, expand_codes
+from bounded.audit.rules import DEFAULT_CODES, expand_codes
 from bounded.errors import ConfigError
 
 __all__ = ["DEFAULT_EXCLUDES", "AuditConfig", "find_pyproject", "iter_python_files", "load_config"]
@@ -40,7 +40,7 @@ _SECTION = "tool.bounded.audit"
 class AuditConfig:
     """What to check: the selected codes and the exclude patterns (gitignore syntax)."""
 
-    select: set[str] = field(default_factory=lambda: set(RULES))
+    select: set[str] = field(default_factory=lambda: set(DEFAULT_CODES))
     ignore: set[str] = field(default_factory=set)
     exclude: list[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDES))
     extend_exclude: list[str] = field(default_factory=list)
@@ -98,7 +98,7 @@ def load_config(pyproject: Path | None) -> AuditConfig:
         if tokens is None:
             continue
         try:
-            codes = expand_codes(tokens)
+            codes = expand_codes(tokens, every=key == "ignore")
         except ValueError as exc:
             raise ConfigError(f"{_SECTION}.{key}", str(exc)) from exc
         if key == "select":
@@ -148,7 +148,7 @@ def iter_python_files(paths: list[Path], config: AuditConfig) -> Iterator[Path]:
     """Files to check: named files always, ``*.py`` under directories minus the excludes."""
     seen: set[str] = set()
     for path in paths:
-        if path.is_file():
+        if not path.is_dir():  # a named FIFO or device too: the reader reports it
             key = os.path.abspath(path)
             if key not in seen:
                 seen.add(key)

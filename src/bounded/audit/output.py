@@ -83,6 +83,12 @@ def _artifact_uri(path: str) -> tuple[str, bool]:
     return Path(absolute).as_uri(), False
 
 
+def _level(code: str) -> str:
+    if code == "BND000":
+        return "error"
+    return "warning" if RULES[code].default else "note"
+
+
 def to_sarif(report: AuditReport, version: str) -> dict[str, Any]:
     """A SARIF 2.1.0 log with one run, ready for code-scanning upload."""
     codes = sorted(RULES)
@@ -95,9 +101,9 @@ def to_sarif(report: AuditReport, version: str) -> dict[str, Any]:
             "fullDescription": {"text": RULES[code].summary},
             "help": {
                 "text": f"Fix: {RULES[code].fix}",
-                "markdown": f"**Fix:** {RULES[code].fix}\n\nSee docs/rules/{code}.md.",
+                "markdown": f"**Fix:** {RULES[code].fix}\n\nSee docs/rules/{RULES[code].slug}.md.",
             },
-            "defaultConfiguration": {"level": "error" if code == "BND000" else "warning"},
+            "defaultConfiguration": {"level": _level(code)},
             "properties": {"tags": ["concurrency", "reliability", "FM-043"]},
         }
         for code in codes
@@ -112,7 +118,7 @@ def to_sarif(report: AuditReport, version: str) -> dict[str, Any]:
             {
                 "ruleId": f.code,
                 "ruleIndex": index[f.code],
-                "level": "error" if f.code == "BND000" else "warning",
+                "level": _level(f.code),
                 "message": {"text": f"{f.message}. Fix: {f.fix}"},
                 "locations": [
                     {

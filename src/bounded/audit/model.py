@@ -1,0 +1,1155 @@
+"""The semantic model: one pass over a module that records what the rules read.
+
+The pass keeps imports (names resolve to their import path: ``import asyncio as aio`` then
+``aio.gather`` is ``asyncio.gather``), scopes with their bindings (what a name or
+``self.attr`` was bound to: a thread, a loop, a breaker, a semaphore...), assignments,
+collections built in loops, the async resources each scope or class creates and who
+closes, joins or takes them over. Rules are small functions (one module each, under
+`bounded.audit.rules`) that the pass calls at the nodes they registered for, and at the end
+of each scope, class, module and run. Nothing is imported or executed.
+
+Facts that other modules of the same run need (a base class that closes an attribute, a
+function that holds a semaphore, a backoff helper) are collected in :class:`ProjectFacts`;
+findings that depend on them are :class:`Deferred` until the whole run has been read.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
+
+from bounded.audit.core import Edit
+from bounded.audit.names import candidate_calls, dotted, is_constant_size, is_self_attr
+
+__all__ = [
+    "ASYNC_RESOURCES",
+    "ClassScope",
+    "Deferred",
+    "Hooks",
+    "ModuleModel",
+    "ProjectFacts",
+    "Scope",
+]
+
+T = TypeVar("T")
+
+# Async clients and pools that hold connections until closed.
+ASYNC_RESOURCES: dict[str, str] = {
+    "httpx.AsyncClient": "httpx.AsyncClient",
+    "httpx2.AsyncClient": "httpx2.AsyncClient",
+    "aiohttp.ClientSession": "aiohttp.ClientSession",
+    "asyncpg.create_pool": "asyncpg pool",
+    "aiomysql.create_pool": "aiomysql pool",
+    "aiopg.create_pool": "aiopg pool",
+    "openai.AsyncOpenAI": "AsyncOpenAI",
+    "openai.AsyncClient": "AsyncOpenAI",
+    "openai.AsyncAzureOpenAI": "AsyncAzureOpenAI",
+    "anthropic.AsyncAnthropic": "AsyncAnthropic",
+    "anthropic.AsyncClient": "AsyncAnthropic",
+    "redis.asyncio.Redis": "redis.asyncio.Redis",
+    "redis.asyncio.from_url": "redis.asyncio client",
+}
+# An SDK client built over a passed http client owns no connections of its own.
+_BORROWED_POOL = frozenset({"http_client", "session", "client_session"})
+
+
+def resource_of(m: ModuleModel, call: ast.Call) -> str | None:
+    """What async resource `call` creates (``httpx.AsyncClient(...)``), None if none."""
+    q = m.qualname(call.func)
+    if q is None or q not in ASYNC_RESOURCES:
+        return None
+    if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
+        return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
+    return ASYNC_RESOURCES[q]
+
+
+# Names of functions worth following as client factories (`self.get_client()`).
+_FACTORYISH = re.compile(r"client|session|pool|connection", re.IGNORECASE)
+# Sync clients: a binding of kind "sync_client:<what>".
+SYNC_CLIENTS: dict[str, str] = {
+    "requests.Session": "requests.Session",
+    "requests.sessions.Session": "requests.Session",
+    "httpx.Client": "httpx.Client",
+    "httpx2.Client": "httpx2.Client",
+    "openai.OpenAI": "OpenAI",
+    "openai.Client": "OpenAI",
+    "openai.AzureOpenAI": "AzureOpenAI",
+    "anthropic.Anthropic": "Anthropic",
+    "anthropic.Client": "Anthropic",
+    "anthropic.AnthropicBedrock": "AnthropicBedrock",
+    "anthropic.AnthropicVertex": "AnthropicVertex",
+    "psycopg2.connect": "psycopg2",
+    "psycopg.connect": "psycopg",
+}
+BREAKER_CTORS = {
+    "bounded.CircuitBreaker": "bounded",
+    "bounded.breaker.CircuitBreaker": "bounded",
+    "aiobreaker.CircuitBreaker": "lib",
+    "pybreaker.CircuitBreaker": "lib",
+}
+BOUNDED_CTORS = frozenset(
+    {
+        "asyncio.Semaphore",
+        "asyncio.BoundedSemaphore",
+        "bounded.Bulkhead",
+        "bounded.bulkhead.Bulkhead",
+        "bounded.RateLimiter",
+        "aiolimiter.AsyncLimiter",
+        "anyio.CapacityLimiter",
+    }
+)
+_SIMPLE_KINDS = {
+    "threading.Thread": "thread",
+    "threading.Timer": "thread",
+    "concurrent.futures.ThreadPoolExecutor": "executor",
+    "concurrent.futures.thread.ThreadPoolExecutor": "executor",
+    "asyncio.get_running_loop": "loop",
+    "asyncio.get_event_loop": "loop",
+    "asyncio.new_event_loop": "loop",
+    "asyncio.get_event_loop_policy": "policy",
+}
+CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
+LIFECYCLE = CLOSERS | {"__exit__", "__del__", "stop", "cleanup", "dispose", "close_all"}
+# Calls that take ownership of a resource passed to them.
+_OWNERS = frozenset(
+    {"enter_async_context", "enter_context", "aclosing", "closing", "push_async_callback"}
+)
+_SEMISH = re.compile(r"sem|limit|bulkhead|throttl|capacity|(?:^|[._])bh$", re.IGNORECASE)
+# A program's entry point: what it creates lives until the process exits.
+_ENTRY_POINT = re.compile(r"_?(a?main|cli|entry_?point|run_(app|server|forever))$", re.IGNORECASE)
+# Methods that grow a collection after construction.
+_GROWERS = frozenset({"append", "add", "extend", "insert", "update", "setdefault", "appendleft"})
+
+# Node types with nothing below them that any rule looks at.
+_LEAVES: frozenset[type] = frozenset(
+    {
+        ast.Name,
+        ast.Constant,
+        ast.alias,
+        ast.Pass,
+        ast.Break,
+        ast.Continue,
+        ast.Nonlocal,
+        str,
+        int,
+        type(None),
+        *(
+            cls
+            for base in (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+            for cls in base.__subclasses__()
+        ),
+    }
+)
+_SCALAR_FIELDS = frozenset(
+    {
+        "id",
+        "ctx",
+        "attr",
+        "name",
+        "asname",
+        "module",
+        "level",
+        "kind",
+        "type_comment",
+        "is_async",
+        "simple",
+        "conversion",
+        "op",
+        "ops",
+        "arg",
+        "tag",
+        "lineno",
+    }
+)
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    fields = tuple(f for f in getattr(cls, "_fields", ()) if f not in _SCALAR_FIELDS)
+    _CHILD_FIELDS[cls] = fields
+    return fields
+
+
+Loop = ast.For | ast.AsyncFor | ast.While
+Function = ast.FunctionDef | ast.AsyncFunctionDef
+Resource = tuple[ast.Call, str]  # the creating call and what it is
+
+
+class Scope:
+    """A function (or the module) being walked, and what its names are bound to."""
+
+    __slots__ = (
+        "aliases",
+        "assigned",
+        "cancelled",
+        "closed",
+        "collections",
+        "escaped",
+        "finally_depth",
+        "globals",
+        "guarded_loops",
+        "is_async",
+        "is_generator",
+        "kinds",
+        "loop_depth",
+        "name",
+        "node",
+        "params",
+        "pending",
+        "pool_loops",
+        "stopping",
+    )
+
+    def __init__(self, name: str, is_async: bool, node: ast.AST | None = None) -> None:
+        self.name = name
+        self.node = node
+        self.is_async = is_async
+        self.is_generator = False
+        self.loop_depth = 0
+        self.finally_depth = 0
+        self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
+        self.pool_loops = 0  # enclosing `for _ in range(workers)` loops
+        self.stopping = False  # an event was set: a shutdown path
+        self.params: frozenset[str] = frozenset()
+        self.globals: set[str] = set()
+        # name -> kind ("thread", "executor", "future", "loop", "policy", "bound",
+        # "breaker:<lib>", "sync_client:<what>")
+        self.kinds: dict[str, str] = {}
+        self.assigned: dict[str, list[ast.expr]] = {}  # name -> every value assigned to it
+        self.aliases: dict[str, str] = {}  # name -> the dotted name it was read from
+        # name -> (a comprehension, False, None), or (element, bounded, the loop's iterable)
+        # for items appended in a loop
+        self.collections: dict[str, tuple[ast.expr, bool, ast.expr | None]] = {}
+        self.cancelled: set[str] = set()  # collections whose tasks were cancelled here
+        self.pending: dict[str, Resource] = {}  # resources bound to local names
+        self.closed: dict[str, bool] = {}  # name -> closed inside a finally block
+        self.escaped: set[str] = set()  # local resources returned or handed to an owner
+
+
+class ClassScope:
+    """A class being walked: what its methods store on ``self`` and what they close."""
+
+    __slots__ = ("bases", "closed", "grown", "kinds", "lifecycle", "name", "node", "pending")
+
+    def __init__(self, node: ast.ClassDef) -> None:
+        self.node = node
+        self.name = node.name
+        self.bases = tuple(b for b in (dotted(base) for base in node.bases) if b is not None)
+        self.kinds: dict[str, str] = {}  # self attribute -> kind
+        self.pending: dict[str, Resource] = {}  # self attribute -> the resource stored there
+        self.closed: set[str] = set()  # self attributes some method closes
+        self.grown: set[str] = set()  # self attributes grown outside __init__
+        # the class defines a close/aclose/__aexit__-style method: it manages its resources
+        self.lifecycle = any(
+            isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in LIFECYCLE
+            for item in node.body
+        )
+
+
+@dataclass(slots=True)
+class ProjectFacts:
+    """What the modules of one run tell about each other (looked up by simple name)."""
+
+    # class name -> (base names, attributes it closes, has a close-style method), per definition
+    classes: dict[str, list[tuple[tuple[str, ...], frozenset[str], bool]]] = field(
+        default_factory=dict
+    )
+    guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
+    # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
+    callers: dict[str, int] = field(default_factory=dict)
+    helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
+
+    def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
+        """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
+        seen = set() if seen is None else seen
+        if class_name in seen:
+            return False
+        seen.add(class_name)
+        for bases, closed, _ in self.classes.get(class_name, ()):
+            if attr in closed:
+                return True
+            if any(self.closes(base.rsplit(".", 1)[-1], attr, seen) for base in bases):
+                return True
+        return False
+
+    def manages_lifecycle(self, class_name: str, seen: set[str] | None = None) -> bool:
+        """True if `class_name` or one of its bases in the run has a close-style method."""
+        seen = set() if seen is None else seen
+        if class_name in seen:
+            return False
+        seen.add(class_name)
+        return any(
+            lifecycle
+            or any(self.manages_lifecycle(base.rsplit(".", 1)[-1], seen) for base in bases)
+            for bases, _, lifecycle in self.classes.get(class_name, ())
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """A finding reported only if `keep` says so once the whole run is known."""
+
+    line: int
+    column: int
+    code: str
+    message: str
+    keep: Callable[[ProjectFacts], bool]
+
+
+CallHook = Callable[["ModuleModel", ast.Call, str], None]
+MethodHook = Callable[["ModuleModel", ast.Call, ast.Attribute], None]
+NodeHook = Callable[["ModuleModel", ast.Call], None]
+DroppedHook = Callable[["ModuleModel", ast.Call, ast.stmt | None], None]
+AssignHook = Callable[["ModuleModel", ast.Assign | ast.AnnAssign, list[ast.expr], ast.expr], None]
+LoopHook = Callable[["ModuleModel", Loop, list[ast.Try | ast.TryStar]], None]
+FunctionHook = Callable[["ModuleModel", Function], None]
+ScopeHook = Callable[["ModuleModel", Scope], None]
+ClassHook = Callable[["ModuleModel", ClassScope], None]
+ModuleHook = Callable[["ModuleModel"], None]
+
+
+@dataclass(slots=True)
+class Hooks:
+    """Where the rules plug into the pass (built once from the rule modules)."""
+
+    calls: dict[str, list[CallHook]] = field(default_factory=dict)  # by qualified name
+    methods: dict[str, list[MethodHook]] = field(default_factory=dict)  # by attribute
+    every_call: list[NodeHook] = field(default_factory=list)
+    async_method_call: list[MethodHook] = field(default_factory=list)
+    # a call whose result is unused, and the statement it is (None inside an expression)
+    dropped_call: list[DroppedHook] = field(default_factory=list)
+    assign: list[AssignHook] = field(default_factory=list)
+    loop: list[LoopHook] = field(default_factory=list)
+    function: list[FunctionHook] = field(default_factory=list)
+    scope_end: list[ScopeHook] = field(default_factory=list)
+    class_end: list[ClassHook] = field(default_factory=list)
+    module_end: list[ModuleHook] = field(default_factory=list)
+
+
+class ModuleModel:
+    """Walks one module once, keeping the semantic model and calling the rules' hooks."""
+
+    def __init__(self, path: str, is_test: bool, hooks: Hooks, source: bytes = b"") -> None:
+        self.path = path
+        self.source = source
+        self._lines: list[bytes] | None = None
+        self.is_test = is_test
+        self.hooks = hooks
+        self.imports: dict[str, str] = {}
+        self.imports_threading = False
+        self.module = Scope("<module>", False)
+        self.scopes: list[Scope] = [self.module]
+        self.classes: list[ClassScope] = []
+        self.findings: list[tuple[int, int, str, str, Edit | None]] = []
+        self.deferred: list[Deferred] = []
+        self.facts = ProjectFacts()
+        # module functions and methods by name, indexed before the walk
+        self.functions: dict[str, Function] = {}
+        self.guarded: set[str] = set()  # functions whose body holds a semaphore
+        self.managed: set[int] = set()  # ids of resource-creating calls that are owned
+        self.lifetime: set[int] = set()  # calls whose result is stored on an object
+        self.call_targets: dict[int, tuple[object, str] | None] = {}  # id(call) -> target
+        self.module_closed: set[str] = set()  # dotted names closed anywhere in the module
+        self.module_pending: dict[str, Resource] = {}  # resources stored on other objects
+        self.joined: set[tuple[object, str] | None] = set()  # (scope, name) joined
+        # enclosing loops: (loop, its scope, try statements directly inside it)
+        self.loops: list[tuple[Loop, Scope, list[ast.Try | ast.TryStar]]] = []
+        self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
+        self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
+        self._states: dict[type, object] = {}
+        self._factories: dict[str, str | None] = {}
+        self.dispatch: dict[type, Callable[[ast.AST], None]] = {
+            ast.Import: self.visit_Import,  # type: ignore[dict-item]
+            ast.ImportFrom: self.visit_ImportFrom,  # type: ignore[dict-item]
+            ast.FunctionDef: self.visit_FunctionDef,  # type: ignore[dict-item]
+            ast.AsyncFunctionDef: self.visit_FunctionDef,  # type: ignore[dict-item]
+            ast.Lambda: self.visit_Lambda,  # type: ignore[dict-item]
+            ast.ClassDef: self.visit_ClassDef,  # type: ignore[dict-item]
+            ast.For: self.visit_Loop,  # type: ignore[dict-item]
+            ast.AsyncFor: self.visit_Loop,  # type: ignore[dict-item]
+            ast.While: self.visit_Loop,  # type: ignore[dict-item]
+            ast.ListComp: self.visit_Comp,  # type: ignore[dict-item]
+            ast.SetComp: self.visit_Comp,  # type: ignore[dict-item]
+            ast.GeneratorExp: self.visit_Comp,  # type: ignore[dict-item]
+            ast.DictComp: self.visit_Comp,  # type: ignore[dict-item]
+            ast.Try: self.visit_Try,  # type: ignore[dict-item]
+            ast.TryStar: self.visit_Try,  # type: ignore[dict-item]
+            ast.With: self.visit_With,  # type: ignore[dict-item]
+            ast.AsyncWith: self.visit_With,  # type: ignore[dict-item]
+            ast.Assign: self.visit_Assign,  # type: ignore[dict-item]
+            ast.AnnAssign: self.visit_Assign,  # type: ignore[dict-item]
+            ast.AugAssign: self.visit_AugAssign,  # type: ignore[dict-item]
+            ast.Expr: self.visit_Expr,  # type: ignore[dict-item]
+            ast.Return: self.visit_Return,  # type: ignore[dict-item]
+            ast.Yield: self.visit_Yield,  # type: ignore[dict-item]
+            ast.YieldFrom: self.visit_Yield,  # type: ignore[dict-item]
+            ast.Call: self.visit_Call,  # type: ignore[dict-item]
+            ast.Global: self.visit_Global,  # type: ignore[dict-item]
+            ast.If: self.visit_If,  # type: ignore[dict-item]
+        }
+
+    # --- running ---------------------------------------------------------------------
+
+    def run(self, tree: ast.Module) -> None:
+        """Index the module's functions, walk it once, then run the end-of-module hooks."""
+        for stmt in tree.body:
+            if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
+                self.is_script = True
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
+                self.functions[stmt.name] = stmt
+            elif isinstance(stmt, ast.ClassDef):
+                for item in stmt.body:
+                    if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                        self.functions.setdefault(item.name, item)
+        self.generic(tree)
+        for hook in self.hooks.module_end:
+            hook(self)
+        self.facts.guarded |= self.guarded
+
+    def factory_result(self, call: ast.Call) -> str | None:
+        """What `call` builds when it calls this module's client factory, else None.
+
+        A factory is a function or method named like a client, session, pool or
+        connection whose ``return`` builds a new async resource each time
+        (``def get_client(self): return AsyncOpenAI(...)``), not a cached attribute.
+        """
+        if call.args or call.keywords:
+            return None
+        func = call.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if not _FACTORYISH.search(name):
+            return None
+        if name not in self._factories:
+            fn = self.functions.get(name)
+            what = None
+            if fn is not None:
+                for sub in ast.walk(fn):
+                    if isinstance(sub, ast.Return) and sub.value is not None:
+                        what = next(
+                            (r for c in candidate_calls(sub.value) if (r := resource_of(self, c))),
+                            what,
+                        )
+            self._factories[name] = what
+        return self._factories[name]
+
+    def line(self, lineno: int) -> bytes:
+        """Line `lineno` (1-based) of the source, without its line break (for fixes)."""
+        if self._lines is None:
+            self._lines = self.source.splitlines()
+        return self._lines[lineno - 1] if 0 < lineno <= len(self._lines) else b""
+
+    def state(self, kind: type[T]) -> T:
+        """A rule's own per-module state (created on first use)."""
+        value = self._states.get(kind)
+        if value is None:
+            value = self._states[kind] = kind()
+        return cast(T, value)
+
+    def report(self, node: ast.AST, code: str, message: str, edit: Edit | None = None) -> None:
+        """Report `node` now."""
+        self.findings.append(
+            (getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, edit)
+        )
+
+    def defer(
+        self, node: ast.AST, code: str, message: str, keep: Callable[[ProjectFacts], bool]
+    ) -> None:
+        """Report `node` at the end of the run if `keep(facts)` is true then."""
+        self.deferred.append(
+            Deferred(
+                getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, keep
+            )
+        )
+
+    # --- walking ---------------------------------------------------------------------
+
+    def visit(self, node: ast.AST) -> None:
+        handler = self.dispatch.get(type(node))
+        if handler is not None:
+            handler(node)
+        elif type(node) not in _LEAVES:
+            self.generic(node)
+
+    def generic(self, node: ast.AST) -> None:
+        dispatch = self.dispatch
+        generic = self.generic
+        leaves = _LEAVES
+        fields = _CHILD_FIELDS.get(type(node))
+        if fields is None:
+            fields = _child_fields(type(node))
+        for name in fields:
+            value = getattr(node, name, None)
+            if value is None:
+                continue
+            if type(value) is list:
+                for item in value:
+                    kind = type(item)
+                    if kind in leaves:
+                        continue
+                    handler = dispatch.get(kind)
+                    if handler is not None:
+                        handler(item)
+                    else:
+                        generic(item)
+            else:
+                kind = type(value)
+                if kind in leaves:
+                    continue
+                handler = dispatch.get(kind)
+                if handler is not None:
+                    handler(value)
+                else:
+                    generic(value)
+
+    def visit_all(self, nodes: Iterable[ast.AST]) -> None:
+        for node in nodes:
+            self.visit(node)
+
+    # --- names and bindings ----------------------------------------------------------
+
+    @property
+    def scope(self) -> Scope:
+        """The innermost function (or the module)."""
+        return self.scopes[-1]
+
+    @property
+    def in_async(self) -> bool:
+        """True directly inside ``async def`` (not in a nested def or lambda)."""
+        return self.scopes[-1].is_async
+
+    def qualname(self, node: ast.expr) -> str | None:
+        """The import-qualified name of a Name/Attribute chain, or None if not imported."""
+        if isinstance(node, ast.Name):
+            return self.imports.get(node.id)
+        attrs: list[str] = []
+        while isinstance(node, ast.Attribute):
+            attrs.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            return None
+        base = self.imports.get(node.id)
+        if base is None:
+            return None
+        attrs.append(base)
+        return ".".join(reversed(attrs))
+
+    def kind_of(self, node: ast.expr) -> str | None:
+        """What a name or ``self.attr`` was bound to, if the pass saw it."""
+        if isinstance(node, ast.Name):
+            for scope in reversed(self.scopes):
+                kind = scope.kinds.get(node.id)
+                if kind is not None:
+                    return kind
+            return None
+        if is_self_attr(node) and self.classes:
+            return self.classes[-1].kinds.get(cast(ast.Attribute, node).attr)
+        return None
+
+    def kind_of_value(self, value: ast.expr) -> str | None:
+        """The kind of binding `value` makes (``threading.Thread(...)`` -> "thread")."""
+        if isinstance(value, ast.Await):
+            value = value.value
+        if not isinstance(value, ast.Call):
+            return None
+        func = value.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "submit"
+            and self.kind_of(func.value) == "executor"
+        ):
+            return "future"
+        q = self.qualname(func)
+        if q is None:
+            return None
+        kind = _SIMPLE_KINDS.get(q)
+        if kind is not None:
+            return kind
+        if q in SYNC_CLIENTS:
+            return "sync_client:" + SYNC_CLIENTS[q]
+        if q in BREAKER_CTORS:
+            return "breaker:" + BREAKER_CTORS[q]
+        if q in BOUNDED_CTORS:
+            return "bound"
+        return None
+
+    def bind_kind(self, target: ast.expr, kind: str) -> None:
+        if isinstance(target, ast.Name):
+            self.scope.kinds[target.id] = kind
+        elif is_self_attr(target) and self.classes:
+            self.classes[-1].kinds[cast(ast.Attribute, target).attr] = kind
+
+    def assignments(self, name: str) -> list[ast.expr]:
+        """Every value assigned to `name` in the innermost scope that assigns it."""
+        for scope in reversed(self.scopes):
+            values = scope.assigned.get(name)
+            if values is not None:
+                return values
+        return []
+
+    def scoped(self, node: ast.expr, text: str | None = None) -> tuple[object, str] | None:
+        """`node`'s dotted name with the scope it lives in: the class for ``self.x``."""
+        text = text or dotted(node)
+        if text is None:
+            return None
+        if (text == "self" or text.startswith("self.")) and self.classes:
+            return (self.classes[-1], text)
+        return (self.scope, text)
+
+    def is_semish(self, expr: ast.expr) -> bool:
+        """A semaphore, limiter or bulkhead (by binding, constructor or name)."""
+        if isinstance(expr, ast.Call):  # async with limiter(...) / bulkhead("x")
+            expr = expr.func
+        if not isinstance(expr, ast.Name | ast.Attribute):
+            return False
+        if self.kind_of(expr) == "bound":
+            return True
+        q = self.qualname(expr)
+        if q is not None and q in BOUNDED_CTORS:
+            return True
+        return bool(_SEMISH.search(dotted(expr) or ""))
+
+    def acquires_bound(self, body: list[ast.stmt]) -> bool:
+        """``await sem.acquire()`` as a statement of `body`."""
+        for stmt in body:
+            if (
+                isinstance(stmt, ast.Expr)
+                and isinstance(stmt.value, ast.Await)
+                and isinstance(stmt.value.value, ast.Call)
+                and isinstance(stmt.value.value.func, ast.Attribute)
+                and stmt.value.value.func.attr == "acquire"
+                and self.is_semish(stmt.value.value.func.value)
+            ):
+                return True
+        return False
+
+    def _holds_bound(self, body: list[ast.stmt]) -> bool:
+        for stmt in body:
+            if isinstance(stmt, ast.AsyncWith):
+                if any(self.is_semish(item.context_expr) for item in stmt.items):
+                    return True
+            elif self.acquires_bound([stmt]):
+                return True
+        return False
+
+    def constant_size(self, node: ast.expr, depth: int = 0) -> bool:
+        """True if the iterable's size is fixed in the source, not by the input.
+
+        ``range(3)``, ``range(N)`` with ``N = 100`` assigned once, ``(a, b)``, a string, a
+        comprehension over those, or a name only ever assigned such values.
+        """
+        if is_constant_size(node):
+            return True
+        if depth > 4:
+            return False
+        if isinstance(node, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+            return all(self.constant_size(g.iter, depth + 1) for g in node.generators)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            if node.func.id == "range":
+                return all(self.constant_int(a, depth + 1) for a in node.args)
+            if node.func.id in ("enumerate", "reversed", "sorted", "list", "tuple", "zip"):
+                return bool(node.args) and all(self.constant_size(a, depth + 1) for a in node.args)
+        if isinstance(node, ast.Name):
+            values = self.assignments(node.id)
+            return bool(values) and all(self.constant_size(v, depth + 1) for v in values)
+        return False
+
+    def constant_int(self, node: ast.expr, depth: int = 0) -> bool:
+        """An int fixed in the source (a literal, arithmetic on them, a name bound to one)."""
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, int)
+        if isinstance(node, ast.UnaryOp | ast.BinOp):
+            return all(
+                self.constant_int(c, depth + 1)
+                for c in ast.iter_child_nodes(node)
+                if isinstance(c, ast.expr)
+            )
+        if isinstance(node, ast.Name) and depth <= 4:
+            values = self.assignments(node.id)
+            return bool(values) and all(self.constant_int(v, depth + 1) for v in values)
+        return False
+
+    # --- imports ---------------------------------------------------------------------
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.asname:
+                self.imports[alias.asname] = alias.name
+            else:
+                top = alias.name.partition(".")[0]
+                self.imports[top] = top
+            if alias.name == "threading":
+                self.imports_threading = True
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        if node.level or not node.module:
+            return
+        for alias in node.names:
+            if alias.name != "*":
+                self.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        if node.module == "threading":
+            self.imports_threading = True
+
+    # --- scopes ----------------------------------------------------------------------
+
+    def visit_FunctionDef(self, node: Function) -> None:
+        self.visit_all(node.decorator_list)
+        for hook in self.hooks.function:
+            hook(self, node)
+        self.visit(node.args)
+        if node.returns is not None:
+            self.visit(node.returns)
+        if self._holds_bound(node.body) or any(self.is_semish(d) for d in node.decorator_list):
+            self.guarded.add(node.name)
+        scope = Scope(node.name, isinstance(node, ast.AsyncFunctionDef), node)
+        args = node.args
+        scope.params = frozenset(
+            a.arg
+            for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
+            if a is not None
+        )
+        self.scopes.append(scope)
+        self.visit_all(node.body)
+        self.scopes.pop()
+        for end_hook in self.hooks.scope_end:
+            end_hook(self, scope)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        if isinstance(node.body, ast.Call):
+            self.managed.add(id(node.body))  # a factory: whoever calls it owns the result
+        self.visit(node.args)
+        self.scopes.append(Scope("<lambda>", False, node))
+        self.visit(node.body)
+        self.scopes.pop()
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        self.visit_all(node.decorator_list)
+        self.visit_all(node.bases)
+        self.visit_all(node.keywords)
+        cls = ClassScope(node)
+        self.classes.append(cls)
+        self.visit_all(node.body)
+        self.classes.pop()
+        self.facts.classes.setdefault(cls.name, []).append(
+            (cls.bases, frozenset(cls.closed), cls.lifecycle)
+        )
+        for hook in self.hooks.class_end:
+            hook(self, cls)
+
+    def visit_Loop(self, node: Loop) -> None:
+        scope = self.scope
+        is_for = not isinstance(node, ast.While)
+        if isinstance(node, ast.While):
+            self.visit(node.test)
+        else:
+            self.visit(node.target)
+            self.visit(node.iter)
+            self._record_assignment(node.target, node.iter)
+            if isinstance(node.iter, ast.Name) and _cancels(node.body, node.target):
+                scope.cancelled.add(node.iter.id)  # for t in tasks: t.cancel()
+        guarded = self.acquires_bound(node.body) or (
+            is_for and self.constant_size(cast(ast.For, node).iter)
+        )
+        pool = is_for and is_pool_range(cast(ast.For, node).iter)
+        scope.loop_depth += 1
+        scope.guarded_loops += guarded
+        scope.pool_loops += pool
+        tries: list[ast.Try | ast.TryStar] = []
+        self.loops.append((node, scope, tries))
+        self.visit_all(node.body)
+        self.loops.pop()
+        for hook in self.hooks.loop:
+            hook(self, node, tries)
+        scope.guarded_loops -= guarded
+        scope.pool_loops -= pool
+        scope.loop_depth -= 1
+        self.visit_all(node.orelse)
+
+    def visit_Comp(
+        self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp
+    ) -> None:
+        scope = self.scope
+        scope.loop_depth += 1
+        self.generic(node)
+        scope.loop_depth -= 1
+
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:
+        if node.handlers and self.loops and self.loops[-1][1] is self.scope:
+            self.loops[-1][2].append(node)
+        self.visit_all(node.body)
+        self.visit_all(node.handlers)
+        self.visit_all(node.orelse)
+        scope = self.scope
+        scope.finally_depth += 1
+        self.visit_all(node.finalbody)
+        scope.finally_depth -= 1
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            expr = item.context_expr
+            inner = expr.value if isinstance(expr, ast.Await) else expr
+            if isinstance(inner, ast.Call):
+                self.managed.add(id(inner))
+                kind = self.kind_of_value(inner)
+                if kind is not None and item.optional_vars is not None:
+                    self.bind_kind(item.optional_vars, kind)
+            self._mark_escaped(inner)
+            self.visit(expr)
+            if item.optional_vars is not None:
+                self.visit(item.optional_vars)
+        self.visit_all(node.body)
+
+    # --- statements ------------------------------------------------------------------
+
+    def visit_Assign(self, node: ast.Assign | ast.AnnAssign) -> None:
+        value = node.value
+        targets: list[ast.expr] = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if value is None:
+            self.visit(targets[0])
+            return
+        for hook in self.hooks.assign:
+            hook(self, node, targets, value)
+        inner = value.value if isinstance(value, ast.Await) else value
+        for target in targets:
+            self._record_assignment(target, value)
+            self._record_alias(target, value)
+        if len(targets) == 1:
+            target = targets[0]
+            if isinstance(inner, ast.Call):
+                self.call_targets[id(inner)] = self.scoped(target)
+                if isinstance(target, ast.Attribute):
+                    self.lifetime.add(id(inner))  # self.conn = await connect(...)
+            kind = self.kind_of_value(value)
+            if kind is not None:
+                self.bind_kind(target, kind)
+            elif isinstance(target, ast.Name):
+                self.scope.kinds.pop(target.id, None)
+            for call in candidate_calls(inner):
+                what = resource_of(self, call) or self.factory_result(call)
+                if what is not None:
+                    self._track_resource(target, call, what)
+            if isinstance(target, ast.Name):
+                if isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
+                    self.scope.collections[target.id] = (value, False, None)
+                else:
+                    self.scope.collections.pop(target.id, None)
+            elif (
+                isinstance(value, ast.Name)
+                and value.id in self.scope.pending
+                and is_self_attr(target)
+                and self.classes
+            ):
+                # client = AsyncClient(); self._client = client: the class must close it
+                attr = cast(ast.Attribute, target).attr
+                self.classes[-1].pending[attr] = self.scope.pending[value.id]
+                self.scope.escaped.add(value.id)
+            else:
+                self._mark_escaped(value)  # storing a local resource on an object hands it over
+        if isinstance(value, ast.Dict | ast.List | ast.Tuple | ast.Set):
+            # args = {"client": client}: handed on with the container
+            for elt in value.values if isinstance(value, ast.Dict) else value.elts:
+                if elt is not None:
+                    self._mark_escaped(elt)
+        self.visit(value)
+        for target in targets:
+            self.visit(target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._record_assignment(node.target, node.value)
+        self.visit(node.value)
+        self.visit(node.target)
+
+    def _record_assignment(self, target: ast.expr, value: ast.expr) -> None:
+        if isinstance(target, ast.Name):
+            self.scope.assigned.setdefault(target.id, []).append(value)
+        elif isinstance(target, ast.Tuple | ast.List):
+            for elt in target.elts:
+                self._record_assignment(elt, value)
+
+    def _record_alias(self, target: ast.expr, value: ast.expr) -> None:
+        if isinstance(target, ast.Name):
+            if isinstance(value, ast.Attribute):
+                text = dotted(value)
+                if text is not None:
+                    self.scope.aliases[target.id] = text
+        elif (
+            isinstance(target, ast.Tuple)
+            and isinstance(value, ast.Tuple)
+            and len(target.elts) == len(value.elts)
+        ):
+            for t, v in zip(target.elts, value.elts, strict=True):
+                self._record_alias(t, v)
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        value = node.value
+        call = value
+        statement: ast.stmt | None = node
+        if isinstance(value, ast.ListComp | ast.SetComp):
+            call = value.elt  # [create_task(f(x)) for x in xs] as a statement
+            statement = None
+        if isinstance(call, ast.Call):
+            for hook in self.hooks.dropped_call:
+                hook(self, call, statement)
+        self.visit(value)
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
+        self.legacy += old is True
+        self.visit_all(node.body)
+        self.legacy -= old is True
+        self.legacy += old is False
+        self.visit_all(node.orelse)
+        self.legacy -= old is False
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.scope.globals.update(node.names)
+
+    def visit_Return(self, node: ast.Return) -> None:
+        if node.value is not None:
+            self._hand_over(node.value)
+            self.visit(node.value)
+
+    def visit_Yield(self, node: ast.Yield | ast.YieldFrom) -> None:
+        self.scope.is_generator = True
+        if node.value is not None:
+            self._hand_over(node.value)
+            self.visit(node.value)
+
+    def _hand_over(self, value: ast.expr) -> None:
+        inner = value.value if isinstance(value, ast.Await) else value
+        if isinstance(inner, ast.Call):
+            self.managed.add(id(inner))
+        elif isinstance(inner, ast.Tuple | ast.List):
+            for elt in inner.elts:
+                self._hand_over(elt)
+        self._mark_escaped(inner)
+
+    def _mark_escaped(self, node: ast.expr) -> None:
+        if isinstance(node, ast.Name) and node.id in self.scope.pending:
+            self.scope.escaped.add(node.id)
+
+    # --- calls -----------------------------------------------------------------------
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = node.func
+        scope = self.scope
+        hooks = self.hooks
+        q = self.qualname(func)
+        if q is not None:
+            for call_hook in hooks.calls.get(q, ()):
+                call_hook(self, node, q)
+        for node_hook in hooks.every_call:
+            node_hook(self, node)
+        callee = ""
+        if isinstance(func, ast.Attribute):
+            callee = func.attr
+            self._note_method_call(node, func, scope)
+            for method_hook in hooks.methods.get(func.attr, ()):
+                method_hook(self, node, func)
+            if scope.is_async:
+                for method_hook in hooks.async_method_call:
+                    method_hook(self, node, func)
+        elif isinstance(func, ast.Name):
+            callee = func.id
+        callers = self.facts.callers
+        callers[callee] = callers.get(callee, 0) | (1 if scope.is_async else 2)
+        # ownership: a call argument is owned by the callee; a constructor (`Owner(client)`)
+        # or an exit stack takes a local resource over
+        owner = callee in _OWNERS or callee[:1].isupper() or callee == "__init__"
+        keywords = [kw.value for kw in node.keywords]
+        for value in (*node.args, *keywords):
+            inner = value.value if isinstance(value, ast.Await | ast.Starred) else value
+            if isinstance(inner, ast.Call):
+                self.managed.add(id(inner))
+            elif isinstance(inner, ast.Name) and inner.id in scope.pending:
+                # Owner(client), super().__init__(client), make(client=client): taken over
+                if owner or any(inner is k for k in keywords):
+                    scope.escaped.add(inner.id)
+            elif isinstance(inner, ast.Attribute) and inner.attr in CLOSERS:
+                # stack.push_async_callback(client.aclose), atexit.register(pool.close)
+                self._note_close(inner.value, scope)
+        self.visit(func)
+        for arg in node.args:
+            self.visit(arg)
+        for kw in node.keywords:
+            self.visit(kw.value)
+
+    def _note_method_call(self, node: ast.Call, func: ast.Attribute, scope: Scope) -> None:
+        attr = func.attr
+        receiver = func.value
+        if attr in CLOSERS:
+            self._note_close(receiver, scope)
+        elif attr == "join":
+            self.joined.add(self.scoped(receiver))
+            if isinstance(receiver, ast.Name) and receiver.id in scope.aliases:
+                # t = self._thread; t.join()
+                self.joined.add(self.scoped(receiver, scope.aliases[receiver.id]))
+        elif attr == "set" and not node.args:
+            scope.stopping = True  # stop_event.set(): a shutdown path
+        elif attr in ("append", "add") and len(node.args) == 1:
+            element = node.args[0]
+            if (
+                isinstance(receiver, ast.Name)
+                and scope.loop_depth
+                and isinstance(element, ast.Call)
+            ):
+                # tasks.append(coro(...)) in a loop: a collection of one item per iteration
+                bounded_loop = scope.guarded_loops > 0 or (
+                    scope.pool_loops > 0 and is_workerish(self, element)
+                )
+                loop = self.loops[-1][0] if self.loops and self.loops[-1][1] is scope else None
+                source = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else None
+                scope.collections[receiver.id] = (element, bounded_loop, source)
+        if (
+            attr in _GROWERS
+            and is_self_attr(receiver)
+            and self.classes
+            and scope.name != "__init__"
+        ):
+            self.classes[-1].grown.add(cast(ast.Attribute, receiver).attr)
+
+    # --- resources -------------------------------------------------------------------
+
+    def _track_resource(self, target: ast.expr, call: ast.Call, what: str) -> None:
+        self.managed.add(id(call))
+        scope = self.scope
+        if isinstance(target, ast.Name):
+            if len(self.scopes) == 1 or target.id in scope.globals:
+                return  # a module-level singleton lives as long as the process
+            if _ENTRY_POINT.match(scope.name):
+                return  # created once per process by its entry point
+            scope.pending[target.id] = (call, what)
+            scope.closed.pop(target.id, None)
+            scope.escaped.discard(target.id)
+            return
+        text = dotted(target)
+        if text is None:
+            return  # stored in a container: owned by whoever holds it
+        if text.startswith("self.") and self.classes:
+            self.classes[-1].pending[text[5:]] = (call, what)
+        else:
+            self.module_pending[text] = (call, what)
+
+    def _note_close(self, receiver: ast.expr, scope: Scope) -> None:
+        text = dotted(receiver)
+        if text is None:
+            return
+        if isinstance(receiver, ast.Name) and receiver.id in scope.aliases:
+            text = scope.aliases[receiver.id]  # client, self._client = self._client, None
+        if isinstance(receiver, ast.Name) and receiver.id in scope.pending:
+            in_finally = scope.finally_depth > 0
+            scope.closed[receiver.id] = scope.closed.get(receiver.id, False) or in_finally
+            return
+        if text.startswith("self.") and self.classes:
+            self.classes[-1].closed.add(text[5:])
+        self.module_closed.add(text)
+
+
+# --- worker pools ----------------------------------------------------------------------
+
+_POOL_SIZE = re.compile(r"worker|concurren|parallel|limit|max_|pool", re.IGNORECASE)
+# N copies of one coroutine that pull from a shared queue: a worker pool, bounded by N.
+_WORKERISH = re.compile(
+    r"worker|consum|loop|runner|drain|serve|listen|poll|reader|writer|pump", re.IGNORECASE
+)
+_QUEUEISH = re.compile(r"queue|(?:^|[._])q$|chan|inbox|jobs", re.IGNORECASE)
+TASK_FACTORIES = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
+
+
+def is_pool_range(node: ast.expr) -> bool:
+    """``range(workers)``: sized by configured concurrency (a pool if the items are workers)."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "range"
+        and bool(node.args)
+        and all(
+            isinstance(a, ast.Name | ast.Attribute) and bool(_POOL_SIZE.search(dotted(a) or ""))
+            for a in node.args
+        )
+    )
+
+
+def coroutine_call(m: ModuleModel, call: ast.Call) -> ast.Call:
+    """The coroutine call inside ``create_task(coro(...))`` and friends, else `call`."""
+    func = call.func
+    if call.args and isinstance(call.args[0], ast.Call):
+        q = m.qualname(func)
+        if q in TASK_FACTORIES or (
+            isinstance(func, ast.Attribute) and func.attr in ("create_task", "spawn")
+        ):
+            return call.args[0]
+    return call
+
+
+def callee_name(call: ast.Call) -> str | None:
+    """``f`` for ``f(...)`` and ``obj.f(...)``."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def is_workerish(m: ModuleModel, element: ast.expr) -> bool:
+    """A coroutine that loops over shared work: ``worker(queue)``, ``self._consume()``."""
+    if not isinstance(element, ast.Call):
+        return False
+    call = coroutine_call(m, element)
+    if _WORKERISH.search(callee_name(call) or ""):
+        return True
+    values = [*call.args, *(kw.value for kw in call.keywords)]
+    return any(
+        isinstance(v, ast.Name | ast.Attribute) and bool(_QUEUEISH.search(dotted(v) or ""))
+        for v in values
+    )
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``."""
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and len(test.comparators) == 1
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value == "__main__"
+    )
+
+
+def _legacy_branch(test: ast.expr) -> bool | None:
+    """For ``sys.version_info < (3, x)`` True (the body is legacy), for ``>=`` False (the
+    else branch is), else None."""
+    if (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and dotted(test.left) in ("sys.version_info", "version_info")
+    ):
+        if isinstance(test.ops[0], ast.Lt | ast.LtE):
+            return True
+        if isinstance(test.ops[0], ast.Gt | ast.GtE):
+            return False
+    return None
+
+
+def _cancels(body: list[ast.stmt], target: ast.expr) -> bool:
+    """True if `body` calls ``<target>.cancel()`` (the loop variable's tasks are cancelled)."""
+    if not isinstance(target, ast.Name):
+        return False
+    for stmt in body:
+        if (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+            and stmt.value.func.attr == "cancel"
+            and isinstance(stmt.value.func.value, ast.Name)
+            and stmt.value.func.value.id == target.id
+        ):
+            return True
+        if isinstance(stmt, ast.If) and _cancels(stmt.body, target):
+            return True  # if not t.done(): t.cancel()
+    return False

@@ -1,0 +1,84 @@
+"""Small pure helpers over `ast` nodes that the model and the rules share."""
+
+from __future__ import annotations
+
+import ast
+
+__all__ = [
+    "candidate_calls",
+    "dotted",
+    "is_constant_size",
+    "is_self_attr",
+    "root_name",
+    "timeout_arg",
+]
+
+
+def dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def root_name(node: ast.expr) -> str | None:
+    """The name a chain of attributes, calls and subscripts starts from."""
+    while isinstance(node, ast.Attribute | ast.Call | ast.Subscript):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def is_self_attr(node: ast.expr) -> bool:
+    """``self.attr``."""
+    return (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    )
+
+
+def candidate_calls(value: ast.expr) -> list[ast.Call]:
+    """Calls whose result `value` may be: ``c``, ``await c``, ``x or c``, ``c if t else d``."""
+    if isinstance(value, ast.Await):
+        value = value.value
+    if isinstance(value, ast.Call):
+        return [value]
+    if isinstance(value, ast.BoolOp):
+        return [c for v in value.values for c in candidate_calls(v)]
+    if isinstance(value, ast.IfExp):
+        return candidate_calls(value.body) + candidate_calls(value.orelse)
+    return []
+
+
+def is_constant_size(node: ast.expr) -> bool:
+    """True for iterables whose size is fixed in the source: range(3), (a, b), "abc"."""
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return not any(isinstance(e, ast.Starred) for e in node.elts)
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str | bytes)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "range"
+        and not node.keywords
+    ):
+        return all(isinstance(a, ast.Constant) and isinstance(a.value, int) for a in node.args)
+    return False
+
+
+def timeout_arg(call: ast.Call, position: int) -> ast.expr | None:
+    """The call's timeout (keyword or positional), None when absent or ``None``."""
+    value = call.args[position] if len(call.args) > position else None
+    for kw in call.keywords:
+        if kw.arg == "timeout":
+            value = kw.value
+    if isinstance(value, ast.Constant) and value.value is None:
+        return None
+    return value

@@ -1,0 +1,219 @@
+"""BND001: asyncio.gather/wait/as_completed over an input-sized collection, no bound in sight."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bounded.audit.core import Rule
+from bounded.audit.model import (
+    ClassScope,
+    ModuleModel,
+    ProjectFacts,
+    callee_name,
+    coroutine_call,
+    is_pool_range,
+    is_workerish,
+)
+from bounded.audit.names import dotted, is_self_attr
+
+if TYPE_CHECKING:
+    from bounded.audit.model import CallHook
+
+RULE = Rule(
+    "BND001",
+    "unbounded-gather",
+    "asyncio.gather/wait/as_completed over a collection whose size is not a constant, "
+    "with no concurrency bound in sight.",
+    "use `await bounded.gather(*aws, limit=N)` or `await bounded.map(fn, items, limit=N)`",
+)
+_GATHER_LIKE = {
+    "asyncio.gather": "gather",
+    "asyncio.wait": "wait",
+    "asyncio.as_completed": "as_completed",
+}
+# Releasing N resources at once puts no load on a dependency: not a fan-out.
+_TEARDOWN = frozenset(
+    {
+        "aclose",
+        "close",
+        "disconnect",
+        "terminate",
+        "release",
+        "shutdown",
+        "stop",
+        "cancel",
+        "wait_closed",
+        "__aexit__",
+        # waiting for what already runs (children, events, tasks) adds no load either
+        "wait",
+        "join",
+    }
+)
+
+
+# Notifying observers (callback handlers, listeners) is not a fan-out of work.
+_OBSERVER_CALL = re.compile(r"^_?a?(on_|notify|emit|handle_event)", re.IGNORECASE)
+# Collections fixed by the code or its configuration, not by the input: guardrails,
+# strategies, handlers, steps, configured servers or deployments, and the tool calls of one
+# model response (parallel tool calls, a handful by the model's choice).
+_CONFIGURED = re.compile(
+    r"guardrail|condition|strateg|handler|callback|listener|hook|middleware|plugin|step"
+    r"|processor|pipeline|stage"
+    r"|member|subscri|server|retriev|deployment|model_list|tool|function_call|fcc|approval",
+    re.IGNORECASE,
+)
+
+
+@dataclass(slots=True)
+class _State:
+    # the call, which API, the coroutine's callee, the class and self attribute iterated
+    candidates: list[tuple[ast.Call, str, str | None, tuple[ClassScope, str] | None]] = field(
+        default_factory=list
+    )
+
+
+def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
+    which = _GATHER_LIKE[q]
+    if which == "gather":
+        exprs = [a.value for a in node.args if isinstance(a, ast.Starred)]
+    else:
+        exprs = node.args[:1]
+        for kw in node.keywords:
+            if kw.arg in ("fs", "aws"):
+                exprs = [kw.value]
+    for expr in exprs:
+        if isinstance(expr, ast.Name) and any(expr.id in s.cancelled for s in m.scopes):
+            continue  # awaiting tasks just cancelled: teardown, not fan-out
+        element = _unbounded_element(m, expr)
+        if element is None or _passes_limiter(m, element):
+            continue
+        callee = callee_name(coroutine_call(m, element))
+        if callee == "run_in_executor":
+            continue  # the executor's worker count bounds it
+        m.state(_State).candidates.append((node, which, callee, _self_collection(m, expr)))
+        return
+
+
+CALLS: dict[str, CallHook] = dict.fromkeys(_GATHER_LIKE, _check)
+
+
+def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
+    """The coroutine-making call of a non-constant-size collection, if unbounded."""
+    if isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
+        elt = expr.value if isinstance(expr, ast.DictComp) else expr.elt
+        workers = is_workerish(m, elt)
+        if all(
+            m.constant_size(g.iter) or (workers and is_pool_range(g.iter)) or _configured(g.iter)
+            for g in expr.generators
+        ):
+            return None
+        return elt if isinstance(elt, ast.Call) else None
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+        if expr.func.attr == "values" and not expr.args:
+            return _unbounded_element(m, expr.func.value)  # asyncio.wait(tasks.values())
+        return None
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        if expr.func.id == "map" and len(expr.args) == 2:
+            if m.constant_size(expr.args[1]):
+                return None
+            return ast.Call(func=expr.args[0], args=[], keywords=[])
+        return None
+    if isinstance(expr, ast.Name):
+        for scope in reversed(m.scopes):
+            entry = scope.collections.get(expr.id)
+            if entry is not None:
+                value, guarded, source = entry
+                if guarded or (source is not None and _configured(source)):
+                    return None
+                if isinstance(value, ast.Call):
+                    return value
+                return _unbounded_element(m, value)
+        return None
+    if isinstance(expr, ast.List | ast.Tuple):
+        for elt in expr.elts:
+            if isinstance(elt, ast.Starred):
+                found = _unbounded_element(m, elt.value)
+                if found is not None:
+                    return found
+    return None
+
+
+def _configured(iterable: ast.expr) -> bool:
+    """An iterable named like a configured collection (``self._guardrails``, ``handlers``)."""
+    while isinstance(iterable, ast.Call):  # enumerate(x), x.values(), list(x)
+        if isinstance(iterable.func, ast.Attribute) and not iterable.args:
+            iterable = iterable.func.value
+        elif iterable.args:
+            iterable = iterable.args[0]
+        else:
+            return False
+    return bool(_CONFIGURED.search(dotted(iterable) or ""))
+
+
+def _passes_limiter(m: ModuleModel, call: ast.Call) -> bool:
+    """``fetch(u, sem)`` / ``fetch(u, limiter=bh)``: the callee is handed its bound."""
+    inner = call.args[0] if call.args and isinstance(call.args[0], ast.Call) else call
+    values = [*inner.args, *(kw.value for kw in inner.keywords)]
+    return any(isinstance(v, ast.Name | ast.Attribute) and m.is_semish(v) for v in values)
+
+
+def _self_collection(m: ModuleModel, expr: ast.expr) -> tuple[ClassScope, str] | None:
+    """The class and attribute when `expr` iterates only over ``self.attr``."""
+    if isinstance(expr, ast.Name):  # steps = [s.run() for s in self.steps]; gather(*steps)
+        for scope in reversed(m.scopes):
+            entry = scope.collections.get(expr.id)
+            if entry is not None:
+                expr = entry[0]
+                break
+    if not isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp) or not m.classes:
+        return None
+    attrs = set()
+    for gen in expr.generators:
+        it = gen.iter
+        if (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Attribute)
+            and not it.args
+            and it.func.attr in ("values", "items", "keys")
+        ):
+            it = it.func.value
+        if is_self_attr(it):
+            attrs.add(dotted(it))
+        elif not m.constant_size(it):
+            return None
+    if len(attrs) != 1:
+        return None
+    return m.classes[-1], (attrs.pop() or "")[5:]
+
+
+def module_end(m: ModuleModel) -> None:
+    for node, which, callee, fixed in m.state(_State).candidates:
+        if callee is not None and (
+            callee in m.guarded
+            or callee in _TEARDOWN
+            or _OBSERVER_CALL.match(callee)
+            or _CONFIGURED.search(callee)
+        ):
+            continue
+        if fixed is not None and fixed[1] not in fixed[0].grown:
+            continue  # self._conditions: a collection fixed when the object was built
+        message = (
+            f"asyncio.{which}() over a collection of unknown size: every item runs at once "
+            "(no bound in sight)"
+        )
+        if callee is None:
+            m.report(node, RULE.code, message)
+        else:
+            # the callee may hold a semaphore in another module of the run
+            m.defer(node, RULE.code, message, _unless_guarded(callee))
+
+
+def _unless_guarded(callee: str) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        return callee not in facts.guarded
+
+    return keep

@@ -1,0 +1,96 @@
+"""BND004: asyncio.get_event_loop() where no loop may be running, and removed loop= arguments."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bounded.audit.core import Rule
+from bounded.audit.model import ModuleModel, ProjectFacts
+
+if TYPE_CHECKING:
+    from bounded.audit.model import CallHook, MethodHook
+
+RULE = Rule(
+    "BND004",
+    "get-event-loop",
+    "asyncio.get_event_loop() where no loop may be running (module level, sync functions), "
+    "and loop= arguments removed in Python 3.10.",
+    "use `asyncio.get_running_loop()` where a loop runs and `asyncio.run(main())` at the top",
+)
+# asyncio APIs whose loop= parameter was removed in 3.10 (Task, Future, ensure_future keep it)
+_LOOP_ARG_REMOVED = tuple(
+    "asyncio." + name
+    for name in (
+        "sleep",
+        "gather",
+        "wait",
+        "wait_for",
+        "shield",
+        "as_completed",
+        "Queue",
+        "PriorityQueue",
+        "LifoQueue",
+        "Lock",
+        "Event",
+        "Condition",
+        "Semaphore",
+        "BoundedSemaphore",
+        "open_connection",
+        "start_server",
+        "open_unix_connection",
+        "start_unix_server",
+        "create_subprocess_exec",
+        "create_subprocess_shell",
+    )
+)
+
+
+def is_policy_get_event_loop(m: ModuleModel, func: ast.Attribute) -> bool:
+    """``policy.get_event_loop()`` on an event-loop policy."""
+    receiver = func.value
+    return m.kind_of_value(receiver) == "policy" or m.kind_of(receiver) == "policy"
+
+
+def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
+    if m.in_async:
+        return  # the running loop: BND010
+    if len(m.scopes) == 1:
+        message = f"{what} at module level: no loop is running (use asyncio.run(main()))"
+        m.report(node, RULE.code, message)
+        return
+    message = (
+        f"{what} outside a coroutine: with no running loop it creates a stray loop "
+        "(RuntimeError on Python 3.14); use asyncio.get_running_loop() or asyncio.run()"
+    )
+    scope = m.scope
+    # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
+    name = m.classes[-1].name if scope.name == "__init__" and m.classes else scope.name
+    m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
+
+
+def _unless_only_called_from_coroutines(name: str) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        return facts.callers.get(name, 0) != 1
+
+    return keep
+
+
+def _get_event_loop(m: ModuleModel, node: ast.Call, q: str) -> None:
+    _report(m, node, "asyncio.get_event_loop()")
+
+
+def _loop_argument(m: ModuleModel, node: ast.Call, q: str) -> None:
+    if any(kw.arg == "loop" for kw in node.keywords) and not m.legacy:
+        m.report(node, RULE.code, f"loop= argument to {q}() (removed in Python 3.10)")
+
+
+def _policy(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    if is_policy_get_event_loop(m, func):
+        _report(m, node, "policy.get_event_loop()")
+
+
+CALLS: dict[str, CallHook] = dict.fromkeys(_LOOP_ARG_REMOVED, _loop_argument)
+CALLS["asyncio.get_event_loop"] = _get_event_loop
+METHODS: dict[str, MethodHook] = {"get_event_loop": _policy}

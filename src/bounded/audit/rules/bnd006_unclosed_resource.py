@@ -1,0 +1,118 @@
+"""BND006: an async client or pool that nothing closes (no ``async with``, close, or owner)."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bounded.audit.core import Rule
+from bounded.audit.model import (
+    ASYNC_RESOURCES,
+    ClassScope,
+    ModuleModel,
+    ProjectFacts,
+    Scope,
+    resource_of,
+)
+from bounded.audit.names import dotted
+
+if TYPE_CHECKING:
+    from bounded.audit.model import CallHook
+
+RULE = Rule(
+    "BND006",
+    "unclosed-resource",
+    "An async client or pool created without `async with`, try/finally close, or an "
+    "owner that closes it.",
+    "use `async with` (or `bounded.HttpClient`/`bounded.DatabasePool` owned by a "
+    "ConcurrencyManager), or close it in `finally`",
+)
+
+
+def _created(m: ModuleModel, node: ast.Call, q: str) -> None:
+    # bound to a name or attribute, returned, passed on or entered: the model tracks it
+    what = resource_of(m, node)
+    if what is not None and id(node) not in m.managed:
+        m.report(
+            node, RULE.code, f"{what} created without `async with` or a close: its connections leak"
+        )
+
+
+CALLS: dict[str, CallHook] = dict.fromkeys(ASYNC_RESOURCES, _created)
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """A method called on a factory's fresh result that nothing keeps, so nothing closes."""
+    base = node.func
+    while isinstance(base, ast.Attribute):
+        base = base.value
+    if base is node.func or not isinstance(base, ast.Call):
+        return
+    what = m.factory_result(base)
+    if what is not None:
+        m.report(
+            base,
+            RULE.code,
+            f"{dotted(base.func) or 'the factory'}() builds a new {what} on every call and this "
+            "call never closes it: a connection pool per operation",
+        )
+
+
+def scope_end(m: ModuleModel, scope: Scope) -> None:
+    for name, (call, what) in scope.pending.items():
+        if name in scope.escaped:
+            continue
+        closed = scope.closed.get(name)
+        if closed is None:
+            m.report(
+                call, RULE.code, f"{what} bound to {name!r} is never closed: its connections leak"
+            )
+        elif not closed and not scope.is_generator:
+            m.report(
+                call,
+                RULE.code,
+                f"{what} bound to {name!r} is closed only on the success path: use "
+                "`async with` or close it in `finally`",
+            )
+
+
+def class_end(m: ModuleModel, cls: ClassScope) -> None:
+    """A class with a close-style method (its own or a base's) must close what it stores.
+
+    A class with no lifecycle at all is a long-lived holder (a provider, a settings object);
+    whether it leaks depends on how often it is built, which the code does not say.
+    """
+    for attr, (call, what) in cls.pending.items():
+        if attr in cls.closed:
+            continue
+        message = (
+            f"{what} stored on self.{attr} but the class never closes it "
+            f"(its close method does not call self.{attr}.aclose()/close())"
+        )
+        if not cls.bases:
+            if cls.lifecycle:
+                m.report(call, RULE.code, message)
+            continue
+        m.defer(call, RULE.code, message, _unless_a_base_closes(cls, attr))
+
+
+def _unless_a_base_closes(cls: ClassScope, attr: str) -> Callable[[ProjectFacts], bool]:
+    name, bases = cls.name, cls.bases
+
+    def keep(facts: ProjectFacts) -> bool:
+        # a base class anywhere in the run that closes the attribute owns it
+        tails = [base.rsplit(".", 1)[-1] for base in bases]
+        if any(facts.closes(tail, attr) for tail in tails):
+            return False
+        return facts.manages_lifecycle(name)
+
+    return keep
+
+
+def module_end(m: ModuleModel) -> None:
+    closed_tails = {text.rsplit(".", 1)[-1] for text in m.module_closed}
+    for name, (call, what) in m.module_pending.items():
+        if name in m.module_closed or ("." not in name and name in closed_tails):
+            continue
+        m.report(call, RULE.code, f"{what} bound to {name!r} is never closed: its connections leak")

@@ -1,0 +1,258 @@
+"""BND008: a retry or reconnect loop that sleeps a constant or deterministic delay (no jitter)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+
+from bounded.audit.core import Rule
+from bounded.audit.model import Function, Loop, ModuleModel, ProjectFacts
+from bounded.audit.names import dotted
+
+RULE = Rule(
+    "BND008",
+    "retry-without-jitter",
+    "A retry or reconnect loop that sleeps a constant or deterministic backoff: every client "
+    "retries in lock-step.",
+    "use `bounded.Retry(on=..., backoff=bounded.Backoff(jitter='full'))` or add "
+    "`random.uniform(...)` to the delay",
+)
+_SLEEPS = frozenset({"time.sleep", "asyncio.sleep", "trio.sleep", "anyio.sleep"})
+_RANDOM_MODULES = ("random.", "secrets.", "numpy.random.")
+_RANDOMISH = re.compile(r"jitter|random|rand", re.IGNORECASE)
+# Calls that keep a delay deterministic (anything else we cannot see into is given the benefit).
+_PURE_QUALIFIED = frozenset({"itertools.count", "itertools.repeat"})
+_PURE_CALLS = frozenset(
+    {"min", "max", "float", "int", "pow", "abs", "round", "range", "enumerate", "len"}
+)
+_PURE_METHODS = frozenset({"total_seconds"})
+_SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
+# Functions that poll for a state (a server up, a job done): not a retry against an outage.
+_POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping", re.I)
+_POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
+# Helpers whose result may be a delay, remembered for the other modules of the run.
+_DELAY_HELPER = re.compile(r"backoff|delay|sleep|interval|retry|wait", re.IGNORECASE)
+_DISCONNECTS = re.compile(
+    r"Connection|Disconnect|ConnectError|ConnectTimeout|Closed|OSError|socket\.error", re.I
+)
+Assigned = Callable[[str], list[ast.expr]]
+
+
+def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
+    for try_node in tries:
+        _check(m, node, try_node)
+
+
+def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
+    # a retry loop leaves on success (return/break), or counts attempts over a range;
+    # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
+    if len(m.scopes) == 1 or m.is_script or _POLL_NAME.search(m.scope.name):
+        return  # a readiness or status poll, or a one-off script: not a retry storm
+    if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
+        return  # a loop over work items that pauses between them is pacing, not a retry
+    direct = any(stmt is node for stmt in loop.body)
+    retrying = _exits_on_success(node) or (
+        direct
+        and any(
+            isinstance(stmt, ast.Return | ast.Break)
+            for stmt in loop.body[loop.body.index(node) + 1 :]
+        )
+    )
+    counted = (
+        isinstance(loop, ast.For | ast.AsyncFor)
+        and isinstance(loop.iter, ast.Call)
+        and isinstance(loop.iter.func, ast.Name)
+        and loop.iter.func.id == "range"
+    )
+    sleeps: list[ast.Call] = []
+    for handler in node.handlers:
+        # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
+        # reconnects every client at once after a server restart
+        if retrying or counted or _catches_disconnect(handler):
+            sleeps.extend(_sleeps_in(m, handler.body))
+    if direct and retrying:
+        sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
+    message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
+    for call in sleeps:
+        delay = call.args[0] if call.args else None
+        for kw in call.keywords:
+            if kw.arg in ("delay", "seconds", "secs"):
+                delay = kw.value
+        if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
+            continue  # sleep(poll_interval): a status poll, paced on purpose
+        unknown: list[str] = []
+        if not _deterministic(m, delay, set(), m.assignments, unknown):
+            continue
+        if not unknown:
+            m.report(call, RULE.code, message)
+            continue
+        m.defer(call, RULE.code, message, _if_helpers_deterministic(tuple(unknown)))
+
+
+def _if_helpers_deterministic(names: tuple[str, ...]) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        # helpers defined in another module of the run, deterministic there
+        return all(facts.helpers.get(name, False) for name in names)
+
+    return keep
+
+
+def _counts_attempts(iterable: ast.expr) -> bool:
+    """``range(n)``, ``itertools.count()``, ``enumerate(range(n))``: attempts, not items."""
+    if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name | ast.Attribute):
+        name = dotted(iterable.func) or ""
+        if name == "enumerate" and iterable.args:
+            return _counts_attempts(iterable.args[0])
+        return name in ("range", "count", "itertools.count")
+    return False
+
+
+def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
+    """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
+    kind = handler.type
+    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+    return any(_DISCONNECTS.search(dotted(n) or "") for n in names)
+
+
+def _exits_on_success(node: ast.Try | ast.TryStar) -> bool:
+    for stmt in (*node.body, *node.orelse):
+        for sub in ast.walk(stmt):
+            if isinstance(sub, ast.Return | ast.Break):
+                return True
+    return False
+
+
+_NESTED = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.Lambda,
+    ast.ClassDef,
+    ast.For,
+    ast.While,
+    ast.AsyncFor,
+    ast.Try,
+)
+
+
+def _sleeps_in(m: ModuleModel, body: list[ast.stmt]) -> list[ast.Call]:
+    found: list[ast.Call] = []
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _NESTED):
+            continue
+        if isinstance(node, ast.Call) and m.qualname(node.func) in _SLEEPS:
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _deterministic(
+    m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assigned, unknown: list[str]
+) -> bool:
+    """True if the delay has no randomness and nothing we cannot see into.
+
+    `assigned` gives the values a name was assigned where `expr` is evaluated; calls to
+    helpers this module does not define are added to `unknown` (decided at the end of the run).
+    """
+    for sub in ast.walk(expr):
+        if isinstance(sub, ast.Call):
+            func = sub.func
+            q = m.qualname(func)
+            if q is not None:
+                if q.startswith(_RANDOM_MODULES) or q == "random":
+                    return False
+                if q.startswith("math.") or q in _PURE_QUALIFIED:
+                    continue
+            if _RANDOMISH.search(dotted(func) or ""):
+                return False
+            if isinstance(func, ast.Name) and func.id in _PURE_CALLS:
+                continue
+            if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
+                continue  # delay.total_seconds() * 2**n
+            helper = _helper(m, func)
+            if helper is not None:
+                if _returns_deterministic(m, helper):
+                    continue  # await asyncio.sleep(self._backoff(attempt))
+                return False
+            name = _helper_name(func)
+            if name is not None and _DELAY_HELPER.search(name):
+                unknown.append(name)  # another module of the run may define it
+                continue
+            return False  # a call we cannot see into: give it the benefit of the doubt
+        if isinstance(sub, ast.Subscript):
+            return False  # e.g. a header value: the server chose the delay
+        if isinstance(sub, ast.Name | ast.Attribute):
+            text = dotted(sub) or ""
+            if _RANDOMISH.search(text) or _SERVER_DELAY.search(text):
+                return False
+            if isinstance(sub, ast.Name) and sub.id not in seen:
+                seen.add(sub.id)
+                for value in assigned(sub.id):
+                    if not _deterministic(m, value, seen, assigned, unknown):
+                        return False
+    return True
+
+
+def _helper_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def _helper(m: ModuleModel, func: ast.expr) -> Function | None:
+    """The module function or method that ``name(...)``/``self.name(...)`` calls."""
+    if isinstance(func, ast.Name):
+        return m.functions.get(func.id)
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+    ):
+        return m.functions.get(func.attr)
+    return None
+
+
+def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
+    """True if every value `fn` returns is a deterministic expression of its inputs."""
+    results = m.state(_Results).by_function
+    known = results.get(fn)
+    if known is not None:
+        return known
+    results[fn] = False  # recursion: give it the benefit of the doubt
+    local: dict[str, list[ast.expr]] = {}
+    returns: list[ast.expr] = []
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Return) and sub.value is not None:
+            returns.append(sub.value)
+        elif isinstance(sub, ast.Assign | ast.AnnAssign | ast.AugAssign) and sub.value:
+            for target in sub.targets if isinstance(sub, ast.Assign) else [sub.target]:
+                if isinstance(target, ast.Name):
+                    local.setdefault(target.id, []).append(sub.value)
+    unknown: list[str] = []
+    result = (
+        bool(returns)
+        and all(
+            _deterministic(m, r, set(), lambda name: local.get(name, []), unknown) for r in returns
+        )
+        and not unknown
+    )
+    results[fn] = result
+    return result
+
+
+class _Results:
+    __slots__ = ("by_function",)
+
+    def __init__(self) -> None:
+        self.by_function: dict[ast.AST, bool] = {}
+
+
+def module_end(m: ModuleModel) -> None:
+    """Tell the other modules of the run which delay helpers here are deterministic."""
+    for name, fn in m.functions.items():
+        if _DELAY_HELPER.search(name):
+            m.facts.helpers[name] = _returns_deterministic(m, fn)

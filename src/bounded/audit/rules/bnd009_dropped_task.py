@@ -1,0 +1,157 @@
+"""BND009: a task whose reference is dropped (create_task/ensure_future as a statement).
+
+Fixable where the intent is clear: when the module (or the class) already keeps its tasks
+in a set (``task.add_done_callback(X.discard)``), the dropped call is rewritten to keep
+its task in that set the same way.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from bounded.audit.core import Edit, Rule
+from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, Scope
+from bounded.audit.names import dotted, is_self_attr
+
+if TYPE_CHECKING:
+    from bounded.audit.model import MethodHook
+
+RULE = Rule(
+    "BND009",
+    "dropped-task",
+    "asyncio.create_task/ensure_future whose result is dropped: the task can be "
+    "garbage-collected mid-flight and its exception is lost.",
+    "keep a reference: `tm.spawn(coro)` on a `bounded.TaskManager`, or store and await the task",
+)
+# Calls that run a callback later and drop whatever it returns.
+_CALLBACK_REGISTRARS = (
+    "add_done_callback",
+    "call_soon",
+    "call_soon_threadsafe",
+    "call_later",
+    "call_at",
+    "add_signal_handler",
+    "add_reader",
+    "add_writer",
+)
+_LOOP_GETTERS = ("asyncio.get_running_loop", "asyncio.get_event_loop")
+
+
+@dataclass(slots=True)
+class _State:
+    # the dropped call, its statement, the class it is in (if any), the message
+    dropped: list[tuple[ast.Call, ast.stmt | None, ClassScope | None, Scope, str]] = field(
+        default_factory=list
+    )
+    module_sets: set[str] = field(default_factory=set)  # X in add_done_callback(X.discard)
+    class_sets: dict[ClassScope, str] = field(default_factory=dict)  # self.X likewise
+
+
+def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> None:
+    func = call.func
+    q = m.qualname(func)
+    if q in TASK_FACTORIES:
+        message = f"result of {q}() dropped: the task can be garbage-collected mid-flight"
+    elif isinstance(func, ast.Attribute) and func.attr == "create_task" and _loopish(m, func):
+        message = (
+            "result of loop.create_task() dropped: the task can be garbage-collected mid-flight"
+        )
+    else:
+        return
+    cls = m.classes[-1] if m.classes else None
+    m.state(_State).dropped.append((call, statement, cls, m.scope, message))
+
+
+def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
+    receiver = func.value
+    if isinstance(receiver, ast.Call):
+        return m.qualname(receiver.func) in _LOOP_GETTERS
+    if isinstance(receiver, ast.Name | ast.Attribute):
+        tail = (dotted(receiver) or "").rsplit(".", 1)[-1]
+        return m.kind_of(receiver) == "loop" or tail in ("loop", "_loop")
+    return False
+
+
+def assign(
+    m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
+) -> None:
+    if (
+        len(targets) == 1
+        and isinstance(targets[0], ast.Name)
+        and targets[0].id == "_"
+        and isinstance(value, ast.Call)
+    ):
+        dropped_call(m, value, None)  # _ = asyncio.create_task(...)
+
+
+def _callback(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    for arg in node.args:
+        if isinstance(arg, ast.Lambda) and isinstance(arg.body, ast.Call):
+            dropped_call(m, arg.body, None)  # fut.add_done_callback(lambda _: create_task(...))
+    if func.attr != "add_done_callback" or len(node.args) != 1:
+        return
+    # task.add_done_callback(X.discard): X is where this module keeps its tasks
+    arg = node.args[0]
+    if isinstance(arg, ast.Attribute) and arg.attr == "discard":
+        state = m.state(_State)
+        if isinstance(arg.value, ast.Name):
+            state.module_sets.add(arg.value.id)
+        elif is_self_attr(arg.value) and m.classes:
+            state.class_sets[m.classes[-1]] = cast(ast.Attribute, arg.value).attr
+
+
+METHODS: dict[str, MethodHook] = dict.fromkeys(_CALLBACK_REGISTRARS, _callback)
+
+
+def module_end(m: ModuleModel) -> None:
+    state = m.state(_State)
+    module_sets = {name for name in state.module_sets if name in m.module.assigned}
+    for call, statement, cls, scope, message in state.dropped:
+        keeper = None
+        if cls is not None and cls in state.class_sets:
+            keeper = f"self.{state.class_sets[cls]}"
+        elif len(module_sets) == 1:
+            keeper = next(iter(module_sets))
+        edit = None
+        if keeper is not None and statement is not None:
+            edit = _keep_in(m, statement, call, scope, keeper)
+        m.report(call, RULE.code, message, edit)
+
+
+def _keep_in(
+    m: ModuleModel, statement: ast.stmt, call: ast.Call, scope: Scope, keeper: str
+) -> Edit | None:
+    """Rewrite the statement to keep the task in the module's (or instance's) task set.
+
+    Only a statement alone on its lines inside a function is rewritten, with a name the
+    function does not use yet; anything else keeps its message-only fix.
+    """
+    end_line, end_col = statement.end_lineno, statement.end_col_offset
+    if scope.node is None or isinstance(scope.node, ast.Lambda) or end_line is None:
+        return None
+    first = m.line(statement.lineno)
+    last = m.line(end_line)
+    indent = first[: statement.col_offset]
+    if indent.strip() or last[end_col or 0 :].strip()[:1] not in (b"", b"#"):
+        return None  # shares its line with other code (`if x: create_task(...)`, `a; b`)
+    used = {n.id for n in ast.walk(scope.node) if isinstance(n, ast.Name)} | scope.params
+    name = next(
+        candidate
+        for candidate in ("task", *(f"task_{i}" for i in range(1, 100)), "")
+        if candidate not in used
+    )
+    if not name:
+        return None
+    lines = [m.line(n) for n in range(statement.lineno, end_line + 1)]
+    lines[-1] = lines[-1][: end_col or 0]
+    lines[0] = lines[0][statement.col_offset :]
+    newline = "\r\n" if b"\r\n" in m.source else "\n"
+    text = newline.encode().join(lines).decode("utf-8")
+    pad = indent.decode("utf-8")
+    replacement = (
+        f"{name} = {text}{newline}{pad}{keeper}.add({name}){newline}"
+        f"{pad}{name}.add_done_callback({keeper}.discard)"
+    )
+    return Edit(statement.lineno, statement.col_offset, end_line, end_col or 0, replacement)
