@@ -44,6 +44,7 @@ class RedisRateLimiter:
         "_burst",
         "_fallback",
         "_keys",
+        "_last",
         "_max_queue",
         "_max_wait",
         "_per",
@@ -88,6 +89,7 @@ class RedisRateLimiter:
         self._rejected_total = 0
         self._available = self.burst
         self._fallback: RateLimiter | None = None
+        self._last: asyncio.Future[None] | None = None
         #: Called with the seconds waited, each time an acquire had to wait.
         self.wait_observer: Callable[[float], None] | None = None
 
@@ -195,14 +197,23 @@ class RedisRateLimiter:
                 f"(max_wait={self._max_wait:g}s)",
             )
         if wait > 0:
+            # Sleepers of this process leave in the order of their reservations, even
+            # when several reserved the same instant.
+            ahead, turn = self._last, asyncio.get_running_loop().create_future()
+            self._last = turn
             self._queued += 1
             try:
                 await asyncio.sleep(wait)
+                if ahead is not None and not ahead.done():
+                    await asyncio.shield(ahead)
             except asyncio.CancelledError:
                 self._give_back(cost, reply[2])
                 raise
             finally:
                 self._queued -= 1
+                turn.set_result(None)
+                if self._last is turn:
+                    self._last = None
             if self.wait_observer is not None:
                 self.wait_observer(wait)
         self._admitted_total += cost
