@@ -51,6 +51,7 @@ class RedisRateLimiter:
         "_queued",
         "_rate",
         "_rejected_total",
+        "admission_observer",
         "name",
         "wait_observer",
     )
@@ -92,6 +93,9 @@ class RedisRateLimiter:
         self._last: asyncio.Future[None] | None = None
         #: Called with the seconds waited, each time an acquire had to wait.
         self.wait_observer: Callable[[float], None] | None = None
+        #: Called with each admission's time on the Redis clock (seconds since the epoch),
+        #: so admissions of several processes can be compared on one clock.
+        self.admission_observer: Callable[[float], None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -217,6 +221,8 @@ class RedisRateLimiter:
             if self.wait_observer is not None:
                 self.wait_observer(wait)
         self._admitted_total += cost
+        if self.admission_observer is not None:
+            self.admission_observer((float(reply[4]) + float(reply[1])) / _US)
 
     async def __aenter__(self) -> None:
         await self.acquire(1)

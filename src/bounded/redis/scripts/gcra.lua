@@ -1,7 +1,7 @@
 -- GCRA rate limiter: one hash per limiter, {tat, interval} in microseconds of Redis TIME.
 -- KEYS[1]: the state hash.
 -- ARGV: op, cost, interval_us, burst, arg (max_wait_us, -1 = none | token | remaining), arg2
--- Reply: {admitted (1/0), wait_us or retry_after_us, token, available}, numbers as strings.
+-- Reply: {admitted (1/0), wait_us or retry_after_us, token, available, now_us}, as strings.
 local key = KEYS[1]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -74,4 +74,5 @@ elseif op == 'throttle' then
   end
 end
 reply[4] = fmt(available())
+reply[5] = fmt(now)
 return reply

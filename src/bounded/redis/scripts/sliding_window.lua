@@ -2,7 +2,7 @@
 -- KEYS[1]: the log (sorted set, member "<seq>:<cost>", score = admission time, which
 --          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
 -- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | member | remaining), arg2
--- Reply: {admitted (1/0), wait_us or retry_after_us, token, available}, numbers as strings.
+-- Reply: {admitted (1/0), wait_us or retry_after_us, token, available, now_us}, as strings.
 local log, meta = KEYS[1], KEYS[2]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -135,4 +135,5 @@ redis.call('PEXPIRE', log, ttl)
 redis.call('PEXPIRE', meta, ttl)
 -- Reservations ahead count as used: a backlog leaves nothing available.
 reply[4] = fmt(math.max(rate - used, 0))
+reply[5] = fmt(now)
 return reply
