@@ -35,6 +35,7 @@ BENCHMARKS: list[str] = [
     "pool",
     "llm",
     "audit",
+    "redis",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -21,8 +22,15 @@ async def _queue(
     tasks = []
     for i in range(n):
         tasks.append(asyncio.create_task(waiter(i)))
-        await asyncio.sleep(0.01)  # each one reaches Redis before the next
+        await until(lambda n=i + 1: bulkhead.stats().queued == n)  # its ticket is in Redis
     return tasks
+
+
+async def until(condition: Callable[[], object]) -> None:
+    """Wait (briefly, on a loaded machine) until `condition()` is true."""
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.002)
 
 
 async def test_waiters_are_served_in_arrival_order(backend: RedisBackend) -> None:
@@ -56,7 +64,8 @@ async def test_processes_are_served_in_the_order_they_queued(
         for i in range(6):
             bulkhead, tag = (here, f"here{i}") if i % 2 else (there, f"there{i}")
             tasks.append(asyncio.create_task(waiter(bulkhead, tag)))
-            await asyncio.sleep(0.01)
+            queued = here.stats().queued + there.stats().queued
+            await until(lambda q=queued: here.stats().queued + there.stats().queued > q)
         await here.release()
         async with asyncio.timeout(10):
             await asyncio.gather(*tasks)

@@ -43,7 +43,9 @@ async def test_waiters_are_admitted_in_arrival_order_at_the_rate(
     tasks = []
     for i in range(5):
         tasks.append(asyncio.create_task(waiter(i)))
-        await asyncio.sleep(0.005)  # each reaches Redis before the next
+        async with asyncio.timeout(5):
+            while limiter.stats().queued <= i:  # its reservation is made
+                await asyncio.sleep(0.001)
     await asyncio.gather(*tasks)
     assert [i for i, _ in admitted] == list(range(5))
     if algorithm == "gcra":

@@ -125,8 +125,8 @@ class RedisBackend:
         if self._outage and loop.time() < self._down_until:
             raise BackendUnavailable
         try:
-            async with asyncio.timeout(self.timeout):
-                result = await self.script(script)(keys=keys, args=args)
+            # The client's socket timeouts bound every call (connect, send, reply).
+            result = await self.script(script)(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self.failed(exc)
             raise BackendUnavailable from None
@@ -142,6 +142,9 @@ class RedisBackend:
         if not self._outage:
             self._outage = True
             self.outages_total += 1
+            if self._client is not None:
+                # Idle connections from before the outage would fail once it is over.
+                self.spawn(self._client.connection_pool.disconnect(inuse_connections=False))
             mode = (
                 f"admitting at 1/{self.expected_processes} of each limit in this process"
                 if self.on_error == "fail_open"

@@ -333,6 +333,7 @@ class RedisBulkhead:
         loop = asyncio.get_running_loop()
         pubsub: Any = None
         renew_at = loop.time() + period
+        reconnected = False  # a first error may be a connection that went stale
         try:
             while self._held or self._waiters:
                 try:
@@ -344,6 +345,7 @@ class RedisBulkhead:
                         ignore_subscribe_messages=True,
                         timeout=max(0.0, renew_at - loop.time()),
                     )
+                    reconnected = False
                     if loop.time() >= renew_at:
                         renew_at = loop.time() + period
                         tokens = [t for t in self._held if t != _LOCAL]
@@ -352,12 +354,15 @@ class RedisBulkhead:
                             await self._call("renew", *tokens)
                     await self._pump()
                 except (RedisError, OSError, TimeoutError, BackendUnavailable) as exc:
-                    if not isinstance(exc, BackendUnavailable):
-                        self._backend.failed(exc)
-                    self._fail_waiters()
                     if pubsub is not None:
                         await _close_quietly(pubsub)
                         pubsub = None
+                    if not isinstance(exc, BackendUnavailable):
+                        if not reconnected:
+                            reconnected = True
+                            continue
+                        self._backend.failed(exc)
+                    self._fail_waiters()
                     await asyncio.sleep(self._backend.retry_interval)
         finally:
             if pubsub is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import uuid
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Literal
@@ -51,6 +53,7 @@ class RedisRateLimiter:
         "_queued",
         "_rate",
         "_rejected_total",
+        "_tokens",
         "admission_observer",
         "name",
         "wait_observer",
@@ -91,6 +94,9 @@ class RedisRateLimiter:
         self._available = self.burst
         self._fallback: RateLimiter | None = None
         self._last: asyncio.Future[None] | None = None
+        # Names of this process's reservations, so a cancelled one can be found again.
+        process = uuid.uuid4().hex
+        self._tokens = (f"{process}:{n}" for n in itertools.count(1))
         #: Called with the seconds waited, each time an acquire had to wait.
         self.wait_observer: Callable[[float], None] | None = None
         #: Called with each admission's time on the Redis clock (seconds since the epoch),
@@ -160,7 +166,7 @@ class RedisRateLimiter:
         """Admit `cost` units if they conform now and nobody is waiting; never waits."""
         self._check_cost(cost)
         try:
-            reply = await self._call("acquire", cost, 0)
+            reply = await self._call("acquire", cost, 0, next(self._tokens))
         except BackendUnavailable:
             if self._backend.on_error == "fail_closed":
                 return False
@@ -181,15 +187,15 @@ class RedisRateLimiter:
                 f"rate limiter {self.name!r}: {self._queued} requests already queued (max_queue)",
             )
         max_wait = -1.0 if self._max_wait is None else self._max_wait * _US
-        call = self._backend.spawn(self._call("acquire", cost, max_wait))
+        token = next(self._tokens)
         try:
-            reply = await asyncio.shield(call)
+            reply = await self._call("acquire", cost, max_wait, token)
         except BackendUnavailable:
             await self._acquire_locally(cost)
             return
         except asyncio.CancelledError:
-            # The reservation may already be made: give it back once the reply lands.
-            call.add_done_callback(lambda done: self._abandon(done, cost))
+            # The reservation may have been made: give it back (a no-op if it was not).
+            self._give_back(cost, token)
             raise
         wait = float(reply[1]) / _US
         if reply[0] != b"1":
@@ -211,7 +217,7 @@ class RedisRateLimiter:
                 if ahead is not None and not ahead.done():
                     await asyncio.shield(ahead)
             except asyncio.CancelledError:
-                self._give_back(cost, reply[2])
+                self._give_back(cost, token)
                 raise
             finally:
                 self._queued -= 1
@@ -305,21 +311,13 @@ class RedisRateLimiter:
                 else:
                     getattr(local, op)(cost)
 
-    def _give_back(self, cost: float, token: bytes) -> None:
+    def _give_back(self, cost: float, token: str) -> None:
         self._backend.spawn(self._cancel(cost, token))
 
-    async def _cancel(self, cost: float, token: bytes) -> None:
-        with contextlib.suppress(
-            BackendUnavailable
-        ):  # the reservation lapses at its time: nothing to undo locally
-            await self._call("cancel", cost, token)
-
-    def _abandon(self, call: asyncio.Task[list[bytes]], cost: float) -> None:
-        if call.cancelled() or call.exception() is not None:
-            return
-        reply = call.result()
-        if reply[0] == b"1":
-            self._give_back(cost, reply[2])
+    async def _cancel(self, cost: float, token: str) -> None:
+        # Unreachable Redis: the reservation lapses at its time, nothing to undo here.
+        with contextlib.suppress(BackendUnavailable):
+            await self._call("cancel", cost, "", token)
 
     def _local(self) -> RateLimiter:
         """The per-process stand-in while Redis is unavailable (fail_open)."""

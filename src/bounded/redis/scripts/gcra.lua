@@ -1,6 +1,7 @@
 -- GCRA rate limiter: one hash per limiter, {tat, interval} in microseconds of Redis TIME.
 -- KEYS[1]: the state hash.
--- ARGV: op, cost, interval_us, burst, arg (max_wait_us, -1 = none | token | remaining), arg2
+-- ARGV: op, cost, interval_us, burst, arg (max_wait_us, -1 = none | remaining), arg2
+--       (acquire and cancel: a token the caller chose for the reservation)
 -- Reply: {admitted (1/0), wait_us or retry_after_us, token, available, now_us}, as strings.
 local key = KEYS[1]
 local op = ARGV[1]
@@ -10,7 +11,7 @@ local burst = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
-local state = redis.call('HMGET', key, 'tat', 'interval')
+local state = redis.call('HMGET', key, 'tat', 'interval', 'last')
 local tat = tonumber(state[1]) or now
 local old_interval = tonumber(state[2]) or interval
 if old_interval ~= interval and tat > now then
@@ -22,8 +23,8 @@ local function fmt(x)
   return string.format('%.17g', x)
 end
 
-local function save(value)
-  redis.call('HSET', key, 'tat', fmt(value), 'interval', fmt(interval))
+local function save(value, last)
+  redis.call('HSET', key, 'tat', fmt(value), 'interval', fmt(interval), 'last', last or '')
   -- After tat has passed, the state equals a fresh limiter: let it expire then.
   local ttl = math.ceil((math.max(value - now, 0) + burst * interval) / 1000) + 1000
   redis.call('PEXPIRE', key, ttl)
@@ -46,12 +47,12 @@ if op == 'acquire' then
   if max_wait >= 0 and wait > max_wait then
     reply = {'0', fmt(wait), '', ''}
   else
-    save(base + cost * interval)
-    reply = {'1', fmt(wait), fmt(tat), ''}
+    save(base + cost * interval, ARGV[6])
+    reply = {'1', fmt(wait), '', ''}
   end
 elseif op == 'cancel' then
   -- Give back an unused reservation, unless later ones were made on top of it.
-  if state[1] == ARGV[5] then
+  if state[3] == ARGV[6] then
     save(math.max(tat - cost * interval, now))
   end
 elseif op == 'refund' then

