@@ -171,7 +171,7 @@ class RedisRateLimiter:
             if self._backend.on_error == "fail_closed":
                 return False
             return self._local().try_acquire(min(cost, self._local().burst))
-        if reply[0] == b"1":
+        if reply[0]:
             self._admitted_total += cost
             return True
         return False
@@ -197,8 +197,8 @@ class RedisRateLimiter:
             # The reservation may have been made: give it back (a no-op if it was not).
             self._give_back(cost, token)
             raise
-        wait = float(reply[1]) / _US
-        if reply[0] != b"1":
+        wait = reply[1] / _US
+        if not reply[0]:
             self._rejected_total += 1
             raise RateLimited(
                 self.name,
@@ -228,7 +228,7 @@ class RedisRateLimiter:
                 self.wait_observer(wait)
         self._admitted_total += cost
         if self.admission_observer is not None:
-            self.admission_observer((float(reply[4]) + float(reply[1])) / _US)
+            self.admission_observer(reply[3] / _US)
 
     async def __aenter__(self) -> None:
         await self.acquire(1)
@@ -289,15 +289,15 @@ class RedisRateLimiter:
                 "such a request could never be admitted"
             )
 
-    async def _call(self, op: str, cost: float, *args: Any) -> list[bytes]:
+    async def _call(self, op: str, cost: float, *args: Any) -> list[int]:
         if self._algorithm == "gcra":
             params: tuple[Any, ...] = (self._per / self._rate * _US, self._burst)
         else:
             params = (self._rate, self._per * _US)
-        reply: list[bytes] = await self._backend.run(
+        reply: list[int] = await self._backend.run(
             self._algorithm, self._keys, (op, cost, *params, *args)
         )
-        self._available = float(reply[3])
+        self._available = reply[2] / 1000
         return reply
 
     async def _update(self, op: str, cost: float, *args: Any) -> None:

@@ -1,8 +1,11 @@
--- GCRA rate limiter: one hash per limiter, {tat, interval} in microseconds of Redis TIME.
--- KEYS[1]: the state hash.
--- ARGV: op, cost, interval_us, burst, arg (max_wait_us, -1 = none | remaining), arg2
---       (acquire and cancel: a token the caller chose for the reservation)
--- Reply: {admitted (1/0), wait_us or retry_after_us, token, available, now_us}, as strings.
+-- GCRA rate limiter. State: one string "<tat> <interval> <last>": tat in whole microseconds
+-- of Redis TIME (rounded up: never early), interval as the caller sent it, and `last`
+-- naming the newest reservation, so that its owner can give it back.
+-- KEYS[1]: the state key.
+-- ARGV: op, cost, interval_us, burst, arg5, arg6
+--   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
+--   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
+-- Reply (integers): {admitted 1/0, wait_us (or retry_after_us), available x 1000, at_us}
 local key = KEYS[1]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -11,48 +14,37 @@ local burst = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
-local state = redis.call('HMGET', key, 'tat', 'interval', 'last')
-local tat = tonumber(state[1]) or now
-local old_interval = tonumber(state[2]) or interval
-if old_interval ~= interval and tat > now then
-  -- Live rate change: keep the backlog in units, drained at the new pace.
-  tat = now + (tat - now) / old_interval * interval
+local tat, last = now, ''
+local state = redis.call('GET', key)
+if state then
+  local stored_tat, stored_interval, stored_last = string.match(state, '^(%S+) (%S+) ?(%S*)$')
+  tat, last = tonumber(stored_tat), stored_last
+  if stored_interval ~= ARGV[3] and tat > now then
+    -- Live rate change: keep the backlog in units, drained at the new pace.
+    tat = now + (tat - now) / tonumber(stored_interval) * interval
+  end
 end
 
-local function fmt(x)
-  return string.format('%.17g', x)
-end
-
-local function save(value, last)
-  redis.call('HSET', key, 'tat', fmt(value), 'interval', fmt(interval), 'last', last or '')
-  -- After tat has passed, the state equals a fresh limiter: let it expire then.
+local function save(value, token)
+  value = math.ceil(value)
+  -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
   local ttl = math.ceil((math.max(value - now, 0) + burst * interval) / 1000) + 1000
-  redis.call('PEXPIRE', key, ttl)
+  redis.call('SET', key, string.format('%d %s %s', value, ARGV[3], token or ''), 'PX', ttl)
   tat = value
 end
 
-local function available()
-  local backlog = tat - now
-  if backlog > 0 then
-    return math.max(burst - backlog / interval, 0)
-  end
-  return burst
-end
-
-local reply = {'1', '0', '', ''}
+local admitted, wait = 1, 0
 if op == 'acquire' then
   local max_wait = tonumber(ARGV[5])
-  local base = math.max(tat, now)
-  local wait = math.max(tat + (cost - burst) * interval - now, 0)
+  wait = math.max(tat + (cost - burst) * interval - now, 0)
   if max_wait >= 0 and wait > max_wait then
-    reply = {'0', fmt(wait), '', ''}
+    admitted = 0
   else
-    save(base + cost * interval, ARGV[6])
-    reply = {'1', fmt(wait), '', ''}
+    save(math.max(tat, now) + cost * interval, ARGV[6])
   end
 elseif op == 'cancel' then
   -- Give back an unused reservation, unless later ones were made on top of it.
-  if state[3] == ARGV[6] then
+  if last == ARGV[6] and last ~= '' then
     save(math.max(tat - cost * interval, now))
   end
 elseif op == 'refund' then
@@ -63,10 +55,9 @@ elseif op == 'consume' then
   save(math.max(tat, now) + cost * interval)
 elseif op == 'throttle' then
   local remaining = tonumber(ARGV[5])
-  local reset_after = tonumber(ARGV[6])
   local target
   if remaining < 1 then
-    target = now + reset_after + (burst - 1) * interval
+    target = now + tonumber(ARGV[6]) + (burst - 1) * interval
   else
     target = now + (burst - remaining) * interval
   end
@@ -74,6 +65,9 @@ elseif op == 'throttle' then
     save(target)
   end
 end
-reply[4] = fmt(available())
-reply[5] = fmt(now)
-return reply
+
+local available = burst
+if tat > now then
+  available = math.max(burst - (tat - now) / interval, 0)
+end
+return {admitted, math.ceil(wait), math.floor(available * 1000), now + math.ceil(wait)}

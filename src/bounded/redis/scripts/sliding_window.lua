@@ -3,7 +3,7 @@
 --          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
 -- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | remaining), arg2
 --       (acquire and cancel: a token the caller chose for the reservation)
--- Reply: {admitted (1/0), wait_us or retry_after_us, token, available, now_us}, as strings.
+-- Reply (integers): {admitted 1/0, wait_us (or retry_after_us), available x 1000, at_us}
 local log, meta = KEYS[1], KEYS[2]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -30,7 +30,7 @@ end
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - per)
 end
-if redis.call('ZCARD', log) == 0 then
+if #expired > 0 and redis.call('ZCARD', log) == 0 then
   used = 0 -- drop accumulated rounding error
 end
 
@@ -42,18 +42,21 @@ local function next_member(c)
   return redis.call('HINCRBY', meta, 'seq', 1) .. ':' .. fmt(c)
 end
 
-local reply = {'1', '0', '', ''}
+local admitted, wait, newest = 1, 0, nil
 if op == 'acquire' then
   local max_wait = tonumber(ARGV[5])
-  local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
   local t = now
-  if #last > 0 and tonumber(last[2]) > t then
-    t = tonumber(last[2]) -- admissions keep arrival order: never before the last one
+  if used > 0 then
+    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    if #last > 0 and tonumber(last[2]) > t then
+      t = tonumber(last[2]) -- admissions keep arrival order: never before the last one
+    end
   end
-  -- Walk the oldest entries until the window ending at t has room for `cost`.
+  -- Walk the oldest entries until the window ending at t has room for `cost` (every
+  -- entry left lies in (now - per, t], so with room for all of them there is no walk).
   local u = used
   local start = 0
-  local done = false
+  local done = u + cost <= rate + EPSILON
   while not done do
     local batch = redis.call('ZRANGE', log, start, start + 31, 'WITHSCORES')
     if #batch == 0 then
@@ -74,13 +77,13 @@ if op == 'acquire' then
     end
     start = start + 32
   end
-  local wait = t - now
+  wait = t - now
   if max_wait >= 0 and wait > max_wait then
-    reply = {'0', fmt(wait), '', ''}
+    admitted = 0
   else
     add(ARGV[6] .. ':' .. fmt(cost), t)
     used = used + cost
-    reply = {'1', fmt(wait), '', ''}
+    newest = t
   end
 elseif op == 'cancel' then
   local member = ARGV[6] .. ':' .. fmt(cost)
@@ -124,16 +127,17 @@ elseif op == 'throttle' then
   end
 end
 
-redis.call('HSET', meta, 'used', fmt(used))
-local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-local horizon = per
-if #newest > 0 then
-  horizon = math.max(tonumber(newest[2]) - now, 0) + per
+if admitted == 1 or #expired > 0 then
+  redis.call('HSET', meta, 'used', fmt(used))
+  if not newest then
+    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    newest = #last > 0 and tonumber(last[2]) or now
+  end
+  -- An entry stops counting one period after its time: expire with the newest one.
+  local ttl = math.ceil((math.max(newest - now, 0) + per) / 1000) + 1000
+  redis.call('PEXPIRE', log, ttl)
+  redis.call('PEXPIRE', meta, ttl)
 end
-local ttl = math.ceil(horizon / 1000) + 1000
-redis.call('PEXPIRE', log, ttl)
-redis.call('PEXPIRE', meta, ttl)
 -- Reservations ahead count as used: a backlog leaves nothing available.
-reply[4] = fmt(math.max(rate - used, 0))
-reply[5] = fmt(now)
-return reply
+local available = math.max(rate - used, 0)
+return {admitted, math.ceil(wait), math.floor(available * 1000), now + math.ceil(wait)}
