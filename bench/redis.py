@@ -147,10 +147,12 @@ async def _cost(url: str, prefix: str) -> Section:
     )
 
 
-def _worker(url: str, prefix: str, kind: str) -> tuple[list[float], int]:
-    """One process of the accuracy run: admissions (seconds) and calls into the limiter."""
+def _worker(url: str, prefix: str, kind: str) -> tuple[list[float], list[float], int]:
+    """One process of the accuracy run: admission times on the Redis clock (ours only) and
+    on the host's clock (seconds), and the calls made into the limiter."""
 
-    async def main() -> tuple[list[float], int]:
+    async def main() -> tuple[list[float], list[float], int]:
+        on_redis: list[float] = []
         admitted: list[float] = []
         calls = 0
         async with RedisBackend(url, prefix=prefix) as backend:
@@ -158,8 +160,13 @@ def _worker(url: str, prefix: str, kind: str) -> tuple[list[float], int]:
             acquire: Callable[[], Any]
             if kind in ("gcra", "sliding_window"):
                 limiter = backend.rate_limiter(RATE, 1.0, name=kind, algorithm=kind)  # type: ignore[arg-type]
-                limiter.admission_observer = admitted.append
-                acquire = limiter.acquire
+                limiter.admission_observer = on_redis.append
+
+                async def acquire() -> None:
+                    nonlocal calls
+                    calls += 1
+                    await limiter.acquire()
+                    admitted.append(time.time())
             else:
                 storage = RedisStorage(
                     _limits_uri(url), implementation="redispy", key_prefix=prefix
@@ -188,14 +195,11 @@ def _worker(url: str, prefix: str, kind: str) -> tuple[list[float], int]:
             end = float(start) + SECONDS
 
             async def task() -> None:
-                nonlocal calls
                 while time.time() < end:
-                    if kind in ("gcra", "sliding_window"):
-                        calls += 1
                     await acquire()
 
             await asyncio.gather(*(task() for _ in range(20)))
-        return [t for t in admitted if t < end], calls
+        return [t for t in on_redis if t < end], [t for t in admitted if t < end], calls
 
     return asyncio.run(main())
 
@@ -211,25 +215,26 @@ def _accuracy(url: str) -> Section:
             futures = [pool.submit(_worker, url, prefix, kind) for _ in range(PROCESSES)]
             results = [f.result() for f in futures]
         asyncio.run(_delete(url, prefix))
-        times = sorted(t for ts, _ in results for t in ts)
-        calls = sum(c for _, c in results)
-        burst = 1 if kind == "gcra" else RATE
-        ideal = RATE * SECONDS + burst
+        on_redis = sorted(t for ts, _, _ in results for t in ts)
+        times = sorted(t for _, ts, _ in results for t in ts)
+        calls = sum(c for _, _, c in results)
+        ideal = RATE * SECONDS
         guarantee = RATE + 1 if kind == "gcra" else RATE
-        most = max_in_window(times, guarantee)[0]
+        ours = kind in kinds[:2]
+        most = max_in_window(on_redis if ours else times, guarantee)[0]
         rows.append(
             Row(
-                f"{kind} ({'bounded.redis' if kind in kinds[:2] else 'limits, polling'})",
+                f"{kind} ({'bounded.redis' if ours else 'limits, polling'})",
                 float(len(times)),
                 len(times) / ideal,
                 extra={
-                    "ideal": f"{ideal:,.0f}",
-                    "most in any 1 s": f"{most}",
+                    "most in any 1 s, Redis clock": f"{most}" if ours else "-",
+                    "most in any 1 s, host clock": f"{max_in_window(times, guarantee)[0]}",
                     "calls per admission": f"{calls / max(1, len(times)):.2f}",
                 },
             )
         )
-        if kind in kinds[:2]:
+        if ours:
             targets.append(
                 Target(
                     f"{kind}: no 1 s window above {guarantee}, throughput within 2% of ideal",
@@ -243,12 +248,19 @@ def _accuracy(url: str) -> Section:
         reference=None,
         rows=rows,
         targets=targets,
-        columns=["ideal", "most in any 1 s", "calls per admission"],
+        columns=[
+            "most in any 1 s, Redis clock",
+            "most in any 1 s, host clock",
+            "calls per admission",
+        ],
         notes=[
-            "ratio: admitted / ideal (ideal = rate x seconds + what may pass at t=0). ",
+            f"ratio: admitted / ideal, ideal = {RATE * SECONDS:,.0f} (rate x seconds: gcra "
+            "admits one unit every 1/rate s, a window the whole rate at each whole second).",
+            "Redis clock: each admission's reserved time, which is what the limiter "
+            "guarantees; host clock: time.time() read after the acquire returned, in four "
+            "processes on a loaded 2-core machine, where late wake-ups bunch admissions.",
             f"bounded.redis waits on its reservation; the limits strategies never wait, so "
-            f"their callers retry every {POLL * 1000:g} ms. Ours are timed on the Redis "
-            "clock (reserved admission times), the peers on the host's clock.",
+            f"their callers retry every {POLL * 1000:g} ms.",
         ],
     )
 

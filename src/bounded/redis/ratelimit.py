@@ -294,9 +294,10 @@ class RedisRateLimiter:
             params: tuple[Any, ...] = (self._per / self._rate * _US, self._burst)
         else:
             params = (self._rate, self._per * _US)
-        reply: list[int] = await self._backend.run(
+        text: bytes = await self._backend.run(
             self._algorithm, self._keys, (op, cost, *params, *args)
         )
+        reply = [int(field) for field in text.split()]
         self._available = reply[2] / 1000
         return reply
 

@@ -5,7 +5,8 @@
 -- ARGV: op, cost, interval_us, burst, arg5, arg6
 --   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
 --   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
--- Reply (integers): {admitted 1/0, wait_us (or retry_after_us), available x 1000, at_us}
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
+-- (one string: the cheapest reply to parse)
 local key = KEYS[1]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -70,4 +71,5 @@ local available = burst
 if tat > now then
   available = math.max(burst - (tat - now) / interval, 0)
 end
-return {admitted, math.ceil(wait), math.floor(available * 1000), now + math.ceil(wait)}
+wait = math.ceil(wait)
+return string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)
