@@ -36,7 +36,8 @@ async def test_fail_open_admits_locally_warns_once_and_returns(
         for _ in range(20):
             await limiter.acquire()  # no exception: the local share (100/s) admits
         assert loop.time() - start == pytest.approx(0.2, abs=0.1)
-        assert backend.errors_total >= 1
+        # One probe of Redis per retry_interval, not one failed call per acquire.
+        assert 1 <= backend.errors_total <= 4
         assert not backend.available
         warnings = _warnings(caplog)
         assert len(warnings) == 1

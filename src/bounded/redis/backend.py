@@ -121,9 +121,12 @@ class RedisBackend:
 
     async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script; `BackendUnavailable` on failure or timeout (counted, logged once)."""
-        loop = asyncio.get_running_loop()
-        if self._outage and loop.time() < self._down_until:
-            raise BackendUnavailable
+        if self._outage:
+            now = asyncio.get_running_loop().time()
+            if now < self._down_until:
+                raise BackendUnavailable
+            # This call probes Redis; the others keep to the fallback until it answers.
+            self._down_until = now + self.retry_interval
         try:
             # The client's socket timeouts bound every call (connect, send, reply).
             result = await self.script(script)(keys=keys, args=args)
