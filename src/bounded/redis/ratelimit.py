@@ -49,6 +49,7 @@ class RedisRateLimiter:
         "_last",
         "_max_queue",
         "_max_wait",
+        "_params",
         "_per",
         "_queued",
         "_rate",
@@ -93,6 +94,8 @@ class RedisRateLimiter:
         self._rejected_total = 0
         self._available = self.burst
         self._fallback: RateLimiter | None = None
+        self._params: tuple[bytes, ...] = ()
+        self._encode_params()
         self._last: asyncio.Future[None] | None = None
         # Names of this process's reservations, so a cancelled one can be found again.
         process = uuid.uuid4().hex
@@ -122,6 +125,7 @@ class RedisRateLimiter:
     @rate.setter
     def rate(self, value: float) -> None:
         self._rate = _validate.positive("rate", value)
+        self._encode_params()
         if self._fallback is not None:
             self._fallback.rate = self._rate / self._backend.expected_processes
 
@@ -143,6 +147,7 @@ class RedisRateLimiter:
         if self._algorithm != "gcra":
             raise ValueError("burst applies to algorithm='gcra' only")
         self._burst = value
+        self._encode_params()
 
     @property
     def max_wait(self) -> float | None:
@@ -289,13 +294,17 @@ class RedisRateLimiter:
                 "such a request could never be admitted"
             )
 
-    async def _call(self, op: str, cost: float, *args: Any) -> list[int]:
+    def _encode_params(self) -> None:
+        """The limit's numbers as the script takes them, encoded once per change."""
         if self._algorithm == "gcra":
-            params: tuple[Any, ...] = (self._per / self._rate * _US, self._burst)
+            numbers = (self._per / self._rate * _US, self._burst)
         else:
-            params = (self._rate, self._per * _US)
+            numbers = (self._rate, self._per * _US)
+        self._params = tuple(repr(float(n)).encode() for n in numbers)
+
+    async def _call(self, op: str, cost: float, *args: Any) -> list[int]:
         text: bytes = await self._backend.run(
-            self._algorithm, self._keys, (op, cost, *params, *args)
+            self._algorithm, self._keys, (op, cost, *self._params, *args)
         )
         reply = [int(field) for field in text.split()]
         self._available = reply[2] / 1000

@@ -6,7 +6,7 @@
 --   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
 --   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
 -- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
--- (one string: the cheapest reply to parse)
+-- (one status string: the cheapest reply to parse)
 local key = KEYS[1]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -72,4 +72,4 @@ if tat > now then
   available = math.max(burst - (tat - now) / interval, 0)
 end
 wait = math.ceil(wait)
-return string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)
+return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}

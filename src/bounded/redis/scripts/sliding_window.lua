@@ -4,7 +4,7 @@
 -- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | remaining), arg2
 --       (acquire and cancel: a token the caller chose for the reservation)
 -- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
--- (one string: the cheapest reply to parse)
+-- (one status string: the cheapest reply to parse)
 local log, meta = KEYS[1], KEYS[2]
 local op = ARGV[1]
 local cost = tonumber(ARGV[2])
@@ -142,4 +142,4 @@ end
 -- Reservations ahead count as used: a backlog leaves nothing available.
 local available = math.max(rate - used, 0)
 wait = math.ceil(wait)
-return string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)
+return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}
