@@ -148,3 +148,18 @@ async def test_keys_expire_and_share_one_hash_slot(backend: RedisBackend) -> Non
     waiting.cancel()
     await asyncio.gather(waiting, return_exceptions=True)
     await bulkhead.release()
+
+
+async def test_an_acquire_cancelled_in_flight_leaves_nothing_held(backend: RedisBackend) -> None:
+    bulkhead = backend.bulkhead(1, name="inflight")
+    for _ in range(5):
+        attempt = asyncio.create_task(bulkhead.acquire())
+        await asyncio.sleep(0)  # the call is on its way to Redis
+        attempt.cancel()
+        await asyncio.gather(attempt, return_exceptions=True)
+    holders = backend.key("inflight", "holders")
+    async with asyncio.timeout(5):
+        while await backend.client.zcard(holders):
+            await asyncio.sleep(0.01)  # the background leave lands
+    assert await bulkhead.try_acquire()
+    await bulkhead.release()

@@ -51,8 +51,10 @@ elseif op == 'release' then
     notify = true
   end
 elseif op == 'leave' then
+  -- A caller that gave up: its ticket, or the slot granted while it was leaving.
   redis.call('ZREM', queue, ARGV[4])
   redis.call('ZREM', alive, ARGV[4])
+  redis.call('ZREM', holders, ARGV[4])
   notify = true
 elseif op == 'renew' then
   for i = 4, #ARGV do
