@@ -157,9 +157,9 @@ async def test_an_acquire_cancelled_in_flight_leaves_nothing_held(backend: Redis
         await asyncio.sleep(0)  # the call is on its way to Redis
         attempt.cancel()
         await asyncio.gather(attempt, return_exceptions=True)
-    holders = backend.key("inflight", "holders")
+    holders, queue = backend.key("inflight", "holders"), backend.key("inflight", "queue")
     async with asyncio.timeout(5):
-        while await backend.client.zcard(holders):
-            await asyncio.sleep(0.01)  # the background leave lands
+        while await backend.client.zcard(holders) or await backend.client.zcard(queue):
+            await asyncio.sleep(0.01)  # the background leaves land
     assert await bulkhead.try_acquire()
     await bulkhead.release()

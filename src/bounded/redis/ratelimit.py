@@ -173,13 +173,15 @@ class RedisRateLimiter:
         try:
             reply = await self._call("acquire", cost, 0, next(self._tokens))
         except BackendUnavailable:
-            if self._backend.on_error == "fail_closed":
-                return False
-            return self._local().try_acquire(min(cost, self._local().burst))
-        if reply[0]:
+            local = self._local()
+            admitted = self._backend.on_error == "fail_open" and local.try_acquire(
+                min(cost, local.burst)
+            )
+        else:
+            admitted = bool(reply[0])
+        if admitted:
             self._admitted_total += cost
-            return True
-        return False
+        return admitted
 
     async def acquire(self, cost: float = 1) -> None:
         """Wait until `cost` units are admitted; `RateLimited` at once if past `max_wait`."""
