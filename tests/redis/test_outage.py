@@ -35,7 +35,8 @@ async def test_fail_open_admits_locally_warns_once_and_returns(
         start = loop.time()
         for _ in range(20):
             await limiter.acquire()  # no exception: the local share (100/s) admits
-        assert loop.time() - start == pytest.approx(0.2, abs=0.1)
+        # 20 units at 100/s, not at the shared 400/s (0.05 s) nor unlimited.
+        assert 0.18 <= loop.time() - start < 1.0
         # One probe of Redis per retry_interval, not one failed call per acquire.
         assert 1 <= backend.errors_total <= 4
         assert not backend.available
