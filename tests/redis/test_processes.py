@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import signal
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -64,7 +64,7 @@ async def test_a_killed_holders_slot_returns_within_its_lease(redis_url: str, pr
             f"hold_forever({redis_url!r}, {prefix!r}, {lease})",
         ],
         stdout=subprocess.PIPE,
-        cwd=os.getcwd(),
+        cwd=Path(__file__).parents[2],  # the repository root, where `tests` is a package
     )
     try:
         assert holder.stdout is not None
