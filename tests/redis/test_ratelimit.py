@@ -195,3 +195,12 @@ async def test_provider_limits_resync_on_the_shared_limiter(backend: RedisBacken
     with pytest.raises(RateLimited) as caught:
         await other_process.acquire(input_tokens=10, max_tokens=10)
     assert caught.value.retry_after == pytest.approx(30.0, abs=0.5)
+
+
+async def test_more_callers_than_connections_wait_for_one(redis_url: str, prefix: str) -> None:
+    async with RedisBackend(redis_url, prefix=prefix, max_connections=3) as small_pool:
+        limiter = small_pool.rate_limiter(10_000, 1.0, name="crowd", burst=200)
+        await asyncio.gather(*(limiter.acquire() for _ in range(200)))
+        assert small_pool.errors_total == 0
+        assert limiter.stats().admitted_total == 200
+        await small_pool.client.delete(small_pool.key("crowd", "gcra"))

@@ -94,12 +94,16 @@ class RedisBackend:
         if self._closed:
             raise RuntimeError("this RedisBackend is closed")
         if self._client is None:
-            self._client = aioredis.Redis.from_url(
+            # Blocking: a burst of callers beyond max_connections waits (up to the
+            # timeout) for a connection instead of failing as if Redis were down.
+            pool = aioredis.BlockingConnectionPool.from_url(
                 self._url,
+                max_connections=self._max_connections,
+                timeout=self.timeout,
                 socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
-                max_connections=self._max_connections,
             )
+            self._client = aioredis.Redis.from_pool(pool)
         return self._client
 
     @property
