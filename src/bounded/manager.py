@@ -231,6 +231,7 @@ class ConcurrencyManager:
             timeout=cfg.timeout,
             expected_processes=cfg.expected_processes,
             lease=cfg.lease,
+            max_connections=cfg.max_connections,
         )
         self._metrics.registry.register(backend.collector())
         return backend

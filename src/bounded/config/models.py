@@ -187,7 +187,7 @@ class BackendConfig(_Section):
     With `type: redis`, `url` is required; `on_error` decides what happens while Redis
     is unavailable (`fail_open`: admit at 1/`expected_processes` of each limit in each
     process; `fail_closed`: reject); `timeout` bounds every call; `lease` is how long
-    a bulkhead slot of a crashed process stays taken.
+    a bulkhead slot of a crashed process stays taken; `max_connections` caps the pool.
     """
 
     type: Literal["memory", "redis"] = "memory"
@@ -197,6 +197,7 @@ class BackendConfig(_Section):
     timeout: Annotated[float, Field(gt=0)] = 0.5
     expected_processes: Annotated[int, Field(ge=1)] = 1
     lease: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(ge=1)] = 50
 
     @model_validator(mode="after")
     def _redis_needs_url(self) -> BackendConfig:
