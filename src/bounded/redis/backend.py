@@ -95,12 +95,13 @@ class RedisBackend:
             raise RuntimeError("this RedisBackend is closed")
         if self._client is None:
             # Blocking: a burst of callers beyond max_connections waits (up to the
-            # timeout) for a connection instead of failing as if Redis were down.
+            # timeout) for a connection instead of failing as if Redis were down. No
+            # socket_timeout: redis-py would wrap every send in a wait_for task; `run`
+            # bounds the whole call with one asyncio.timeout instead.
             pool = aioredis.BlockingConnectionPool.from_url(
                 self._url,
                 max_connections=self._max_connections,
                 timeout=self.timeout,
-                socket_timeout=self.timeout,
                 socket_connect_timeout=self.timeout,
             )
             self._client = aioredis.Redis.from_pool(pool)
@@ -132,8 +133,8 @@ class RedisBackend:
             # This call probes Redis; the others keep to the fallback until it answers.
             self._down_until = now + self.retry_interval
         try:
-            # The client's socket timeouts bound every call (connect, send, reply).
-            result = await self.script(script)(keys=keys, args=args)
+            async with asyncio.timeout(self.timeout):
+                result = await self.script(script)(keys=keys, args=args)
         except (RedisError, OSError, TimeoutError) as exc:
             self.failed(exc)
             raise BackendUnavailable from None

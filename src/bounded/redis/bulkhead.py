@@ -339,7 +339,8 @@ class RedisBulkhead:
                 try:
                     if pubsub is None:
                         pubsub = self._backend.client.pubsub()
-                        await pubsub.subscribe(self._keys[4])
+                        async with asyncio.timeout(self._backend.timeout):
+                            await pubsub.subscribe(self._keys[4])
                         await self._pump()  # a release may have slipped in before
                     await pubsub.get_message(
                         ignore_subscribe_messages=True,
