@@ -39,6 +39,7 @@ BENCHMARKS: list[str] = [
     "llm_agent",
     "llm_transport",
     "audit",
+    "redis",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

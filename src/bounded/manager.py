@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from bounded.llm.limits import ProviderLimits
     from bounded.policy import Policy
     from bounded.ratelimit import RateLimiter
+    from bounded.redis import RedisBackend, RedisBulkhead, RedisRateLimiter
     from bounded.retry import Retry
     from bounded.tasks import TaskManager
 
@@ -88,8 +89,9 @@ class ConcurrencyManager:
         )
         self._metrics = Metrics(self._monitor)
         self._tracer = _otel_tracer() if monitoring.tracing else None
-        self._bulkheads: dict[str, Bulkhead] = {}
-        self._rate_limiters: dict[str, RateLimiter] = {}
+        self._bulkheads: dict[str, Bulkhead | RedisBulkhead] = {}
+        self._rate_limiters: dict[str, RateLimiter | RedisRateLimiter] = {}
+        self._backend = self._create_backend()
         self._breakers: dict[str, CircuitBreaker] = {}
         self._retries: dict[str, Retry] = {}
         self._retry_configs: dict[str, RetryConfig] = {}
@@ -219,7 +221,31 @@ class ConcurrencyManager:
         if hasattr(obj, "wait_observer"):
             obj.wait_observer = self._metrics.observer(kind, name)
 
-    def bulkhead(self, name: str) -> Bulkhead:
+    def _create_backend(self) -> RedisBackend | None:
+        """The shared-state backend of `backend: {type: redis}` (None: in-process memory)."""
+        cfg = self._config.backend
+        if cfg.type != "redis" or cfg.url is None:
+            return None
+        from bounded.redis import RedisBackend
+
+        backend = RedisBackend(
+            cfg.url,
+            prefix=cfg.prefix,
+            on_error=cfg.on_error,
+            timeout=cfg.timeout,
+            expected_processes=cfg.expected_processes,
+            lease=cfg.lease,
+            max_connections=cfg.max_connections,
+        )
+        self._metrics.registry.register(backend.collector())
+        return backend
+
+    @property
+    def backend(self) -> RedisBackend | None:
+        """The Redis backend the limits live in, or None for in-process memory."""
+        return self._backend
+
+    def bulkhead(self, name: str) -> Bulkhead | RedisBulkhead:
         """The bulkhead `name` (created on first use from `bulkheads.<name>` or defaults)."""
         found = self._bulkheads.get(name)
         if found is not None:
@@ -227,12 +253,20 @@ class ConcurrencyManager:
         from bounded.bulkhead import Bulkhead
 
         cfg: BulkheadConfig = self._lookup("bulkheads", name, self._config.defaults.bulkhead)
-        bulkhead = Bulkhead(cfg.limit, name=name, max_queue=cfg.max_queue, max_wait=cfg.max_wait)
+        bulkhead: Bulkhead | RedisBulkhead
+        if self._backend is not None:
+            bulkhead = self._backend.bulkhead(
+                cfg.limit, name=name, max_queue=cfg.max_queue, max_wait=cfg.max_wait
+            )
+        else:
+            bulkhead = Bulkhead(
+                cfg.limit, name=name, max_queue=cfg.max_queue, max_wait=cfg.max_wait
+            )
         self._bulkheads[name] = bulkhead
         self._track("bulkhead", name, bulkhead)
         return bulkhead
 
-    def rate_limiter(self, name: str) -> RateLimiter:
+    def rate_limiter(self, name: str) -> RateLimiter | RedisRateLimiter:
         """The rate limiter `name` (from `rate_limits.<name>`, or `defaults.rate_limit`)."""
         found = self._rate_limiters.get(name)
         if found is not None:
@@ -240,7 +274,8 @@ class ConcurrencyManager:
         from bounded.ratelimit import RateLimiter
 
         cfg: RateLimitConfig = self._lookup("rate_limits", name, self._config.defaults.rate_limit)
-        limiter = RateLimiter(
+        make = RateLimiter if self._backend is None else self._backend.rate_limiter
+        limiter = make(
             cfg.rate,
             cfg.per,
             name=name,
@@ -491,6 +526,8 @@ class ConcurrencyManager:
                 await pool.close()
             except Exception:
                 logger.exception("closing database pool %r failed", pool.name)
+        if self._backend is not None:
+            await self._backend.aclose()
 
     async def __aenter__(self) -> ConcurrencyManager:
         await self.start()
@@ -705,7 +742,9 @@ class ConcurrencyManager:
         _set(provider, path, "resync", cfg.resync)
         _set(provider, path, "rate_limit_retries", cfg.rate_limit_retries)
 
-    def _apply_rate_limit(self, name: str, limiter: RateLimiter, cfg: RateLimitConfig) -> None:
+    def _apply_rate_limit(
+        self, name: str, limiter: RateLimiter | RedisRateLimiter, cfg: RateLimitConfig
+    ) -> None:
         path = f"rate_limits.{name}"
         if cfg.algorithm != limiter.algorithm:
             logger.warning("%s.algorithm: changes take effect after a restart", path)

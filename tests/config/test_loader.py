@@ -151,8 +151,9 @@ def test_env_override_that_is_invalid_is_reported_with_its_path() -> None:
 
 def test_strict_flag_and_backend() -> None:
     assert load_dict({"strict": True}, env={}).strict
-    found = problems({"backend": {"type": "redis", "url": "redis://x"}})
-    assert "not supported yet" in found["backend.type"]
+    backend = load_dict({"backend": {"type": "redis", "url": "redis://x"}}, env={}).backend
+    assert (backend.type, backend.on_error, backend.prefix) == ("redis", "fail_open", "bounded:")
+    assert "url is required" in problems({"backend": {"type": "redis"}})["backend"]
 
 
 def test_cross_check_policy_references() -> None:

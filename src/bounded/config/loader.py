@@ -667,13 +667,6 @@ def cross_check(
     def known(section: str, name: str) -> bool:
         return (section, name) in skip or (section, "*") in skip
 
-    if config.backend.type != "memory":
-        problems.append(
-            ConfigError(
-                "backend.type",
-                f"the {config.backend.type!r} backend is not supported yet; use 'memory'",
-            )
-        )
     refs = (
         ("retry", "retries", "retry"),
         ("breaker", "breakers", "breaker"),

@@ -240,10 +240,28 @@ class HttpClientConfig(_Section):
 
 
 class BackendConfig(_Section):
-    """`backend`: where limits keep their state (only in-process memory for now)."""
+    """`backend`: where limits keep their state: in-process memory, or Redis (shared).
+
+    With `type: redis`, `url` is required; `on_error` decides what happens while Redis
+    is unavailable (`fail_open`: admit at 1/`expected_processes` of each limit in each
+    process; `fail_closed`: reject); `timeout` bounds every call; `lease` is how long
+    a bulkhead slot of a crashed process stays taken; `max_connections` caps the pool.
+    """
 
     type: Literal["memory", "redis"] = "memory"
     url: str | None = None
+    prefix: str = "bounded:"
+    on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    timeout: Annotated[float, Field(gt=0)] = 0.5
+    expected_processes: Annotated[int, Field(ge=1)] = 1
+    lease: Annotated[float, Field(gt=0)] = 10.0
+    max_connections: Annotated[int, Field(ge=1)] = 50
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> BackendConfig:
+        if self.type == "redis" and not self.url:
+            raise ValueError("url is required when type is 'redis' (e.g. ${REDIS_URL})")
+        return self
 
 
 class PrometheusConfig(_Section):

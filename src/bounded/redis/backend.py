@@ -1,0 +1,266 @@
+"""RedisBackend: one connection pool, the Lua scripts, and what to do when Redis fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from importlib import resources
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import redis.asyncio as aioredis
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+
+from bounded import _validate
+
+if TYPE_CHECKING:
+    from bounded.redis.bulkhead import RedisBulkhead
+    from bounded.redis.ratelimit import AlgorithmName, RedisRateLimiter
+
+__all__ = ["BackendUnavailable", "OnError", "RedisBackend"]
+
+logger = logging.getLogger("bounded.redis")
+
+OnError = Literal["fail_open", "fail_closed"]
+T = TypeVar("T")
+Script = Callable[..., Awaitable[Any]]
+
+
+class BackendUnavailable(Exception):
+    """Internal: Redis did not answer in time (or at all); the caller falls back."""
+
+
+class RedisBackend:
+    """Shared state for limiters in Redis: ``RedisBackend(os.environ["REDIS_URL"])``.
+
+    One connection pool (redis-py's asyncio client) serves every limiter built on the
+    backend; ``await backend.aclose()`` (or ``async with backend``) closes it. Every
+    key starts with `prefix` and carries the limiter's name as a hash tag, so the keys
+    of one limiter share a Redis Cluster slot.
+
+    When Redis fails (an error, or no answer within `timeout` seconds), `on_error`
+    decides: ``"fail_open"`` admits through a per-process in-memory limiter at the
+    shared limit divided by `expected_processes`; ``"fail_closed"`` rejects with
+    `retry_after`. One WARNING is logged per outage; `errors_total` counts the failed
+    calls; Redis is tried again `retry_interval` seconds after a failure.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "bounded:",
+        on_error: OnError = "fail_open",
+        timeout: float = 0.5,
+        expected_processes: int = 1,
+        retry_interval: float = 1.0,
+        lease: float = 10.0,
+        max_connections: int = 50,
+    ) -> None:
+        if on_error not in ("fail_open", "fail_closed"):
+            raise ValueError(f"on_error must be 'fail_open' or 'fail_closed', got {on_error!r}")
+        self.prefix = prefix
+        self.on_error: OnError = on_error
+        self.timeout = _validate.positive("timeout", timeout)
+        self.expected_processes = _validate.positive_int("expected_processes", expected_processes)
+        self.retry_interval = _validate.positive("retry_interval", retry_interval)
+        #: Seconds a bulkhead slot stays held after its holder stops renewing it.
+        self.lease = _validate.positive("lease", lease)
+        self._max_connections = _validate.positive_int("max_connections", max_connections)
+        self._url = url
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Script] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._services: set[asyncio.Task[None]] = set()
+        self._down_until = -math.inf
+        self._outage = False
+        self._closed = False
+        #: Calls to Redis that failed or timed out.
+        self.errors_total = 0
+        #: Outages seen (a WARNING each).
+        self.outages_total = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("down" if self._outage else "up")
+        return f"<RedisBackend prefix={self.prefix!r} {self.on_error} {state}>"
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The redis-py asyncio client (created on first use)."""
+        if self._closed:
+            raise RuntimeError("this RedisBackend is closed")
+        if self._client is None:
+            # Blocking: a burst of callers beyond max_connections waits (up to the
+            # timeout) for a connection instead of failing as if Redis were down. No
+            # socket_timeout: redis-py would wrap every send in a wait_for task; `run`
+            # bounds the whole call with one asyncio.timeout instead.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self._url,
+                max_connections=self._max_connections,
+                timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+            )
+            self._client = aioredis.Redis.from_pool(pool)
+        return self._client
+
+    @property
+    def available(self) -> bool:
+        """False during an outage (until Redis answers again)."""
+        return not self._outage
+
+    def key(self, name: str, part: str) -> str:
+        """The key of one part of limiter `name`: ``<prefix>{<name>}:<part>``."""
+        return f"{self.prefix}{{{name}}}:{part}"
+
+    def script(self, name: str) -> Script:
+        """A packaged Lua script, run with EVALSHA (reloaded by redis-py after NOSCRIPT)."""
+        found = self._scripts.get(name)
+        if found is None:
+            text = resources.files("bounded.redis").joinpath(f"scripts/{name}.lua").read_text()
+            found = self._scripts[name] = self.client.register_script(text)
+        return found
+
+    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script; `BackendUnavailable` on failure or timeout (counted, logged once)."""
+        if self._outage:
+            now = asyncio.get_running_loop().time()
+            if now < self._down_until:
+                raise BackendUnavailable
+            # This call probes Redis; the others keep to the fallback until it answers.
+            self._down_until = now + self.retry_interval
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.script(script)(keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.failed(exc)
+            raise BackendUnavailable from None
+        if self._outage:
+            self._outage = False
+            logger.warning("Redis backend answers again: shared limits back in force")
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        """Count a failed call; the first of an outage logs one WARNING."""
+        self.errors_total += 1
+        self._down_until = asyncio.get_running_loop().time() + self.retry_interval
+        if not self._outage:
+            self._outage = True
+            self.outages_total += 1
+            if self._client is not None:
+                # Idle connections from before the outage would fail once it is over.
+                self.spawn(self._client.connection_pool.disconnect(inuse_connections=False))
+            mode = (
+                f"admitting at 1/{self.expected_processes} of each limit in this process"
+                if self.on_error == "fail_open"
+                else "rejecting"
+            )
+            logger.warning(
+                "Redis backend unavailable (%s: %s); %s until it answers",
+                type(exc).__name__,
+                exc,
+                mode,
+            )
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `coro` in the background, kept referenced until done (awaited at close)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def service(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a long-lived background loop, cancelled when the backend closes."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._services.add(task)
+        task.add_done_callback(self._services.discard)
+        return task
+
+    def rate_limiter(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        name: str,
+        burst: float = 1,
+        algorithm: AlgorithmName = "gcra",
+        max_wait: float | None = None,
+        max_queue: int | None = None,
+    ) -> RedisRateLimiter:
+        """A `RateLimiter` whose state lives in Redis under `name`, shared by every process."""
+        from bounded.redis.ratelimit import RedisRateLimiter
+
+        return RedisRateLimiter(
+            self,
+            rate,
+            per,
+            name=name,
+            burst=burst,
+            algorithm=algorithm,
+            max_wait=max_wait,
+            max_queue=max_queue,
+        )
+
+    def bulkhead(
+        self,
+        limit: int = 10,
+        *,
+        name: str,
+        max_queue: int | None = None,
+        max_wait: float | None = None,
+    ) -> RedisBulkhead:
+        """A `Bulkhead` whose holders are leased in Redis under `name`, across processes."""
+        from bounded.redis.bulkhead import RedisBulkhead
+
+        return RedisBulkhead(self, limit, name=name, max_queue=max_queue, max_wait=max_wait)
+
+    def collector(self) -> Collector:
+        """Prometheus metrics of this backend: errors and whether Redis is reachable."""
+        return _BackendCollector(self)
+
+    async def aclose(self) -> None:
+        """Finish background calls (refunds, releases) and close the connection pool."""
+        if self._closed:
+            return
+        for service in list(self._services):
+            service.cancel()
+        await asyncio.gather(*self._services, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> RedisBackend:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _BackendCollector(Collector):
+    def __init__(self, backend: RedisBackend) -> None:
+        self._backend = backend
+
+    def collect(self) -> Iterator[Metric]:
+        errors = CounterMetricFamily(
+            "bounded_backend_errors",
+            "Calls to the shared-state backend that failed.",
+            labels=["type"],
+        )
+        errors.add_metric(["redis"], float(self._backend.errors_total))
+        up = GaugeMetricFamily(
+            "bounded_backend_up", "1 while the backend answers.", labels=["type"]
+        )
+        up.add_metric(["redis"], 1.0 if self._backend.available else 0.0)
+        yield errors
+        yield up

@@ -1,0 +1,75 @@
+-- GCRA rate limiter. State: one string "<tat> <interval> <last>": tat in whole microseconds
+-- of Redis TIME (rounded up: never early), interval as the caller sent it, and `last`
+-- naming the newest reservation, so that its owner can give it back.
+-- KEYS[1]: the state key.
+-- ARGV: op, cost, interval_us, burst, arg5, arg6
+--   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
+--   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
+-- (one status string: the cheapest reply to parse)
+local key = KEYS[1]
+local op = ARGV[1]
+local cost = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local burst = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+
+local tat, last = now, ''
+local state = redis.call('GET', key)
+if state then
+  local stored_tat, stored_interval, stored_last = string.match(state, '^(%S+) (%S+) ?(%S*)$')
+  tat, last = tonumber(stored_tat), stored_last
+  if stored_interval ~= ARGV[3] and tat > now then
+    -- Live rate change: keep the backlog in units, drained at the new pace.
+    tat = now + (tat - now) / tonumber(stored_interval) * interval
+  end
+end
+
+local function save(value, token)
+  value = math.ceil(value)
+  -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
+  local ttl = math.ceil((math.max(value - now, 0) + burst * interval) / 1000) + 1000
+  redis.call('SET', key, string.format('%d %s %s', value, ARGV[3], token or ''), 'PX', ttl)
+  tat = value
+end
+
+local admitted, wait = 1, 0
+if op == 'acquire' then
+  local max_wait = tonumber(ARGV[5])
+  wait = math.max(tat + (cost - burst) * interval - now, 0)
+  if max_wait >= 0 and wait > max_wait then
+    admitted = 0
+  else
+    save(math.max(tat, now) + cost * interval, ARGV[6])
+  end
+elseif op == 'cancel' then
+  -- Give back an unused reservation, unless later ones were made on top of it.
+  if last == ARGV[6] and last ~= '' then
+    save(math.max(tat - cost * interval, now))
+  end
+elseif op == 'refund' then
+  if tat > now then
+    save(math.max(tat - cost * interval, now))
+  end
+elseif op == 'consume' then
+  save(math.max(tat, now) + cost * interval)
+elseif op == 'throttle' then
+  local remaining = tonumber(ARGV[5])
+  local target
+  if remaining < 1 then
+    target = now + tonumber(ARGV[6]) + (burst - 1) * interval
+  else
+    target = now + (burst - remaining) * interval
+  end
+  if target > tat then
+    save(target)
+  end
+end
+
+local available = burst
+if tat > now then
+  available = math.max(burst - (tat - now) / interval, 0)
+end
+wait = math.ceil(wait)
+return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}

@@ -1,0 +1,145 @@
+-- Sliding log: at most `rate` units in any window of `per`, in Redis TIME microseconds.
+-- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time, which
+--          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
+-- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | remaining), arg2
+--       (acquire and cancel: a token the caller chose for the reservation)
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
+-- (one status string: the cheapest reply to parse)
+local log, meta = KEYS[1], KEYS[2]
+local op = ARGV[1]
+local cost = tonumber(ARGV[2])
+local rate = tonumber(ARGV[3])
+local per = tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local EPSILON = 1e-9
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+local function cost_of(member)
+  return tonumber(string.match(member, ':([^:]*)$'))
+end
+
+-- Forget entries that no window from now on can hold.
+local used = tonumber(redis.call('HGET', meta, 'used')) or 0
+local expired = redis.call('ZRANGEBYSCORE', log, '-inf', now - per)
+for _, member in ipairs(expired) do
+  used = used - cost_of(member)
+end
+if #expired > 0 then
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - per)
+end
+if #expired > 0 and redis.call('ZCARD', log) == 0 then
+  used = 0 -- drop accumulated rounding error
+end
+
+local function add(member, at)
+  redis.call('ZADD', log, at, member)
+end
+
+local function next_member(c)
+  return redis.call('HINCRBY', meta, 'seq', 1) .. ':' .. fmt(c)
+end
+
+local admitted, wait, newest = 1, 0, nil
+if op == 'acquire' then
+  local max_wait = tonumber(ARGV[5])
+  local t = now
+  if used > 0 then
+    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    if #last > 0 and tonumber(last[2]) > t then
+      t = tonumber(last[2]) -- admissions keep arrival order: never before the last one
+    end
+  end
+  -- Walk the oldest entries until the window ending at t has room for `cost` (every
+  -- entry left lies in (now - per, t], so with room for all of them there is no walk).
+  local u = used
+  local start = 0
+  local done = u + cost <= rate + EPSILON
+  while not done do
+    local batch = redis.call('ZRANGE', log, start, start + 31, 'WITHSCORES')
+    if #batch == 0 then
+      break
+    end
+    for i = 1, #batch, 2 do
+      local c = cost_of(batch[i])
+      local ts = tonumber(batch[i + 1])
+      if ts + per <= t then
+        u = u - c
+      elseif u + cost <= rate + EPSILON then
+        done = true
+        break
+      else
+        u = u - c
+        t = ts + per
+      end
+    end
+    start = start + 32
+  end
+  wait = t - now
+  if max_wait >= 0 and wait > max_wait then
+    admitted = 0
+  else
+    add(ARGV[6] .. ':' .. fmt(cost), t)
+    used = used + cost
+    newest = t
+  end
+elseif op == 'cancel' then
+  local member = ARGV[6] .. ':' .. fmt(cost)
+  if redis.call('ZREM', log, member) == 1 then
+    used = used - cost_of(member)
+  end
+elseif op == 'refund' then
+  -- Taken from the oldest entries (a later window never undercounts because of it).
+  local remaining = cost
+  while remaining > 0 do
+    local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+    if #oldest == 0 then
+      break
+    end
+    local c = cost_of(oldest[1])
+    local taken = math.min(remaining, c)
+    redis.call('ZREM', log, oldest[1])
+    if c - taken > 0 then
+      add(next_member(c - taken), tonumber(oldest[2]))
+    end
+    used = used - taken
+    remaining = remaining - taken
+  end
+elseif op == 'consume' then
+  add(next_member(cost), now)
+  used = used + cost
+elseif op == 'throttle' then
+  local remaining = tonumber(ARGV[5])
+  local reset_at = now + math.min(tonumber(ARGV[6]), per)
+  -- Until the reset the window must hold at least rate - remaining: a phantom entry
+  -- that expires at the reset makes up what the surviving entries do not.
+  local at = reset_at - per
+  local surviving = 0
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', log, '(' .. fmt(at), '+inf')) do
+    surviving = surviving + cost_of(member)
+  end
+  local missing = (rate - remaining) - surviving
+  if missing > 0 then
+    add(next_member(missing), at)
+    used = used + missing
+  end
+end
+
+if admitted == 1 or #expired > 0 then
+  redis.call('HSET', meta, 'used', fmt(used))
+  if not newest then
+    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    newest = #last > 0 and tonumber(last[2]) or now
+  end
+  -- An entry stops counting one period after its time: expire with the newest one.
+  local ttl = math.ceil((math.max(newest - now, 0) + per) / 1000) + 1000
+  redis.call('PEXPIRE', log, ttl)
+  redis.call('PEXPIRE', meta, ttl)
+end
+-- Reservations ahead count as used: a backlog leaves nothing available.
+local available = math.max(rate - used, 0)
+wait = math.ceil(wait)
+return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}

@@ -1,0 +1,43 @@
+"""`backend: {type: redis}` in the configuration: the manager builds shared limiters."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bounded import ConcurrencyManager
+from bounded.redis import RedisBulkhead, RedisRateLimiter
+
+
+async def test_manager_builds_limits_on_redis_and_closes_the_pool(
+    redis_url: str, prefix: str
+) -> None:
+    config = {
+        "backend": {"type": "redis", "url": "${REDIS_URL}", "prefix": prefix},
+        "bulkheads": {"llm": {"limit": 2}},
+        "rate_limits": {"openai": {"rate": 5, "per": 1.0, "max_wait": 0.1}},
+        "policies": {"call": {"bulkhead": "llm", "rate_limit": "openai"}},
+        "monitoring": {"enabled": False},
+    }
+    manager = ConcurrencyManager.from_dict(config, env={"REDIS_URL": redis_url})
+    backend = manager.backend
+    assert backend is not None
+    assert backend.prefix == prefix
+    async with manager:
+        bulkhead = manager.bulkhead("llm")
+        limiter = manager.rate_limiter("openai")
+        assert isinstance(bulkhead, RedisBulkhead)
+        assert isinstance(limiter, RedisRateLimiter)
+        assert await manager.policy("call").call(asyncio.sleep, 0, "done") == "done"
+        assert await backend.client.exists(backend.key("openai", "gcra"))
+        text = manager.metrics.generate().decode()
+        assert 'bounded_backend_errors_total{type="redis"} 0.0' in text
+        assert 'bounded_backend_up{type="redis"} 1.0' in text
+        assert "bounded_rate_limit_admitted_total" in text
+        await backend.client.delete(*await backend.client.keys(f"{prefix}*"))
+    assert repr(backend).endswith("closed>")
+
+
+def test_memory_stays_the_default() -> None:
+    manager = ConcurrencyManager.from_dict({"rate_limits": {"x": {"rate": 1}}}, env={})
+    assert manager.backend is None
+    assert not isinstance(manager.rate_limiter("x"), RedisRateLimiter)

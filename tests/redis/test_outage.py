@@ -1,0 +1,119 @@
+"""Redis itself failing: a private server (never the shared one) stopped, restarted, absent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import pytest
+
+from bounded import BulkheadFull, RateLimited
+from bounded.redis import RedisBackend
+from tests.redis.conftest import PrivateRedis
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "bounded.redis" and r.levelno == logging.WARNING
+    ]
+
+
+async def test_fail_open_admits_locally_warns_once_and_returns(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bounded.redis")
+    async with RedisBackend(
+        private_redis.url, timeout=0.2, retry_interval=0.1, expected_processes=4
+    ) as backend:
+        limiter = backend.rate_limiter(400, 1.0, name="outage")
+        await limiter.acquire()
+        private_redis.stop()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for _ in range(20):
+            await limiter.acquire()  # no exception: the local share (100/s) admits
+        # 20 units at 100/s, not at the shared 400/s (0.05 s) nor unlimited.
+        assert 0.18 <= loop.time() - start < 1.0
+        # One probe of Redis per retry_interval, not one failed call per acquire.
+        assert 1 <= backend.errors_total <= 4
+        assert not backend.available
+        warnings = _warnings(caplog)
+        assert len(warnings) == 1
+        assert "unavailable" in warnings[0]
+        private_redis.start()
+        await asyncio.sleep(0.15)
+        await limiter.acquire()
+        assert backend.available
+        assert await backend.client.exists(backend.key("outage", "gcra"))
+        assert len(_warnings(caplog)) == 2  # "answers again"
+        assert backend.outages_total == 1
+
+
+async def test_fail_closed_rejects_with_retry_after(private_redis: PrivateRedis) -> None:
+    async with RedisBackend(
+        private_redis.url, on_error="fail_closed", timeout=0.2, retry_interval=0.5
+    ) as backend:
+        limiter = backend.rate_limiter(10, 1.0, name="closed")
+        bulkhead = backend.bulkhead(2, name="closed")
+        await limiter.acquire()
+        private_redis.stop()
+        with pytest.raises(RateLimited) as limited:
+            await limiter.acquire()
+        assert limited.value.retry_after == 0.5
+        with pytest.raises(BulkheadFull) as full:
+            await bulkhead.acquire()
+        assert full.value.retry_after == 0.5
+        assert not await limiter.try_acquire()
+        assert limiter.stats().rejected_total == 1
+        assert bulkhead.stats().rejected_total == 1
+
+
+async def test_unreachable_redis_fails_fast_without_an_exception_storm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bounded.redis")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once the probe closes
+    async with RedisBackend(f"redis://127.0.0.1:{port}/0", timeout=0.2) as backend:
+        limiter = backend.rate_limiter(1000, 1.0, name="nowhere", burst=100)
+        bulkhead = backend.bulkhead(3, name="nowhere")
+        await asyncio.gather(*(limiter.acquire() for _ in range(50)))
+        async with bulkhead:
+            assert bulkhead.stats().acquired_total == 1
+        assert backend.errors_total >= 1
+        assert len(_warnings(caplog)) == 1
+
+
+async def test_restart_mid_run_keeps_bulkhead_holders_working(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bounded.redis")
+    async with RedisBackend(
+        private_redis.url, timeout=0.2, retry_interval=0.1, lease=1.0
+    ) as backend:
+        bulkhead = backend.bulkhead(2, name="restart")
+        done = 0
+
+        async def worker() -> None:
+            nonlocal done
+            for _ in range(10):
+                async with bulkhead:
+                    await asyncio.sleep(0.03)
+                done += 1
+
+        workers = [asyncio.create_task(worker()) for _ in range(4)]
+        await asyncio.sleep(0.1)
+        private_redis.stop()
+        await asyncio.sleep(0.3)
+        private_redis.start()
+        async with asyncio.timeout(20):
+            await asyncio.gather(*workers)
+        assert done == 40
+        async with bulkhead:
+            pass
+        assert backend.available
+        assert len([m for m in _warnings(caplog) if "unavailable" in m]) == 1

@@ -1,0 +1,206 @@
+"""The rate-limiter contract, run against the Redis-backed limiters (real Redis, real time).
+
+The in-memory contract suite runs on virtual time; Redis keeps its own clock (`TIME`),
+so this parallel suite checks admission times on that clock (`admission_observer`,
+exact to the microsecond) and uses periods long enough for a loaded machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from bounded import RateLimited
+from bounded.llm.limits import ProviderLimits
+from bounded.redis import RedisBackend, RedisRateLimiter
+
+ALGORITHMS = ["gcra", "sliding_window"]
+CLOCK = 2e-6  # the scripts keep time in whole microseconds
+
+
+def make(backend: RedisBackend, algorithm: str, **kw: Any) -> RedisRateLimiter:
+    kw.setdefault("name", "contract")
+    return backend.rate_limiter(kw.pop("rate", 10), kw.pop("per", 1.0), algorithm=algorithm, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_waiters_are_admitted_in_arrival_order_at_the_rate(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=10)
+    first: list[float] = []
+    limiter.admission_observer = first.append
+    await limiter.acquire(10 if algorithm == "sliding_window" else 1)  # a full window
+    admitted: list[tuple[int, float]] = []
+
+    async def waiter(i: int) -> None:
+        await limiter.acquire()
+        admitted.append((i, limiter_clock[-1]))
+
+    limiter_clock: list[float] = []
+    limiter.admission_observer = limiter_clock.append
+    tasks = []
+    for i in range(5):
+        tasks.append(asyncio.create_task(waiter(i)))
+        async with asyncio.timeout(5):
+            while limiter.stats().queued <= i:  # its reservation is made
+                await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
+    assert [i for i, _ in admitted] == list(range(5))
+    start = first[0]
+    if algorithm == "gcra":
+        # One unit every 0.1 s after the first.
+        for n, (_, at) in enumerate(admitted, start=1):
+            assert at - start == pytest.approx(0.1 * n, abs=CLOCK)
+    else:
+        # The window is full for one period, then all five fit at once.
+        assert all(at - start == pytest.approx(1.0, abs=CLOCK) for _, at in admitted)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_max_wait_rejects_up_front_with_retry_after(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=2, max_wait=0.2)
+    await limiter.acquire(2 if algorithm == "sliding_window" else 1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire()
+    assert loop.time() - start < 0.1  # no time wasted waiting to fail
+    assert caught.value.resource == "contract"
+    # The wait from the moment Redis saw the request: the turn, less the time since.
+    turn = 0.5 if algorithm == "gcra" else 1.0
+    assert turn - 0.1 < caught.value.retry_after <= turn
+    assert limiter.stats().rejected_total == 1
+    assert limiter.stats().queued == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_max_queue_rejects_beyond_the_local_queue(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=1, max_queue=1)
+    await limiter.acquire()
+    waiting = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)
+    with pytest.raises(RateLimited):
+        await limiter.acquire()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert limiter.stats().queued == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algorithm: str) -> None:
+    limiter = make(backend, algorithm, rate=5)
+    seen: list[float] = []
+    limiter.admission_observer = seen.append
+    await limiter.acquire(5 if algorithm == "sliding_window" else 1)
+    abandoned = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)  # its reservation is made and it sleeps on it
+    abandoned.cancel()
+    await asyncio.gather(abandoned, return_exceptions=True)
+    await asyncio.sleep(0.05)  # the give-back reaches Redis
+    other = make(backend, algorithm, rate=5)  # as if in another process
+    other.admission_observer = seen.append
+    await other.acquire()
+    # It takes the abandoned turn, not the one after it.
+    turn = 0.2 if algorithm == "gcra" else 1.0
+    assert seen[1] - seen[0] == pytest.approx(turn, abs=CLOCK)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_try_acquire_weighted_costs_and_refund(backend: RedisBackend, algorithm: str) -> None:
+    # Capacity 4 either way (burst 4, or 4 per window); nothing comes back for 10 s.
+    limiter = make(backend, algorithm, rate=1 if algorithm == "gcra" else 4, per=10.0, burst=4)
+    assert await limiter.try_acquire(4)
+    assert not await limiter.try_acquire(1)
+    await limiter.refund(2)
+    assert await limiter.try_acquire(2)
+    assert not await limiter.try_acquire(1)
+    with pytest.raises(ValueError, match="cost"):
+        await limiter.acquire(11)
+    assert limiter.stats().admitted_total == 4
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_two_instances_share_one_limit(backend: RedisBackend, algorithm: str) -> None:
+    first = make(backend, algorithm, rate=3, per=30.0, burst=3)
+    second = make(backend, algorithm, rate=3, per=30.0, burst=3)
+    assert await first.try_acquire(2)
+    assert await second.try_acquire(1)
+    assert not await second.try_acquire(1)
+    assert not await first.try_acquire(1)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_throttle_applies_to_every_instance(backend: RedisBackend, algorithm: str) -> None:
+    first = make(backend, algorithm, rate=100, burst=100)
+    second = make(backend, algorithm, rate=100, burst=100)
+    seconds, micros = await backend.client.time()
+    before = seconds + micros / 1e6
+    await first.throttle(0, 0.5)
+    assert not await second.try_acquire(1)
+    seen: list[float] = []
+    second.admission_observer = seen.append
+    await second.acquire()
+    # Nothing until 0.5 s after the throttle reached Redis.
+    assert before + 0.5 <= seen[0] < before + 0.6
+
+
+async def test_live_rate_change_keeps_the_backlog_in_units(backend: RedisBackend) -> None:
+    limiter = make(backend, "gcra", rate=1)
+    await limiter.acquire()
+    limiter.rate = 100
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(5):
+        await limiter.acquire()
+    # At 1/s the next unit would wait about a second; at 100/s five take about 0.05 s.
+    assert loop.time() - start < 0.2
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_every_key_expires_and_shares_one_hash_slot(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=10, name="keys")
+    await limiter.acquire()
+    keys = await backend.client.keys(f"{backend.prefix}*")
+    assert keys
+    for key in keys:
+        assert b"{keys}" in key
+        assert 0 < await backend.client.pttl(key) <= 3000
+
+
+async def test_provider_limits_resync_on_the_shared_limiter(backend: RedisBackend) -> None:
+    """`bounded.llm` works on any limiter with the RateLimiter interface."""
+    this_process = ProviderLimits(rpm=600, period=60.0, name="openai")
+    other_process = ProviderLimits(rpm=600, period=60.0, name="openai")
+    for limits in (this_process, other_process):
+        limits.limiters["requests"] = make(backend, "gcra", rate=600, per=60.0, name="openai")  # type: ignore[assignment]
+    shared = other_process.limiters["requests"]
+    assert isinstance(shared, RedisRateLimiter)
+    await this_process.acquire(input_tokens=10, max_tokens=10)
+    # A 429 seen by one process: nothing left for 30 s.
+    this_process.update_from_headers(
+        {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "30s"}
+    )
+    await asyncio.sleep(0.05)
+    assert not await shared.try_acquire()
+    shared.max_wait = 1.0
+    with pytest.raises(RateLimited) as caught:
+        await other_process.acquire(input_tokens=10, max_tokens=10)
+    assert caught.value.retry_after == pytest.approx(30.0, abs=0.5)
+
+
+async def test_more_callers_than_connections_wait_for_one(redis_url: str, prefix: str) -> None:
+    async with RedisBackend(redis_url, prefix=prefix, max_connections=3) as small_pool:
+        limiter = small_pool.rate_limiter(10_000, 1.0, name="crowd", burst=200)
+        await asyncio.gather(*(limiter.acquire() for _ in range(200)))
+        assert small_pool.errors_total == 0
+        assert limiter.stats().admitted_total == 200
+        await small_pool.client.delete(small_pool.key("crowd", "gcra"))

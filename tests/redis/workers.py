@@ -1,0 +1,79 @@
+"""Worker processes for the cross-process tests and the benchmark (spawned, not forked)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bounded.redis import RedisBackend
+
+
+async def start_together(backend: RedisBackend, processes: int) -> float:
+    """Wait until `processes` workers are connected; return the agreed start (wall clock)."""
+    client = backend.client
+    if await client.incr(f"{backend.prefix}ready") == processes:
+        await client.set(f"{backend.prefix}start", repr(time.time() + 0.2), ex=60)
+    await client.expire(f"{backend.prefix}ready", 60)
+    while (start := await client.get(f"{backend.prefix}start")) is None:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(max(0.0, float(start) - time.time()))
+    return float(start)
+
+
+def rate_worker(
+    url: str, prefix: str, algorithm: str, rate: float, processes: int, seconds: float
+) -> list[float]:
+    """Acquire from the shared limiter as fast as allowed; return admissions (Redis clock)."""
+
+    async def main() -> list[float]:
+        admitted: list[float] = []
+        async with RedisBackend(url, prefix=prefix) as backend:
+            limiter = backend.rate_limiter(rate, 1.0, name="shared", algorithm=algorithm)  # type: ignore[arg-type]
+            limiter.admission_observer = admitted.append
+            end = await start_together(backend, processes) + seconds
+
+            async def task() -> None:
+                while time.time() < end:
+                    await limiter.acquire()
+
+            await asyncio.gather(*(task() for _ in range(20)))
+        return [t for t in admitted if t < end]
+
+    return asyncio.run(main())
+
+
+def bulkhead_worker(url: str, prefix: str, limit: int, processes: int, seconds: float) -> int:
+    """Hold the shared bulkhead in turns; record each holder in Redis; return the most seen."""
+
+    async def main() -> int:
+        async with RedisBackend(url, prefix=prefix, lease=2.0) as backend:
+            bulkhead = backend.bulkhead(limit, name="shared")
+            counter = f"{prefix}holders-seen"
+            most = 0
+            end = await start_together(backend, processes) + seconds
+
+            async def task() -> None:
+                nonlocal most
+                while time.time() < end:
+                    async with bulkhead:
+                        most = max(most, await backend.client.incr(counter))
+                        await asyncio.sleep(0.005)
+                        await backend.client.decr(counter)
+
+            await asyncio.gather(*(task() for _ in range(8)))
+            await backend.client.expire(counter, 60)
+        return most
+
+    return asyncio.run(main())
+
+
+def hold_forever(url: str, prefix: str, lease: float) -> None:
+    """Take the only slot of bulkhead "crash" and keep it until killed."""
+
+    async def main() -> None:
+        async with RedisBackend(url, prefix=prefix, lease=lease) as backend:
+            await backend.bulkhead(1, name="crash").acquire()
+            print("holding", flush=True)
+            await asyncio.sleep(3600)
+
+    asyncio.run(main())
