@@ -1,0 +1,187 @@
+"""Where every scheduled request ends: success, a classified error, or dropped.
+
+`Tally` keeps counters and HDR histograms only (no per-request record), so its memory
+does not grow with the number of requests. Latencies are recorded in microseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from hdrh.histogram import HdrHistogram
+
+from bounded.errors import CircuitOpen, Rejected
+from bounded.http import HTTPError
+
+__all__ = [
+    "ERROR_CLASSES",
+    "IntervalStats",
+    "Tally",
+    "classify_error",
+    "new_histogram",
+    "percentiles",
+]
+
+#: Every class a failed request can fall into, in report order.
+ERROR_CLASSES: tuple[str, ...] = (
+    "rejected",  # a bounded Rejected (bulkhead full, rate limited, pool exhausted)
+    "timeout",  # TimeoutError, an HTTP timeout, or still running when the run's grace ran out
+    "upstream_429",
+    "upstream_5xx",  # 5xx and 529 from the target or its upstream
+    "breaker_open",
+    "other",
+)
+
+_HIGHEST_US = 3_600_000_000  # one hour
+PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0, 99.9)
+
+
+def new_histogram() -> HdrHistogram:
+    """A latency histogram in microseconds, 1 us to 1 h, 3 significant digits."""
+    return HdrHistogram(1, _HIGHEST_US, 3)
+
+
+def percentiles(hist: HdrHistogram) -> dict[str, float]:
+    """p50 ... p99.9, max and mean of `hist`, in seconds (zeros when it is empty)."""
+    out = {f"p{p:g}": hist.get_value_at_percentile(p) / 1e6 for p in PERCENTILES}
+    out["max"] = hist.get_max_value() / 1e6 if hist.get_total_count() else 0.0
+    out["mean"] = hist.get_mean_value() / 1e6 if hist.get_total_count() else 0.0
+    return out
+
+
+def classify_error(exc: BaseException) -> str:
+    """The `ERROR_CLASSES` entry for an exception raised by a target."""
+    if isinstance(exc, CircuitOpen):
+        return "breaker_open"
+    if isinstance(exc, Rejected):
+        return "rejected"
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, HTTPError | httpx.HTTPStatusError) or isinstance(status, int):
+        if isinstance(exc, httpx.HTTPStatusError):
+            status = exc.response.status_code
+        if status == 429:
+            return "upstream_429"
+        if isinstance(status, int) and (500 <= status <= 599 or status == 529):
+            return "upstream_5xx"
+    return "other"
+
+
+def _microseconds(seconds: float) -> int:
+    return min(_HIGHEST_US, max(1, round(seconds * 1e6)))
+
+
+@dataclass
+class IntervalStats:
+    """What happened in one sampling interval (completions counted where they ended)."""
+
+    start: float  # seconds since the run started
+    end: float
+    scheduled: int
+    succeeded: int
+    failed: dict[str, int]
+    dropped: int
+    in_flight: int
+    latency: dict[str, float]  # percentiles of the requests completed in the interval
+    lateness_max: float  # worst scheduling lateness in the interval, seconds
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-JSON dict (see docs/stress.md, "timeline")."""
+        return {
+            "start": round(self.start, 6),
+            "end": round(self.end, 6),
+            "scheduled": self.scheduled,
+            "succeeded": self.succeeded,
+            "failed": dict(self.failed),
+            "dropped": self.dropped,
+            "in_flight": self.in_flight,
+            "latency": {k: round(v, 6) for k, v in self.latency.items()},
+            "lateness_max": round(self.lateness_max, 6),
+            "resources": self.resources,
+        }
+
+
+class Tally:
+    """Counters and histograms for one run; `checkpoint()` closes an interval."""
+
+    def __init__(self) -> None:
+        self.scheduled = 0
+        self.succeeded = 0
+        self.dropped = 0
+        self.in_flight = 0
+        self.failed: dict[str, int] = dict.fromkeys(ERROR_CLASSES, 0)
+        self.rejected_without_retry_after = 0
+        self.latency = new_histogram()  # from the intended start (CO corrected)
+        self.service = new_histogram()  # from the actual start
+        self.lateness = new_histogram()  # actual start - intended start
+        self._interval = new_histogram()
+        self._mark = (0, 0, 0, dict(self.failed))
+        self._lateness_max = 0.0
+
+    @property
+    def failed_total(self) -> int:
+        """Requests that ended in an error, whatever its class."""
+        return sum(self.failed.values())
+
+    @property
+    def lost(self) -> int:
+        """Scheduled requests not accounted for (must be 0; in flight ones count as lost)."""
+        return self.scheduled - self.succeeded - self.failed_total - self.dropped
+
+    def schedule(self) -> None:
+        """A request became due."""
+        self.scheduled += 1
+
+    def drop(self) -> None:
+        """A due request was not started (the generator was at its in-flight limit)."""
+        self.dropped += 1
+
+    def dispatch(self) -> None:
+        """A due request was handed to a task (in flight from now on)."""
+        self.in_flight += 1
+
+    def start(self, lateness: float) -> None:
+        """A dispatched request began running `lateness` seconds after its intended start."""
+        lateness = max(0.0, lateness)
+        self.lateness.record_value(_microseconds(lateness))
+        self._lateness_max = max(self._lateness_max, lateness)
+
+    def succeed(self, latency: float, service: float) -> None:
+        """A started request returned normally."""
+        self.in_flight -= 1
+        self.succeeded += 1
+        self._interval.record_value(_microseconds(latency))
+        self.service.record_value(_microseconds(service))
+
+    def fail(self, exc: BaseException) -> str:
+        """A started request raised `exc`; returns the class it was counted under."""
+        self.in_flight -= 1
+        kind = classify_error(exc)
+        self.failed[kind] += 1
+        if kind == "rejected" and getattr(exc, "retry_after", None) is None:
+            self.rejected_without_retry_after += 1
+        return kind
+
+    def checkpoint(self, start: float, end: float) -> IntervalStats:
+        """Close the interval [start, end): its deltas and latency percentiles."""
+        scheduled, succeeded, dropped, failed = self._mark
+        stats = IntervalStats(
+            start=start,
+            end=end,
+            scheduled=self.scheduled - scheduled,
+            succeeded=self.succeeded - succeeded,
+            failed={k: v - failed[k] for k, v in self.failed.items() if v - failed[k]},
+            dropped=self.dropped - dropped,
+            in_flight=self.in_flight,
+            latency=percentiles(self._interval),
+            lateness_max=self._lateness_max,
+        )
+        self.latency.add(self._interval)
+        self._interval.reset()
+        self._lateness_max = 0.0
+        self._mark = (self.scheduled, self.succeeded, self.dropped, dict(self.failed))
+        return stats
