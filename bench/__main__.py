@@ -35,6 +35,7 @@ BENCHMARKS: list[str] = [
     "pool",
     "llm",
     "audit",
+    "stress_gate",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

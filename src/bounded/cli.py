@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bounded import demo
-from bounded.commands import audit, config, mock_llm
+from bounded.commands import audit, config, mock_llm, stress
 
 app = typer.Typer(
     name="bounded",
@@ -14,7 +14,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for command in (config, audit, mock_llm, demo):
+for command in (config, audit, mock_llm, demo, stress):
     command.register(app)
 
 

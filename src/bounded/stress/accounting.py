@@ -18,10 +18,10 @@ from bounded.http import HTTPError
 __all__ = [
     "ERROR_CLASSES",
     "IntervalStats",
+    "Latencies",
     "Tally",
     "classify_error",
     "new_histogram",
-    "percentiles",
 ]
 
 #: Every class a failed request can fall into, in report order.
@@ -43,12 +43,34 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(1, _HIGHEST_US, 3)
 
 
-def percentiles(hist: HdrHistogram) -> dict[str, float]:
-    """p50 ... p99.9, max and mean of `hist`, in seconds (zeros when it is empty)."""
-    out = {f"p{p:g}": hist.get_value_at_percentile(p) / 1e6 for p in PERCENTILES}
-    out["max"] = hist.get_max_value() / 1e6 if hist.get_total_count() else 0.0
-    out["mean"] = hist.get_mean_value() / 1e6 if hist.get_total_count() else 0.0
-    return out
+class Latencies:
+    """An HDR histogram of durations plus their exact sum (HdrHistogram's own mean walks
+    every bucket in Python, ~100 ms: too slow to call once per interval)."""
+
+    __slots__ = ("hist", "total")
+
+    def __init__(self) -> None:
+        self.hist = new_histogram()
+        self.total = 0.0
+
+    def record(self, seconds: float) -> None:
+        """Add one duration."""
+        self.hist.record_value(min(_HIGHEST_US, max(1, round(seconds * 1e6))))
+        self.total += seconds
+
+    def add(self, other: Latencies) -> None:
+        """Merge `other` into this one."""
+        self.hist.add(other.hist)
+        self.total += other.total
+
+    def percentiles(self) -> dict[str, float]:
+        """p50 ... p99.9, max and mean in seconds (zeros when empty)."""
+        count = self.hist.get_total_count()
+        values = self.hist.get_percentile_to_value_dict(list(PERCENTILES)) if count else {}
+        out = {f"p{p:g}": values.get(p, 0) / 1e6 for p in PERCENTILES}
+        out["max"] = self.hist.get_max_value() / 1e6 if count else 0.0
+        out["mean"] = self.total / count if count else 0.0
+        return out
 
 
 def classify_error(exc: BaseException) -> str:
@@ -68,10 +90,6 @@ def classify_error(exc: BaseException) -> str:
         if isinstance(status, int) and (500 <= status <= 599 or status == 529):
             return "upstream_5xx"
     return "other"
-
-
-def _microseconds(seconds: float) -> int:
-    return min(_HIGHEST_US, max(1, round(seconds * 1e6)))
 
 
 @dataclass
@@ -115,12 +133,13 @@ class Tally:
         self.in_flight = 0
         self.failed: dict[str, int] = dict.fromkeys(ERROR_CLASSES, 0)
         self.rejected_without_retry_after = 0
-        self.latency = new_histogram()  # from the intended start (CO corrected)
-        self.service = new_histogram()  # from the actual start
-        self.lateness = new_histogram()  # actual start - intended start
-        self._interval = new_histogram()
+        self.latency = Latencies()  # from the intended start (CO corrected)
+        self.service = Latencies()  # from the actual start
+        self.lateness = Latencies()  # actual start - intended start
+        self._interval = Latencies()
         self._mark = (0, 0, 0, dict(self.failed))
         self._lateness_max = 0.0
+        self._unsettled: list[tuple[IntervalStats, Latencies]] = []
 
     @property
     def failed_total(self) -> int:
@@ -147,15 +166,15 @@ class Tally:
     def start(self, lateness: float) -> None:
         """A dispatched request began running `lateness` seconds after its intended start."""
         lateness = max(0.0, lateness)
-        self.lateness.record_value(_microseconds(lateness))
+        self.lateness.record(lateness)
         self._lateness_max = max(self._lateness_max, lateness)
 
     def succeed(self, latency: float, service: float) -> None:
         """A started request returned normally."""
         self.in_flight -= 1
         self.succeeded += 1
-        self._interval.record_value(_microseconds(latency))
-        self.service.record_value(_microseconds(service))
+        self._interval.record(latency)
+        self.service.record(service)
 
     def fail(self, exc: BaseException) -> str:
         """A started request raised `exc`; returns the class it was counted under."""
@@ -167,7 +186,10 @@ class Tally:
         return kind
 
     def checkpoint(self, start: float, end: float) -> IntervalStats:
-        """Close the interval [start, end): its deltas and latency percentiles."""
+        """Close the interval [start, end) and count its deltas; cheap (no histogram walk).
+
+        Its latency percentiles are filled in by `settle`, which the caller runs later.
+        """
         scheduled, succeeded, dropped, failed = self._mark
         stats = IntervalStats(
             start=start,
@@ -177,11 +199,18 @@ class Tally:
             failed={k: v - failed[k] for k, v in self.failed.items() if v - failed[k]},
             dropped=self.dropped - dropped,
             in_flight=self.in_flight,
-            latency=percentiles(self._interval),
+            latency={},
             lateness_max=self._lateness_max,
         )
-        self.latency.add(self._interval)
-        self._interval.reset()
+        self._unsettled.append((stats, self._interval))
+        self._interval = Latencies()
         self._lateness_max = 0.0
         self._mark = (self.scheduled, self.succeeded, self.dropped, dict(self.failed))
         return stats
+
+    def settle(self) -> None:
+        """Compute the percentiles of closed intervals and merge them into the totals."""
+        while self._unsettled:
+            stats, latencies = self._unsettled.pop(0)
+            stats.latency = latencies.percentiles()
+            self.latency.add(latencies)

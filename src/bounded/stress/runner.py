@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bounded._validate import non_negative, optional_positive, positive, positive_int
-from bounded.stress.accounting import IntervalStats, Tally, percentiles
+from bounded.stress.accounting import IntervalStats, Tally
 from bounded.stress.result import RunResult
 from bounded.stress.schedule import Schedule
 from bounded.stress.targets import Call
@@ -105,7 +105,8 @@ class _Run:
             self.next_boundary += self.interval
 
     async def report(self) -> None:
-        """Attach resource figures to the intervals just closed and pass them on."""
+        """Attach percentiles and resource figures to the intervals just closed; pass them on."""
+        self.tally.settle()
         while self.unsampled:
             stats = self.unsampled.pop(0)
             if self.sampler is not None:
@@ -156,10 +157,10 @@ class _Run:
             failed=dict(t.failed),
             dropped=t.dropped,
             rejected_without_retry_after=t.rejected_without_retry_after,
-            latency=percentiles(t.latency),
-            service_time=percentiles(t.service),
-            lateness=percentiles(t.lateness),
-            histogram=t.latency.encode().decode("ascii"),
+            latency=t.latency.percentiles(),
+            service_time=t.service.percentiles(),
+            lateness=t.lateness.percentiles(),
+            histogram=t.latency.hist.encode().decode("ascii"),
             timeline=self.timeline,
         )
 

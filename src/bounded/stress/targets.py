@@ -161,7 +161,7 @@ def open_target(spec: str, **http_options: Any) -> contextlib.AbstractAsyncConte
 
     `http_options` go to `http_target` when `spec` is a URL.
     """
-    if spec.startswith(("http://", "https://")):
+    if "://" in spec:
         return http_target(spec, **http_options)
     if ":" in spec:
         return _callable_target(spec)

@@ -1,0 +1,74 @@
+"""`bounded stress` end to end: exit codes, JSON result against its schema, compare."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+from typer.testing import CliRunner
+
+from bounded.cli import app
+
+runner = CliRunner()
+QUICK = "tests.stress.sample_targets:quick"
+SCHEMA = json.loads(resources.files("bounded.stress").joinpath("result.schema.json").read_text())
+
+
+def test_run_writes_a_valid_json_result_and_passes(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["stress", QUICK, "--duration", "1", "--rate", "40", "--quiet", "--json", str(out)]
+    result = runner.invoke(app, [*args, "--threshold", "errors<1%", "--threshold", "lost==0"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["accounting"] == {
+        "scheduled": 40,
+        "succeeded": 40,
+        "failed": 0,
+        "dropped": 0,
+        "lost": 0,
+        "identity_holds": True,
+    }
+    assert data["passed"] is True
+    monitor = data["timeline"][0]["resources"]["monitor"]
+    assert monitor[0]["name"] == "sample"
+    assert monitor[0]["limit"] == 4
+    assert {"rss_bytes", "threads", "tasks"} <= set(data["resources"])
+
+
+def test_failed_threshold_exits_1(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["stress", "tests.stress.sample_targets:failing", "--duration", "0.5", "--quiet"]
+    result = runner.invoke(app, [*args, "--threshold", "errors<1%", "--json", str(out)])
+    assert result.exit_code == 1
+    data = json.loads(out.read_text())
+    assert data["errors"]["timeout"] == data["accounting"]["scheduled"] > 0
+    assert data["thresholds"][0]["passed"] is False
+
+
+def test_closed_model_from_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["stress", QUICK, "--users", "3", "--duration", "0.5", "--quiet", "--json", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    data = json.loads(out.read_text())
+    assert data["model"] == "closed"
+    assert data["accounting"]["lost"] == 0
+
+
+def test_usage_errors_exit_2() -> None:
+    bad_threshold = runner.invoke(app, ["stress", QUICK, "--threshold", "p99 fast"])
+    assert bad_threshold.exit_code == 2
+    assert "threshold" in bad_threshold.output
+    bad_target = runner.invoke(app, ["stress", "nosuch.module:fn", "--quiet", "--duration", "1"])
+    assert bad_target.exit_code == 2
+    assert "cannot import" in bad_target.output
+
+
+def test_compare_same_target_is_not_a_regression(tmp_path: Path) -> None:
+    out = tmp_path / "c.json"
+    args = ["stress", "compare", QUICK, QUICK, "--rounds", "3", "--round-duration", "0.1"]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["verdict"] in ("ok", "inconclusive")

@@ -1,0 +1,95 @@
+"""Thresholds: parsing, units, and checks against a result."""
+
+from __future__ import annotations
+
+import pytest
+
+from bounded.stress import IntervalStats, RunResult
+from bounded.stress.thresholds import METRICS, evaluate, parse_threshold
+
+
+def result(**overrides: object) -> RunResult:
+    latency = {
+        "p50": 0.1,
+        "p90": 0.5,
+        "p95": 0.8,
+        "p99": 1.5,
+        "p99.9": 2.5,
+        "max": 3.0,
+        "mean": 0.2,
+    }
+    timeline = [
+        IntervalStats(0, 1, 10, 10, {}, 0, 0, {}, 0.0, {"rss_bytes": 100, "db_connections": 5}),
+        IntervalStats(1, 2, 10, 8, {}, 0, 0, {}, 0.0, {"rss_bytes": 108, "db_connections": 21}),
+    ]
+    fields: dict[str, object] = {
+        "model": "open",
+        "config": {},
+        "elapsed": 2.0,
+        "scheduled": 100,
+        "succeeded": 90,
+        "failed": {"timeout": 2, "upstream_429": 3},
+        "dropped": 5,
+        "rejected_without_retry_after": 0,
+        "latency": latency,
+        "service_time": latency,
+        "lateness": {**latency, "p99": 0.001},
+        "histogram": "",
+        "timeline": timeline,
+    }
+    fields.update(overrides)
+    return RunResult(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("expression", "actual", "passed"),
+    [
+        ("p99<2s", 1.5, True),
+        ("p99<1500ms", 1.5, False),
+        ("p99<=1500ms", 1.5, True),
+        ("p99.9 < 2.4s", 2.5, False),
+        ("errors<1%", 5 / 95, False),
+        ("errors<10%", 5 / 95, True),
+        ("errors.upstream_429<=0.05", 3 / 95, True),
+        ("dropped<=5%", 0.05, True),
+        ("lost==0", 0, True),
+        ("throughput>=45", 45, True),
+        ("lateness_p99<2ms", 0.001, True),
+        ("db_connections<=20", 21, False),
+        ("rss_growth<10%", 0.08, True),
+        ("rss<1KiB", 108, True),
+    ],
+)
+def test_threshold_checks(expression: str, actual: float, passed: bool) -> None:
+    (outcome,) = evaluate(r := result(), [expression])
+    assert outcome.actual == pytest.approx(actual)
+    assert outcome.passed is passed
+    assert r.passed is passed
+
+
+def test_unmeasured_metric_fails() -> None:
+    r = result(timeline=[])
+    (outcome,) = evaluate(r, ["db_connections<=20"])
+    assert outcome.actual is None
+    assert not outcome.passed
+    assert r.to_json()["thresholds"] == [
+        {"expression": "db_connections<=20", "actual": None, "passed": False}
+    ]
+
+
+def test_a_lost_request_fails_the_run_without_any_threshold() -> None:
+    assert result().passed
+    assert not result(succeeded=89).passed
+
+
+@pytest.mark.parametrize("bad", ["p99", "p99<", "p99 < fast", "p98<1s", "latency<1s", "p99=1s"])
+def test_bad_thresholds_raise_value_error(bad: str) -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        parse_threshold(bad)
+
+
+def test_every_metric_measures_a_result() -> None:
+    r = result()
+    for name, measure in METRICS.items():
+        value = measure(r)
+        assert value is None or value >= 0, name
