@@ -15,7 +15,7 @@ from bounded.stress.report import render_report
 from bounded.stress.runner import run_open
 
 
-async def _result() -> RunResult:
+async def sample_result() -> RunResult:
     async def call(index: int, rng: random.Random) -> None:
         await asyncio.sleep(rng.random() / 50)
         if index % 7 == 0:
@@ -61,7 +61,7 @@ async def _result() -> RunResult:
 
 @pytest.mark.looptime(noop_cycles=1)
 async def test_report_is_self_contained_and_every_chart_has_data() -> None:
-    page = render_report(await _result())
+    page = render_report(await sample_result())
     assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in page
     assert "<script src" not in page

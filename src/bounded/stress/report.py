@@ -115,7 +115,9 @@ def _charts(result: RunResult) -> list[str]:
         return [(i.end, float(fn(i))) for i in tl]
 
     def per_second(fn: Any) -> list[tuple[float, float]]:
-        return [(i.end, fn(i) / (i.end - i.start)) for i in tl if i.end > i.start]
+        # A short last interval (the run's tail) would turn a few requests into a rate spike.
+        full = max((i.end - i.start for i in tl), default=0.0)
+        return [(i.end, fn(i) / (i.end - i.start)) for i in tl if i.end - i.start >= full / 2]
 
     latency: Series = {
         k: [(i.end, i.latency[k] * 1000) for i in tl if i.succeeded]
