@@ -36,6 +36,7 @@ BENCHMARKS: list[str] = [
     "llm",
     "audit",
     "stress_gate",
+    "stress",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

@@ -266,3 +266,17 @@ def test_every_request_ends_exactly_once(
     assert set(result.failed) == set(ERROR_CLASSES)
     if max_in_flight >= 40:
         assert result.dropped == 0
+
+
+@LOOPTIME
+async def test_closed_model_by_iterations_with_a_target_that_never_yields() -> None:
+    calls: list[int] = []
+
+    async def call(index: int, rng: random.Random) -> None:
+        calls.append(index)
+
+    result = await run_closed(call, users=4, iterations=1000)
+    assert result.scheduled == result.succeeded == 1000
+    assert sorted(calls) == list(range(1000))
+    with pytest.raises(ValueError, match="duration or iterations"):
+        await run_closed(call, users=1)

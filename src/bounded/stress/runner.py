@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -238,7 +239,8 @@ async def run_closed(
     call: Call,
     *,
     users: int,
-    duration: float,
+    duration: float | None = None,
+    iterations: int | None = None,
     think_time: float = 0.0,
     seed: int = 0,
     interval: float = 1.0,
@@ -247,35 +249,48 @@ async def run_closed(
     sampler: Sampler | None = None,
     on_interval: Callable[[IntervalStats], None] | None = None,
 ) -> RunResult:
-    """`users` virtual users call `call` back to back (with `think_time` between) for `duration`.
+    """`users` virtual users call `call` back to back (with `think_time` between).
 
-    Latency is measured from each call's actual start (the closed model has no intended
-    start), so a slow target lowers the request rate instead of showing in latency.
+    The run stops after `duration` seconds or once `iterations` calls were made in all,
+    whichever comes first (at least one must be given). Latency is measured from each
+    call's actual start (the closed model has no intended start), so a slow target lowers
+    the request rate instead of showing in latency.
     """
     positive_int("users", users)
-    positive("duration", duration)
+    if duration is None and iterations is None:
+        raise ValueError("duration or iterations must be given")
+    if duration is not None:
+        positive("duration", duration)
+    if iterations is not None:
+        positive_int("iterations", iterations)
     non_negative("think_time", think_time)
     _check_common(interval, request_timeout, grace)
     loop = asyncio.get_running_loop()
     run = _Run(call, seed, interval, request_timeout, grace, sampler, on_interval)
     run.t0 = loop.time()
     run.next_boundary = run.t0 + interval
-    end = run.t0 + duration
+    end = run.t0 + duration if duration is not None else math.inf
+    remaining = iterations if iterations is not None else math.inf
     counter = itertools.count()
 
     async def user() -> None:
-        while loop.time() < end:
+        nonlocal remaining
+        while loop.time() < end and remaining > 0:
+            remaining -= 1
             run.tally.schedule()
             run.tally.dispatch()
             await run.one(next(counter), loop.time())
-            if think_time:
-                await asyncio.sleep(think_time)
+            # A target that never yields must not starve the other users and the ticker.
+            await asyncio.sleep(think_time)
 
     ticker = loop.create_task(run.ticker())
     try:
         for _ in range(users):
             run.track(user())
-        await asyncio.sleep(duration)
+        if duration is not None:
+            await asyncio.sleep(duration)
+        else:
+            await asyncio.wait(set(run.tasks))
     except BaseException:
         await run.finish(ticker, grace=0.0)
         raise
@@ -283,6 +298,7 @@ async def run_closed(
     config = {
         "users": users,
         "duration": duration,
+        "iterations": iterations,
         "think_time": think_time,
         "seed": seed,
         "interval": interval,
