@@ -72,3 +72,13 @@ def test_compare_same_target_is_not_a_regression(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--json", str(out)])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["verdict"] in ("ok", "inconclusive")
+
+
+def test_live_display_and_report(tmp_path: Path) -> None:
+    page = tmp_path / "r.html"
+    args = ["stress", QUICK, "--profile", "spike", "--duration", "1.5", "--rate", "10"]
+    result = runner.invoke(app, [*args, "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "bounded stress tests.stress.sample_targets:quick (spike)" in result.output
+    assert "accounting" in result.output
+    assert page.read_text().startswith("<!DOCTYPE html>")
