@@ -35,6 +35,7 @@ __all__ = [
     "Target",
     "TargetFactory",
     "http_target",
+    "is_loopback",
     "open_target",
     "register_target",
 ]
@@ -83,7 +84,8 @@ def _registered(name: str) -> TargetFactory | None:
     return None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is on loopback only."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -112,7 +114,7 @@ async def http_target(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"url must be an http(s) URL, got {url!r}")
-    if not _is_loopback(parts.hostname):
+    if not is_loopback(parts.hostname):
         raise ValueError(f"url must point to a loopback address, got host {parts.hostname!r}")
     async with HttpClient(
         "stress",
