@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -13,21 +11,6 @@ import pytest
 from bounded.stress import constant, run_open
 from bounded.stress.resources import ResourceSampler
 from bounded.stress.thresholds import evaluate
-
-
-@pytest.fixture
-async def own_database(postgres_dsn: str) -> AsyncIterator[str]:
-    """A database of this test's own, so other clients of the server are not counted."""
-    name = f"bounded_stress_{os.getpid()}"
-    admin = await asyncpg.connect(postgres_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = postgres_dsn.rpartition("/")
-        yield f"{base}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_db_connections_are_sampled_and_checked(own_database: str) -> None:

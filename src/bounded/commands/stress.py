@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -92,6 +93,17 @@ def run_command(
     body: Annotated[
         str | None, typer.Option(help="JSON body for a URL target (implies POST if GET).")
     ] = None,
+    chaos: Annotated[
+        list[str] | None,
+        typer.Option(help="'START+DURATION KIND[:k=v,...]', e.g. '10+5 network:latency=0.2'."),
+    ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option(help="LISTEN_PORT:UPSTREAM_PORT: a fault proxy on loopback for 'network'."),
+    ] = None,
+    provider_admin: Annotated[
+        str | None, typer.Option(help="Mock provider base URL for 'provider' chaos events.")
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the JSON result (docs/stress.md) here.")
     ] = None,
@@ -101,7 +113,9 @@ def run_command(
     """Load TARGET with a profile and report; exit 1 when a threshold fails or a request is lost."""
     from rich.console import Console
 
+    from bounded.stress.chaos import Injectors, parse_chaos
     from bounded.stress.display import LiveDisplay, summary_table
+    from bounded.stress.faultproxy import FaultProxy
     from bounded.stress.scenario import run_scenario
     from bounded.stress.thresholds import parse_threshold
 
@@ -112,6 +126,16 @@ def run_command(
             parse_threshold(t)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--threshold") from None
+    try:
+        events = [parse_chaos(c) for c in chaos or []]
+    except (ValueError, TypeError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--chaos") from None
+    ports: tuple[int, int] | None = None
+    if proxy is not None:
+        listen, _, upstream = proxy.partition(":")
+        if not (listen.isdigit() and upstream.isdigit()):
+            raise typer.BadParameter("expected LISTEN_PORT:UPSTREAM_PORT", param_hint="--proxy")
+        ports = (int(listen), int(upstream))
     http_options: dict[str, Any] = {"method": method}
     if body is not None:
         try:
@@ -127,6 +151,16 @@ def run_command(
     display = None if quiet else LiveDisplay(console, title)
 
     async def main() -> Any:
+        async with contextlib.AsyncExitStack() as stack:
+            fault_proxy = None
+            if ports is not None:
+                fault_proxy = await stack.enter_async_context(
+                    FaultProxy(ports[1], port=ports[0], seed=seed)
+                )
+            injectors = Injectors(proxy=fault_proxy, provider_admin=provider_admin, dsn=dsn)
+            return await scenario(injectors)
+
+    async def scenario(injectors: Any) -> Any:
         return await run_scenario(
             target,
             profile=profile,
@@ -142,6 +176,8 @@ def run_command(
             grace=grace,
             dsn=dsn,
             http_options=http_options,
+            chaos=events,
+            injectors=injectors,
             on_interval=display.update if display else None,
         )
 
@@ -151,7 +187,7 @@ def run_command(
                 result = asyncio.run(main())
         else:
             result = asyncio.run(main())
-    except (ValueError, ConnectionError) as exc:
+    except (ValueError, OSError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     console.print(summary_table(result))

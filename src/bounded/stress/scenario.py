@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from bounded.stress.accounting import IntervalStats
+from bounded.stress.chaos import ChaosEvent, Injectors, play
 from bounded.stress.resources import ResourceSampler
 from bounded.stress.result import RunResult
 from bounded.stress.runner import run_closed, run_open
@@ -14,6 +18,30 @@ from bounded.stress.targets import open_target
 from bounded.stress.thresholds import evaluate, parse_threshold
 
 __all__ = ["run_scenario"]
+
+logger = logging.getLogger("bounded.stress")
+
+
+@contextlib.asynccontextmanager
+async def _chaos(
+    events: Sequence[ChaosEvent], injectors: Injectors, record: list[dict[str, Any]]
+) -> AsyncIterator[None]:
+    """Play `events` alongside the block; whatever is still in force at its end is lifted."""
+    if not events:
+        yield
+        return
+    task = asyncio.create_task(play(events, injectors, record))
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a fault that could not be applied must not hide the run
+            logger.warning("chaos: %s", exc)
+            record.append({"name": "chaos error", "kind": "error", "start": 0, "end": 0})
 
 
 async def run_scenario(
@@ -32,17 +60,24 @@ async def run_scenario(
     grace: float = 30.0,
     dsn: str | None = None,
     http_options: dict[str, Any] | None = None,
+    chaos: Sequence[ChaosEvent] = (),
+    injectors: Injectors | None = None,
     on_interval: Callable[[IntervalStats], None] | None = None,
 ) -> RunResult:
     """Open `target`, load it with `profile` (or `users` for the closed model), check thresholds.
 
-    Thresholds are parsed before anything starts, so a typo fails at once.
+    Thresholds are parsed, and chaos events checked against their injectors, before
+    anything starts, so a mistake fails at once. Chaos windows become `result.events`.
     """
     parsed = [parse_threshold(t) for t in thresholds]
+    injectors = injectors or Injectors(dsn=dsn)
+    injectors.check(chaos)
+    events: list[dict[str, Any]] = []
     chosen = named_profile(profile, duration=duration, rate=rate, poisson=poisson, seed=seed)
     async with (
         open_target(target, **(http_options or {})) as opened,
         ResourceSampler(dsn=dsn, monitor=opened.monitor) as sampler,
+        _chaos(chaos, injectors, events),
     ):
         if users is not None:
             result = await run_closed(
@@ -68,6 +103,7 @@ async def run_scenario(
                 on_interval=on_interval,
             )
     result.target = opened.name
+    result.events = sorted(events, key=lambda e: float(e["start"]))
     result.profile = None if users is not None else profile
     evaluate(result, parsed)
     return result
