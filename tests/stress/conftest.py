@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -17,8 +18,7 @@ async def own_database(postgres_dsn: str) -> AsyncIterator[str]:
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{name}"')
-        base, _, _ = postgres_dsn.rpartition("/")
-        yield f"{base}/{name}"
+        yield urlunsplit(urlsplit(postgres_dsn)._replace(path=f"/{name}"))
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

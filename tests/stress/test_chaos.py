@@ -113,6 +113,8 @@ async def test_network_blackhole_window_fails_requests_then_recovers(echo_port: 
     assert all(n == 0 for start, n in by_interval if start >= 1.5)  # recovered
     assert record[0]["kind"] == "network"
     assert record[0]["end"] - record[0]["start"] >= 0.5 - 0.002  # rounded to ms
+    result.events = record
+    assert result.recovery_time(record[0]) is not None
     assert proxy.faults.blackhole is False
 
 

@@ -93,3 +93,26 @@ def test_every_metric_measures_a_result() -> None:
     for name, measure in METRICS.items():
         value = measure(r)
         assert value is None or value >= 0, name
+
+
+def interval(start: float, ok: int, failed: int) -> IntervalStats:
+    errors = {"timeout": failed} if failed else {}
+    return IntervalStats(start, start + 1, ok + failed, ok, errors, 0, 0, {}, 0.0)
+
+
+def test_recovery_time_after_a_fault_window() -> None:
+    timeline = [interval(0, 10, 0), interval(1, 5, 5), interval(2, 6, 4), interval(3, 10, 0)]
+    r = result(timeline=timeline, events=[{"name": "reset", "start": 1.0, "end": 2.0}])
+    # Pre-fault level 100%; [2, 3) is at 60%, [3, 4) back at 100%: recovered 2 s after the end.
+    assert r.recovery_time(r.events[0]) == 2.0
+    assert r.to_json()["events"][0]["recovery_time"] == 2.0
+    assert [t.passed for t in evaluate(r, ["recovery<=2s", "recovery<2s"])] == [True, False]
+
+
+def test_a_fault_never_recovered_from_fails_the_recovery_threshold() -> None:
+    timeline = [interval(0, 10, 0), interval(1, 5, 5), interval(2, 6, 4)]
+    r = result(timeline=timeline, events=[{"name": "reset", "start": 1.0, "end": 2.0}])
+    assert r.recovery_time(r.events[0]) is None
+    (outcome,) = evaluate(r, ["recovery<60s"])
+    assert outcome.actual is None
+    assert not outcome.passed

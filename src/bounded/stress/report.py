@@ -234,6 +234,18 @@ def render_report(result: RunResult) -> str:
             for t in result.thresholds
         ],
     )
+    events = _table(
+        ["event", "start s", "end s", "recovered after s"],
+        [
+            [
+                html.escape(str(e.get("name", ""))),
+                f"{float(e['start']):,.1f}",
+                f"{float(e['end']):,.1f}",
+                "not recovered" if e["recovery_time"] is None else f"{e['recovery_time']:,.1f}",
+            ]
+            for e in data["events"]
+        ],
+    )
     embedded = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"bounded stress: {result.target or 'target'}")
     return (
@@ -246,6 +258,7 @@ def render_report(result: RunResult) -> str:
         f"<p>{identity}</p>"
         f"<h2>Latency</h2>{latency}<h2>Errors by class</h2>{errors}"
         + (f"<h2>Thresholds</h2>{thresholds}" if result.thresholds else "")
+        + (f"<h2>Events</h2>{events}" if result.events else "")
         + "<h2>Over time</h2>"
         + "".join(_charts(result))
         + f'<script type="application/json" id="result">{embedded}</script>'

@@ -52,7 +52,8 @@ class RunResult:
     target: str = ""
     profile: str | None = None
     thresholds: list[ThresholdResult] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)  # e.g. chaos windows
+    # Time windows, e.g. chaos faults: {"name", "kind", "start", "end"} in run seconds.
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed_total(self) -> int:
@@ -100,6 +101,26 @@ class RunResult:
             summary[key] = {"first": series[0], "last": series[-1], "peak": max(series)}
         return summary
 
+    def recovery_time(self, event: dict[str, Any], tolerance: float = 0.01) -> float | None:
+        """Seconds from the end of `event`'s window until an interval's success ratio is back
+        at its pre-fault level (within `tolerance`); None if it never gets back.
+
+        Success ratio of an interval: succeeded / (succeeded + failed + dropped). The
+        pre-fault level is the ratio over the intervals that ended before the window began
+        (1.0 when there are none).
+        """
+        start, end = float(event["start"]), float(event["end"])
+        before = [i for i in self.timeline if i.end <= start]
+        done = sum(i.succeeded + sum(i.failed.values()) + i.dropped for i in before)
+        level = sum(i.succeeded for i in before) / done if done else 1.0
+        for i in self.timeline:
+            if i.start < end:
+                continue
+            total = i.succeeded + sum(i.failed.values()) + i.dropped
+            if total and i.succeeded / total >= level - tolerance:
+                return max(0.0, i.end - end)
+        return None
+
     def to_json(self) -> dict[str, Any]:
         """The documented JSON result (docs/stress.md)."""
         return {
@@ -127,7 +148,7 @@ class RunResult:
             "lateness": self.lateness,
             "resources": self.resources_summary(),
             "thresholds": [t.to_json() for t in self.thresholds],
-            "events": self.events,
+            "events": [{**e, "recovery_time": self.recovery_time(e)} for e in self.events],
             "timeline": [i.to_json() for i in self.timeline],
             "histogram": self.histogram,
         }

@@ -19,6 +19,7 @@ fraction), ``KiB``/``MiB``/``GiB`` for memory. Metrics:
 ``threads``, ``tasks``,
 ``fds``, ``rss``
 ``rss_growth``          (last RSS - first RSS) / first RSS
+``recovery``            slowest recovery after a chaos window (see `RunResult.recovery_time`)
 ======================  ==============================================================
 """
 
@@ -74,6 +75,14 @@ def _rss_growth(r: RunResult) -> float | None:
     return (series[-1] - series[0]) / series[0]
 
 
+def _recovery(r: RunResult) -> float | None:
+    # The slowest recovery over every event; a run with an unrecovered fault has none.
+    times = [r.recovery_time(e) for e in r.events]
+    if not times or any(t is None for t in times):
+        return None
+    return max(t for t in times if t is not None)
+
+
 def _error_share(kind: str) -> Measure:
     def measure(r: RunResult) -> float | None:
         done = r.succeeded + r.failed_total
@@ -104,6 +113,7 @@ METRICS: dict[str, Measure] = {
     "fds": _peak("fds"),
     "rss": _peak("rss_bytes"),
     "rss_growth": _rss_growth,
+    "recovery": _recovery,
 }
 
 
