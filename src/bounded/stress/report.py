@@ -43,7 +43,12 @@ def _fmt(v: float) -> str:
 
 
 def _chart(
-    title: str, unit: str, series: Series, events: Sequence[dict[str, Any]], x_max: float
+    title: str,
+    unit: str,
+    series: Series,
+    events: Sequence[dict[str, Any]],
+    x_max: float,
+    alerts: Sequence[dict[str, Any]] = (),
 ) -> str:
     series = {k: v for k, v in series.items() if v}
     points = sum(len(v) for v in series.values())
@@ -72,6 +77,14 @@ def _chart(
             f'height="{plot_h}"><title>{label}: {e["start"]:g}-{e["end"]:g} s</title></rect>'
             f'<text class="event-label" x="{x0 + 2:.1f}" y="{_PAD_T + 10}">{label}</text>'
         )
+    for a in alerts:
+        if 0 <= float(a["time"]) <= x_max:
+            x = sx(float(a["time"]))
+            label = html.escape(f"alert {a['state']}: {a['kind']} {a['resource']}")
+            out.append(
+                f'<line class="alert-{a["state"]}" x1="{x:.1f}" x2="{x:.1f}" y1="{_PAD_T}" '
+                f'y2="{_PAD_T + plot_h}"><title>{label} at {a["time"]:g} s</title></line>'
+            )
     for i in range(5):
         y = y_max * i / 4
         out.append(
@@ -109,6 +122,7 @@ def _chart(
 def _charts(result: RunResult) -> list[str]:
     tl = result.timeline
     events = result.events
+    alerts = result.alerts
     x_max = max((i.end for i in tl), default=result.elapsed)
 
     def per_interval(fn: Any) -> list[tuple[float, float]]:
@@ -154,10 +168,10 @@ def _charts(result: RunResult) -> list[str]:
         ]
 
     charts = [
-        _chart("Latency from intended start", "ms", latency, events, x_max),
-        _chart("Throughput", "requests/s", throughput, events, x_max),
-        _chart("In flight against limits", "count", in_flight, events, x_max),
-        _chart("Errors by class", "errors/s", errors, events, x_max),
+        _chart("Latency from intended start", "ms", latency, events, x_max, alerts),
+        _chart("Throughput", "requests/s", throughput, events, x_max, alerts),
+        _chart("In flight against limits", "count", in_flight, events, x_max, alerts),
+        _chart("Errors by class", "errors/s", errors, events, x_max, alerts),
         _chart(
             "Process",
             "RSS MiB, tasks, threads",
@@ -168,14 +182,17 @@ def _charts(result: RunResult) -> list[str]:
             },
             events,
             x_max,
+            alerts,
         ),
     ]
     if any(isinstance(i.resources.get("db_connections"), int) for i in tl):
         conns = {"PostgreSQL connections": resource("db_connections")}
-        charts.append(_chart("Database connections", "count", conns, events, x_max))
+        charts.append(_chart("Database connections", "count", conns, events, x_max, alerts))
     if breakers:
         charts.append(
-            _chart("Breaker state", "0 closed, 0.5 half-open, 1 open", breakers, events, x_max)
+            _chart(
+                "Breaker state", "0 closed, 0.5 half-open, 1 open", breakers, events, x_max, alerts
+            )
         )
     return charts
 
@@ -189,6 +206,8 @@ svg.chart{display:block;margin:12px 0;background:#fff;border:1px solid #eee}
 .title{font-weight:600;font-size:13px}.unit{font-weight:400;fill:#666}
 .tick,.legend,.event-label{font-size:11px;fill:#555}.grid{stroke:#eee}
 .event{fill:#ffb74d;opacity:.25}.empty{fill:#999}
+.alert-firing{stroke:#c62828;stroke-dasharray:4 3}
+.alert-resolved{stroke:#2e7d32;stroke-dasharray:4 3}
 """
 
 
@@ -246,6 +265,18 @@ def render_report(result: RunResult) -> str:
             for e in data["events"]
         ],
     )
+    alerts = _table(
+        ["time s", "resource", "state", "utilization"],
+        [
+            [
+                f"{float(a['time']):,.2f}",
+                html.escape(f"{a['kind']} {a['resource']}"),
+                html.escape(str(a["state"])),
+                f"{float(a['utilization']):.0%}",
+            ]
+            for a in result.alerts
+        ],
+    )
     embedded = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"bounded stress: {result.target or 'target'}")
     return (
@@ -259,6 +290,7 @@ def render_report(result: RunResult) -> str:
         f"<h2>Latency</h2>{latency}<h2>Errors by class</h2>{errors}"
         + (f"<h2>Thresholds</h2>{thresholds}" if result.thresholds else "")
         + (f"<h2>Events</h2>{events}" if result.events else "")
+        + (f"<h2>Alerts</h2>{alerts}" if result.alerts else "")
         + "<h2>Over time</h2>"
         + "".join(_charts(result))
         + f'<script type="application/json" id="result">{embedded}</script>'

@@ -3,7 +3,7 @@
 Figures: RSS, CPU, asyncio tasks, threads, open file descriptors; PostgreSQL
 connections to the target's database from ``pg_stat_activity`` when a DSN is given
 (the sampler's own connection is not counted); and, when the target exposes a
-`ConcurrencyMonitor`, every resource of its ``snapshot()``.
+`ConcurrencyMonitor`, every resource of its ``snapshot()`` and every alert it raises.
 """
 
 from __future__ import annotations
@@ -48,9 +48,35 @@ class ResourceSampler:
         self._monitor = monitor
         self._process = psutil.Process()
         self._conn: Any = None
+        self._watched: Any = None
+        #: Alerts of the target's monitor: {"time" (loop clock), "resource", "kind",
+        #: "state", "utilization"}, in the order they came.
+        self.alerts: list[dict[str, Any]] = []
+
+    def _watch_alerts(self, monitor: Monitored | None) -> None:
+        on_alert = getattr(monitor, "on_alert", None)
+        if monitor is None or monitor is self._watched or not callable(on_alert):
+            return
+        self._watched = monitor
+        loop = asyncio.get_running_loop()
+
+        def record(alert: Any) -> None:
+            if self._watched is monitor:
+                self.alerts.append(
+                    {
+                        "time": loop.time(),
+                        "resource": alert.resource,
+                        "kind": alert.kind,
+                        "state": alert.state,
+                        "utilization": alert.utilization,
+                    }
+                )
+
+        on_alert(record)
 
     async def __aenter__(self) -> Self:
         self._process.cpu_percent(None)  # the first reading starts the CPU clock
+        self._watch_alerts(self._monitor())
         if self._dsn is not None:
             import asyncpg
 
@@ -70,6 +96,7 @@ class ResourceSampler:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._watched = None  # a monitor outliving the run keeps a callback that does nothing
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2.0)
@@ -94,6 +121,7 @@ class ResourceSampler:
             except Exception as exc:
                 logger.warning("pg_stat_activity sample failed: %s", type(exc).__name__)
         monitor = self._monitor()
+        self._watch_alerts(monitor)
         if monitor is not None:
             figures["monitor"] = [
                 {

@@ -54,6 +54,10 @@ class RunResult:
     thresholds: list[ThresholdResult] = field(default_factory=list)
     # Time windows, e.g. chaos faults: {"name", "kind", "start", "end"} in run seconds.
     events: list[dict[str, Any]] = field(default_factory=list)
+    # The target monitor's alerts: {"time" (run seconds), "resource", "kind", "state",
+    # "utilization"}.
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    started_at: float = 0.0  # the event loop's clock at the run's time 0
 
     @property
     def failed_total(self) -> int:
@@ -149,6 +153,7 @@ class RunResult:
             "resources": self.resources_summary(),
             "thresholds": [t.to_json() for t in self.thresholds],
             "events": [{**e, "recovery_time": self.recovery_time(e)} for e in self.events],
+            "alerts": self.alerts,
             "timeline": [i.to_json() for i in self.timeline],
             "histogram": self.histogram,
         }

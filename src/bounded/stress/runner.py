@@ -163,6 +163,7 @@ class _Run:
             lateness=t.lateness.percentiles(),
             histogram=t.latency.hist.encode().decode("ascii"),
             timeline=self.timeline,
+            started_at=self.t0,
         )
 
 

@@ -104,6 +104,7 @@ async def run_scenario(
             )
     result.target = opened.name
     result.events = sorted(events, key=lambda e: float(e["start"]))
+    result.alerts = [{**a, "time": round(a["time"] - result.started_at, 6)} for a in sampler.alerts]
     result.profile = None if users is not None else profile
     evaluate(result, parsed)
     return result
