@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import multiprocessing
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -68,26 +67,6 @@ def test_missing_injector_is_named() -> None:
         Injectors().check([parse_chaos("0+1 network:reset=true")])
     with pytest.raises(ValueError, match="DSN"):
         Injectors().check([parse_chaos("0+1 db_terminate")])
-
-
-@pytest.fixture
-async def echo_port() -> AsyncIterator[int]:
-    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(1024):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_network_blackhole_window_fails_requests_then_recovers(echo_port: int) -> None:

@@ -141,16 +141,6 @@ class Tally:
         self._lateness_max = 0.0
         self._unsettled: list[tuple[IntervalStats, Latencies]] = []
 
-    @property
-    def failed_total(self) -> int:
-        """Requests that ended in an error, whatever its class."""
-        return sum(self.failed.values())
-
-    @property
-    def lost(self) -> int:
-        """Scheduled requests not accounted for (must be 0; in flight ones count as lost)."""
-        return self.scheduled - self.succeeded - self.failed_total - self.dropped
-
     def schedule(self) -> None:
         """A request became due."""
         self.scheduled += 1
