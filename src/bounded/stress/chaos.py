@@ -182,7 +182,8 @@ class Injectors:
     async def _terminate(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.dsn, timeout=5.0)
+        # One short-lived admin connection per fault window, outside the target's pool.
+        conn = await asyncpg.connect(self.dsn, timeout=5.0)  # bounded: ignore[BND002]
         try:
             await conn.fetchval(_TERMINATE)
         finally:
