@@ -11,6 +11,8 @@ start), e.g. ``10+5 network:latency=0.2,jitter=0.05``. Kinds:
   the previous values come back at the end;
 - ``db_terminate``: every client backend of the DSN's database is terminated
   (``pg_terminate_backend``) at the start of the window;
+- ``db_restart``: an embedded PostgreSQL (`bounded.db.embedded.EmbeddedPostgres`, never
+  the machine's server) is stopped for the window and started again at its end;
 - ``memory``: a ballast of ``mib`` MiB (pages touched, so it is resident) held for the window;
 - ``cpu``: ``workers`` busy processes for the window.
 
@@ -28,14 +30,17 @@ import random
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bounded._validate import non_negative, positive
 from bounded.stress.faultproxy import FaultProxy, Faults
 
+if TYPE_CHECKING:
+    from bounded.db.embedded import EmbeddedPostgres
+
 __all__ = ["KINDS", "ChaosEvent", "Injectors", "parse_chaos", "play", "random_schedule"]
 
-KINDS = ("network", "provider", "db_terminate", "memory", "cpu")
+KINDS = ("network", "provider", "db_terminate", "db_restart", "memory", "cpu")
 _SPEC = re.compile(
     r"^\s*(?P<start>[0-9.]+)\s*\+\s*(?P<duration>[0-9.]+)\s+(?P<kind>[a-z_]+)(?::(?P<params>.*))?$"
 )
@@ -133,10 +138,16 @@ class Injectors:
     proxy: FaultProxy | None = None
     provider_admin: str | None = None  # base URL of the mock provider, e.g. http://127.0.0.1:8080
     dsn: str | None = None
+    embedded: EmbeddedPostgres | None = None
 
     def check(self, events: Sequence[ChaosEvent]) -> None:
         """Raise ValueError when an event needs an injector that is not configured."""
-        needs = {"network": self.proxy, "provider": self.provider_admin, "db_terminate": self.dsn}
+        needs = {
+            "network": self.proxy,
+            "provider": self.provider_admin,
+            "db_terminate": self.dsn,
+            "db_restart": self.embedded,
+        }
         for e in events:
             if e.kind in needs and needs[e.kind] is None:
                 raise ValueError(f"chaos: {e.kind!r} events need the {_NEEDS[e.kind]}")
@@ -154,6 +165,13 @@ class Injectors:
         elif event.kind == "db_terminate":
             await self._terminate()
             yield
+        elif event.kind == "db_restart":
+            assert self.embedded is not None
+            await asyncio.to_thread(self.embedded.stop)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(self.embedded.start)
         elif event.kind == "memory":
             ballast = bytearray(int(float(event.params.get("mib", 256)) * 2**20))
             ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page
@@ -208,6 +226,7 @@ _NEEDS = {
     "network": "fault proxy (--proxy LISTEN_PORT:UPSTREAM_PORT)",
     "provider": "mock provider's base URL (--provider-admin URL)",
     "db_terminate": "database DSN (--dsn)",
+    "db_restart": "embedded PostgreSQL (Injectors(embedded=...), Python API only)",
 }
 
 
