@@ -18,12 +18,14 @@ import pytest
 from typer.testing import CliRunner
 
 from bounded.cli import app
-from bounded.http import HttpClient
+from bounded.http import HttpClient, RetryableHTTPError
 from bounded.mockllm import MockConfig, MockLLMServer
+from bounded.retry import Backoff, Retry
 from bounded.stress import constant, run_open
 from bounded.stress.chaos import ChaosEvent, Injectors, parse_chaos, play, random_schedule
 from bounded.stress.faultproxy import FaultProxy
 from bounded.stress.resources import ResourceSampler
+from bounded.stress.thresholds import evaluate
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -36,6 +38,7 @@ def test_parse_chaos() -> None:
     p = parse_chaos("1.5+2 provider:error_rate=1,error_statuses=503|529")
     assert p.params == {"error_rate": 1, "error_statuses": [503, 529]}
     assert parse_chaos("0+1 cpu").params == {}
+    assert parse_chaos("0+1 provider:error_statuses=503|").params == {"error_statuses": [503]}
 
 
 @pytest.mark.parametrize(
@@ -112,6 +115,34 @@ async def test_provider_window_through_the_admin_endpoint() -> None:
     assert result.failed["upstream_5xx"] > 0
     assert result.succeeded > 0
     assert result.lost == 0
+    assert record[0]["upstream_requests"] > 0
+    result.events = record
+    amplification = result.amplification(record[0])
+    assert amplification is not None
+    assert 0.8 <= amplification <= 1.2  # no retries: one upstream request per attempt
+
+
+async def test_retry_amplification_during_a_provider_window() -> None:
+    retry = Retry(on=RetryableHTTPError, attempts=3, backoff=Backoff(initial=0.001, jitter="none"))
+    async with MockLLMServer(MockConfig(latency_base=0)) as srv, HttpClient() as client:
+
+        async def call(index: int, rng: random.Random) -> None:
+            await retry.call(client.post, srv.url + CHAT, json=BODY)
+
+        record: list[dict[str, Any]] = []
+        events = [parse_chaos("1+1 provider:error_rate=1,error_statuses=503|")]
+        chaos = asyncio.create_task(play(events, Injectors(provider_admin=srv.url), record))
+        result = await run_open(call, constant(20, 3.0))
+        await chaos
+    result.events = record
+    # Every first attempt while the errors lasted was tried 3 times upstream; the window
+    # also spans the admin calls that switch the errors on and off.
+    amplification = result.amplification(record[0])
+    assert amplification is not None
+    assert 2.0 <= amplification <= 3.3
+    (outcome,) = evaluate(result, ["amplification<=1.1"])
+    assert not outcome.passed
+    assert result.to_json()["events"][0]["amplification"] == outcome.actual
 
 
 async def test_db_terminate_kills_the_targets_connections(own_database: str) -> None:

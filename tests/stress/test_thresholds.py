@@ -116,3 +116,22 @@ def test_a_fault_never_recovered_from_fails_the_recovery_threshold() -> None:
     (outcome,) = evaluate(r, ["recovery<60s"])
     assert outcome.actual is None
     assert not outcome.passed
+
+
+def test_amplification_from_upstream_requests_over_the_window() -> None:
+    timeline = [interval(0, 10, 0), interval(1, 4, 6), interval(2, 10, 0)]
+    # The window covers half of [1, 2) and half of [2, 3): 5 + 5 first attempts.
+    event = {"name": "p", "start": 1.5, "end": 2.5, "upstream_requests": 25}
+    r = result(timeline=timeline, events=[event])
+    assert r.amplification(event) == pytest.approx(2.5)
+    assert r.to_json()["events"][0]["amplification"] == pytest.approx(2.5)
+    assert [t.passed for t in evaluate(r, ["amplification<=1.1", "amplification<3"])] == [
+        False,
+        True,
+    ]
+    assert result(events=[{"name": "n", "start": 0, "end": 1}]).to_json()["events"][0].keys() == {
+        "name",
+        "start",
+        "end",
+        "recovery_time",
+    }

@@ -56,7 +56,7 @@ def _value(raw: str) -> Any:
     if low in ("true", "false"):
         return low == "true"
     if "|" in raw:
-        return [_value(v) for v in raw.split("|")]
+        return [_value(v) for v in raw.split("|") if v]
     for cast in (int, float):
         try:
             return cast(raw)
@@ -88,7 +88,7 @@ class ChaosEvent:
 
 
 def parse_chaos(spec: str) -> ChaosEvent:
-    """Parse ``START+DURATION KIND[:key=value,...]``; lists as ``a|b``."""
+    """Parse ``START+DURATION KIND[:key=value,...]``; lists as ``a|b`` (one element: ``a|``)."""
     m = _SPEC.match(spec)
     if m is None:
         raise ValueError(
@@ -153,49 +153,61 @@ class Injectors:
                 raise ValueError(f"chaos: {e.kind!r} events need the {_NEEDS[e.kind]}")
 
     @contextlib.asynccontextmanager
-    async def applied(self, event: ChaosEvent) -> AsyncIterator[None]:
-        """Apply `event`'s fault for the duration of the block."""
+    async def applied(self, event: ChaosEvent) -> AsyncIterator[dict[str, Any]]:
+        """Apply `event`'s fault for the duration of the block.
+
+        The block gets a dict the injector fills with what it measured (``provider``:
+        ``upstream_requests``, the requests the provider received during the window).
+        """
+        measured: dict[str, Any] = {}
         if event.kind == "network":
             assert self.proxy is not None
             async with self.proxy.fault(**event.params):
-                yield
+                yield measured
         elif event.kind == "provider":
-            async with self._provider(event.params):
-                yield
+            async with self._provider(event.params, measured):
+                yield measured
         elif event.kind == "db_terminate":
             await self._terminate()
-            yield
+            yield measured
         elif event.kind == "db_restart":
             assert self.embedded is not None
             await asyncio.to_thread(self.embedded.stop)
             try:
-                yield
+                yield measured
             finally:
                 await asyncio.to_thread(self.embedded.start)
         elif event.kind == "memory":
             ballast = bytearray(int(float(event.params.get("mib", 256)) * 2**20))
             ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page
             try:
-                yield
+                yield measured
             finally:
                 del ballast
         else:
             async with self._busy(int(event.params.get("workers", 1))):
-                yield
+                yield measured
 
     @contextlib.asynccontextmanager
-    async def _provider(self, changes: dict[str, Any]) -> AsyncIterator[None]:
+    async def _provider(
+        self, changes: dict[str, Any], measured: dict[str, Any]
+    ) -> AsyncIterator[None]:
         from bounded.http import HttpClient
 
         assert self.provider_admin is not None
-        url = self.provider_admin.rstrip("/") + "/admin/config"
+        base = self.provider_admin.rstrip("/") + "/admin"
         async with HttpClient("chaos", timeout=5.0) as client:
-            before = (await client.get(url)).json()
-            await client.request("PATCH", url, json=changes)
+            before = (await client.get(base + "/config")).json()
+            requests_before = (await client.get(base + "/stats")).json()["requests_total"]
+            await client.request("PATCH", base + "/config", json=changes)
             try:
                 yield
             finally:
-                await client.request("PATCH", url, json={k: before[k] for k in changes})
+                restore = {k: before[k] for k in changes}
+                await client.request("PATCH", base + "/config", json=restore)
+                # Counted over the same span as the window's recorded start and end.
+                requests_after = (await client.get(base + "/stats")).json()["requests_total"]
+                measured["upstream_requests"] = requests_after - requests_before
 
     async def _terminate(self) -> None:
         import asyncpg
@@ -243,8 +255,9 @@ async def play(
     async def one(event: ChaosEvent) -> None:
         await asyncio.sleep(max(0.0, t0 + event.start - loop.time()))
         started = loop.time() - t0
+        measured: dict[str, Any] = {}
         try:
-            async with injectors.applied(event):
+            async with injectors.applied(event) as measured:
                 await asyncio.sleep(event.duration)
         finally:
             record.append(
@@ -253,6 +266,7 @@ async def play(
                     "kind": event.kind,
                     "start": round(started, 3),
                     "end": round(loop.time() - t0, 3),
+                    **measured,
                 }
             )
 

@@ -125,6 +125,30 @@ class RunResult:
                 return max(0.0, i.end - end)
         return None
 
+    def amplification(self, event: dict[str, Any]) -> float | None:
+        """Upstream requests per first attempt during `event`'s window (retry amplification).
+
+        Needs ``upstream_requests`` on the event (the provider chaos kind measures it).
+        First attempts are the requests the runner started in the window, estimated from
+        the intervals it overlaps in proportion to the overlap. None when not measurable.
+        """
+        upstream = event.get("upstream_requests")
+        if not isinstance(upstream, int | float):
+            return None
+        start, end = float(event["start"]), float(event["end"])
+        attempts = 0.0
+        for i in self.timeline:
+            overlap = min(end, i.end) - max(start, i.start)
+            if overlap > 0 and i.end > i.start:
+                attempts += (i.scheduled - i.dropped) * overlap / (i.end - i.start)
+        return upstream / attempts if attempts > 0 else None
+
+    def _event_json(self, event: dict[str, Any]) -> dict[str, Any]:
+        out = {**event, "recovery_time": self.recovery_time(event)}
+        if "upstream_requests" in event:
+            out["amplification"] = self.amplification(event)
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """The documented JSON result (docs/stress.md)."""
         return {
@@ -152,7 +176,7 @@ class RunResult:
             "lateness": self.lateness,
             "resources": self.resources_summary(),
             "thresholds": [t.to_json() for t in self.thresholds],
-            "events": [{**e, "recovery_time": self.recovery_time(e)} for e in self.events],
+            "events": [self._event_json(e) for e in self.events],
             "alerts": self.alerts,
             "timeline": [i.to_json() for i in self.timeline],
             "histogram": self.histogram,

@@ -20,6 +20,7 @@ fraction), ``KiB``/``MiB``/``GiB`` for memory. Metrics:
 ``fds``, ``rss``
 ``rss_growth``          (last RSS - first RSS) / first RSS
 ``recovery``            slowest recovery after a chaos window (see `RunResult.recovery_time`)
+``amplification``       worst upstream requests / first attempts in a provider chaos window
 ======================  ==============================================================
 """
 
@@ -83,6 +84,14 @@ def _recovery(r: RunResult) -> float | None:
     return max(t for t in times if t is not None)
 
 
+def _amplification(r: RunResult) -> float | None:
+    # The worst retry amplification over the windows that measured upstream requests.
+    values = [r.amplification(e) for e in r.events if "upstream_requests" in e]
+    if not values or any(v is None for v in values):
+        return None
+    return max(v for v in values if v is not None)
+
+
 def _error_share(kind: str) -> Measure:
     def measure(r: RunResult) -> float | None:
         done = r.succeeded + r.failed_total
@@ -114,6 +123,7 @@ METRICS: dict[str, Measure] = {
     "rss": _peak("rss_bytes"),
     "rss_growth": _rss_growth,
     "recovery": _recovery,
+    "amplification": _amplification,
 }
 
 
