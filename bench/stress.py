@@ -8,18 +8,28 @@
 2. Memory: RSS after 10,000 requests and after 1,000,000 more, in the same process. The
    million runs as fast as possible in the closed model (``run_closed(iterations=...)``,
    50 users, no think time): no rate, so it takes seconds, not the 8 minutes 2,000/s would.
+3. Against the mock provider over HTTP (``bounded mock-llm`` in a child process, its own
+   event loop): the runner's p99 next to an independent measurement of the same requests
+   (``time.perf_counter`` around each call inside the target).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
+import socket
 import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 
 import psutil  # type: ignore[import-untyped]
 
 from bench._harness import Row, Section, Target
+from bounded.http import HttpClient
 from bounded.stress import constant, run_closed, run_open
 from bounded.stress.accounting import Latencies
 
@@ -137,7 +147,7 @@ async def _memory() -> Section:
             Target(
                 "memory after 1,000,000 requests within 20 MiB of memory after 10,000",
                 growth <= 20,
-                f"+{growth:.1f} MiB",
+                f"{growth:+.1f} MiB",
             )
         ],
         notes=[
@@ -146,5 +156,83 @@ async def _memory() -> Section:
     )
 
 
+HTTP_RATE, HTTP_SECONDS = 100, 10.0
+BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+@contextlib.contextmanager
+def _mock_provider() -> Iterator[str]:
+    """`bounded mock-llm` in a child process on a free loopback port; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = [sys.executable, "-c", "from bounded.cli import main; main()"]
+    cmd = [*cli, "mock-llm", "--port", str(port), "--latency", "0.02"]
+    proc = subprocess.Popen(
+        [*cmd, "--jitter", "0.01", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("mock provider did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _http_p99(url: str) -> Section:
+    independent: list[float] = []
+    async with HttpClient("bench", max_connections=200, max_keepalive=200) as client:
+
+        async def call(index: int, rng: random.Random) -> None:
+            start = time.perf_counter()
+            await client.post(url + "/v1/chat/completions", json=BODY)
+            independent.append(time.perf_counter() - start)
+
+        await run_open(call, constant(HTTP_RATE, 1.0))  # warm-up: connections, imports
+        independent.clear()
+        result = await run_open(call, constant(HTTP_RATE, HTTP_SECONDS))
+    ours = result.service_time["p99"]
+    theirs = statistics.quantiles(independent, n=100, method="inclusive")[98]
+    rows = [
+        Row("runner: service time p99", ours * 1000, ratio=ours / theirs),
+        Row(
+            "runner: latency from intended start p99",
+            result.latency["p99"] * 1000,
+            ratio=result.latency["p99"] / theirs,
+            note=f"lateness p99 {result.lateness['p99'] * 1000:.2f} ms",
+        ),
+        Row("independent: perf_counter around each call", theirs * 1000, ratio=1.0),
+    ]
+    return Section(
+        title=f"Mock provider over HTTP (child process), {HTTP_RATE}/s for {HTTP_SECONDS:.0f} s",
+        unit="p99 ms",
+        reference="independent",
+        rows=rows,
+        value_format="{:.2f}",
+        targets=[
+            Target(
+                "reported p99 matches an independent measurement within 5%",
+                abs(ours / theirs - 1) <= 0.05,
+                f"{ours * 1000:.2f} vs {theirs * 1000:.2f} ms",
+            )
+        ],
+        notes=[
+            f"{result.succeeded:,} requests, {result.failed_total} failed, {result.lost} lost; "
+            "the mock answers in 20 ms plus up to 10 ms jitter.",
+            "not compared here: Locust's request rate (Locust is not a dependency of this repo).",
+        ],
+    )
+
+
 def run() -> list[Section]:
-    return [asyncio.run(_scheduling()), asyncio.run(_memory())]
+    with _mock_provider() as url:
+        http = asyncio.run(_http_p99(url))
+    return [asyncio.run(_scheduling()), asyncio.run(_memory()), http]

@@ -26,3 +26,8 @@ async def failing(index: int, rng: random.Random) -> None:
 
 def not_async(index: int, rng: random.Random) -> None:
     """Not a coroutine function: rejected as a target."""
+
+
+async def slow(index: int, rng: random.Random) -> None:
+    """Takes half a second."""
+    await asyncio.sleep(0.5)

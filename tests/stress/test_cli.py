@@ -82,3 +82,11 @@ def test_live_display_and_report(tmp_path: Path) -> None:
     assert "bounded stress tests.stress.sample_targets:quick (spike)" in result.output
     assert "accounting" in result.output
     assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_generator_that_falls_behind_says_so(tmp_path: Path) -> None:
+    # Every request takes 0.5 s and at most 2 may be in flight: most are dropped.
+    args = ["stress", "tests.stress.sample_targets:slow", "--duration", "0.5", "--rate", "20"]
+    result = runner.invoke(app, [*args, "--max-in-flight", "2"])
+    assert result.exit_code == 0, result.output
+    assert "the generator fell behind" in result.output

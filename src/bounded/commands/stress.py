@@ -27,7 +27,8 @@ class _RunByDefault(TyperGroup):
 
 stress_app = typer.Typer(
     cls=_RunByDefault,
-    help="Load a target with a profile, check thresholds, gate regressions.",
+    help="Load a target with a profile, check thresholds, gate regressions. "
+    "`bounded stress TARGET ...` is short for `bounded stress run TARGET ...`.",
     no_args_is_help=True,
 )
 

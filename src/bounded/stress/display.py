@@ -5,9 +5,10 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from bounded.stress.accounting import ERROR_CLASSES, IntervalStats
 from bounded.stress.result import RunResult
@@ -15,6 +16,7 @@ from bounded.stress.result import RunResult
 __all__ = ["LiveDisplay", "summary_table"]
 
 _SHOWN = 12  # most recent intervals kept on screen
+_BEHIND = 0.010  # p99 scheduling lateness above which the generator says it fell behind
 
 
 def _ms(seconds: float) -> str:
@@ -98,7 +100,16 @@ def summary_table(result: RunResult) -> Group:
     latency.add_row("from intended start", *(_ms(result.latency[k]) for k in keys))
     latency.add_row("service time", *(_ms(result.service_time[k]) for k in keys))
     latency.add_row("scheduling lateness", *(_ms(result.lateness[k]) for k in keys))
-    parts: list[Table] = [counts, errors, latency]
+    parts: list[RenderableType] = [counts, errors, latency]
+    if result.dropped or result.lateness["p99"] > _BEHIND:
+        parts.append(
+            Text(
+                f"the generator fell behind: {result.dropped:,} request(s) dropped at the "
+                f"in-flight limit, p99 scheduling lateness {result.lateness['p99'] * 1000:,.1f} ms "
+                "(latency above counts it: it is measured from the intended start)",
+                style="yellow",
+            )
+        )
     if result.thresholds:
         checks = Table(title="thresholds", title_justify="left")
         checks.add_column("threshold")
