@@ -8,7 +8,7 @@ measurement is stored, as a CI job would keep it from an earlier build. Then:
   false alarm.
 - 5 comparisons against a 12% slower function. A "regression" is a catch.
 
-Each comparison runs `bounded.stress.compare.compare_calls` (interleaved rounds,
+Each comparison runs `bounded.stress.compare.compare_calls` (calls interleaved A B B A,
 Mann-Whitney U p < 0.01 AND median ratio > 1.05). The plain check compares the median of
 the same candidate rounds with the stored baseline and flags anything > 5% slower.
 """
@@ -23,8 +23,8 @@ from bench._harness import Row, Section, Target
 from bounded.stress.compare import Comparison, compare_calls
 from bounded.stress.runner import run_closed
 
-ROUNDS = 12
-ROUND_SECONDS = 0.25
+ROUNDS = 16
+ROUND_SECONDS = 0.3
 IDENTICAL = 6
 SLOWED = 5
 SLOWDOWN = 1.12
@@ -107,8 +107,8 @@ async def _run() -> Section:
             ),
         ],
         notes=[
-            f"{ROUNDS} interleaved rounds of {ROUND_SECONDS} s per side per comparison; a sample "
-            "is a round's median latency (closed model, 1 user).",
+            f"{ROUNDS} rounds of {ROUND_SECONDS} s per comparison; calls "
+            "alternate A B B A within a round; a sample is a round's median latency per side.",
             f"workload: {ITERATIONS:,} loop iterations per request (slowed: x{SLOWDOWN}); the "
             "stored baseline was measured once, before all comparisons.",
             "gate: regression when one-sided U test p < 0.01 AND median ratio > 1.05; "

@@ -213,13 +213,15 @@ def compare_command(
     rounds: Annotated[
         int, typer.Option(help="Interleaved rounds (one sample per side each).")
     ] = 10,
-    round_duration: Annotated[float, typer.Option(help="Seconds per side per round.")] = 0.5,
-    users: Annotated[int, typer.Option(help="Virtual users per round (closed model).")] = 1,
+    round_duration: Annotated[
+        float, typer.Option(help="Seconds per round (both sides, call by call).")
+    ] = 0.5,
+    users: Annotated[int, typer.Option(help="Concurrent callers in a round.")] = 1,
     alpha: Annotated[float, typer.Option(help="Significance level of the U test.")] = 0.01,
     margin: Annotated[float, typer.Option(help="Slowdown that counts, as a fraction.")] = 0.05,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the verdict here.")] = None,
 ) -> None:
-    """Run BASELINE and CANDIDATE in interleaved rounds; exit 1 on a regression.
+    """Run BASELINE and CANDIDATE interleaved call by call; exit 1 on a regression.
 
     Regression: Mann-Whitney U p < alpha AND median ratio > 1 + margin. Exit 0 for "ok"
     and for "inconclusive" (the verdict is printed; noise was larger than the effect).

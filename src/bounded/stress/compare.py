@@ -1,9 +1,9 @@
 """The regression gate: does a candidate run slower than its baseline, beyond the noise?
 
-Baseline and candidate run in interleaved rounds on the same machine (A B, B A, A B, ...,
-so a drift of the machine's load hits both alike); each round gives one sample per side:
-its median latency (robust to the odd request preempted by another process; kept by the
-histogram to 3 significant digits, so 0.1% resolution). The verdict:
+Baseline and candidate run interleaved call by call (A B, B A, A B, ...) in rounds on the
+same machine, so a change of the machine's load, even one lasting a fraction of a second,
+hits both alike. Each round gives one sample per side: the median latency of that side's
+calls in the round (robust to the odd call preempted by another process). The verdict:
 
 - ``regression``: a one-sided Mann-Whitney U test says the candidate is slower
   (p < `alpha`, default 0.01) AND the median ratio candidate/baseline > 1 + `margin`
@@ -21,6 +21,7 @@ Needs scipy (the ``stress`` extra).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import statistics
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bounded._validate import positive, positive_int
-from bounded.stress.runner import run_closed
 
 __all__ = ["Comparison", "compare_calls", "decide"]
 
@@ -102,6 +102,37 @@ def decide(
     return Comparison(tuple(baseline), tuple(candidate), ratio, p_value, noise, verdict)
 
 
+async def _round(
+    baseline: Call, candidate: Call, duration: float, users: int, first_index: int
+) -> tuple[float, float]:
+    """One round: `users` workers alternate the two calls; the median latency of each."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + duration
+    latencies: tuple[list[float], list[float]] = ([], [])
+    counter = itertools.count(first_index)
+
+    async def worker() -> None:
+        pairs = 0
+        while loop.time() < end:
+            order = (
+                ((0, baseline), (1, candidate))
+                if pairs % 2 == 0
+                else ((1, candidate), (0, baseline))
+            )
+            index = next(counter)
+            for side, call in order:
+                started = loop.time()
+                await call(index, random.Random(index))
+                latencies[side].append(loop.time() - started)
+                await asyncio.sleep(0)
+            pairs += 1
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(users):
+            tg.create_task(worker())
+    return statistics.median(latencies[0]), statistics.median(latencies[1])
+
+
 async def compare_calls(
     baseline: Call,
     candidate: Call,
@@ -112,17 +143,17 @@ async def compare_calls(
     alpha: float = 0.01,
     margin: float = 0.05,
 ) -> Comparison:
-    """Run both calls in interleaved rounds (closed model) and `decide` on per-round medians."""
+    """Run both calls interleaved for `rounds` rounds and `decide` on per-round medians.
+
+    An exception raised by either call ends the comparison (a failing side cannot be
+    timed).
+    """
     positive_int("rounds", rounds)
     positive("round_duration", round_duration)
-    samples: dict[str, list[float]] = {"baseline": [], "candidate": []}
-    sides = {"baseline": baseline, "candidate": candidate}
+    positive_int("users", users)
+    samples: tuple[list[float], list[float]] = ([], [])
     for n in range(rounds):
-        order = ("baseline", "candidate") if n % 2 == 0 else ("candidate", "baseline")
-        for side in order:
-            result = await run_closed(sides[side], users=users, duration=round_duration, grace=5)
-            if result.succeeded == 0:
-                raise RuntimeError(f"compare: the {side} completed no request in round {n + 1}")
-            samples[side].append(result.latency["p50"])
-            await asyncio.sleep(0)
-    return decide(samples["baseline"], samples["candidate"], alpha=alpha, margin=margin)
+        a, b = await _round(baseline, candidate, round_duration, users, n * 1_000_000)
+        samples[0].append(a)
+        samples[1].append(b)
+    return decide(samples[0], samples[1], alpha=alpha, margin=margin)
