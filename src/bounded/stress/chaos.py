@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -126,9 +128,12 @@ def random_schedule(
     return events
 
 
-def _spin() -> None:  # pragma: no cover - runs in a child process
-    while True:
-        pass
+def _spin(parent: int, seconds: float) -> None:  # pragma: no cover - runs in a child process
+    # Bounded on its own too: if the parent dies without terminating it, it stops by itself.
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and os.getppid() == parent:
+        for _ in range(100_000):
+            pass
 
 
 @dataclass
@@ -185,7 +190,8 @@ class Injectors:
             finally:
                 del ballast
         else:
-            async with self._busy(int(event.params.get("workers", 1))):
+            workers = int(event.params.get("workers", 1))
+            async with self._busy(workers, event.duration):
                 yield measured
 
     @contextlib.asynccontextmanager
@@ -220,9 +226,11 @@ class Injectors:
             await conn.close()
 
     @contextlib.asynccontextmanager
-    async def _busy(self, workers: int) -> AsyncIterator[None]:
+    async def _busy(self, workers: int, seconds: float) -> AsyncIterator[None]:
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_spin, daemon=True) for _ in range(max(1, workers))]
+        # The workers' own limit leaves room for a late start; terminate() ends them on time.
+        args = (os.getpid(), seconds + 10.0)
+        procs = [ctx.Process(target=_spin, args=args, daemon=True) for _ in range(max(1, workers))]
         for p in procs:
             p.start()
         try:

@@ -59,7 +59,7 @@ class LiveDisplay:
         for i in self._rows:
             res = i.resources
             table.add_row(
-                f"{i.end:.0f}",
+                f"{i.end:.1f}",
                 f"{i.scheduled:,}",
                 f"{i.succeeded:,}",
                 f"{sum(i.failed.values()):,}",
