@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 
 from bounded import Bulkhead
@@ -31,3 +32,16 @@ def not_async(index: int, rng: random.Random) -> None:
 async def slow(index: int, rng: random.Random) -> None:
     """Takes half a second."""
     await asyncio.sleep(0.5)
+
+
+async def through_proxy(index: int, rng: random.Random) -> None:
+    """One echo round trip through 127.0.0.1:$STRESS_PROXY_PORT, 0.2 s at most."""
+    async with asyncio.timeout(0.2):
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", int(os.environ["STRESS_PROXY_PORT"])
+        )
+        try:
+            writer.write(b"hi")
+            await reader.readexactly(2)
+        finally:
+            writer.close()

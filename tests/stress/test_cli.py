@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
 import jsonschema
+import pytest
 from typer.testing import CliRunner
 
 from bounded.cli import app
@@ -90,3 +97,64 @@ def test_a_generator_that_falls_behind_says_so(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--max-in-flight", "2"])
     assert result.exit_code == 0, result.output
     assert "the generator fell behind" in result.output
+
+
+@pytest.fixture
+def echo_in_a_thread() -> Iterator[int]:
+    """An echo server on its own event loop in a thread (the CLI runs its own loop)."""
+    loop = asyncio.new_event_loop()
+    ready: list[tuple[int, asyncio.Event]] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1024):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        ready.append((server.sockets[0].getsockname()[1], stop))
+        async with server:
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    while not ready:
+        time.sleep(0.01)
+    port, stop = ready[0]
+    yield port
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(5)
+    loop.close()
+
+
+def test_network_chaos_through_the_cli_proxy(
+    tmp_path: Path, echo_in_a_thread: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        listen = s.getsockname()[1]
+    monkeypatch.setenv("STRESS_PROXY_PORT", str(listen))
+    out = tmp_path / "r.json"
+    args = ["stress", "tests.stress.sample_targets:through_proxy", "--duration", "3"]
+    args += [
+        "--rate",
+        "20",
+        "--quiet",
+        "--json",
+        str(out),
+        "--proxy",
+        f"{listen}:{echo_in_a_thread}",
+    ]
+    args += ["--chaos", "0.5+0.5 network:blackhole=true", "--threshold", "recovery<=2s"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["errors"]["timeout"] > 0
+    assert data["accounting"]["lost"] == 0
+    (event,) = data["events"]
+    assert event["kind"] == "network"
+    assert event["recovery_time"] is not None
