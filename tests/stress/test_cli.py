@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from bounded.cli import app
@@ -39,6 +40,9 @@ def test_run_writes_a_valid_json_result_and_passes(tmp_path: Path) -> None:
         "identity_holds": True,
     }
     assert data["passed"] is True
+    overall = HdrHistogram.decode(data["histogram"])
+    assert overall.get_total_count() == 40
+    assert overall.get_value_at_percentile(99) / 1e6 == pytest.approx(data["latency"]["p99"])
     monitor = data["timeline"][0]["resources"]["monitor"]
     assert monitor[0]["name"] == "sample"
     assert monitor[0]["limit"] == 4
