@@ -40,6 +40,8 @@ BENCHMARKS: list[str] = [
     "llm_transport",
     "audit",
     "redis",
+    "stress_gate",
+    "stress",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

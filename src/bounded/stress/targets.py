@@ -1,0 +1,180 @@
+"""What a stress run calls: resolve a TARGET string into an async callable.
+
+A TARGET is one of:
+
+- a registered name (`register_target`, or an entry point in the
+  ``bounded.stress.targets`` group, so a package such as a reference workflow can add
+  itself without `bounded` importing it);
+- ``package.module:function``: an async callable taking ``(index, rng)``;
+- an ``http://`` or ``https://`` URL on loopback, sent with `bounded.HttpClient`.
+
+Every target is opened as an async context manager yielding a `Target`, so a target
+that needs set-up (a server, a pool, a `ConcurrencyManager`) owns its lifetime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import inspect
+import ipaddress
+import random
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from bounded.http import HttpClient
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Call",
+    "Monitored",
+    "Target",
+    "TargetFactory",
+    "http_target",
+    "is_loopback",
+    "open_target",
+    "register_target",
+]
+
+ENTRY_POINT_GROUP = "bounded.stress.targets"
+
+#: One request: called with the request's index and its own seeded RNG.
+Call = Callable[[int, random.Random], Awaitable[Any]]
+
+
+class Monitored(Protocol):
+    """Anything with `snapshot()` returning `ResourceStats` (a `ConcurrencyMonitor`)."""
+
+    def snapshot(self) -> list[Any]: ...
+
+
+@dataclass
+class Target:
+    """An opened target: the call, a display name, and what to sample while it runs."""
+
+    name: str
+    call: Call
+    # Read at every sample: a ConcurrencyMonitor (or any object with snapshot()).
+    monitor: Callable[[], Monitored | None] = field(default=lambda: None)
+
+
+TargetFactory = Callable[[], contextlib.AbstractAsyncContextManager[Target]]
+
+_REGISTRY: dict[str, TargetFactory] = {}
+
+
+def register_target(name: str, factory: TargetFactory) -> None:
+    """Make `name` usable as a TARGET; `factory()` opens it (an async context manager)."""
+    if not name or ":" in name or "/" in name:
+        raise ValueError(f"name must be a plain word, got {name!r}")
+    _REGISTRY[name] = factory
+
+
+def _registered(name: str) -> TargetFactory | None:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            factory: TargetFactory = ep.load()
+            return factory
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is on loopback only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+@contextlib.asynccontextmanager
+async def http_target(
+    url: str,
+    *,
+    method: str = "GET",
+    json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    request_timeout: float = 60.0,
+    max_connections: int = 1000,
+) -> AsyncIterator[Target]:
+    """Send one request to `url` per call with `bounded.HttpClient` (loopback hosts only).
+
+    Error statuses raise the client's typed errors, so they are classified by status.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"url must be an http(s) URL, got {url!r}")
+    if not is_loopback(parts.hostname):
+        raise ValueError(f"url must point to a loopback address, got host {parts.hostname!r}")
+    async with HttpClient(
+        "stress",
+        timeout=request_timeout,
+        max_connections=max_connections,
+        max_keepalive=max_connections,
+        headers=headers,
+    ) as client:
+
+        async def call(index: int, rng: random.Random) -> None:
+            await client.request(method, url, json=json_body)
+
+        yield Target(name=url, call=call)
+
+
+@contextlib.asynccontextmanager
+async def _callable_target(spec: str) -> AsyncIterator[Target]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"target: cannot import module {module_name!r}: {exc}") from None
+    fn: Any = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ValueError(f"target: {module_name!r} has no attribute {attr!r}")
+    if not callable(fn) or not (
+        inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+    ):
+        raise ValueError(f"target: {spec!r} is not an async callable")
+
+    def monitor() -> Monitored | None:
+        # Looked up at each sample: a module may create its manager lazily.
+        found = getattr(fn, "monitor", None) or getattr(module, "monitor", None)
+        if found is None:
+            manager = getattr(module, "manager", None)
+            found = getattr(manager, "monitor", None) if manager is not None else None
+        return found if callable(getattr(found, "snapshot", None)) else None
+
+    yield Target(name=spec, call=fn, monitor=monitor)
+
+
+def open_target(spec: str, **http_options: Any) -> contextlib.AbstractAsyncContextManager[Target]:
+    """Resolve a TARGET string (see the module docstring) into an async context manager.
+
+    `http_options` go to `http_target` when `spec` is a URL.
+    """
+    if "://" in spec:
+        return http_target(spec, **http_options)
+    if ":" in spec:
+        return _callable_target(spec)
+    factory = _registered(spec)
+    if factory is None:
+        known = sorted(
+            set(_REGISTRY)
+            | {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+        )
+        raise ValueError(
+            f"target: {spec!r} is not a URL, a module:function or a registered name "
+            f"(registered: {', '.join(known) or 'none'})"
+        )
+    return factory()

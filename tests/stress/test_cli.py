@@ -1,0 +1,164 @@
+"""`bounded stress` end to end: exit codes, JSON result against its schema, compare."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hdrh.histogram import HdrHistogram
+from typer.testing import CliRunner
+
+from bounded.cli import app
+
+runner = CliRunner()
+QUICK = "tests.stress.sample_targets:quick"
+SCHEMA = json.loads(resources.files("bounded.stress").joinpath("result.schema.json").read_text())
+
+
+def test_run_writes_a_valid_json_result_and_passes(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["stress", QUICK, "--duration", "1", "--rate", "40", "--quiet", "--json", str(out)]
+    result = runner.invoke(app, [*args, "--threshold", "errors<1%", "--threshold", "lost==0"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["accounting"] == {
+        "scheduled": 40,
+        "succeeded": 40,
+        "failed": 0,
+        "dropped": 0,
+        "lost": 0,
+        "identity_holds": True,
+    }
+    assert data["passed"] is True
+    overall = HdrHistogram.decode(data["histogram"])
+    assert overall.get_total_count() == 40
+    assert overall.get_value_at_percentile(99) / 1e6 == pytest.approx(data["latency"]["p99"])
+    monitor = data["timeline"][0]["resources"]["monitor"]
+    assert monitor[0]["name"] == "sample"
+    assert monitor[0]["limit"] == 4
+    assert {"rss_bytes", "threads", "tasks"} <= set(data["resources"])
+
+
+def test_failed_threshold_exits_1(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["stress", "tests.stress.sample_targets:failing", "--duration", "0.5", "--quiet"]
+    result = runner.invoke(app, [*args, "--threshold", "errors<1%", "--json", str(out)])
+    assert result.exit_code == 1
+    data = json.loads(out.read_text())
+    assert data["errors"]["timeout"] == data["accounting"]["scheduled"] > 0
+    assert data["thresholds"][0]["passed"] is False
+
+
+def test_closed_model_from_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["stress", QUICK, "--users", "3", "--duration", "0.5", "--quiet", "--json", str(out)]
+    assert runner.invoke(app, args).exit_code == 0
+    data = json.loads(out.read_text())
+    assert data["model"] == "closed"
+    assert data["accounting"]["lost"] == 0
+
+
+def test_usage_errors_exit_2() -> None:
+    bad_threshold = runner.invoke(app, ["stress", QUICK, "--threshold", "p99 fast"])
+    assert bad_threshold.exit_code == 2
+    assert "threshold" in bad_threshold.output
+    bad_target = runner.invoke(app, ["stress", "nosuch.module:fn", "--quiet", "--duration", "1"])
+    assert bad_target.exit_code == 2
+    assert "cannot import" in bad_target.output
+
+
+def test_compare_same_target_is_not_a_regression(tmp_path: Path) -> None:
+    out = tmp_path / "c.json"
+    args = ["stress", "compare", QUICK, QUICK, "--rounds", "3", "--round-duration", "0.1"]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["verdict"] in ("ok", "inconclusive")
+
+
+def test_live_display_and_report(tmp_path: Path) -> None:
+    page = tmp_path / "r.html"
+    args = ["stress", QUICK, "--profile", "spike", "--duration", "1.5", "--rate", "10"]
+    result = runner.invoke(app, [*args, "--report", str(page)])
+    assert result.exit_code == 0, result.output
+    assert "bounded stress tests.stress.sample_targets:quick (spike)" in result.output
+    assert "accounting" in result.output
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_generator_that_falls_behind_says_so(tmp_path: Path) -> None:
+    # Every request takes 0.5 s and at most 2 may be in flight: most are dropped.
+    args = ["stress", "tests.stress.sample_targets:slow", "--duration", "0.5", "--rate", "20"]
+    result = runner.invoke(app, [*args, "--max-in-flight", "2"])
+    assert result.exit_code == 0, result.output
+    assert "the generator fell behind" in result.output
+
+
+@pytest.fixture
+def echo_in_a_thread() -> Iterator[int]:
+    """An echo server on its own event loop in a thread (the CLI runs its own loop)."""
+    loop = asyncio.new_event_loop()
+    ready: list[tuple[int, asyncio.Event]] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(1024):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        ready.append((server.sockets[0].getsockname()[1], stop))
+        async with server:
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    while not ready:
+        time.sleep(0.01)
+    port, stop = ready[0]
+    yield port
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(5)
+    loop.close()
+
+
+def test_network_chaos_through_the_cli_proxy(
+    tmp_path: Path, echo_in_a_thread: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        listen = s.getsockname()[1]
+    monkeypatch.setenv("STRESS_PROXY_PORT", str(listen))
+    out = tmp_path / "r.json"
+    args = ["stress", "tests.stress.sample_targets:through_proxy", "--duration", "3"]
+    args += [
+        "--rate",
+        "20",
+        "--quiet",
+        "--json",
+        str(out),
+        "--proxy",
+        f"{listen}:{echo_in_a_thread}",
+    ]
+    args += ["--chaos", "0.5+0.5 network:blackhole=true", "--threshold", "recovery<=2s"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["errors"]["timeout"] > 0
+    assert data["accounting"]["lost"] == 0
+    (event,) = data["events"]
+    assert event["kind"] == "network"
+    assert event["recovery_time"] is not None

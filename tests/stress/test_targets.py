@@ -1,0 +1,81 @@
+"""TARGET resolution and the HTTP target against the mock provider on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bounded.mockllm import MockConfig, MockLLMServer
+from bounded.stress import Target, constant, open_target, register_target, run_open
+
+CHAT = "/v1/chat/completions"
+BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+async def test_module_function_target_and_its_monitor() -> None:
+    async with open_target("tests.stress.sample_targets:quick") as target:
+        await target.call(0, random.Random(0))
+        monitor = target.monitor()
+        assert monitor is not None
+        assert [s.name for s in monitor.snapshot()] == ["sample"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("tests.stress.sample_targets:not_async", "not an async callable"),
+        ("tests.stress.sample_targets:missing", "no attribute"),
+        ("tests.stress.no_such_module:fn", "cannot import"),
+        ("no-such-name", "registered"),
+        ("http://192.0.2.1/", "loopback"),
+        ("ftp://127.0.0.1/", "http"),
+    ],
+)
+async def test_bad_targets_raise_value_error(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        async with open_target(spec):
+            pass
+
+
+async def test_registered_target_by_name() -> None:
+    calls: list[int] = []
+
+    @contextlib.asynccontextmanager
+    async def factory() -> AsyncIterator[Target]:
+        async def call(index: int, rng: random.Random) -> None:
+            calls.append(index)
+
+        yield Target("counting", call)
+
+    register_target("counting", factory)
+    async with open_target("counting") as target:
+        await target.call(7, random.Random(0))
+    assert calls == [7]
+    with pytest.raises(ValueError, match="name"):
+        register_target("a:b", factory)
+
+
+async def test_http_target_against_the_mock_provider() -> None:
+    async with MockLLMServer(MockConfig(latency_base=0.005)) as srv:
+        async with open_target(srv.url + CHAT, method="POST", json_body=BODY) as target:
+            result = await run_open(target.call, constant(40, 0.5), grace=5)
+        assert srv.state.stats()["requests_total"] >= 20
+    assert result.succeeded == result.scheduled == 20
+    assert result.latency["p50"] >= 0.005
+
+
+async def test_http_errors_are_classified_by_status() -> None:
+    config = MockConfig(latency_base=0, error_rate=1.0, error_statuses=[503])
+    async with MockLLMServer(config) as srv:
+        async with open_target(srv.url + CHAT, method="POST", json_body=BODY) as target:
+            errors = await run_open(target.call, constant(20, 0.5), grace=5)
+        srv.update(error_rate=0.0, rpm=2)
+        async with open_target(srv.url + CHAT, method="POST", json_body=BODY) as target:
+            limited = await run_open(target.call, constant(20, 0.5), grace=5)
+    assert errors.failed["upstream_5xx"] == 10
+    assert limited.failed["upstream_429"] == 8
+    assert limited.succeeded == 2
+    assert limited.lost == errors.lost == 0
