@@ -108,7 +108,13 @@ async def test_provider_window_through_the_admin_endpoint() -> None:
 
         record: list[dict[str, Any]] = []
         events = [parse_chaos("0.3+0.5 provider:error_rate=1,error_statuses=529|503")]
-        chaos = asyncio.create_task(play(events, Injectors(provider_admin=srv.url), record))
+        chaos = asyncio.create_task(
+            play(
+                events,
+                Injectors(provider_admin=srv.url, provider_admin_token=srv.admin_token),
+                record,
+            )
+        )
         result = await run_open(call, constant(20, 1.5))
         await chaos
         assert srv.config.error_rate == 0  # put back
@@ -131,7 +137,13 @@ async def test_retry_amplification_during_a_provider_window() -> None:
 
         record: list[dict[str, Any]] = []
         events = [parse_chaos("1+1 provider:error_rate=1,error_statuses=503|")]
-        chaos = asyncio.create_task(play(events, Injectors(provider_admin=srv.url), record))
+        chaos = asyncio.create_task(
+            play(
+                events,
+                Injectors(provider_admin=srv.url, provider_admin_token=srv.admin_token),
+                record,
+            )
+        )
         result = await run_open(call, constant(20, 3.0))
         await chaos
     result.events = record

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -364,7 +365,8 @@ class RedisBulkhead:
                             continue
                         self._backend.failed(exc)
                     self._fail_waiters()
-                    await asyncio.sleep(self._backend.retry_interval)
+                    # Jittered: processes that lost Redis together do not return in lock-step.
+                    await asyncio.sleep(self._backend.retry_interval * random.uniform(0.5, 1.5))
         finally:
             if pubsub is not None:
                 await _close_quietly(pubsub)

@@ -142,6 +142,7 @@ class Injectors:
 
     proxy: FaultProxy | None = None
     provider_admin: str | None = None  # base URL of the mock provider, e.g. http://127.0.0.1:8080
+    provider_admin_token: str | None = None  # the mock's admin token (`bounded mock-llm`)
     dsn: str | None = None
     embedded: EmbeddedPostgres | None = None
 
@@ -202,7 +203,10 @@ class Injectors:
 
         assert self.provider_admin is not None
         base = self.provider_admin.rstrip("/") + "/admin"
-        async with HttpClient("chaos", timeout=5.0) as client:
+        headers = {}
+        if self.provider_admin_token is not None:
+            headers["Authorization"] = f"Bearer {self.provider_admin_token}"
+        async with HttpClient("chaos", timeout=5.0, headers=headers) as client:
             before = (await client.get(base + "/config")).json()
             requests_before = (await client.get(base + "/stats")).json()["requests_total"]
             await client.request("PATCH", base + "/config", json=changes)
