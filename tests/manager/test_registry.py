@@ -97,7 +97,8 @@ def test_policy_is_composed_from_the_registry(tmp_path: Path) -> None:
     policy = manager.policy("openai_call")
     assert policy is manager.policy("openai_call")
     assert policy.bulkhead is manager.bulkhead("llm")
-    assert policy.rate_limiter is manager.rate_limiter("openai")
+    assert policy.provider is manager.provider("openai")
+    assert policy.rate_limiter is None
     assert policy.breaker is manager.breaker("llm")
     assert policy.retry is manager.retry("llm")
     assert (policy.timeout, policy.deadline) == (60, 180)
