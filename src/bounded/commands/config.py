@@ -44,9 +44,9 @@ def _load_or_exit(file: Path) -> BoundedConfig:
 def check(file: FileArg) -> None:
     """Validate FILE; exit 1 listing every problem by its dotted path."""
     config = _load_or_exit(file)
+    sections = ("bulkheads", "rate_limits", "providers", "breakers", "retries", "policies")
     counts = ", ".join(
-        f"{len(getattr(config, section))} {section}"
-        for section in ("bulkheads", "rate_limits", "breakers", "retries", "policies", "databases")
+        f"{len(getattr(config, section))} {section}" for section in (*sections, "databases")
     )
     typer.echo(f"{file}: OK ({counts})")
 
