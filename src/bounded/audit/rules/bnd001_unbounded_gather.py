@@ -176,7 +176,7 @@ def _fixed_by_code(m: ModuleModel, iterable: ast.expr) -> bool:
 
 
 def _defaulted_to_literal(m: ModuleModel, name: str) -> bool:
-    """Every assignment of `name` is ``name or <literal>``: the literal is the expected set."""
+    """Every assignment of `name` is ``name or [<items>]``: the literal is the expected set."""
     values = m.assignments(name)
     return bool(values) and all(
         isinstance(v, ast.BoolOp)
@@ -184,9 +184,16 @@ def _defaulted_to_literal(m: ModuleModel, name: str) -> bool:
         and len(v.values) == 2
         and isinstance(v.values[0], ast.Name)
         and v.values[0].id == name
-        and m.constant_size(v.values[1])
+        and _a_literal_set(m, v.values[1])
         for v in values
     )
+
+
+def _a_literal_set(m: ModuleModel, node: ast.expr) -> bool:
+    """A non-empty literal collection, or a name bound only to constant-size values."""
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return bool(node.elts) and m.constant_size(node)
+    return isinstance(node, ast.Name) and m.constant_size(node)
 
 
 def _passes_limiter(m: ModuleModel, call: ast.Call) -> bool:
