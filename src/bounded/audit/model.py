@@ -626,12 +626,26 @@ class ModuleModel:
         return False
 
     def _holds_bound(self, body: list[ast.stmt]) -> bool:
+        """A semaphore held by `body`, also inside its ``if``/``try``/``with`` blocks.
+
+        ``if self._sem: async with self._sem: ...`` counts: a bound the caller
+        configures is a bound in sight. Loops and nested functions are not entered.
+        """
         for stmt in body:
             if isinstance(stmt, ast.AsyncWith):
                 if any(self.is_semish(item.context_expr) for item in stmt.items):
                     return True
+                if self._holds_bound(stmt.body):
+                    return True
             elif self.acquires_bound([stmt]):
                 return True
+            elif isinstance(stmt, ast.If | ast.With):
+                blocks = [stmt.body, stmt.orelse] if isinstance(stmt, ast.If) else [stmt.body]
+                if any(self._holds_bound(block) for block in blocks):
+                    return True
+            elif isinstance(stmt, ast.Try | ast.TryStar):
+                if self._holds_bound(stmt.body):
+                    return True
         return False
 
     def constant_size(self, node: ast.expr, depth: int = 0) -> bool:

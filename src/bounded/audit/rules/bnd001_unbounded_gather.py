@@ -172,7 +172,30 @@ def _fixed_by_code(m: ModuleModel, iterable: ast.expr) -> bool:
     name = dotted(iterable) or ""
     if _CONFIGURED.search(name) or _ONE_MESSAGE.search(name):
         return True
-    return isinstance(iterable, ast.Name) and _defaulted_to_literal(m, iterable.id)
+    return isinstance(iterable, ast.Name) and (
+        _defaulted_to_literal(m, iterable.id) or _constant_keys(m, iterable.id)
+    )
+
+
+def _constant_keys(m: ModuleModel, name: str) -> bool:
+    """A dict filled only under literal keys (``tasks["feed"] = ...``): a small fixed fan-out."""
+    values = m.assignments(name)
+    if not values or not all(
+        isinstance(v, ast.Dict) and all(isinstance(k, ast.Constant) for k in v.keys)
+        for v in values
+    ):
+        return False
+    scope = m.scopes[-1].node
+    for node in ast.walk(scope) if scope is not None else ():
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            if dotted(node.value) == name and not isinstance(node.slice, ast.Constant):
+                return False
+        elif isinstance(node, ast.Attribute) and dotted(node.value) == name:
+            if node.attr in ("update", "setdefault", "__setitem__", "__ior__"):
+                return False
+        elif isinstance(node, ast.AugAssign) and dotted(node.target) == name:
+            return False  # tasks |= other
+    return True
 
 
 def _defaulted_to_literal(m: ModuleModel, name: str) -> bool:
