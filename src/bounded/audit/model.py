@@ -632,20 +632,19 @@ class ModuleModel:
         configures is a bound in sight. Loops and nested functions are not entered.
         """
         for stmt in body:
-            if isinstance(stmt, ast.AsyncWith):
-                if any(self.is_semish(item.context_expr) for item in stmt.items):
-                    return True
-                if self._holds_bound(stmt.body):
-                    return True
-            elif self.acquires_bound([stmt]):
+            if isinstance(stmt, ast.AsyncWith) and any(
+                self.is_semish(item.context_expr) for item in stmt.items
+            ):
                 return True
-            elif isinstance(stmt, ast.If | ast.With):
-                blocks = [stmt.body, stmt.orelse] if isinstance(stmt, ast.If) else [stmt.body]
-                if any(self._holds_bound(block) for block in blocks):
-                    return True
-            elif isinstance(stmt, ast.Try | ast.TryStar):
-                if self._holds_bound(stmt.body):
-                    return True
+            if self.acquires_bound([stmt]):
+                return True
+            blocks: list[list[ast.stmt]] = []
+            if isinstance(stmt, ast.If):
+                blocks = [stmt.body, stmt.orelse]
+            elif isinstance(stmt, ast.With | ast.AsyncWith | ast.Try | ast.TryStar):
+                blocks = [stmt.body]
+            if any(self._holds_bound(block) for block in blocks):
+                return True
         return False
 
     def constant_size(self, node: ast.expr, depth: int = 0) -> bool:

@@ -181,8 +181,7 @@ def _constant_keys(m: ModuleModel, name: str) -> bool:
     """A dict filled only under literal keys (``tasks["feed"] = ...``): a small fixed fan-out."""
     values = m.assignments(name)
     if not values or not all(
-        isinstance(v, ast.Dict) and all(isinstance(k, ast.Constant) for k in v.keys)
-        for v in values
+        isinstance(v, ast.Dict) and all(isinstance(k, ast.Constant) for k in v.keys) for v in values
     ):
         return False
     scope = m.scopes[-1].node
