@@ -48,7 +48,8 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("crawl4ai", "0.9.5"),
     ("ragas", "0.4.3"),
     # held out in round 3: chosen before any of their findings were seen, read once with
-    # the rules frozen
+    # the rules frozen (commit 256df2b); three checker bugs and one shape found there were
+    # fixed after, so the figure this prints for them is no longer a held-out one
     ("instructor", "1.17.0"),
     ("fastmcp-slim", "4.1.6"),
     ("lightrag-hku", "1.5.7"),
@@ -101,7 +102,7 @@ def run() -> list[Section]:
     """Audit every project and score the findings against the labels.
 
     Precision per rule is reported twice: on the development set (whose findings shaped
-    the heuristics) and on the held-out set (read once, with the rules frozen).
+    the heuristics) and on the latest held-out set (chosen before its findings were seen).
     """
     labels: dict[str, dict[str, list[str]]] = json.loads(LABELS.read_text())
     rows: list[Row] = []
@@ -151,7 +152,7 @@ def run() -> list[Section]:
             value_format="{:.1%}",
         ),
         _rule_section("development set", per_rule[False]),
-        _rule_section("held-out set, rules frozen", per_rule[True]),
+        _rule_section("latest held-out set (see docs/audit.md)", per_rule[True]),
     ]
 
 
