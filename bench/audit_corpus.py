@@ -42,7 +42,19 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("chainlit", "2.12.0"),
     ("haystack-ai", "3.4.1"),
     ("pipecat-ai", "1.14.0"),
+    # held out in round 2, read with the rules frozen, then development (see docs/audit.md)
+    ("graphiti-core", "0.31.2"),
+    ("mem0ai", "2.2.1"),
+    ("crawl4ai", "0.9.5"),
+    ("ragas", "0.4.3"),
+    # held out in round 3: chosen before any of their findings were seen, read once with
+    # the rules frozen (commit 256df2b); three checker bugs and one shape found there were
+    # fixed after, so the figure this prints for them is no longer a held-out one
+    ("instructor", "1.17.0"),
+    ("fastmcp-slim", "4.1.6"),
+    ("lightrag-hku", "1.5.7"),
 )
+HELD_OUT = frozenset({"instructor", "fastmcp-slim", "lightrag-hku"})
 LABELS = Path(__file__).with_name("audit_labels.json")
 TARGET_OVERALL = 0.95
 TARGET_PER_RULE = 0.90  # for every rule with at least 5 findings
@@ -87,10 +99,14 @@ def label_of(labels: dict[str, dict[str, list[str]]], project: str, key: str) ->
 
 
 def run() -> list[Section]:
-    """Audit every project and score the findings against the labels."""
+    """Audit every project and score the findings against the labels.
+
+    Precision per rule is reported twice: on the development set (whose findings shaped
+    the heuristics) and on the latest held-out set (chosen before its findings were seen).
+    """
     labels: dict[str, dict[str, list[str]]] = json.loads(LABELS.read_text())
     rows: list[Row] = []
-    per_rule: Counter[tuple[str, str]] = Counter()
+    per_rule: dict[bool, Counter[tuple[str, str]]] = {False: Counter(), True: Counter()}
     unlabelled: list[str] = []
     total_lines = 0
     for name, root in fetch(corpus_dir()).items():
@@ -107,11 +123,12 @@ def run() -> list[Section]:
                 unlabelled.append(f"{name} {key}")
                 continue
             counts[label] += 1
-            per_rule[(finding.code, label)] += 1
+            per_rule[name in HELD_OUT][(finding.code, label)] += 1
         found = counts["tp"] + counts["fp"]
+        held_out = " (held out)" if name in HELD_OUT else ""
         rows.append(
             Row(
-                f"{name} {dict(PROJECTS)[name]}",
+                f"{name} {dict(PROJECTS)[name]}{held_out}",
                 counts["tp"] / found if found else None,
                 extra={
                     "lines": f"{lines:,}",
@@ -121,29 +138,6 @@ def run() -> list[Section]:
                 },
             )
         )
-    tp = sum(v for (_, label), v in per_rule.items() if label == "tp")
-    fp = sum(v for (_, label), v in per_rule.items() if label == "fp")
-    overall = tp / (tp + fp) if tp + fp else 0.0
-    codes = sorted({code for code, _ in per_rule})
-    rule_rows = []
-    targets = [
-        Target(
-            f"precision >= {TARGET_OVERALL:.0%} overall",
-            overall >= TARGET_OVERALL,
-            f"{overall:.1%} ({tp} of {tp + fp})",
-        )
-    ]
-    for code in codes:
-        t, f = per_rule[(code, "tp")], per_rule[(code, "fp")]
-        rule_rows.append(Row(code, t / (t + f), extra={"findings": str(t + f), "false": str(f)}))
-        if t + f >= 5:
-            targets.append(
-                Target(
-                    f"{code} precision >= {TARGET_PER_RULE:.0%}",
-                    t / (t + f) >= TARGET_PER_RULE,
-                    f"{t / (t + f):.1%} ({t} of {t + f})",
-                )
-            )
     notes = [f"{len(PROJECTS)} projects, {total_lines:,} lines; labels: bench/audit_labels.json."]
     if unlabelled:
         notes.append(f"{len(unlabelled)} unlabelled findings: " + "; ".join(unlabelled[:20]))
@@ -157,16 +151,44 @@ def run() -> list[Section]:
             notes=notes,
             value_format="{:.1%}",
         ),
-        Section(
-            title="bounded audit on real code: precision per rule",
-            unit="precision",
-            reference=None,
-            rows=rule_rows,
-            columns=["findings", "false"],
-            targets=targets,
-            value_format="{:.1%}",
-        ),
+        _rule_section("development set", per_rule[False]),
+        _rule_section("latest held-out set (see docs/audit.md)", per_rule[True]),
     ]
+
+
+def _rule_section(which: str, per_rule: Counter[tuple[str, str]]) -> Section:
+    """Precision per rule on one set of projects, with the issue's targets."""
+    tp = sum(v for (_, label), v in per_rule.items() if label == "tp")
+    fp = sum(v for (_, label), v in per_rule.items() if label == "fp")
+    overall = tp / (tp + fp) if tp + fp else 0.0
+    rule_rows = []
+    targets = [
+        Target(
+            f"precision >= {TARGET_OVERALL:.0%} overall",
+            overall >= TARGET_OVERALL,
+            f"{overall:.1%} ({tp} of {tp + fp})",
+        )
+    ]
+    for code in sorted({code for code, _ in per_rule}):
+        t, f = per_rule[(code, "tp")], per_rule[(code, "fp")]
+        rule_rows.append(Row(code, t / (t + f), extra={"findings": str(t + f), "false": str(f)}))
+        if t + f >= 5:
+            targets.append(
+                Target(
+                    f"{code} precision >= {TARGET_PER_RULE:.0%}",
+                    t / (t + f) >= TARGET_PER_RULE,
+                    f"{t / (t + f):.1%} ({t} of {t + f})",
+                )
+            )
+    return Section(
+        title=f"bounded audit on real code: precision per rule, {which}",
+        unit="precision",
+        reference=None,
+        rows=rule_rows,
+        columns=["findings", "false"],
+        targets=targets,
+        value_format="{:.1%}",
+    )
 
 
 if __name__ == "__main__":

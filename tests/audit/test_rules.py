@@ -333,3 +333,17 @@ def test_a_deferred_finding_is_reported_once() -> None:
     assert _project({"app/net.py": helper, "app/caller.py": caller}) == [
         ("app/caller.py", 12, "BND008")
     ]
+
+
+def test_a_chat_bot_command_is_not_a_cli_command() -> None:
+    source = (
+        "import subprocess\n"
+        "import discord.ext.commands\n"
+        "bot = discord.ext.commands.Bot()\n"
+        "@bot.command()\n"
+        "async def deploy(ctx):\n"
+        "    subprocess.run(['make'])\n"
+    )
+    assert [f.code for f in check_source(source, "bot.py")] == ["BND005"]
+    cli = source.replace("import discord.ext.commands", "import discord.ext.commands, typer")
+    assert check_source(cli, "cli.py") == []

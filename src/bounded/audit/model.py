@@ -201,6 +201,7 @@ class Scope:
         "pending",
         "pool_loops",
         "stopping",
+        "wrappers",
     )
 
     def __init__(self, name: str, is_async: bool, node: ast.AST | None = None) -> None:
@@ -227,6 +228,9 @@ class Scope:
         self.pending: dict[str, Resource] = {}  # resources bound to local names
         self.closed: dict[str, bool] = {}  # name -> closed inside a finally block
         self.escaped: set[str] = set()  # local resources returned or handed to an owner
+        # name -> local resources passed to the call whose result it holds
+        # (``result = from_openai(client)``): returning the name hands them over
+        self.wrappers: dict[str, set[str]] = {}
 
 
 class ClassScope:
@@ -626,11 +630,24 @@ class ModuleModel:
         return False
 
     def _holds_bound(self, body: list[ast.stmt]) -> bool:
+        """A semaphore held by `body`, also inside its ``if``/``try``/``with`` blocks.
+
+        ``if self._sem: async with self._sem: ...`` counts: a bound the caller
+        configures is a bound in sight. Loops and nested functions are not entered.
+        """
         for stmt in body:
-            if isinstance(stmt, ast.AsyncWith):
-                if any(self.is_semish(item.context_expr) for item in stmt.items):
-                    return True
-            elif self.acquires_bound([stmt]):
+            if isinstance(stmt, ast.AsyncWith) and any(
+                self.is_semish(item.context_expr) for item in stmt.items
+            ):
+                return True
+            if self.acquires_bound([stmt]):
+                return True
+            blocks: list[list[ast.stmt]] = []
+            if isinstance(stmt, ast.If):
+                blocks = [stmt.body, stmt.orelse]
+            elif isinstance(stmt, ast.With | ast.AsyncWith | ast.Try | ast.TryStar):
+                blocks = [stmt.body]
+            if any(self._holds_bound(block) for block in blocks):
                 return True
         return False
 
@@ -790,8 +807,11 @@ class ModuleModel:
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
+            # `async with (shared if shared is not None else AsyncClient()) as c:` closes
+            # whichever branch it got
+            for call in candidate_calls(inner):
+                self.managed.add(id(call))
             if isinstance(inner, ast.Call):
-                self.managed.add(id(inner))
                 kind = self.kind_of_value(inner)
                 if kind is not None and item.optional_vars is not None:
                     self.bind_kind(item.optional_vars, kind)
@@ -835,6 +855,10 @@ class ModuleModel:
                     self.scope.collections[target.id] = (value, False, None)
                 else:
                     self.scope.collections.pop(target.id, None)
+                if isinstance(inner, ast.Call):
+                    wrapped = self._wrapped_resources(inner)
+                    if wrapped:
+                        self.scope.wrappers[target.id] = wrapped
             elif (
                 isinstance(value, ast.Name)
                 and value.id in self.scope.pending
@@ -922,10 +946,20 @@ class ModuleModel:
         inner = value.value if isinstance(value, ast.Await) else value
         if isinstance(inner, ast.Call):
             self.managed.add(id(inner))
+            # return wrap(client): the returned wrapper owns the client
+            self.scope.escaped.update(self._wrapped_resources(inner))
+        elif isinstance(inner, ast.Name) and inner.id in self.scope.wrappers:
+            self.scope.escaped.update(self.scope.wrappers[inner.id])
         elif isinstance(inner, ast.Tuple | ast.List):
             for elt in inner.elts:
                 self._hand_over(elt)
         self._mark_escaped(inner)
+
+    def _wrapped_resources(self, call: ast.Call) -> set[str]:
+        """Local resources passed to `call` as arguments."""
+        pending = self.scope.pending
+        values = [*call.args, *(kw.value for kw in call.keywords)]
+        return {v.id for v in values if isinstance(v, ast.Name) and v.id in pending}
 
     def _mark_escaped(self, node: ast.expr) -> None:
         if isinstance(node, ast.Name) and node.id in self.scope.pending:

@@ -66,6 +66,17 @@ _CONFIGURED = re.compile(
     r"|member|subscri|server|retriev|deployment|model_list|tool|function_call|fcc|approval",
     re.IGNORECASE,
 )
+# The parts of one message or one model response: a chat message's attachments, the UI
+# elements of one update, a response's content or tool calls, the sub-questions one query
+# is split into; and the subgraphs of the program's own graph. The producer (a chat
+# platform, the model's output, the graph definition) caps them at a handful.
+_ONE_MESSAGE = re.compile(
+    r"(?:^|[._])(?:attachments?|elements?|sub_?questions?|sub_?quer(?:y|ies)|sub_?graphs?"
+    r"|subpregels?)$"
+    r"|(?:response|completion|reply|message|msg)\.(?:content|parts|tool_calls|attachments"
+    r"|files|choices)$",
+    re.IGNORECASE,
+)
 
 
 @dataclass(slots=True)
@@ -107,7 +118,9 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
         elt = expr.value if isinstance(expr, ast.DictComp) else expr.elt
         workers = is_workerish(m, elt)
         if all(
-            m.constant_size(g.iter) or (workers and is_pool_range(g.iter)) or _configured(g.iter)
+            m.constant_size(g.iter)
+            or (workers and is_pool_range(g.iter))
+            or _fixed_by_code(m, g.iter)
             for g in expr.generators
         ):
             return None
@@ -127,7 +140,7 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
             entry = scope.collections.get(expr.id)
             if entry is not None:
                 value, guarded, source = entry
-                if guarded or (source is not None and _configured(source)):
+                if guarded or (source is not None and _fixed_by_code(m, source)):
                     return None
                 if isinstance(value, ast.Call):
                     return value
@@ -142,8 +155,13 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
     return None
 
 
-def _configured(iterable: ast.expr) -> bool:
-    """An iterable named like a configured collection (``self._guardrails``, ``handlers``)."""
+def _fixed_by_code(m: ModuleModel, iterable: ast.expr) -> bool:
+    """An iterable whose size the code or its producer fixes, not the input.
+
+    Named like a configured collection (``self._guardrails``, ``handlers``) or like the
+    parts of one message (``attachments``, ``response.content``), or a parameter
+    defaulted to a literal (``domains = domains or ["Page", "DOM"]``).
+    """
     while isinstance(iterable, ast.Call):  # enumerate(x), x.values(), list(x)
         if isinstance(iterable.func, ast.Attribute) and not iterable.args:
             iterable = iterable.func.value
@@ -151,7 +169,53 @@ def _configured(iterable: ast.expr) -> bool:
             iterable = iterable.args[0]
         else:
             return False
-    return bool(_CONFIGURED.search(dotted(iterable) or ""))
+    name = dotted(iterable) or ""
+    if _CONFIGURED.search(name) or _ONE_MESSAGE.search(name):
+        return True
+    return isinstance(iterable, ast.Name) and (
+        _defaulted_to_literal(m, iterable.id) or _constant_keys(m, iterable.id)
+    )
+
+
+def _constant_keys(m: ModuleModel, name: str) -> bool:
+    """A dict filled only under literal keys (``tasks["feed"] = ...``): a small fixed fan-out."""
+    values = m.assignments(name)
+    if not values or not all(
+        isinstance(v, ast.Dict) and all(isinstance(k, ast.Constant) for k in v.keys) for v in values
+    ):
+        return False
+    scope = m.scopes[-1].node
+    for node in ast.walk(scope) if scope is not None else ():
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
+            if dotted(node.value) == name and not isinstance(node.slice, ast.Constant):
+                return False
+        elif isinstance(node, ast.Attribute) and dotted(node.value) == name:
+            if node.attr in ("update", "setdefault", "__setitem__", "__ior__"):
+                return False
+        elif isinstance(node, ast.AugAssign) and dotted(node.target) == name:
+            return False  # tasks |= other
+    return True
+
+
+def _defaulted_to_literal(m: ModuleModel, name: str) -> bool:
+    """Every assignment of `name` is ``name or [<items>]``: the literal is the expected set."""
+    values = m.assignments(name)
+    return bool(values) and all(
+        isinstance(v, ast.BoolOp)
+        and isinstance(v.op, ast.Or)
+        and len(v.values) == 2
+        and isinstance(v.values[0], ast.Name)
+        and v.values[0].id == name
+        and _a_literal_set(m, v.values[1])
+        for v in values
+    )
+
+
+def _a_literal_set(m: ModuleModel, node: ast.expr) -> bool:
+    """A non-empty literal collection, or a name bound only to constant-size values."""
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return bool(node.elts) and m.constant_size(node)
+    return isinstance(node, ast.Name) and m.constant_size(node)
 
 
 def _passes_limiter(m: ModuleModel, call: ast.Call) -> bool:

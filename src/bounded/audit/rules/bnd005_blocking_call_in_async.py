@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
 from bounded.audit.model import SYNC_CLIENTS, ModuleModel
-from bounded.audit.names import root_name
+from bounded.audit.names import dotted, root_name
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -45,8 +45,28 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async:
+    if m.in_async and not _cli_command(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
+
+
+_CLI_FRAMEWORKS = frozenset({"typer", "cyclopts", "click", "asyncclick"})
+
+
+def _cli_command(m: ModuleModel) -> bool:
+    """The coroutine is a command of a CLI framework (``@app.command``, ``@app.default``
+    in a module that imports typer, cyclopts or click): it runs alone on its loop, so a
+    blocking call there delays nothing else. A chat bot's ``@bot.command`` is not one."""
+    node = m.scope.node
+    if not isinstance(node, ast.AsyncFunctionDef) or not any(
+        path.partition(".")[0] in _CLI_FRAMEWORKS for path in m.imports.values()
+    ):
+        return False
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = dotted(target) or ""
+        if name.rpartition(".")[2] in ("command", "default") and "." in name:
+            return True
+    return False
 
 
 def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
