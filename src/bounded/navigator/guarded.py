@@ -10,6 +10,7 @@ through a policy.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -26,12 +27,14 @@ from bounded.manager import ConcurrencyManager
 from bounded.navigator import workflow as wf
 from bounded.tasks import TaskManager
 
-__all__ = ["CONFIG", "FANOUT_LIMIT", "GuardedNavigator"]
+__all__ = ["AUDIT_LOG_DRAIN", "CONFIG", "FANOUT_LIMIT", "GuardedNavigator"]
 
 #: The shipped configuration (``${NAVIGATOR_*}`` variables, see the file).
 CONFIG = Path(str(resources.files("bounded.navigator").joinpath("guarded.yaml")))
 #: Sub-questions researched at once per workflow.
 FANOUT_LIMIT = 4
+#: Seconds that closing waits for audit-log writes still pending.
+AUDIT_LOG_DRAIN = 5.0
 
 
 class GuardedNavigator:
@@ -80,12 +83,20 @@ class GuardedNavigator:
         tb: TracebackType | None,
     ) -> None:
         try:
+            await self._drain_audit_log()
             await self._tasks.shutdown()
             await self._openai.close()
             await self._classifier.close()
             await self._anthropic.close()
         finally:
             await self.manager.close()
+
+    async def _drain_audit_log(self) -> None:
+        """Let pending audit-log writes finish (for up to `AUDIT_LOG_DRAIN` seconds)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + AUDIT_LOG_DRAIN
+        while len(self._tasks) and loop.time() < until:
+            await asyncio.sleep(0.01)
 
     async def answer(self, question: str, subquestions: int) -> wf.Answer:
         """Answer one member question, or raise a classified error: a `bounded.Rejected`
