@@ -11,6 +11,7 @@ through a policy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping
 from importlib import resources
@@ -55,6 +56,8 @@ class GuardedNavigator:
         self.manager = ConcurrencyManager.from_file(config, watch=False, env=env)
         self.audit_log: list[tuple[str, float]] = []
         self._tasks = TaskManager(name="navigator-audit-log")
+        self._audit_log_idle = asyncio.Event()
+        self._audit_log_idle.set()
         self._openai = self._openai_client(provider_url, api_key, "llm_call")
         self._classifier = self._openai_client(provider_url, api_key, "classifier_call")
         self._anthropic = anthropic.AsyncAnthropic(
@@ -93,10 +96,13 @@ class GuardedNavigator:
 
     async def _drain_audit_log(self) -> None:
         """Let pending audit-log writes finish (for up to `AUDIT_LOG_DRAIN` seconds)."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + AUDIT_LOG_DRAIN
-        while len(self._tasks) and loop.time() < until:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(AUDIT_LOG_DRAIN):
+                await self._audit_log_idle.wait()
+
+    def _audit_log_write_done(self, _: asyncio.Task[None]) -> None:
+        if not len(self._tasks):  # the TaskManager forgot the task first
+            self._audit_log_idle.set()
 
     async def answer(self, question: str, subquestions: int) -> wf.Answer:
         """Answer one member question, or raise a classified error: a `bounded.Rejected`
@@ -132,7 +138,9 @@ class GuardedNavigator:
         answer = wf.Answer(
             category, tuple(c.id for c in chunks), tuple(sub_answers), strategy, watch.timings
         )
-        self._tasks.spawn(self._write_audit_log(request, answer))
+        self._audit_log_idle.clear()
+        task = self._tasks.spawn(self._write_audit_log(request, answer))
+        task.add_done_callback(self._audit_log_write_done)
         return answer
 
     async def _classify(self, request: wf.Request) -> str:
