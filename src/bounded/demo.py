@@ -201,6 +201,11 @@ class BuildResult:
         """Provider requests (every attempt, 429s included) per started workflow."""
         return self.provider_requests / self.started if self.started else 0.0
 
+    @property
+    def attempts_per_success(self) -> float:
+        """Provider requests per successful workflow (inf when none succeeded)."""
+        return self.provider_requests / self.succeeded if self.succeeded else math.inf
+
     def as_dict(self) -> dict[str, Any]:
         """JSON data, derived figures included."""
         return {
@@ -209,6 +214,9 @@ class BuildResult:
             "lost": self.lost,
             "goodput": self.goodput,
             "attempts_per_workflow": self.attempts_per_workflow,
+            "attempts_per_success": (
+                None if math.isinf(self.attempts_per_success) else self.attempts_per_success
+            ),
         }
 
 
@@ -593,6 +601,10 @@ def _shed(r: BuildResult) -> str:
     return f"{_ms(r.shed_p99)} ({r.shed_with_retry_after:,})"
 
 
+def _attempts(r: BuildResult) -> str:
+    return f"{r.attempts_per_workflow:.1f} ({r.attempts_per_success:.1f})"
+
+
 def _429s(r: BuildResult) -> str:
     return f"{r.provider_429s:,} ({r.provider_429s_after_first_window:,})"
 
@@ -634,7 +646,7 @@ def render(console: Any, result: DemoResult) -> None:
         ("longest event-loop stall", lambda r: _ms(r.longest_loop_stall)),
         ("RSS start -> end", lambda r: f"{_mib(r.rss_start)} -> {_mib(r.rss_end)}"),
         ("provider 429s (after 1st window)", _429s),
-        ("upstream attempts per workflow", lambda r: f"{r.attempts_per_workflow:.1f}"),
+        ("upstream attempts per workflow (per success)", _attempts),
     ]  # fmt: skip
     for name, cell in rows:
         table.add_row(name, *(cell(r) for r in result.builds.values()))
