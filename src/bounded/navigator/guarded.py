@@ -124,22 +124,13 @@ class GuardedNavigator:
         with watch.stage("fanout"):
 
             async def research(question: str) -> str:
-                return await self._sub_answer(question, chunks)
+                return await wf.research(self._openai, question, chunks)
 
             subs = wf.subquestions(request, category)
             sub_answers = await bounded_map(research, subs, limit=FANOUT_LIMIT)
         with watch.stage("synthesis"):
-            system, messages = wf.synthesis_messages(request, category, chunks, sub_answers)
-            reply = await self._anthropic.messages.create(
-                model=wf.CLAUDE_MODEL,
-                system=system,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=wf.SYNTHESIS_MAX_TOKENS,
-            )
-            strategy = "".join(getattr(block, "text", "") for block in reply.content)
-        answer = wf.Answer(
-            category, tuple(c.id for c in chunks), tuple(sub_answers), strategy, watch.timings
-        )
+            strategy = await wf.synthesise(self._anthropic, request, category, chunks, sub_answers)
+        answer = wf.Answer.of(category, chunks, sub_answers, strategy, watch.timings)
         self._audit_log_idle.clear()
         task = self._tasks.spawn(self._write_audit_log(request, answer))
         task.add_done_callback(self._audit_log_write_done)
@@ -162,14 +153,6 @@ class GuardedNavigator:
             self.manager.database("corpus").fetch, wf.KNN_SQL, vector, wf.TOP_K
         )
         return [wf.Chunk(r["id"], r["plan"], r["section"], r["body"]) for r in rows]
-
-    async def _sub_answer(self, question: str, chunks: list[wf.Chunk]) -> str:
-        reply = await self._openai.chat.completions.create(
-            model=wf.CHAT_MODEL,
-            messages=wf.subquestion_messages(question, chunks),  # type: ignore[arg-type]
-            max_tokens=wf.SUBANSWER_MAX_TOKENS,
-        )
-        return reply.choices[0].message.content or ""
 
     async def _write_audit_log(self, request: wf.Request, answer: wf.Answer) -> None:
         self.audit_log.append((request.question, sum(answer.timings.values())))

@@ -59,17 +59,8 @@ class UnguardedNavigator:
             subs = wf.subquestions(request, category)
             sub_answers = await asyncio.gather(*[self.sub_answer(q, chunks) for q in subs])
         with watch.stage("synthesis"):
-            system, messages = wf.synthesis_messages(request, category, chunks, sub_answers)
-            reply = await self.anthropic.messages.create(
-                model=wf.CLAUDE_MODEL,
-                system=system,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=wf.SYNTHESIS_MAX_TOKENS,
-            )
-            strategy = "".join(getattr(block, "text", "") for block in reply.content)
-        answer = wf.Answer(
-            category, tuple(c.id for c in chunks), tuple(sub_answers), strategy, watch.timings
-        )
+            strategy = await wf.synthesise(self.anthropic, request, category, chunks, sub_answers)
+        answer = wf.Answer.of(category, chunks, sub_answers, strategy, watch.timings)
         asyncio.create_task(self.write_audit_log(request, answer))  # noqa: RUF006
         return answer
 
@@ -121,12 +112,7 @@ class UnguardedNavigator:
     async def sub_answer(self, question: str, chunks: list[wf.Chunk]) -> str:
         for attempt in range(RETRIES):
             try:
-                reply = await self.openai.chat.completions.create(
-                    model=wf.CHAT_MODEL,
-                    messages=wf.subquestion_messages(question, chunks),  # type: ignore[arg-type]
-                    max_tokens=wf.SUBANSWER_MAX_TOKENS,
-                )
-                return reply.choices[0].message.content or ""
+                return await wf.research(self.openai, question, chunks)
             except openai.APIError:
                 if attempt == RETRIES - 1:
                     raise

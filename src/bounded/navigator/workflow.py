@@ -1,7 +1,8 @@
-"""What both navigator builds share: the request, the prompts, the query and the answer.
+"""What both navigator builds share: the request, the prompts, the query, the calls of
+the fan-out and synthesis stages, and the answer.
 
-Nothing here does I/O or handles concurrency; the builds differ only in how they call
-the provider and the database with these pieces.
+Nothing here handles concurrency: the builds differ only in how they call the provider
+and the database with these pieces (the calls take the build's SDK client).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ __all__ = [
     "category_of",
     "classifier_messages",
     "normalise",
+    "research",
     "subquestion_messages",
     "subquestions",
     "synthesis_messages",
+    "synthesise",
     "vector_literal",
 ]
 
@@ -95,6 +98,18 @@ class Answer:
     sub_answers: tuple[str, ...]
     strategy: str
     timings: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        category: str,
+        chunks: Sequence[Chunk],
+        sub_answers: Sequence[str],
+        strategy: str,
+        timings: dict[str, float],
+    ) -> Answer:
+        """The answer made of the stages' results."""
+        return cls(category, tuple(c.id for c in chunks), tuple(sub_answers), strategy, timings)
 
     def content(self) -> tuple[Any, ...]:
         """Everything but the timings: equal for equal questions whatever the build."""
@@ -183,3 +198,28 @@ def synthesis_messages(
 def vector_literal(vector: Sequence[float]) -> str:
     """A vector in pgvector's text form, so no codec needs registering."""
     return "[" + ",".join(f"{v:.6f}" for v in vector) + "]"
+
+
+async def research(client: Any, question: str, chunks: Sequence[Chunk]) -> str:
+    """One sub-question's chat completion; `client` is an ``openai.AsyncOpenAI``."""
+    reply = await client.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=subquestion_messages(question, chunks),
+        max_tokens=SUBANSWER_MAX_TOKENS,
+    )
+    return str(reply.choices[0].message.content or "")
+
+
+async def synthesise(
+    client: Any,
+    request: Request,
+    category: str,
+    chunks: Sequence[Chunk],
+    sub_answers: Sequence[str],
+) -> str:
+    """The strategy: one messages call; `client` is an ``anthropic.AsyncAnthropic``."""
+    system, messages = synthesis_messages(request, category, chunks, sub_answers)
+    reply = await client.messages.create(
+        model=CLAUDE_MODEL, system=system, messages=messages, max_tokens=SYNTHESIS_MAX_TOKENS
+    )
+    return "".join(getattr(block, "text", "") for block in reply.content)
