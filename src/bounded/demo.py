@@ -550,6 +550,15 @@ async def _run_build(
     return result
 
 
+def _pool_max() -> int:
+    """The guarded build's connection pool size, from its shipped configuration."""
+    import yaml
+
+    from bounded.navigator.guarded import CONFIG
+
+    return int(yaml.safe_load(CONFIG.read_text())["databases"]["corpus"]["max_size"])
+
+
 async def run_demo(
     profile: Profile = FULL,
     seed: int = 0,
@@ -579,7 +588,7 @@ async def run_demo(
             profile=profile,
             provider=mock.describe(),
             sustainable=sustainable,
-            pool_max=20,
+            pool_max=_pool_max(),
             database=where,
         )
         for build in BUILDS:
