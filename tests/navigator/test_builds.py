@@ -31,7 +31,12 @@ async def test_both_builds_give_the_same_answer_at_light_load() -> None:
             assert await corpus.load(dsn, client, size=500) == 500
             assert await corpus.load(dsn, client, size=500) == 500  # already there
         await mock.apply_limits()
-        env = {"NAVIGATOR_DSN": dsn, "NAVIGATOR_RPM": "300", "NAVIGATOR_PERIOD": "10"}
+        env = {
+            "NAVIGATOR_DSN": dsn,
+            "NAVIGATOR_RPM": "300",
+            "NAVIGATOR_PERIOD": "10",
+            "NAVIGATOR_RPS": "100",  # light load: admission never waits
+        }
         plain = UnguardedNavigator(mock.url, dsn)
         async with GuardedNavigator(mock.url, env=env) as guarded:
             for question, n in QUESTIONS:
