@@ -27,6 +27,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
     "redis": ("redis",),
     "otel": ("opentelemetry",),
     "stress": ("hdrh", "psutil", "scipy"),
+    "agents": ("openai", "anthropic"),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     **_PARTS,
