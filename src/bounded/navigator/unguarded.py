@@ -35,13 +35,11 @@ class UnguardedNavigator:
 
     def __init__(self, provider_url: str, dsn: str, api_key: str = "navigator") -> None:
         self.dsn = dsn
+        self.provider_url = provider_url
+        self.api_key = api_key
         self.audit_log: list[tuple[str, float]] = []
-        # Never closed: their sockets live as long as the process.
         self.openai = openai.AsyncOpenAI(
             base_url=provider_url + "/v1", api_key=api_key, max_retries=0
-        )
-        self.anthropic = anthropic.AsyncAnthropic(
-            base_url=provider_url, api_key=api_key, max_retries=0
         )
         self.sync_openai = openai.OpenAI(
             base_url=provider_url + "/v1", api_key=api_key, max_retries=0
@@ -59,7 +57,11 @@ class UnguardedNavigator:
             subs = wf.subquestions(request, category)
             sub_answers = await asyncio.gather(*[self.sub_answer(q, chunks) for q in subs])
         with watch.stage("synthesis"):
-            strategy = await wf.synthesise(self.anthropic, request, category, chunks, sub_answers)
+            # A client per synthesis, never closed: its connections leak with every request.
+            writer = anthropic.AsyncAnthropic(
+                base_url=self.provider_url, api_key=self.api_key, max_retries=0
+            )
+            strategy = await wf.synthesise(writer, request, category, chunks, sub_answers)
         answer = wf.Answer.of(category, chunks, sub_answers, strategy, watch.timings)
         asyncio.create_task(self.write_audit_log(request, answer))  # noqa: RUF006
         return answer
