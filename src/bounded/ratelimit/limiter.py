@@ -193,7 +193,11 @@ class RateLimiter:
 
     async def acquire(self, cost: float = 1) -> None:
         """Wait (FIFO) until `cost` units are admitted; `RateLimited` if past `max_wait`."""
-        if not 0 < cost <= self._algorithm.capacity:
+        try:
+            fits = 0 < cost <= self._algorithm.capacity and cost is not True
+        except TypeError:  # not a number
+            fits = False
+        if not fits:
             self._check_cost(cost)
         if not self._queued and self._algorithm.try_admit(cost, asyncio.get_running_loop().time()):
             self._admitted_total += cost
