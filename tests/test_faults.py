@@ -288,6 +288,48 @@ async def test_ratelimit_cancel_at_every_point_leaves_nothing_queued(algorithm: 
         await rl.acquire(5)
 
 
+@pytest.mark.parametrize("change", ["throttle", "rate", "consume"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_ratelimit_max_wait_bounds_a_wait_the_limit_was_lowered_during(
+    algorithm: str, change: str
+) -> None:
+    # Found: max_wait was checked once, on arrival; a throttle or a lower rate while
+    # queued then kept the caller waiting 100 s with max_wait=2.
+    rl = limiter(algorithm, 2, 2.0, max_wait=2)
+    await rl.acquire(2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    waiter = asyncio.create_task(rl.acquire())
+    behind = asyncio.create_task(rl.acquire())
+    await asyncio.sleep(0.5)
+    assert rl.stats().queued == 2  # both projected within max_wait
+    if change == "throttle":
+        rl.throttle(0, 100)
+    elif change == "rate":
+        rl.rate = 0.02 if algorithm == "gcra" else 1
+    else:
+        rl.consume(2)
+    done, _ = await asyncio.wait([waiter, behind], timeout=10)
+    assert len(done) == 2
+    assert loop.time() - start <= 2.0 + 1e-6
+    refused = [t.exception() for t in (waiter, behind) if t.exception() is not None]
+    assert refused
+    for exc in refused:
+        assert isinstance(exc, RateLimited)
+        assert exc.retry_after is not None
+        assert exc.retry_after > 0
+    assert rl.stats().queued == 0
+
+
+async def test_ratelimit_max_wait_admits_what_conforms_at_the_deadline() -> None:
+    rl = RateLimiter(1, 1.0, max_wait=1.0)
+    await rl.acquire()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.wait_for(rl.acquire(), 5)  # due exactly at max_wait: admitted
+    assert loop.time() - start == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("cost", [0, -1, math.nan, math.inf, True, 10**9, "1", None], ids=repr)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 async def test_ratelimit_bad_costs_raise_value_error(algorithm: str, cost: Any) -> None:
