@@ -9,12 +9,14 @@ Each test bounds its wait in virtual time, so a hang fails fast instead of hangi
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import httpx2
 import pytest
 
 import bounded
@@ -946,3 +948,56 @@ async def test_sliding_window_long_throttle_counts_in_waits_and_max_wait() -> No
     while rl.try_acquire():
         admitted += 1
     assert admitted == 2
+
+
+# ---------------------------------------------------------------- provider usage
+
+
+class _Events(httpx2.AsyncByteStream):
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.data
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": -100_000, "completion_tokens": 5},
+        {"prompt_tokens": True, "completion_tokens": 5},
+        {"prompt_tokens": 7, "completion_tokens": None},
+        {"prompt_tokens": "7", "completion_tokens": 5},
+    ],
+    ids=["negative", "bool", "null", "string"],
+)
+async def test_usage_that_is_not_a_count_keeps_the_reservation(usage: dict[str, Any]) -> None:
+    # Found: a negative count was settled (giving back 100,000 tokens never reserved,
+    # the window emptied) and True counted as 1; ChatClient raised TypeError on null.
+    from bounded.llm import ProviderLimits
+    from bounded.llm.transport import _SettlingStream
+
+    limits = ProviderLimits(tpm=10_000, name="p")
+    reservation = await limits.acquire(7, 500)
+    event = {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+    data = f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode()
+    passed = b"".join([chunk async for chunk in _SettlingStream(_Events(data), reservation)])
+    assert passed == data
+    assert not reservation.settled
+    assert limits.limiters["tokens"].stats().available == 10_000 - 507
+
+
+@pytest.mark.parametrize(
+    ("input_tokens", "output_tokens", "name"),
+    [(-1, 0, "input_tokens"), (True, 0, "input_tokens"), (1, 2.5, "output_tokens")],
+)
+async def test_settle_refuses_what_is_not_a_count(
+    input_tokens: Any, output_tokens: Any, name: str
+) -> None:
+    from bounded.llm import ProviderLimits
+
+    limits = ProviderLimits(tpm=10_000, name="p")
+    reservation = await limits.acquire(7, 500)
+    with pytest.raises(ValueError, match=name):
+        reservation.settle(input_tokens, output_tokens)
+    assert not reservation.settled
