@@ -33,6 +33,7 @@ from bounded import (
     RetryBudget,
     TaskManager,
 )
+from bounded.llm import ProviderLimits
 
 pytestmark = pytest.mark.looptime(end=3600)
 
@@ -834,10 +835,18 @@ CONSTRUCTORS: list[tuple[str, Callable[[Any], object]]] = [
     ("half_open_calls", lambda v: CircuitBreaker(half_open_calls=v)),
     ("limit", lambda v: TaskManager(limit=v if v is not None else -1)),
     ("deadline", lambda v: Policy(deadline=v if v is not None else -1)),
+    ("rpm", lambda v: ProviderLimits(rpm=v if v is not None else -1)),
+    ("tpm", lambda v: ProviderLimits(tpm=v if v is not None else -1)),
+    ("input_tpm", lambda v: ProviderLimits(input_tpm=v if v is not None else -1)),
+    ("output_tpm", lambda v: ProviderLimits(output_tpm=v if v is not None else -1)),
+    ("period", lambda v: ProviderLimits(rpm=1, period=v)),
+    ("max_wait", lambda v: ProviderLimits(rpm=1, max_wait=v if v is not None else -1)),
+    ("rate_limit_retries", lambda v: ProviderLimits(rpm=1, rate_limit_retries=v)),
     ("timeout", lambda v: Policy(timeout=v if v is not None else -1)),
 ]
 # Values some arguments accept: 0 where "none at all" is meaningful, and so on.
 ACCEPTED = {
+    ("rate_limit_retries", 0),
     ("max_queue", 0),
     ("max_wait", 0),
     ("max_retry_after", 0),
@@ -948,6 +957,14 @@ async def test_sliding_window_long_throttle_counts_in_waits_and_max_wait() -> No
     while rl.try_acquire():
         admitted += 1
     assert admitted == 2
+    await asyncio.sleep(7)  # past every reset
+    rl.throttle(3, 5.0)
+    rl.consume(2)  # used all the same: one unit left until the reset
+    assert rl.try_acquire()
+    await asyncio.sleep(1.5)  # the window is empty again, the reset is still ahead
+    assert not rl.try_acquire()
+    await asyncio.sleep(4)
+    assert rl.try_acquire()
 
 
 # ---------------------------------------------------------------- provider usage

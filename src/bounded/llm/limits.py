@@ -222,10 +222,12 @@ class ProviderLimits:
         self._resyncs_total = 0
         self._waits_total = 0
         self.limiters: dict[str, RateLimiter] = {}
-        for kind, value in zip(_KINDS, (rpm, tpm, input_tpm, output_tpm), strict=True):
+        arguments = ("rpm", "tpm", "input_tpm", "output_tpm")
+        values = (rpm, tpm, input_tpm, output_tpm)
+        for kind, argument, value in zip(_KINDS, arguments, values, strict=True):
             if value is None:
                 continue
-            positive_int(kind if kind == "requests" else kind.replace("tokens", "tpm"), value)
+            positive_int(argument, value)
             self.limiters[kind] = RateLimiter(
                 value,
                 period,

@@ -151,6 +151,8 @@ class SlidingWindow:
         return min(1.0, self._used / self._rate)
 
     def force(self, cost: float, now: float) -> None:
+        if now < self._hold_until:
+            self._hold_left -= cost  # used all the same: less is left until the reset
         self._expire(now)
         self._record(cost, now)
         self._projection = None
