@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import bounded
 from bounded import (
@@ -34,6 +36,7 @@ from bounded import (
     TaskManager,
 )
 from bounded.llm import ProviderLimits
+from bounded.ratelimit.sliding_window import SlidingWindow
 
 pytestmark = pytest.mark.looptime(end=3600)
 
@@ -1018,3 +1021,42 @@ async def test_settle_refuses_what_is_not_a_count(
     with pytest.raises(ValueError, match=name):
         reservation.settle(input_tokens, output_tokens)
     assert not reservation.settled
+
+
+throttle_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["admit", "admit", "admit", "admit", "throttle"]),
+        st.floats(0, 0.3, allow_nan=False),  # time step, in units of per
+        st.integers(0, 4),  # cost, or remaining
+        st.floats(0, 5, allow_nan=False),  # reset_after, in units of per
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(per=st.sampled_from([1.0, 60.0]), rate=st.sampled_from([4.0, 10.0]), ops=throttle_ops)
+def test_sliding_window_throttles_of_any_length_are_kept(
+    per: float, rate: float, ops: list[tuple[str, float, int, float]]
+) -> None:
+    window = SlidingWindow(rate, per)
+    now = 0.0
+    admitted: list[tuple[float, float]] = []
+    throttles: list[tuple[int, float, float]] = []  # (admissions before it, reset, remaining)
+    for op, step, amount, reset in ops:
+        now += step * per
+        if op == "throttle":
+            window.throttle(amount, reset * per, now)
+            throttles.append((len(admitted), now + reset * per, amount))
+            continue
+        cost = max(1, amount)
+        at = window.admissible_at(cost, now)
+        if at > now:
+            assert not window.try_admit(cost, now)
+        assert window.try_admit(cost, at)  # the time it names is exact
+        now = at
+        admitted.append((now, cost))
+    for t, _ in admitted:
+        assert sum(c for u, c in admitted if t - per + 1e-9 < u <= t) <= rate
+    for before, reset_at, remaining in throttles:
+        assert sum(c for u, c in admitted[before:] if u < reset_at) <= remaining
