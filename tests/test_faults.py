@@ -1060,3 +1060,38 @@ def test_sliding_window_throttles_of_any_length_are_kept(
         assert sum(c for u, c in admitted if t - per + 1e-9 < u <= t) <= rate
     for before, reset_at, remaining in throttles:
         assert sum(c for u, c in admitted[before:] if u < reset_at) <= remaining
+
+
+# ---------------------------------------------------------------- observers
+
+
+def broken_observer(seconds: float) -> None:
+    raise RuntimeError("metrics backend down")
+
+
+async def test_a_failing_bulkhead_wait_observer_costs_no_slot(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Found: the observer's error came out of acquire() after the slot was taken, so
+    # the caller never released it: one slot lost per failure, then a deadlock.
+    bh = Bulkhead(1)
+    bh.wait_observer = broken_observer
+    await bh.acquire()
+    waiter = asyncio.create_task(bh.acquire())
+    await settle()
+    bh.release()
+    await asyncio.wait_for(waiter, 1)  # admitted; the failure is logged
+    assert "metrics backend down" in caplog.text
+    bh.release()
+    assert bh.in_use == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_a_failing_rate_limiter_wait_observer_does_not_fail_the_acquire(
+    algorithm: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rl = limiter(algorithm, 1, 1.0)
+    rl.wait_observer = broken_observer
+    await rl.acquire()
+    await asyncio.wait_for(rl.acquire(), 5)
+    assert "metrics backend down" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from bounded.ratelimit.sliding_window import SlidingWindow
 __all__ = ["RateLimiter", "RateLimiterStats"]
 
 _names = itertools.count(1)
+_log = logging.getLogger("bounded.ratelimit")
 
 AlgorithmName = Literal["gcra", "sliding_window"]
 
@@ -327,7 +329,10 @@ class RateLimiter:
             if expiry is not None:
                 expiry.cancel()
         if self.wait_observer is not None:
-            self.wait_observer(loop.time() - started)
+            try:
+                self.wait_observer(loop.time() - started)
+            except Exception:  # observing must never cost the caller its admission
+                _log.exception("wait_observer of rate limiter %r failed", self.name)
 
     def _leave(self, waiter: _Waiter) -> None:
         """A queued request left without being admitted: later ones may move up."""
