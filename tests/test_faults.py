@@ -9,6 +9,7 @@ Each test bounds its wait in virtual time, so a hang fails fast instead of hangi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import random
@@ -1095,3 +1096,43 @@ async def test_a_failing_rate_limiter_wait_observer_does_not_fail_the_acquire(
     await rl.acquire()
     await asyncio.wait_for(rl.acquire(), 5)
     assert "metrics backend down" in caplog.text
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_ratelimit_chaos_never_strands_a_waiter_or_overstays_max_wait(
+    algorithm: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    rl = limiter(algorithm, 4, 1.0)
+    loop = asyncio.get_running_loop()
+    overstays: list[float] = []
+
+    async def user() -> None:
+        await asyncio.sleep(rng.random() * 5)
+        max_wait = rng.choice([None, 0, 0.5, 2.0])
+        rl.max_wait = max_wait
+        started = loop.time()
+        with contextlib.suppress(RateLimited, ValueError):
+            await rl.acquire(rng.choice([1, 1, 2, 4]))
+        if max_wait is not None and loop.time() - started > max_wait + 1e-6:
+            overstays.append(loop.time() - started)
+
+    tasks = [asyncio.create_task(user()) for _ in range(80)]
+    for _ in range(40):
+        await asyncio.sleep(rng.random() / 4)
+        action = rng.random()
+        if action < 0.3:
+            rng.choice(tasks).cancel()
+        elif action < 0.5:
+            rl.rate = rng.choice([2, 4, 8])
+        elif action < 0.7:
+            rl.throttle(rng.randint(0, 3), rng.random() * 3)
+        elif action < 0.85:
+            rl.refund(rng.randint(1, 3))
+        else:
+            rl.consume(rng.randint(1, 3))
+    await asyncio.wait(tasks, timeout=1200)
+    assert all(t.done() for t in tasks)
+    assert overstays == []
+    assert rl.stats().queued == 0
