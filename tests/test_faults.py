@@ -774,6 +774,18 @@ async def test_taskmanager_granted_spawn_wait_cancelled_passes_room_on() -> None
     await tm.shutdown()
 
 
+@pytest.mark.parametrize("timeout", [-1, math.nan, math.inf, True, "1", None], ids=repr)
+async def test_taskmanager_shutdown_bad_timeouts(timeout: Any) -> None:
+    tm = TaskManager()
+    task = tm.spawn(never())
+    with pytest.raises(ValueError, match="timeout"):
+        await tm.shutdown(timeout=timeout)
+    assert not tm.closed
+    assert not task.done()
+    assert await tm.shutdown(timeout=0) == []
+    assert task.cancelled()
+
+
 async def test_taskmanager_wait_covers_tasks_spawned_while_waiting() -> None:
     tm = TaskManager()
     done: list[int] = []
@@ -836,6 +848,10 @@ CONSTRUCTORS: list[tuple[str, Callable[[Any], object]]] = [
     ("window", lambda v: CircuitBreaker(window=v)),
     ("window_seconds", lambda v: CircuitBreaker(window_seconds=v if v is not None else -1)),
     ("open_for", lambda v: CircuitBreaker(open_for=v)),
+    ("slow_call_rate", lambda v: CircuitBreaker(slow_call_rate=v)),
+    ("slow_call_duration", lambda v: CircuitBreaker(slow_call_duration=v if v is not None else -1)),
+    ("max", lambda v: Backoff(max=v)),
+    ("min_per_second", lambda v: RetryBudget(min_per_second=v)),
     ("half_open_calls", lambda v: CircuitBreaker(half_open_calls=v)),
     ("limit", lambda v: TaskManager(limit=v if v is not None else -1)),
     ("deadline", lambda v: Policy(deadline=v if v is not None else -1)),
@@ -850,6 +866,7 @@ CONSTRUCTORS: list[tuple[str, Callable[[Any], object]]] = [
 ]
 # Values some arguments accept: 0 where "none at all" is meaningful, and so on.
 ACCEPTED = {
+    ("min_per_second", 0),
     ("rate_limit_retries", 0),
     ("max_queue", 0),
     ("max_wait", 0),
@@ -898,6 +915,8 @@ SETTERS: list[tuple[str, Callable[[], object]]] = [
     ("max_wait", lambda: RateLimiter(1)),
     ("max_queue", lambda: RateLimiter(1)),
     ("failure_rate", lambda: CircuitBreaker()),
+    ("slow_call_rate", lambda: CircuitBreaker()),
+    ("slow_call_duration", lambda: CircuitBreaker()),
     ("minimum_calls", lambda: CircuitBreaker()),
     ("open_for", lambda: CircuitBreaker()),
     ("half_open_calls", lambda: CircuitBreaker()),
