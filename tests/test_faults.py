@@ -735,6 +735,40 @@ async def test_policy_deadline_during_a_provider_reservation_gives_the_tokens_ba
     assert requests.stats().admitted_total == 1
 
 
+@pytest.mark.parametrize("inner", ["timeout", "deadline"])
+@pytest.mark.parametrize("outer_first", [True, False])
+async def test_policy_timeouts_nested_in_asyncio_timeout_raise_for_the_right_scope(
+    inner: str, outer_first: bool
+) -> None:
+    policy = Policy(**{inner: 5.0 if outer_first else 1.0})  # type: ignore[arg-type]
+    outer = 1.0 if outer_first else 5.0
+    cm = asyncio.timeout(outer)
+    with pytest.raises(TimeoutError):
+        async with cm:
+            await policy.call(asyncio.sleep, 10)
+    assert cm.expired() is outer_first
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+    await asyncio.sleep(0)  # no cancellation left pending
+
+
+@pytest.mark.parametrize("inner", ["timeout", "deadline"])
+async def test_policy_work_ending_at_the_instant_its_timeout_expires(inner: str) -> None:
+    policy = Policy(**{inner: 1.0})  # type: ignore[arg-type]
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(await policy.call(asyncio.sleep, 1.0, "done"))
+        except TimeoutError:
+            outcomes.append("timeout")
+    assert set(outcomes) <= {"done", "timeout"}
+    await asyncio.sleep(0)  # the task carries no stray cancellation
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
+
+
 # ---------------------------------------------------------------- TaskManager
 
 
