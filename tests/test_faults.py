@@ -695,6 +695,50 @@ async def test_breaker_time_window_forgets_after_a_long_jump() -> None:
     assert breaker.stats().calls == 4
 
 
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("style", ["call", "context"])
+async def test_breaker_chaos_is_never_stuck_and_probes_stay_bounded(style: str, seed: int) -> None:
+    rng = random.Random(seed)
+    breaker = CircuitBreaker(minimum_calls=4, window=8, open_for=1.0, half_open_calls=2)
+    probes = 0
+    peak_probes = 0
+    failing = True
+
+    async def fn() -> None:
+        nonlocal probes, peak_probes
+        probe = breaker.state == "half_open"
+        probes += probe
+        peak_probes = max(peak_probes, probes)
+        try:
+            await asyncio.sleep(rng.random())
+            if failing and rng.random() < 0.7:
+                raise Boom
+        finally:
+            probes -= probe
+
+    async def user() -> None:
+        await asyncio.sleep(rng.random() * 10)
+        with contextlib.suppress(Boom, CircuitOpen):
+            if style == "call":
+                await breaker.call(fn)
+            else:
+                async with breaker:
+                    await fn()
+
+    tasks = [asyncio.create_task(user()) for _ in range(150)]
+    for _ in range(30):
+        await asyncio.sleep(rng.random() / 3)
+        rng.choice(tasks).cancel()
+    await asyncio.wait(tasks, timeout=600)
+    assert peak_probes <= 2
+    failing = False
+    for _ in range(20):  # healthy again: the circuit closes
+        with contextlib.suppress(CircuitOpen):
+            await breaker.call(fn)
+        await asyncio.sleep(0.5)
+    assert breaker.state == "closed"
+
+
 # ---------------------------------------------------------------- Policy
 
 
