@@ -880,6 +880,42 @@ async def test_taskmanager_wait_covers_tasks_spawned_while_waiting() -> None:
     assert len(tm) == 0
 
 
+@pytest.mark.parametrize("seed", range(6))
+async def test_taskmanager_chaos_keeps_the_limit_and_strands_no_spawn_wait(seed: int) -> None:
+    rng = random.Random(seed)
+    tm = TaskManager(limit=3)
+    running = 0
+    peak = 0
+
+    async def job() -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            await asyncio.sleep(rng.random())
+            if rng.random() < 0.2:
+                raise Boom  # logged by the manager
+        finally:
+            running -= 1
+
+    async def spawner() -> None:
+        await asyncio.sleep(rng.random() * 5)
+        task = await tm.spawn_wait(job())
+        if rng.random() < 0.3:
+            task.cancel()
+
+    spawners = [asyncio.create_task(spawner()) for _ in range(60)]
+    for _ in range(25):
+        await asyncio.sleep(rng.random() / 4)
+        rng.choice(spawners).cancel()
+    await asyncio.wait(spawners, timeout=600)
+    assert all(s.done() for s in spawners)
+    await asyncio.wait_for(tm.wait(), 60)
+    assert peak <= 3
+    assert len(tm) == 0
+    assert await tm.shutdown(timeout=1) == []
+
+
 # ---------------------------------------------------------------- to_thread
 
 
