@@ -39,6 +39,10 @@ _SLOW = 4
 _PERMIT_CLOSED = -1
 _PERMIT_NONE = -2
 
+#: Windows keep one entry per call or per second: bound their memory (1 MiB, 2 MiB).
+MAX_WINDOW = 1_000_000
+MAX_WINDOW_SECONDS = 86_400.0
+
 _log = logging.getLogger("bounded.breaker")
 _names = itertools.count(1)
 _get_running_loop = asyncio.get_running_loop
@@ -231,6 +235,20 @@ def _exception_types(name: str, value: Any) -> tuple[type[BaseException], ...]:
     raise ValueError(f"{name} must be an exception type or a tuple of them, got {value!r}")
 
 
+def _window_size(value: int) -> int:
+    positive_int("window", value)
+    if value > MAX_WINDOW:
+        raise ValueError(f"window must be <= {MAX_WINDOW} calls, got {value!r}")
+    return value
+
+
+def _window_seconds(value: float) -> float:
+    positive("window_seconds", value)
+    if value > MAX_WINDOW_SECONDS:
+        raise ValueError(f"window_seconds must be <= {MAX_WINDOW_SECONDS:g}, got {value!r}")
+    return value
+
+
 _CATCH_ALL = (Exception, BaseException)
 
 
@@ -304,9 +322,9 @@ class CircuitBreaker:
         self._min_calls = positive_int("minimum_calls", minimum_calls)
         self._window: _CountWindow | _TimeWindow
         if window_seconds is not None:
-            self._window = _TimeWindow(positive("window_seconds", window_seconds))
+            self._window = _TimeWindow(_window_seconds(window_seconds))
         else:
-            self._window = _CountWindow(positive_int("window", window))
+            self._window = _CountWindow(_window_size(window))
         self._slow_duration = optional_positive("slow_call_duration", slow_call_duration)
         self._timed = self._slow_duration is not None
         self._open_for = positive("open_for", open_for)
@@ -406,7 +424,7 @@ class CircuitBreaker:
 
     @window.setter
     def window(self, value: int) -> None:
-        size = positive_int("window", value)
+        size = _window_size(value)
         w = self._window
         if not isinstance(w, _CountWindow):
             raise ValueError("window: this breaker has a time-based window (window_seconds)")
@@ -421,7 +439,7 @@ class CircuitBreaker:
 
     @window_seconds.setter
     def window_seconds(self, value: float) -> None:
-        seconds = positive("window_seconds", value)
+        seconds = _window_seconds(value)
         w = self._window
         if not isinstance(w, _TimeWindow):
             raise ValueError("window_seconds: this breaker has a count-based window (window)")

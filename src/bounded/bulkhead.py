@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from bounded.errors import BulkheadFull
 __all__ = ["Bulkhead", "BulkheadStats"]
 
 _names = itertools.count(1)
+_log = logging.getLogger("bounded.bulkhead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,10 @@ class Bulkhead:
                 self._waiters = deque(f for f in self._waiters if not f.done())
         self._acquired_total += 1
         if self.wait_observer is not None:
-            self.wait_observer(loop.time() - started)
+            try:
+                self.wait_observer(loop.time() - started)
+            except Exception:  # observing must never cost the caller its slot
+                _log.exception("wait_observer of bulkhead %r failed", self.name)
 
     def _wake(self) -> None:
         """Grant free slots to the oldest live waiters."""

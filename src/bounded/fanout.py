@@ -59,7 +59,7 @@ class _Pool:
         "limit",
         "started",
         "tasks",
-        "waiter",
+        "waiters",
     )
 
     def __init__(self, factory: Callable[[], Any], limit: int) -> None:
@@ -71,7 +71,9 @@ class _Pool:
         self.tasks: set[asyncio.Task[None]] = set()
         self.error: BaseException | None = None
         self.failed = False
-        self.waiter: asyncio.Future[None] | None = None
+        # Whoever waits on the pool: the caller of `run`, or the consumers of a stream
+        # (more than one when several tasks iterate it at once).
+        self.waiters: list[asyncio.Future[None]] = []
 
     def spawn(self) -> None:
         """Start one more worker unless `limit` were started or the pool has failed."""
@@ -111,18 +113,24 @@ class _Pool:
         self.notify()
 
     def notify(self) -> None:
-        """Wake whoever waits on the pool (the caller of `run`, or a stream consumer)."""
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        """Wake whoever waits on the pool (the caller of `run`, or stream consumers)."""
+        waiters = self.waiters
+        if waiters:
+            self.waiters = []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     async def wait(self) -> None:
         """Wait for the next `notify`."""
-        self.waiter = self._loop.create_future()
+        waiter = self._loop.create_future()
+        self.waiters.append(waiter)
         try:
-            await self.waiter
-        finally:
-            self.waiter = None
+            await waiter
+        except _CancelledError:
+            with contextlib.suppress(ValueError):  # `notify` may have dropped it already
+                self.waiters.remove(waiter)
+            raise
 
     async def drain(self) -> bool:
         """Wait until every worker has finished; True if we were cancelled meanwhile.

@@ -31,7 +31,7 @@ def test_presets() -> None:
 
 
 def test_validation() -> None:
-    with pytest.raises(ValueError, match="requests"):
+    with pytest.raises(ValueError, match="rpm"):
         ProviderLimits(rpm=0)
     with pytest.raises(ValueError, match="tpm"):
         ProviderLimits(tpm=-5)

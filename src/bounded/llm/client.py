@@ -12,7 +12,13 @@ import httpx2
 from bounded.errors import RateLimited
 from bounded.http import HttpClient, HTTPError, RetryableHTTPError
 from bounded.llm.errors import as_quota_error, is_quota_error
-from bounded.llm.limits import ProviderLimits, Reservation, call_cost, current_reservation
+from bounded.llm.limits import (
+    ProviderLimits,
+    Reservation,
+    call_cost,
+    current_reservation,
+    token_count,
+)
 from bounded.llm.tokens import estimate_message_tokens
 from bounded.retry import Backoff, Retry
 
@@ -253,20 +259,20 @@ class ChatClient:
             raise
         if limits is not None:
             limits.update_from_headers(response.headers)
-        result = self._parse(response.json())
-        if held is not None:
-            held.settle(result.usage.input_tokens, result.usage.output_tokens)
+        data = response.json()
+        result = self._parse(data)
+        reported = _reported_usage(data) if held is not None else None
+        if held is not None and reported is not None:
+            held.settle(*reported)
         return result
 
     def _parse(self, data: dict[str, Any]) -> ChatResult:
-        usage = data.get("usage") or {}
+        used_in, used_out = _reported_usage(data) or (0, 0)
         if self.provider == "openai":
             choice = (data.get("choices") or [{}])[0]
             return ChatResult(
                 text=(choice.get("message") or {}).get("content") or "",
-                usage=Usage(
-                    int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
-                ),
+                usage=Usage(used_in, used_out),
                 model=str(data.get("model", self.model)),
                 finish_reason=choice.get("finish_reason"),
                 raw=data,
@@ -276,8 +282,20 @@ class ChatClient:
         )
         return ChatResult(
             text=text,
-            usage=Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
+            usage=Usage(used_in, used_out),
             model=str(data.get("model", self.model)),
             finish_reason=data.get("stop_reason"),
             raw=data,
         )
+
+
+def _reported_usage(data: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(input, output) tokens the reply reports (OpenAI or Anthropic names); None if not."""
+    usage = data.get("usage")
+    if not isinstance(usage, Mapping):
+        return None
+    used_in = token_count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    used_out = token_count(usage.get("completion_tokens", usage.get("output_tokens")))
+    if used_in is None or used_out is None:
+        return None
+    return used_in, used_out

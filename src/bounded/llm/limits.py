@@ -85,6 +85,13 @@ def current_reservation() -> Reservation | None:
     return _HELD.get()
 
 
+def token_count(value: Any) -> int | None:
+    """A token count a provider reported, if it is one (an int >= 0); else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
 class Reservation:
     """Units taken for one call; `settle` it with the real usage once known."""
 
@@ -110,6 +117,9 @@ class Reservation:
 
     def settle(self, input_tokens: int, output_tokens: int) -> None:
         """Adjust the token limiters to the real usage: refund the unused, consume the extra."""
+        for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+            if token_count(value) is None:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.settled:
             return
         self.settled = True
@@ -212,10 +222,12 @@ class ProviderLimits:
         self._resyncs_total = 0
         self._waits_total = 0
         self.limiters: dict[str, RateLimiter] = {}
-        for kind, value in zip(_KINDS, (rpm, tpm, input_tpm, output_tpm), strict=True):
+        arguments = ("rpm", "tpm", "input_tpm", "output_tpm")
+        values = (rpm, tpm, input_tpm, output_tpm)
+        for kind, argument, value in zip(_KINDS, arguments, values, strict=True):
             if value is None:
                 continue
-            positive_int(kind if kind == "requests" else kind.replace("tokens", "tpm"), value)
+            positive_int(argument, value)
             self.limiters[kind] = RateLimiter(
                 value,
                 period,

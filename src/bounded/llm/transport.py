@@ -29,7 +29,13 @@ import httpx2
 
 from bounded.http import HTTPError, classify
 from bounded.llm.errors import QuotaExceeded, as_quota_error, is_quota_error
-from bounded.llm.limits import ProviderLimits, Reservation, call_cost, current_reservation
+from bounded.llm.limits import (
+    ProviderLimits,
+    Reservation,
+    call_cost,
+    current_reservation,
+    token_count,
+)
 from bounded.llm.tokens import estimate_tokens, message_text
 
 __all__ = ["LimitedTransport", "http_client", "request_cost"]
@@ -111,15 +117,11 @@ def _usage(data: Any) -> tuple[int | None, int | None, bool]:
         usage = message.get("usage") if isinstance(message, Mapping) else None
     if not isinstance(usage, Mapping):
         return None, None, False
-    used_in = usage.get("input_tokens", usage.get("prompt_tokens"))
-    used_out = usage.get("output_tokens", usage.get("completion_tokens"))
+    used_in = token_count(usage.get("input_tokens", usage.get("prompt_tokens")))
+    used_out = token_count(usage.get("output_tokens", usage.get("completion_tokens")))
     if data.get("object") == "list":  # embeddings: no output
         used_out = 0
-    return (
-        used_in if isinstance(used_in, int) else None,
-        used_out if isinstance(used_out, int) else None,
-        final,
-    )
+    return used_in, used_out, final
 
 
 class _SettlingStream(httpx2.AsyncByteStream):

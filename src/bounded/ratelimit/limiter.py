@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import math
 import time
 from collections import deque
@@ -21,6 +22,7 @@ from bounded.ratelimit.sliding_window import SlidingWindow
 __all__ = ["RateLimiter", "RateLimiterStats"]
 
 _names = itertools.count(1)
+_log = logging.getLogger("bounded.ratelimit")
 
 AlgorithmName = Literal["gcra", "sliding_window"]
 
@@ -193,7 +195,11 @@ class RateLimiter:
 
     async def acquire(self, cost: float = 1) -> None:
         """Wait (FIFO) until `cost` units are admitted; `RateLimited` if past `max_wait`."""
-        if not 0 < cost <= self._algorithm.capacity:
+        try:
+            fits = 0 < cost <= self._algorithm.capacity and cost is not True
+        except TypeError:  # not a number
+            fits = False
+        if not fits:
             self._check_cost(cost)
         if not self._queued and self._algorithm.try_admit(cost, asyncio.get_running_loop().time()):
             self._admitted_total += cost
@@ -302,27 +308,63 @@ class RateLimiter:
         if self._timer is None:
             # No timer pending means no live waiter ahead: evaluate this one now.
             self._serve(started)
+        # A live change (a throttle, a lower rate, a debt) may push the admission past
+        # what was projected: `max_wait` still bounds the wait.
+        expiry = (
+            None
+            if max_wait is None or waiter.future.done()
+            else loop.call_at(started + max_wait, self._expire, waiter, max_wait)
+        )
         try:
             await waiter.future
         except asyncio.CancelledError:
             if waiter.future.cancelled():
                 # Left the queue without being admitted: later waiters may move up.
-                self._queued -= 1
-                self._queued_cost -= cost
-                self._algorithm.dequeued()
-                if not self._queued:
-                    self._algorithm.drained()
-                if len(self._waiters) > 2 * self._queued + 16:
-                    # Dead waiters pile up behind a head that waits long (a throttle, a
-                    # debt) while callers time out: drop them.
-                    self._waiters = deque(w for w in self._waiters if not w.future.done())
-                self._serve(loop.time())
+                self._leave(waiter)
             elif waiter.future.exception() is None:
                 # Admitted just before the cancellation landed: hand the units on.
                 self.refund(cost)
             raise
+        finally:
+            if expiry is not None:
+                expiry.cancel()
         if self.wait_observer is not None:
-            self.wait_observer(loop.time() - started)
+            try:
+                self.wait_observer(loop.time() - started)
+            except Exception:  # observing must never cost the caller its admission
+                _log.exception("wait_observer of rate limiter %r failed", self.name)
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """A queued request left without being admitted: later ones may move up."""
+        self._queued -= 1
+        self._queued_cost -= waiter.cost
+        self._algorithm.dequeued()
+        if not self._queued:
+            self._algorithm.drained()
+        if len(self._waiters) > 2 * self._queued + 16:
+            # Dead waiters pile up behind a head that waits long (a throttle, a debt)
+            # while callers time out: drop them.
+            self._waiters = deque(w for w in self._waiters if not w.future.done())
+        self._serve(asyncio.get_running_loop().time())
+
+    def _expire(self, waiter: _Waiter, max_wait: float) -> None:
+        """`max_wait` is up for a queued request: admit it if it conforms, else refuse it."""
+        now = asyncio.get_running_loop().time()
+        self._serve(now, now - LATENESS_ALLOWANCE)  # as its admission timer would
+        future = waiter.future
+        if future.done():
+            return
+        retry_after = self._algorithm.admissible_at(waiter.cost, now) - now
+        self._rejected_total += 1
+        future.set_exception(
+            RateLimited(
+                self.name,
+                retry_after,
+                f"rate limiter {self.name!r}: not admitted within max_wait={max_wait:g}s "
+                "(the limit was lowered while it waited)",
+            )
+        )
+        self._leave(waiter)
 
     def _projected_admission(self, cost: float, now: float, *, exact: bool) -> float:
         def queued() -> list[float]:

@@ -24,7 +24,16 @@ class SlidingWindow:
     (2,000 with `throttle`), well under 1 MiB.
     """
 
-    __slots__ = ("_log", "_per", "_projection", "_rate", "_resolution", "_used")
+    __slots__ = (
+        "_hold_left",
+        "_hold_until",
+        "_log",
+        "_per",
+        "_projection",
+        "_rate",
+        "_resolution",
+        "_used",
+    )
 
     def __init__(self, rate: float, per: float) -> None:
         self._rate = rate
@@ -33,6 +42,10 @@ class SlidingWindow:
         self._log: deque[list[float]] = deque()  # buckets, oldest (and first to expire) first
         self._used = 0.0  # units in the buckets
         self._projection: _Projection | None = None
+        # A `throttle` whose reset lies beyond one period: until `_hold_until` at most
+        # `_hold_left` more units (the buckets cover only the first period).
+        self._hold_until = -math.inf
+        self._hold_left = math.inf
 
     @property
     def capacity(self) -> float:
@@ -60,6 +73,10 @@ class SlidingWindow:
         if log and log[0][1] <= now:
             self._expire(now)
         if self._used + cost <= self._rate:
+            if now < self._hold_until:
+                if cost > self._hold_left:
+                    return False
+                self._hold_left -= cost
             self._record(cost, now)
             return True
         return False
@@ -71,6 +88,12 @@ class SlidingWindow:
         return self.try_admit(cost, now)
 
     def admissible_at(self, cost: float, now: float) -> float:
+        at = self._window_admits_at(cost, now)
+        if at < self._hold_until and cost > self._hold_left:
+            return self._hold_until  # the window admits it then too: it only empties
+        return at
+
+    def _window_admits_at(self, cost: float, now: float) -> float:
         self._expire(now)
         used = self._used
         if used + cost <= self._rate:
@@ -97,7 +120,10 @@ class SlidingWindow:
             for queued_one in queued():
                 at = projection.admission(queued_one, now, self._rate)
                 projection.add(queued_one, at, self._rate)
-        return projection.admission(cost, now, self._rate)
+        at = projection.admission(cost, now, self._rate)
+        if at < self._hold_until and queued_cost + cost > self._hold_left:
+            return self._hold_until
+        return at
 
     def enqueued(self, cost: float, now: float, at: float | None) -> None:
         projection = self._projection
@@ -115,13 +141,18 @@ class SlidingWindow:
 
     def available(self, now: float) -> float:
         self._expire(now)
-        return max(0.0, self._rate - self._used)
+        free = self._rate - self._used
+        if now < self._hold_until and self._hold_left < free:
+            free = self._hold_left
+        return max(0.0, free)
 
     def load(self, now: float) -> float:
         self._expire(now)
         return min(1.0, self._used / self._rate)
 
     def force(self, cost: float, now: float) -> None:
+        if now < self._hold_until:
+            self._hold_left -= cost  # used all the same: less is left until the reset
         self._expire(now)
         self._record(cost, now)
         self._projection = None
@@ -144,6 +175,15 @@ class SlidingWindow:
 
     def throttle(self, remaining: float, reset_after: float, now: float) -> None:
         self._expire(now)
+        if reset_after > self._per:
+            # Beyond one period the buckets below cannot say it: hold the rest.
+            self._projection = None
+            if now < self._hold_until:
+                self._hold_until = max(self._hold_until, now + reset_after)
+                self._hold_left = min(self._hold_left, remaining)
+            else:
+                self._hold_until = now + reset_after
+                self._hold_left = remaining
         # Until the reset (at most one period ahead, so the log stays in time order)
         # the window must hold at least `rate - remaining`. Buckets that expire before
         # the reset do not help: a phantom bucket expiring at the reset makes up the rest.
