@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import random
-import socket
+import re
+import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -161,30 +164,31 @@ BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max
 
 
 @contextlib.contextmanager
-def _mock_provider() -> Iterator[str]:
-    """`bounded mock-llm` in a child process on a free loopback port; yields its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cli = [sys.executable, "-c", "from bounded.cli import main; main()"]
-    cmd = [*cli, "mock-llm", "--port", str(port), "--latency", "0.02"]
-    proc = subprocess.Popen(
-        [*cmd, "--jitter", "0.01", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("mock provider did not start")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def mock_provider(latency: float = 0.02, jitter: float = 0.01) -> Iterator[str]:
+    """`bounded mock-llm` in a child process on a free loopback port; yields its base URL.
+
+    The mock picks the port itself (``--port 0``) and announces its URL on its first line.
+    """
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        cmd = [sys.executable, "-m", "bounded", "mock-llm", "--port", "0", "--log-level", "warning"]
+        proc = subprocess.Popen(
+            [*cmd, "--latency", str(latency), "--jitter", str(jitter)],
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            # Admin endpoints are not used here; a token keeps the mock from printing one.
+            env={**os.environ, "BOUNDED_MOCK_ADMIN_TOKEN": secrets.token_urlsafe(16)},
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while (found := re.search(r"on (http://\S+)", out.read())) is None:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("mock provider did not start")
+                time.sleep(0.05)
+                out.seek(0)
+            yield found.group(1)
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 async def _http_p99(url: str) -> Section:
@@ -233,6 +237,6 @@ async def _http_p99(url: str) -> Section:
 
 
 def run() -> list[Section]:
-    with _mock_provider() as url:
+    with mock_provider() as url:
         http = asyncio.run(_http_p99(url))
     return [asyncio.run(_scheduling()), asyncio.run(_memory()), http]
