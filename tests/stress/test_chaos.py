@@ -189,35 +189,3 @@ def test_cli_chaos_errors_exit_2() -> None:
     )
     assert missing.exit_code == 2
     assert "fault proxy" in missing.output
-
-
-@pytest.mark.slow
-async def test_db_restart_of_an_embedded_server_and_recovery() -> None:
-    from bounded.db.embedded import EmbeddedPostgres, EmbeddedPostgresUnavailable
-    from bounded.db.pool import DatabasePool
-
-    server = EmbeddedPostgres()  # its own server: the machine's shared one is never stopped
-    try:
-        dsn = await asyncio.to_thread(server.start)
-    except EmbeddedPostgresUnavailable as exc:
-        await asyncio.to_thread(server.close)
-        pytest.skip(f"embedded PostgreSQL cannot start: {exc}")
-    try:
-        pool = DatabasePool(dsn, name="stress-chaos", min_size=1, max_size=4, acquire_timeout=0.5)
-        async with pool:
-
-            async def call(index: int, rng: random.Random) -> None:
-                assert await pool.fetchval("select 1") == 1
-
-            record: list[dict[str, Any]] = []
-            injectors = Injectors(embedded=server)
-            chaos = asyncio.create_task(play([parse_chaos("1+1 db_restart")], injectors, record))
-            result = await run_open(call, constant(10, 5.0), request_timeout=1.0, interval=0.5)
-            await chaos
-    finally:
-        await asyncio.to_thread(server.close)
-    assert result.lost == 0
-    assert result.failed_total > 0  # while the server was down
-    result.events = record
-    assert result.recovery_time(record[0]) is not None  # and back to 100% after
-    assert any(i.succeeded for i in result.timeline if i.start >= record[0]["end"])

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from importlib import resources
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from hdrh.histogram import HdrHistogram
 from typer.testing import CliRunner
 
 from bounded.cli import app
+from bounded.db.embedded import EmbeddedPostgres, EmbeddedPostgresUnavailable
+from bounded.db.pool import DatabasePool
+from bounded.stress import Target, register_target
 
 runner = CliRunner()
 QUICK = "tests.stress.sample_targets:quick"
@@ -162,3 +166,50 @@ def test_network_chaos_through_the_cli_proxy(
     (event,) = data["events"]
     assert event["kind"] == "network"
     assert event["recovery_time"] is not None
+
+
+def test_db_restart_without_an_embedded_server_is_a_usage_error() -> None:
+    args = ["stress", QUICK, "--duration", "1", "--quiet", "--chaos", "0+1 db_restart"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "embedded PostgreSQL the target owns" in result.output
+
+
+@contextlib.asynccontextmanager
+async def _pool_on_its_own_server() -> AsyncIterator[Target]:
+    """A target that starts its own embedded PostgreSQL: the one `db_restart` may stop."""
+    server = EmbeddedPostgres()
+    try:
+        dsn = await asyncio.to_thread(server.start)
+    except EmbeddedPostgresUnavailable as exc:
+        await asyncio.to_thread(server.close)
+        pytest.skip(f"embedded PostgreSQL cannot start: {exc}")
+    try:
+        pool = DatabasePool(dsn, name="stress-chaos", min_size=1, max_size=4, acquire_timeout=0.5)
+        async with pool:
+
+            async def call(index: int, rng: random.Random) -> None:
+                assert await pool.fetchval("select 1") == 1
+
+            yield Target("pool on an embedded server", call, embedded=server)
+    finally:
+        await asyncio.to_thread(server.close)
+
+
+@pytest.mark.slow
+def test_db_restart_from_the_cli_restarts_the_targets_embedded_server(tmp_path: Path) -> None:
+    register_target("stress-embedded-pool", _pool_on_its_own_server)
+    out = tmp_path / "r.json"
+    args = ["stress", "stress-embedded-pool", "--duration", "5", "--rate", "10", "--quiet"]
+    args += ["--request-timeout", "1", "--json", str(out), "--chaos", "1+1 db_restart"]
+    result = runner.invoke(app, [*args, "--threshold", "recovery<=3s"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert data["accounting"]["lost"] == 0
+    assert data["accounting"]["failed"] > 0  # while the server was down
+    (event,) = data["events"]
+    assert event["kind"] == "db_restart"
+    assert event["recovery_time"] is not None
+    after = [i for i in data["timeline"] if i["start"] >= event["end"] + event["recovery_time"]]
+    assert sum(i["succeeded"] for i in after) > 0

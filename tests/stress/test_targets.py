@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bounded.db.embedded import EmbeddedPostgres
 from bounded.mockllm import MockConfig, MockLLMServer
 from bounded.stress import Target, constant, open_target, register_target, run_open
 
@@ -21,6 +22,24 @@ async def test_module_function_target_and_its_monitor() -> None:
         monitor = target.monitor()
         assert monitor is not None
         assert [s.name for s in monitor.snapshot()] == ["sample"]
+        assert target.embedded is None
+
+
+async def test_an_embedded_attribute_of_the_module_is_what_db_restart_acts_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.stress import sample_targets
+
+    server = EmbeddedPostgres()  # never started: only its identity matters here
+    try:
+        monkeypatch.setattr(sample_targets, "embedded", server, raising=False)
+        async with open_target("tests.stress.sample_targets:quick") as target:
+            assert target.embedded is server
+        monkeypatch.setattr(sample_targets, "embedded", "not a server")
+        async with open_target("tests.stress.sample_targets:quick") as target:
+            assert target.embedded is None
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize(

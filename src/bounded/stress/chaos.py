@@ -11,8 +11,9 @@ start), e.g. ``10+5 network:latency=0.2,jitter=0.05``. Kinds:
   the previous values come back at the end;
 - ``db_terminate``: every client backend of the DSN's database is terminated
   (``pg_terminate_backend``) at the start of the window;
-- ``db_restart``: an embedded PostgreSQL (`bounded.db.embedded.EmbeddedPostgres`, never
-  the machine's server) is stopped for the window and started again at its end;
+- ``db_restart``: an embedded PostgreSQL (`bounded.db.embedded.EmbeddedPostgres`, one
+  the target started itself, never the machine's server) is stopped for the window and
+  started again at its end;
 - ``memory``: a ballast of ``mib`` MiB (pages touched, so it is resident) held for the window;
 - ``cpu``: ``workers`` busy processes for the window.
 
@@ -246,7 +247,10 @@ _NEEDS = {
     "network": "fault proxy (--proxy LISTEN_PORT:UPSTREAM_PORT)",
     "provider": "mock provider's base URL (--provider-admin URL)",
     "db_terminate": "database DSN (--dsn)",
-    "db_restart": "embedded PostgreSQL (Injectors(embedded=...), Python API only)",
+    "db_restart": (
+        "embedded PostgreSQL the target owns (Target(embedded=...) from a registered "
+        "target, or an `embedded` attribute of the target function or its module)"
+    ),
 }
 
 

@@ -23,10 +23,13 @@ import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from bounded.http import HttpClient
+
+if TYPE_CHECKING:
+    from bounded.db.embedded import EmbeddedPostgres
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -54,12 +57,14 @@ class Monitored(Protocol):
 
 @dataclass
 class Target:
-    """An opened target: the call, a display name, and what to sample while it runs."""
+    """An opened target: the call, a display name, what to sample while it runs, and the
+    embedded PostgreSQL it owns, if any (what a ``db_restart`` chaos event stops)."""
 
     name: str
     call: Call
     # Read at every sample: a ConcurrencyMonitor (or any object with snapshot()).
     monitor: Callable[[], Monitored | None] = field(default=lambda: None)
+    embedded: EmbeddedPostgres | None = None
 
 
 TargetFactory = Callable[[], contextlib.AbstractAsyncContextManager[Target]]
@@ -155,7 +160,18 @@ async def _callable_target(spec: str) -> AsyncIterator[Target]:
             found = getattr(manager, "monitor", None) if manager is not None else None
         return found if callable(getattr(found, "snapshot", None)) else None
 
-    yield Target(name=spec, call=fn, monitor=monitor)
+    yield Target(name=spec, call=fn, monitor=monitor, embedded=_embedded_of(fn, module))
+
+
+def _embedded_of(*owners: Any) -> EmbeddedPostgres | None:
+    """The `EmbeddedPostgres` an ``embedded`` attribute of the function or module names."""
+    from bounded.db.embedded import EmbeddedPostgres
+
+    for owner in owners:
+        found = getattr(owner, "embedded", None)
+        if isinstance(found, EmbeddedPostgres):
+            return found
+    return None
 
 
 def open_target(spec: str, **http_options: Any) -> contextlib.AbstractAsyncContextManager[Target]:
