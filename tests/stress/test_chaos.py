@@ -108,7 +108,8 @@ async def test_provider_window_through_the_admin_endpoint() -> None:
 
         record: list[dict[str, Any]] = []
         events = [parse_chaos("0.3+0.5 provider:error_rate=1,error_statuses=529|503")]
-        chaos = asyncio.create_task(play(events, Injectors(provider_admin=srv.url), record))
+        injectors = Injectors(provider_admin=srv.url, provider_token=srv.admin_token)
+        chaos = asyncio.create_task(play(events, injectors, record))
         result = await run_open(call, constant(20, 1.5))
         await chaos
         assert srv.config.error_rate == 0  # put back
@@ -131,7 +132,8 @@ async def test_retry_amplification_during_a_provider_window() -> None:
 
         record: list[dict[str, Any]] = []
         events = [parse_chaos("1+1 provider:error_rate=1,error_statuses=503|")]
-        chaos = asyncio.create_task(play(events, Injectors(provider_admin=srv.url), record))
+        injectors = Injectors(provider_admin=srv.url, provider_token=srv.admin_token)
+        chaos = asyncio.create_task(play(events, injectors, record))
         result = await run_open(call, constant(20, 3.0))
         await chaos
     result.events = record
@@ -189,3 +191,19 @@ def test_cli_chaos_errors_exit_2() -> None:
     )
     assert missing.exit_code == 2
     assert "fault proxy" in missing.output
+
+
+@pytest.mark.parametrize(
+    ("injectors", "spec", "message"),
+    [
+        (Injectors(), "0+1 network:reset=true", "fault proxy"),
+        (Injectors(), "0+1 db_terminate", "DSN"),
+        (Injectors(), "0+1 db_restart", "embedded PostgreSQL"),
+        (Injectors(provider_admin="http://127.0.0.1:1"), "0+1 provider:rpm=1", "admin token"),
+    ],
+)
+def test_a_fault_without_its_injector_is_refused_up_front(
+    injectors: Injectors, spec: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        injectors.check([parse_chaos(spec)])

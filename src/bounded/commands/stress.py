@@ -105,6 +105,14 @@ def run_command(
     provider_admin: Annotated[
         str | None, typer.Option(help="Mock provider base URL for 'provider' chaos events.")
     ] = None,
+    provider_admin_token: Annotated[
+        str | None,
+        typer.Option(
+            help="The mock provider's admin token, for 'provider' chaos events.",
+            envvar="BOUNDED_MOCK_ADMIN_TOKEN",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the JSON result (docs/stress.md) here.")
     ] = None,
@@ -158,7 +166,12 @@ def run_command(
                 fault_proxy = await stack.enter_async_context(
                     FaultProxy(ports[1], port=ports[0], seed=seed)
                 )
-            injectors = Injectors(proxy=fault_proxy, provider_admin=provider_admin, dsn=dsn)
+            injectors = Injectors(
+                proxy=fault_proxy,
+                provider_admin=provider_admin,
+                provider_token=provider_admin_token,
+                dsn=dsn,
+            )
             return await scenario(injectors)
 
     async def scenario(injectors: Any) -> Any:

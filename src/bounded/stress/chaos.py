@@ -143,6 +143,7 @@ class Injectors:
 
     proxy: FaultProxy | None = None
     provider_admin: str | None = None  # base URL of the mock provider, e.g. http://127.0.0.1:8080
+    provider_token: str | None = field(default=None, repr=False)  # the mock's admin token
     dsn: str | None = None
     embedded: EmbeddedPostgres | None = None
 
@@ -157,6 +158,11 @@ class Injectors:
         for e in events:
             if e.kind in needs and needs[e.kind] is None:
                 raise ValueError(f"chaos: {e.kind!r} events need the {_NEEDS[e.kind]}")
+            if e.kind == "provider" and not self.provider_token:
+                raise ValueError(
+                    "chaos: 'provider' events need the mock provider's admin token "
+                    "(--provider-admin-token or BOUNDED_MOCK_ADMIN_TOKEN)"
+                )
 
     @contextlib.asynccontextmanager
     async def applied(self, event: ChaosEvent) -> AsyncIterator[dict[str, Any]]:
@@ -203,7 +209,8 @@ class Injectors:
 
         assert self.provider_admin is not None
         base = self.provider_admin.rstrip("/") + "/admin"
-        async with HttpClient("chaos", timeout=5.0) as client:
+        token = {"x-admin-token": self.provider_token or ""}
+        async with HttpClient("chaos", timeout=5.0, headers=token) as client:
             before = (await client.get(base + "/config")).json()
             requests_before = (await client.get(base + "/stats")).json()["requests_total"]
             await client.request("PATCH", base + "/config", json=changes)
