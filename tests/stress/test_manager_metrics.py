@@ -1,17 +1,25 @@
 """A `ConcurrencyManager` policy (retry, rate limit, bulkhead) under a spike, on virtual time:
-every Prometheus counter the run touches equals what the runner and the target counted."""
+every Prometheus counter the run touches equals what the runner and the target counted,
+and a run through `run_scenario` reports those counters in its JSON result and report."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
+from collections.abc import AsyncIterator
+from importlib import resources
 
+import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bounded import ConcurrencyManager
-from bounded.stress import spike
+from bounded.stress import Target, register_target, spike
+from bounded.stress.report import render_report
 from bounded.stress.runner import run_open
+from bounded.stress.scenario import run_scenario
 
 CONFIG = {
     # 6 slots held 0.2 s each: 30 attempts/s at most; the rate limit admits 40/s.
@@ -88,3 +96,40 @@ async def test_prometheus_counters_equal_the_runners_counts(seed: int) -> None:
     assert value("bounded_policy_attempts_total", name="llm") == calls + retries
     assert value("bounded_acquired_total", kind="bulkhead", name="llm") == invoked
     assert value("bounded_rate_limit_admitted_total", name="llm") == calls + retries - rejected_rate
+
+
+@contextlib.asynccontextmanager
+async def _managed() -> AsyncIterator[Target]:
+    async with ConcurrencyManager.from_dict(CONFIG, env={}) as manager:
+
+        async def work(rng: random.Random) -> None:
+            await asyncio.sleep(0.2)
+
+        async def call(index: int, rng: random.Random) -> None:
+            await manager.policy("llm").call(work, rng)
+
+        yield Target(
+            "managed", call, monitor=lambda: manager.monitor, metrics=lambda: manager.metrics
+        )
+
+
+@pytest.mark.looptime
+async def test_the_result_and_report_show_the_counters_the_run_moved() -> None:
+    register_target("stress-managed", _managed)
+    result = await run_scenario("stress-managed", profile="spike", duration=6, rate=10)
+    data = result.to_json()
+    schema = resources.files("bounded.stress").joinpath("result.schema.json").read_text()
+    jsonschema.validate(data, json.loads(schema))
+    counters = data["metrics"]
+    assert counters['bounded_policy_calls_total{name="llm",outcome="success"}'] == (
+        result.succeeded
+    )
+    assert (
+        counters['bounded_policy_calls_total{name="llm",outcome="rejected"}']
+        == (result.failed["rejected"])
+    )
+    assert counters['bounded_acquired_total{kind="bulkhead",name="llm"}'] == result.succeeded
+    assert all(value > 0 for value in counters.values())  # only what the run moved
+    page = render_report(result)
+    assert "<h2>Prometheus counters</h2>" in page
+    assert "bounded_policy_calls_total{name=&quot;llm&quot;,outcome=&quot;success&quot;}" in page

@@ -11,6 +11,7 @@ from typing import Any
 
 from bounded.stress.accounting import IntervalStats
 from bounded.stress.chaos import ChaosEvent, Injectors, play
+from bounded.stress.counters import increase, read_counters
 from bounded.stress.resources import ResourceSampler
 from bounded.stress.result import RunResult
 from bounded.stress.runner import run_closed, run_open
@@ -81,6 +82,8 @@ async def run_scenario(
         if injectors.embedded is None and opened.embedded is not None:
             injectors = dataclasses.replace(injectors, embedded=opened.embedded)
         injectors.check(chaos)
+        exposition = opened.metrics()
+        counted = read_counters(exposition) if exposition is not None else {}
         async with (
             ResourceSampler(dsn=dsn, monitor=opened.monitor) as sampler,
             _chaos(chaos, injectors, events),
@@ -108,6 +111,8 @@ async def run_scenario(
                     sampler=sampler,
                     on_interval=on_interval,
                 )
+        if exposition is not None:
+            result.metrics = increase(counted, read_counters(exposition))
     result.target = opened.name
     result.events = sorted(events, key=lambda e: float(e["start"]))
     result.alerts = [{**a, "time": round(a["time"] - result.started_at, 6)} for a in sampler.alerts]

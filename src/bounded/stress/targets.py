@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from bounded.http import HttpClient
+from bounded.stress.counters import Exposition
 
 if TYPE_CHECKING:
     from bounded.db.embedded import EmbeddedPostgres
@@ -57,14 +58,18 @@ class Monitored(Protocol):
 
 @dataclass
 class Target:
-    """An opened target: the call, a display name, what to sample while it runs, and the
-    embedded PostgreSQL it owns, if any (what a ``db_restart`` chaos event stops)."""
+    """An opened target: the call, a display name, what to sample while it runs, the
+    Prometheus metrics it keeps, and the embedded PostgreSQL it owns, if any (what a
+    ``db_restart`` chaos event stops)."""
 
     name: str
     call: Call
     # Read at every sample: a ConcurrencyMonitor (or any object with snapshot()).
     monitor: Callable[[], Monitored | None] = field(default=lambda: None)
     embedded: EmbeddedPostgres | None = None
+    # Read before and after the run: a Metrics (a ConcurrencyManager's `metrics`), whose
+    # counters the result reports next to the runner's counts.
+    metrics: Callable[[], Exposition | None] = field(default=lambda: None)
 
 
 TargetFactory = Callable[[], contextlib.AbstractAsyncContextManager[Target]]
@@ -160,7 +165,20 @@ async def _callable_target(spec: str) -> AsyncIterator[Target]:
             found = getattr(manager, "monitor", None) if manager is not None else None
         return found if callable(getattr(found, "snapshot", None)) else None
 
-    yield Target(name=spec, call=fn, monitor=monitor, embedded=_embedded_of(fn, module))
+    def metrics() -> Exposition | None:
+        found = getattr(fn, "metrics", None) or getattr(module, "metrics", None)
+        if found is None:
+            manager = getattr(module, "manager", None)
+            found = getattr(manager, "metrics", None) if manager is not None else None
+        return found if callable(getattr(found, "generate", None)) else None
+
+    yield Target(
+        name=spec,
+        call=fn,
+        monitor=monitor,
+        embedded=_embedded_of(fn, module),
+        metrics=metrics,
+    )
 
 
 def _embedded_of(*owners: Any) -> EmbeddedPostgres | None:
