@@ -157,20 +157,14 @@ async def _callable_target(spec: str) -> AsyncIterator[Target]:
     ):
         raise ValueError(f"target: {spec!r} is not an async callable")
 
+    # Looked up at each use: a module may create its manager lazily.
     def monitor() -> Monitored | None:
-        # Looked up at each sample: a module may create its manager lazily.
-        found = getattr(fn, "monitor", None) or getattr(module, "monitor", None)
-        if found is None:
-            manager = getattr(module, "manager", None)
-            found = getattr(manager, "monitor", None) if manager is not None else None
-        return found if callable(getattr(found, "snapshot", None)) else None
+        found: Monitored | None = _exposed(fn, module, "monitor", "snapshot")
+        return found
 
     def metrics() -> Exposition | None:
-        found = getattr(fn, "metrics", None) or getattr(module, "metrics", None)
-        if found is None:
-            manager = getattr(module, "manager", None)
-            found = getattr(manager, "metrics", None) if manager is not None else None
-        return found if callable(getattr(found, "generate", None)) else None
+        found: Exposition | None = _exposed(fn, module, "metrics", "generate")
+        return found
 
     yield Target(
         name=spec,
@@ -179,6 +173,15 @@ async def _callable_target(spec: str) -> AsyncIterator[Target]:
         embedded=_embedded_of(fn, module),
         metrics=metrics,
     )
+
+
+def _exposed(fn: Any, module: Any, attr: str, method: str) -> Any:
+    """`attr` of the function, of its module or of the module's `manager`, if it has `method`."""
+    found = getattr(fn, attr, None) or getattr(module, attr, None)
+    if found is None:
+        manager = getattr(module, "manager", None)
+        found = getattr(manager, attr, None) if manager is not None else None
+    return found if callable(getattr(found, method, None)) else None
 
 
 def _embedded_of(*owners: Any) -> EmbeddedPostgres | None:
