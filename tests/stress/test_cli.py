@@ -220,7 +220,7 @@ async def _pool_on_its_own_server() -> AsyncIterator[Target]:
 def test_db_restart_from_the_cli_restarts_the_targets_embedded_server(tmp_path: Path) -> None:
     register_target("stress-embedded-pool", _pool_on_its_own_server)
     out = tmp_path / "r.json"
-    args = ["stress", "stress-embedded-pool", "--duration", "5", "--rate", "10", "--quiet"]
+    args = ["stress", "stress-embedded-pool", "--duration", "6", "--rate", "10", "--quiet"]
     args += ["--request-timeout", "1", "--json", str(out), "--chaos", "1+1 db_restart"]
     result = runner.invoke(app, [*args, "--threshold", "recovery<=3s"])
     assert result.exit_code == 0, result.output
@@ -231,8 +231,7 @@ def test_db_restart_from_the_cli_restarts_the_targets_embedded_server(tmp_path: 
     (event,) = data["events"]
     assert event["kind"] == "db_restart"
     assert event["recovery_time"] is not None
-    after = [i for i in data["timeline"] if i["start"] >= event["end"] + event["recovery_time"]]
-    assert sum(i["succeeded"] for i in after) > 0
+    assert any(i["succeeded"] for i in data["timeline"] if i["start"] >= event["end"])
 
 
 def test_provider_chaos_from_the_cli_with_the_admin_token(
