@@ -8,7 +8,9 @@ completion back to back. For each we count successful requests and the CPU time 
 system, psutil) of the load generator's process over the run only (Locust's start-up and
 imports are not charged: bench/stress_locustfile.py reads its CPU time at test start and
 stop). Requests per CPU-second is the figure that does not depend on how busy the shared
-machine is; requests per second of wall time is shown too.
+machine is; requests per second of wall time is shown too. A third case, the runner with
+the same users against an in-process target that returns at once, shows what the runner
+itself costs per request, apart from the HTTP client.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bounded.stress.targets import http_target
 USERS = 20
 SECONDS = 10
 ROUNDS = 2
+ALONE = 50_000  # requests of the runner-alone case
 LOCUSTFILE = Path(__file__).with_name("stress_locustfile.py")
 
 
@@ -56,6 +59,17 @@ class Sample:
 def _cpu_seconds() -> float:
     times = psutil.Process().cpu_times()
     return float(times.user + times.system)
+
+
+async def _instant(index: int, rng: object) -> None:
+    return None
+
+
+async def _runner_alone() -> Sample:
+    cpu = _cpu_seconds()
+    result = await run_closed(_instant, users=USERS, iterations=ALONE)
+    cpu = _cpu_seconds() - cpu
+    return Sample(result.succeeded, result.failed_total + result.lost, cpu, result.elapsed)
 
 
 async def _bounded(url: str) -> Sample:
@@ -112,10 +126,12 @@ def _row(name: str, samples: list[Sample], reference: float | None) -> Row:
 def run() -> list[Section]:
     ours: list[Sample] = []
     locust: list[Sample] = []
+    alone: list[Sample] = []
     with mock_provider(latency=0.0, jitter=0.0) as url:
-        for _ in range(ROUNDS):  # interleaved: bounded, Locust, bounded, Locust
+        for _ in range(ROUNDS):  # interleaved: bounded, Locust, runner alone, ...
             ours.append(asyncio.run(_bounded(url)))
             locust.append(_locust(url))
+            alone.append(asyncio.run(_runner_alone()))
     locust_rate = statistics.median(s.per_cpu_second for s in locust)
     ours_rate = statistics.median(s.per_cpu_second for s in ours)
     return [
@@ -129,6 +145,7 @@ def run() -> list[Section]:
             rows=[
                 _row("bounded.stress.run_closed (bounded.HttpClient)", ours, locust_rate),
                 _row("Locust FastHttpUser (headless, own process)", locust, None),
+                _row("runner alone: run_closed, instant in-process target", alone, locust_rate),
             ],
             columns=["req/s (wall)", "CPU s", "failed"],
             targets=[
@@ -143,9 +160,9 @@ def run() -> list[Section]:
                 f"median of {ROUNDS} interleaved runs each; the mock (no added latency) runs in a "
                 "child process on the same 2 shared cores, so wall-clock rates are bounded by it.",
                 "CPU time: the generator process's user + system time over the run only.",
-                "the runner's own cost is ~12 us of CPU per request (closed model, instant "
-                "target); the rest is the HTTP client (httpx2/httpcore2: a request's head and "
-                "body go out in two send() calls).",
+                "runner alone: the same users against an in-process target that returns at once "
+                "(no HTTP), what the runner itself costs; the rest of a request's CPU is the "
+                "HTTP client's.",
             ],
         )
     ]
