@@ -42,6 +42,7 @@ BENCHMARKS: list[str] = [
     "redis",
     "stress_gate",
     "stress",
+    "stress_locust",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

@@ -108,13 +108,8 @@ async def test_provider_window_through_the_admin_endpoint() -> None:
 
         record: list[dict[str, Any]] = []
         events = [parse_chaos("0.3+0.5 provider:error_rate=1,error_statuses=529|503")]
-        chaos = asyncio.create_task(
-            play(
-                events,
-                Injectors(provider_admin=srv.url, provider_admin_token=srv.admin_token),
-                record,
-            )
-        )
+        injectors = Injectors(provider_admin=srv.url, provider_token=srv.admin_token)
+        chaos = asyncio.create_task(play(events, injectors, record))
         result = await run_open(call, constant(20, 1.5))
         await chaos
         assert srv.config.error_rate == 0  # put back
@@ -137,13 +132,8 @@ async def test_retry_amplification_during_a_provider_window() -> None:
 
         record: list[dict[str, Any]] = []
         events = [parse_chaos("1+1 provider:error_rate=1,error_statuses=503|")]
-        chaos = asyncio.create_task(
-            play(
-                events,
-                Injectors(provider_admin=srv.url, provider_admin_token=srv.admin_token),
-                record,
-            )
-        )
+        injectors = Injectors(provider_admin=srv.url, provider_token=srv.admin_token)
+        chaos = asyncio.create_task(play(events, injectors, record))
         result = await run_open(call, constant(20, 3.0))
         await chaos
     result.events = record
@@ -203,33 +193,17 @@ def test_cli_chaos_errors_exit_2() -> None:
     assert "fault proxy" in missing.output
 
 
-@pytest.mark.slow
-async def test_db_restart_of_an_embedded_server_and_recovery() -> None:
-    from bounded.db.embedded import EmbeddedPostgres, EmbeddedPostgresUnavailable
-    from bounded.db.pool import DatabasePool
-
-    server = EmbeddedPostgres()  # its own server: the machine's shared one is never stopped
-    try:
-        dsn = await asyncio.to_thread(server.start)
-    except EmbeddedPostgresUnavailable as exc:
-        await asyncio.to_thread(server.close)
-        pytest.skip(f"embedded PostgreSQL cannot start: {exc}")
-    try:
-        pool = DatabasePool(dsn, name="stress-chaos", min_size=1, max_size=4, acquire_timeout=0.5)
-        async with pool:
-
-            async def call(index: int, rng: random.Random) -> None:
-                assert await pool.fetchval("select 1") == 1
-
-            record: list[dict[str, Any]] = []
-            injectors = Injectors(embedded=server)
-            chaos = asyncio.create_task(play([parse_chaos("1+1 db_restart")], injectors, record))
-            result = await run_open(call, constant(10, 5.0), request_timeout=1.0, interval=0.5)
-            await chaos
-    finally:
-        await asyncio.to_thread(server.close)
-    assert result.lost == 0
-    assert result.failed_total > 0  # while the server was down
-    result.events = record
-    assert result.recovery_time(record[0]) is not None  # and back to 100% after
-    assert any(i.succeeded for i in result.timeline if i.start >= record[0]["end"])
+@pytest.mark.parametrize(
+    ("injectors", "spec", "message"),
+    [
+        (Injectors(), "0+1 network:reset=true", "fault proxy"),
+        (Injectors(), "0+1 db_terminate", "DSN"),
+        (Injectors(), "0+1 db_restart", "embedded PostgreSQL"),
+        (Injectors(provider_admin="http://127.0.0.1:1"), "0+1 provider:rpm=1", "admin token"),
+    ],
+)
+def test_a_fault_without_its_injector_is_refused_up_front(
+    injectors: Injectors, spec: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        injectors.check([parse_chaos(spec)])

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bounded import ConcurrencyManager
+from bounded.db.embedded import EmbeddedPostgres
 from bounded.mockllm import MockConfig, MockLLMServer
 from bounded.stress import Target, constant, open_target, register_target, run_open
 
@@ -21,6 +23,39 @@ async def test_module_function_target_and_its_monitor() -> None:
         monitor = target.monitor()
         assert monitor is not None
         assert [s.name for s in monitor.snapshot()] == ["sample"]
+        assert target.embedded is None
+        assert target.metrics() is None
+
+
+async def test_a_module_manager_exposes_its_monitor_and_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.stress import sample_targets
+
+    manager = ConcurrencyManager.from_dict({"bulkheads": {"db": {"limit": 2}}}, env={})
+    manager.bulkhead("db")
+    monkeypatch.delattr(sample_targets, "monitor")
+    monkeypatch.setattr(sample_targets, "manager", manager, raising=False)
+    async with open_target("tests.stress.sample_targets:quick") as target:
+        assert target.monitor() is manager.monitor
+        assert target.metrics() is manager.metrics
+
+
+async def test_an_embedded_attribute_of_the_module_is_what_db_restart_acts_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.stress import sample_targets
+
+    server = EmbeddedPostgres()  # never started: only its identity matters here
+    try:
+        monkeypatch.setattr(sample_targets, "embedded", server, raising=False)
+        async with open_target("tests.stress.sample_targets:quick") as target:
+            assert target.embedded is server
+        monkeypatch.setattr(sample_targets, "embedded", "not a server")
+        async with open_target("tests.stress.sample_targets:quick") as target:
+            assert target.embedded is None
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize(

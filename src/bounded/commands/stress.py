@@ -108,8 +108,8 @@ def run_command(
     provider_admin_token: Annotated[
         str | None,
         typer.Option(
+            help="The mock provider's admin token, for 'provider' chaos events.",
             envvar="BOUNDED_MOCK_ADMIN_TOKEN",
-            help="The mock provider's admin token (printed by bounded mock-llm at start).",
             show_default=False,
         ),
     ] = None,
@@ -169,7 +169,7 @@ def run_command(
             injectors = Injectors(
                 proxy=fault_proxy,
                 provider_admin=provider_admin,
-                provider_admin_token=provider_admin_token,
+                provider_token=provider_admin_token,
                 dsn=dsn,
             )
             return await scenario(injectors)

@@ -11,8 +11,9 @@ start), e.g. ``10+5 network:latency=0.2,jitter=0.05``. Kinds:
   the previous values come back at the end;
 - ``db_terminate``: every client backend of the DSN's database is terminated
   (``pg_terminate_backend``) at the start of the window;
-- ``db_restart``: an embedded PostgreSQL (`bounded.db.embedded.EmbeddedPostgres`, never
-  the machine's server) is stopped for the window and started again at its end;
+- ``db_restart``: an embedded PostgreSQL (`bounded.db.embedded.EmbeddedPostgres`, one
+  the target started itself, never the machine's server) is stopped for the window and
+  started again at its end;
 - ``memory``: a ballast of ``mib`` MiB (pages touched, so it is resident) held for the window;
 - ``cpu``: ``workers`` busy processes for the window.
 
@@ -142,7 +143,7 @@ class Injectors:
 
     proxy: FaultProxy | None = None
     provider_admin: str | None = None  # base URL of the mock provider, e.g. http://127.0.0.1:8080
-    provider_admin_token: str | None = None  # the mock's admin token (`bounded mock-llm`)
+    provider_token: str | None = field(default=None, repr=False)  # the mock's admin token
     dsn: str | None = None
     embedded: EmbeddedPostgres | None = None
 
@@ -157,6 +158,11 @@ class Injectors:
         for e in events:
             if e.kind in needs and needs[e.kind] is None:
                 raise ValueError(f"chaos: {e.kind!r} events need the {_NEEDS[e.kind]}")
+            if e.kind == "provider" and not self.provider_token:
+                raise ValueError(
+                    "chaos: 'provider' events need the mock provider's admin token "
+                    "(--provider-admin-token or BOUNDED_MOCK_ADMIN_TOKEN)"
+                )
 
     @contextlib.asynccontextmanager
     async def applied(self, event: ChaosEvent) -> AsyncIterator[dict[str, Any]]:
@@ -203,10 +209,8 @@ class Injectors:
 
         assert self.provider_admin is not None
         base = self.provider_admin.rstrip("/") + "/admin"
-        headers = {}
-        if self.provider_admin_token is not None:
-            headers["Authorization"] = f"Bearer {self.provider_admin_token}"
-        async with HttpClient("chaos", timeout=5.0, headers=headers) as client:
+        token = {"x-admin-token": self.provider_token or ""}
+        async with HttpClient("chaos", timeout=5.0, headers=token) as client:
             before = (await client.get(base + "/config")).json()
             requests_before = (await client.get(base + "/stats")).json()["requests_total"]
             await client.request("PATCH", base + "/config", json=changes)
@@ -250,7 +254,10 @@ _NEEDS = {
     "network": "fault proxy (--proxy LISTEN_PORT:UPSTREAM_PORT)",
     "provider": "mock provider's base URL (--provider-admin URL)",
     "db_terminate": "database DSN (--dsn)",
-    "db_restart": "embedded PostgreSQL (Injectors(embedded=...), Python API only)",
+    "db_restart": (
+        "embedded PostgreSQL the target owns (Target(embedded=...) from a registered "
+        "target, or an `embedded` attribute of the target function or its module)"
+    ),
 }
 
 

@@ -277,6 +277,10 @@ def render_report(result: RunResult) -> str:
             for a in result.alerts
         ],
     )
+    counters = _table(
+        ["counter", "increase over the run"],
+        [[html.escape(series), f"{value:,.0f}"] for series, value in result.metrics.items()],
+    )
     embedded = json.dumps(data).replace("</", "<\\/")
     title = html.escape(f"bounded stress: {result.target or 'target'}")
     return (
@@ -291,6 +295,7 @@ def render_report(result: RunResult) -> str:
         + (f"<h2>Thresholds</h2>{thresholds}" if result.thresholds else "")
         + (f"<h2>Events</h2>{events}" if result.events else "")
         + (f"<h2>Alerts</h2>{alerts}" if result.alerts else "")
+        + (f"<h2>Prometheus counters</h2>{counters}" if result.metrics else "")
         + "<h2>Over time</h2>"
         + "".join(_charts(result))
         + f'<script type="application/json" id="result">{embedded}</script>'

@@ -57,6 +57,9 @@ class RunResult:
     # The target monitor's alerts: {"time" (run seconds), "resource", "kind", "state",
     # "utilization"}.
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    # How much each of the target's Prometheus counters grew over the run, keyed
+    # ``name{label="v",...}`` (a target exposing a ConcurrencyManager's metrics).
+    metrics: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0  # the event loop's clock at the run's time 0
 
     @property
@@ -178,6 +181,7 @@ class RunResult:
             "thresholds": [t.to_json() for t in self.thresholds],
             "events": [self._event_json(e) for e in self.events],
             "alerts": self.alerts,
+            "metrics": self.metrics,
             "timeline": [i.to_json() for i in self.timeline],
             "histogram": self.histogram,
         }

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from bounded.stress.accounting import IntervalStats
 from bounded.stress.chaos import ChaosEvent, Injectors, play
+from bounded.stress.counters import increase, read_counters
 from bounded.stress.resources import ResourceSampler
 from bounded.stress.result import RunResult
 from bounded.stress.runner import run_closed, run_open
@@ -66,42 +68,51 @@ async def run_scenario(
 ) -> RunResult:
     """Open `target`, load it with `profile` (or `users` for the closed model), check thresholds.
 
-    Thresholds are parsed, and chaos events checked against their injectors, before
-    anything starts, so a mistake fails at once. Chaos windows become `result.events`.
+    Thresholds are parsed, and chaos events checked against their injectors, before any
+    load starts, so a mistake fails at once (a ``db_restart`` once the target is open: it
+    restarts the embedded server the target owns). Chaos windows become `result.events`.
     """
     parsed = [parse_threshold(t) for t in thresholds]
     injectors = injectors or Injectors(dsn=dsn)
-    injectors.check(chaos)
+    # A db_restart needs the embedded server the target owns: checked once it is open.
+    injectors.check([e for e in chaos if e.kind != "db_restart"])
     events: list[dict[str, Any]] = []
     chosen = named_profile(profile, duration=duration, rate=rate, poisson=poisson, seed=seed)
-    async with (
-        open_target(target, **(http_options or {})) as opened,
-        ResourceSampler(dsn=dsn, monitor=opened.monitor) as sampler,
-        _chaos(chaos, injectors, events),
-    ):
-        if users is not None:
-            result = await run_closed(
-                opened.call,
-                users=users,
-                duration=chosen.schedule.duration,
-                think_time=think_time,
-                seed=seed,
-                request_timeout=request_timeout,
-                grace=grace,
-                sampler=sampler,
-                on_interval=on_interval,
-            )
-        else:
-            result = await run_open(
-                opened.call,
-                chosen.schedule,
-                max_in_flight=max_in_flight or chosen.max_in_flight,
-                seed=seed,
-                request_timeout=request_timeout,
-                grace=grace,
-                sampler=sampler,
-                on_interval=on_interval,
-            )
+    async with open_target(target, **(http_options or {})) as opened:
+        if injectors.embedded is None and opened.embedded is not None:
+            injectors = dataclasses.replace(injectors, embedded=opened.embedded)
+        injectors.check(chaos)
+        exposition = opened.metrics()
+        counted = read_counters(exposition) if exposition is not None else {}
+        async with (
+            ResourceSampler(dsn=dsn, monitor=opened.monitor) as sampler,
+            _chaos(chaos, injectors, events),
+        ):
+            if users is not None:
+                result = await run_closed(
+                    opened.call,
+                    users=users,
+                    duration=chosen.schedule.duration,
+                    think_time=think_time,
+                    seed=seed,
+                    request_timeout=request_timeout,
+                    grace=grace,
+                    sampler=sampler,
+                    on_interval=on_interval,
+                )
+            else:
+                result = await run_open(
+                    opened.call,
+                    chosen.schedule,
+                    max_in_flight=max_in_flight or chosen.max_in_flight,
+                    seed=seed,
+                    request_timeout=request_timeout,
+                    grace=grace,
+                    sampler=sampler,
+                    on_interval=on_interval,
+                )
+        if exposition is not None:
+            result.metrics = increase(counted, read_counters(exposition))
     result.target = opened.name
     result.events = sorted(events, key=lambda e: float(e["start"]))
     result.alerts = [{**a, "time": round(a["time"] - result.started_at, 6)} for a in sampler.alerts]

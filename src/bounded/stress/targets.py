@@ -23,10 +23,14 @@ import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from bounded.http import HttpClient
+from bounded.stress.counters import Exposition
+
+if TYPE_CHECKING:
+    from bounded.db.embedded import EmbeddedPostgres
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -54,12 +58,18 @@ class Monitored(Protocol):
 
 @dataclass
 class Target:
-    """An opened target: the call, a display name, and what to sample while it runs."""
+    """An opened target: the call, a display name, what to sample while it runs, the
+    Prometheus metrics it keeps, and the embedded PostgreSQL it owns, if any (what a
+    ``db_restart`` chaos event stops)."""
 
     name: str
     call: Call
     # Read at every sample: a ConcurrencyMonitor (or any object with snapshot()).
     monitor: Callable[[], Monitored | None] = field(default=lambda: None)
+    embedded: EmbeddedPostgres | None = None
+    # Read before and after the run: a Metrics (a ConcurrencyManager's `metrics`), whose
+    # counters the result reports next to the runner's counts.
+    metrics: Callable[[], Exposition | None] = field(default=lambda: None)
 
 
 TargetFactory = Callable[[], contextlib.AbstractAsyncContextManager[Target]]
@@ -147,15 +157,42 @@ async def _callable_target(spec: str) -> AsyncIterator[Target]:
     ):
         raise ValueError(f"target: {spec!r} is not an async callable")
 
+    # Looked up at each use: a module may create its manager lazily.
     def monitor() -> Monitored | None:
-        # Looked up at each sample: a module may create its manager lazily.
-        found = getattr(fn, "monitor", None) or getattr(module, "monitor", None)
-        if found is None:
-            manager = getattr(module, "manager", None)
-            found = getattr(manager, "monitor", None) if manager is not None else None
-        return found if callable(getattr(found, "snapshot", None)) else None
+        found: Monitored | None = _exposed(fn, module, "monitor", "snapshot")
+        return found
 
-    yield Target(name=spec, call=fn, monitor=monitor)
+    def metrics() -> Exposition | None:
+        found: Exposition | None = _exposed(fn, module, "metrics", "generate")
+        return found
+
+    yield Target(
+        name=spec,
+        call=fn,
+        monitor=monitor,
+        embedded=_embedded_of(fn, module),
+        metrics=metrics,
+    )
+
+
+def _exposed(fn: Any, module: Any, attr: str, method: str) -> Any:
+    """`attr` of the function, of its module or of the module's `manager`, if it has `method`."""
+    found = getattr(fn, attr, None) or getattr(module, attr, None)
+    if found is None:
+        manager = getattr(module, "manager", None)
+        found = getattr(manager, attr, None) if manager is not None else None
+    return found if callable(getattr(found, method, None)) else None
+
+
+def _embedded_of(*owners: Any) -> EmbeddedPostgres | None:
+    """The `EmbeddedPostgres` an ``embedded`` attribute of the function or module names."""
+    from bounded.db.embedded import EmbeddedPostgres
+
+    for owner in owners:
+        found = getattr(owner, "embedded", None)
+        if isinstance(found, EmbeddedPostgres):
+            return found
+    return None
 
 
 def open_target(spec: str, **http_options: Any) -> contextlib.AbstractAsyncContextManager[Target]:
