@@ -289,3 +289,9 @@ def test_cross_checks_still_run_when_other_entries_are_invalid() -> None:
 def test_small_pool_without_min_size_is_valid() -> None:
     config = load_dict({"databases": {"d": {"max_size": 3}}}, env={})
     assert (config.databases["d"].min_size, config.databases["d"].max_size) == (3, 3)
+
+
+def test_breaker_windows_the_breaker_would_refuse_fail_at_load() -> None:
+    found = problems({"breakers": {"b": {"window": 10**15}, "t": {"window_seconds": 5e8}}})
+    assert found["breakers.b.window"].startswith("must be <= 1000000")
+    assert found["breakers.t.window_seconds"].startswith("must be <= 86400")

@@ -366,3 +366,30 @@ def test_secrets_in_an_exception_chain_are_caught() -> None:
     assert SECRET not in str(clean)
     plain = OSError("nothing secret")
     assert pool._scrubbed(plain, "ctx") is plain
+
+
+async def test_a_failing_wait_observer_costs_no_connection(
+    postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with DatabasePool(
+        postgres_dsn, name="observed", min_size=1, max_size=1, acquire_timeout=5.0
+    ) as pool:
+
+        def broken(seconds: float) -> None:
+            raise RuntimeError("metrics backend down")
+
+        pool.wait_observer = broken
+        holder = pool.connection()
+        await holder.__aenter__()
+
+        async def release_soon() -> None:
+            await asyncio.sleep(0.05)
+            await holder.__aexit__(None, None, None)
+
+        releaser = asyncio.create_task(release_soon())
+        with caplog.at_level(logging.ERROR, logger="bounded.db"):
+            assert await pool.fetchval("select 1") == 1  # waited, observer raised
+        await releaser
+        assert "wait_observer of pool 'observed' failed" in caplog.text
+        assert pool.stats().in_use == 0
+        assert await pool.fetchval("select 2") == 2  # the connection came back

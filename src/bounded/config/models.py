@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from bounded.breaker import MAX_WINDOW, MAX_WINDOW_SECONDS
 from bounded.config.exceptions import resolve_exceptions
 
 __all__ = [
@@ -116,8 +117,8 @@ class BreakerConfig(_Section):
 
     failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
     minimum_calls: Annotated[int, Field(ge=1)] = 10
-    window: Annotated[int, Field(ge=1)] = 20
-    window_seconds: Annotated[float | None, Field(gt=0)] = None
+    window: Annotated[int, Field(ge=1, le=MAX_WINDOW)] = 20
+    window_seconds: Annotated[float | None, Field(gt=0, le=MAX_WINDOW_SECONDS)] = None
     slow_call_duration: Annotated[float | None, Field(gt=0)] = None
     slow_call_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
     open_for: Annotated[float, Field(gt=0)] = 30.0

@@ -366,7 +366,10 @@ class DatabasePool:
             self._waiting -= 1
         observer = self.wait_observer
         if observer is not None:
-            observer(loop.time() - started)
+            try:
+                observer(loop.time() - started)
+            except Exception:  # observing must never cost the caller its connection
+                logger.exception("wait_observer of pool %r failed", self.name)
         return con
 
     def _hold_sample(self, held_since: float) -> None:
