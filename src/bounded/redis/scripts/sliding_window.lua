@@ -1,15 +1,15 @@
 -- Sliding log: at most `rate` units in any window of `per`, in Redis TIME microseconds.
 -- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time, which
 --          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
--- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | remaining), arg2
---       (acquire and cancel: a token the caller chose for the reservation)
+-- ARGV[1]: "op cost rate per_us arg5" (one string: the cheapest request to send), with
+--          arg5 = max_wait_us (-1 = none) | remaining; ARGV[2]: arg6 (acquire and cancel: a
+--          token the caller chose for the reservation; throttle: reset_after_us)
 -- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
 -- (one status string: the cheapest reply to parse)
 local log, meta = KEYS[1], KEYS[2]
-local op = ARGV[1]
-local cost = tonumber(ARGV[2])
-local rate = tonumber(ARGV[3])
-local per = tonumber(ARGV[4])
+local op, cost, rate, per, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+local arg6 = ARGV[2]
+cost, rate, per = tonumber(cost), tonumber(rate), tonumber(per)
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local EPSILON = 1e-9
@@ -45,7 +45,7 @@ end
 
 local admitted, wait, newest = 1, 0, nil
 if op == 'acquire' then
-  local max_wait = tonumber(ARGV[5])
+  local max_wait = tonumber(arg5)
   local t = now
   if used > 0 then
     local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
@@ -82,12 +82,12 @@ if op == 'acquire' then
   if max_wait >= 0 and wait > max_wait then
     admitted = 0
   else
-    add(ARGV[6] .. ':' .. fmt(cost), t)
+    add(arg6 .. ':' .. fmt(cost), t)
     used = used + cost
     newest = t
   end
 elseif op == 'cancel' then
-  local member = ARGV[6] .. ':' .. fmt(cost)
+  local member = arg6 .. ':' .. fmt(cost)
   if redis.call('ZREM', log, member) == 1 then
     used = used - cost_of(member)
   end
@@ -112,8 +112,8 @@ elseif op == 'consume' then
   add(next_member(cost), now)
   used = used + cost
 elseif op == 'throttle' then
-  local remaining = tonumber(ARGV[5])
-  local reset_at = now + math.min(tonumber(ARGV[6]), per)
+  local remaining = tonumber(arg5)
+  local reset_at = now + math.min(tonumber(arg6), per)
   -- Until the reset the window must hold at least rate - remaining: a phantom entry
   -- that expires at the reset makes up what the surviving entries do not.
   local at = reset_at - per
