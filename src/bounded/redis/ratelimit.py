@@ -83,7 +83,7 @@ class RedisRateLimiter:
         if algorithm == "gcra":
             self._keys = [backend.key(name, "gcra")]
         elif algorithm == "sliding_window":
-            self._keys = [backend.key(name, "log"), backend.key(name, "meta")]
+            self._keys = [backend.key(name, "log"), backend.key(name, "state")]
         else:
             raise ValueError(f"algorithm must be 'gcra' or 'sliding_window', got {algorithm!r}")
         self._algorithm: AlgorithmName = algorithm
@@ -312,7 +312,7 @@ class RedisRateLimiter:
 
     async def _call(self, spec: bytes, extra: str | float) -> list[int]:
         text: bytes = await self._backend.run(self._algorithm, self._keys, (spec, extra))
-        reply = [int(field) for field in text.split()]
+        reply = list(map(int, text.split()))
         self._available = reply[2] / 1000
         return reply
 

@@ -1,6 +1,7 @@
 -- Sliding log: at most `rate` units in any window of `per`, in Redis TIME microseconds.
 -- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time, which
---          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
+--          may lie ahead of now for a reservation); KEYS[2]: string "<used> <seq> <newest>": the units in
+--          the log, the last sequence number, the newest entry's score.
 -- ARGV[1]: "op cost rate per_us arg5" (one string: the cheapest request to send), with
 --          arg5 = max_wait_us (-1 = none) | remaining; ARGV[2]: arg6 (acquire and cancel: a
 --          token the caller chose for the reservation; throttle: reset_after_us)
@@ -23,7 +24,12 @@ local function cost_of(member)
 end
 
 -- Forget entries that no window from now on can hold.
-local used = tonumber(redis.call('HGET', meta, 'used')) or 0
+local used, seq, last = 0, 0, 0
+local state = redis.call('GET', meta)
+if state then
+  local u, s, l = string.match(state, '^(%S+) (%S+) (%S+)$')
+  used, seq, last = tonumber(u), tonumber(s), tonumber(l)
+end
 local expired = redis.call('ZRANGEBYSCORE', log, '-inf', now - per)
 for _, member in ipairs(expired) do
   used = used - cost_of(member)
@@ -40,18 +46,16 @@ local function add(member, at)
 end
 
 local function next_member(c)
-  return redis.call('HINCRBY', meta, 'seq', 1) .. ':' .. fmt(c)
+  seq = seq + 1
+  return seq .. ':' .. fmt(c)
 end
 
 local admitted, wait, newest = 1, 0, nil
 if op == 'acquire' then
   local max_wait = tonumber(arg5)
   local t = now
-  if used > 0 then
-    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-    if #last > 0 and tonumber(last[2]) > t then
-      t = tonumber(last[2]) -- admissions keep arrival order: never before the last one
-    end
+  if used > 0 and last > t then
+    t = last -- admissions keep arrival order: never before the last one
   end
   -- Walk the oldest entries until the window ending at t has room for `cost` (every
   -- entry left lies in (now - per, t], so with room for all of them there is no walk).
@@ -129,15 +133,14 @@ elseif op == 'throttle' then
 end
 
 if admitted == 1 or #expired > 0 then
-  redis.call('HSET', meta, 'used', fmt(used))
   if not newest then
-    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-    newest = #last > 0 and tonumber(last[2]) or now
+    local newest_entry = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    newest = #newest_entry > 0 and tonumber(newest_entry[2]) or now
   end
   -- An entry stops counting one period after its time: expire with the newest one.
   local ttl = math.ceil((math.max(newest - now, 0) + per) / 1000) + 1000
+  redis.call('SET', meta, string.format('%s %d %s', fmt(used), seq, fmt(newest)), 'PX', ttl)
   redis.call('PEXPIRE', log, ttl)
-  redis.call('PEXPIRE', meta, ttl)
 end
 -- Reservations ahead count as used: a backlog leaves nothing available.
 local available = math.max(rate - used, 0)
