@@ -19,6 +19,7 @@ from bounded import _validate
 from bounded.policy import _timer as deadline_timer
 
 if TYPE_CHECKING:
+    from bounded.redis.breaker import RedisCircuitBreaker
     from bounded.redis.bulkhead import RedisBulkhead
     from bounded.redis.ratelimit import AlgorithmName, RedisRateLimiter
 
@@ -231,6 +232,15 @@ class RedisBackend:
         from bounded.redis.bulkhead import RedisBulkhead
 
         return RedisBulkhead(self, limit, name=name, max_queue=max_queue, max_wait=max_wait)
+
+    def circuit_breaker(self, name: str, **settings: Any) -> RedisCircuitBreaker:
+        """A `CircuitBreaker` whose state and window live in Redis under `name`.
+
+        `settings` are those of `CircuitBreaker` (a count `window` only).
+        """
+        from bounded.redis.breaker import RedisCircuitBreaker
+
+        return RedisCircuitBreaker(self, name, **settings)
 
     def collector(self) -> Collector:
         """Prometheus metrics of this backend: errors and whether Redis is reachable."""
