@@ -190,3 +190,14 @@ def test_three_processes_one_fails_all_see_it_open(redis_url: str, prefix: str) 
         outcomes = [f.result() for f in futures]
     assert outcomes[0] == "opened"
     assert outcomes[1:] == ["rejected", "rejected"]
+
+
+async def test_settings_change_live_in_every_call(backend: RedisBackend) -> None:
+    breaker = backend.circuit_breaker("live", minimum_calls=4, window=8)
+    for _ in range(3):
+        await breaker.call(succeed)
+    breaker.window = 2  # the window shrinks to the last 2 calls
+    with pytest.raises(Boom):
+        await breaker.call(fail)
+    assert breaker.stats().calls == 2
+    assert breaker.state == "open"  # 1 of 2 failed, minimum_calls capped at the window

@@ -65,7 +65,7 @@ elseif op == 'record' then
     calls = calls + 1
     if is_failure(code) then failed = failed + 1 end
     if is_slow(code) then slowc = slowc + 1 end
-    if calls > size then
+    while calls > size do -- (more than one after a live shrink of the window)
       local old = tonumber(redis.call('RPOP', window))
       calls = calls - 1
       if is_failure(old) then failed = failed - 1 end
