@@ -44,6 +44,13 @@ def _pair(
     )
 
 
+async def _open_until_half_open(breaker: RedisCircuitBreaker) -> None:
+    for _ in range(4):
+        with pytest.raises(Boom):
+            await breaker.call(fail)
+    await asyncio.sleep(0.45)  # open_for
+
+
 async def test_one_processes_failures_open_it_for_the_others(
     backend: RedisBackend, other: RedisBackend
 ) -> None:
@@ -72,10 +79,7 @@ async def test_half_open_admits_exactly_half_open_calls_across_processes(
     backend: RedisBackend, other: RedisBackend
 ) -> None:
     a, b = _pair(backend, other)
-    for _ in range(4):
-        with pytest.raises(Boom):
-            await a.call(fail)
-    await asyncio.sleep(0.45)
+    await _open_until_half_open(a)
     release = asyncio.Event()
     admitted = 0
 
@@ -99,10 +103,7 @@ async def test_a_failed_probe_reopens_it_for_everyone(
     backend: RedisBackend, other: RedisBackend
 ) -> None:
     a, b = _pair(backend, other, half_open_calls=1)
-    for _ in range(4):
-        with pytest.raises(Boom):
-            await a.call(fail)
-    await asyncio.sleep(0.45)
+    await _open_until_half_open(a)
     with pytest.raises(Boom):
         await b.call(fail)  # the probe
     with pytest.raises(CircuitOpen):
@@ -114,10 +115,7 @@ async def test_a_lost_probe_frees_its_slot_after_open_for(
     backend: RedisBackend, other: RedisBackend
 ) -> None:
     a, b = _pair(backend, other, half_open_calls=1)
-    for _ in range(4):
-        with pytest.raises(Boom):
-            await a.call(fail)
-    await asyncio.sleep(0.45)
+    await _open_until_half_open(a)
     hung = asyncio.create_task(a.call(asyncio.sleep, 30))
     await asyncio.sleep(0.1)
     with pytest.raises(CircuitOpen):

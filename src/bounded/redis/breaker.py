@@ -59,36 +59,12 @@ class RedisCircuitBreaker(CircuitBreaker):
         "_shared_state",
     )
 
-    def __init__(
-        self,
-        backend: RedisBackend,
-        name: str,
-        *,
-        failure_rate: float = 0.5,
-        minimum_calls: int = 10,
-        window: int = 20,
-        window_seconds: float | None = None,
-        slow_call_duration: float | None = None,
-        slow_call_rate: float = 1.0,
-        open_for: float = 30.0,
-        half_open_calls: int = 3,
-        failure_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,),
-        ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
-    ) -> None:
-        if window_seconds is not None:
+    def __init__(self, backend: RedisBackend, name: str, **settings: Any) -> None:
+        """`settings`: those of `CircuitBreaker`, but a count `window` only."""
+        if settings.get("window_seconds") is not None:
             raise ValueError("window_seconds: a shared breaker counts a window of calls (window)")
-        super().__init__(
-            name,
-            failure_rate=failure_rate,
-            minimum_calls=minimum_calls,
-            window=window,
-            slow_call_duration=slow_call_duration,
-            slow_call_rate=slow_call_rate,
-            open_for=open_for,
-            half_open_calls=half_open_calls,
-            failure_on=failure_on,
-            ignore=ignore,
-        )
+        settings.pop("window_seconds", None)
+        super().__init__(name, **settings)
         self._backend = backend
         self._keys = [backend.key(name, "breaker"), backend.key(name, "window")]
         self._shared_state: State = "closed"
