@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from importlib import resources
 from types import TracebackType
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 
 from bounded import _validate
 from bounded.policy import _timer as deadline_timer
+from bounded.retry import Backoff
 
 if TYPE_CHECKING:
     from bounded.redis.breaker import RedisCircuitBreaker
@@ -71,6 +73,8 @@ class RedisBackend:
         self.timeout = _validate.positive("timeout", timeout)
         self.expected_processes = _validate.positive_int("expected_processes", expected_processes)
         self.retry_interval = _validate.positive("retry_interval", retry_interval)
+        self._reconnect = Backoff(retry_interval, retry_interval, jitter="equal")
+        self._rng = random.Random()
         #: Seconds a bulkhead slot stays held after its holder stops renewing it.
         self.lease = _validate.positive("lease", lease)
         # Bounds the script calls in flight (each holds one pooled connection).
@@ -158,6 +162,10 @@ class RedisBackend:
             self._outage = False
             logger.warning("Redis backend answers again: shared limits back in force")
         return result
+
+    def reconnect_delay(self) -> float:
+        """About `retry_interval` (equal jitter), so processes do not reconnect in lock-step."""
+        return self._reconnect.delay(1, 0.0, self._rng)
 
     def failed(self, exc: BaseException) -> None:
         """Count a failed call; the first of an outage logs one WARNING."""

@@ -364,7 +364,7 @@ class RedisBulkhead:
                             continue
                         self._backend.failed(exc)
                     self._fail_waiters()
-                    await asyncio.sleep(self._backend.retry_interval)
+                    await asyncio.sleep(self._backend.reconnect_delay())
         finally:
             if pubsub is not None:
                 await _close_quietly(pubsub)
