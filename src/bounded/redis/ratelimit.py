@@ -308,7 +308,7 @@ class RedisRateLimiter:
 
     def _spec(self, op: str, cost: float, arg: float) -> bytes:
         """The script's first argument: ``op cost <params> arg`` in one string."""
-        return b"%s %r %s %r" % (op.encode(), cost, self._params, arg)
+        return b"%s %r %s %r" % (op.encode(), float(cost), self._params, float(arg))
 
     async def _call(self, spec: bytes, extra: str | float) -> list[int]:
         text: bytes = await self._backend.run(self._algorithm, self._keys, (spec, extra))
@@ -320,7 +320,7 @@ class RedisRateLimiter:
         self, op: str, cost: float, remaining: float = 0, reset_after: float = 0
     ) -> None:
         try:
-            await self._call(self._spec(op, cost, remaining), reset_after * _US)
+            await self._call(self._spec(op, cost, remaining), float(reset_after) * _US)
         except BackendUnavailable:
             if self._backend.on_error == "fail_open":
                 local = self._local()
