@@ -50,12 +50,13 @@ __all__ = ["ConcurrencyManager"]
 
 logger = logging.getLogger("bounded.manager")
 
-_BREAKER_FIELDS = tuple(BreakerConfig.model_fields)
+# Settings of a live breaker (`shared` picks its class: fixed until a restart).
+_BREAKER_FIELDS = tuple(f for f in BreakerConfig.model_fields if f != "shared")
 
 
 def _breaker_settings(cfg: BreakerConfig) -> dict[str, Any]:
     """Keyword arguments of `CircuitBreaker` from its configuration (names -> types)."""
-    settings = cfg.model_dump()
+    settings = cfg.model_dump(exclude={"shared"})
     for field in ("failure_on", "ignore"):
         settings[field] = resolve_exceptions(settings[field])
     return settings
@@ -295,7 +296,12 @@ class ConcurrencyManager:
         from bounded.breaker import CircuitBreaker
 
         cfg: BreakerConfig = self._lookup("breakers", name, self._config.defaults.breaker)
-        breaker = CircuitBreaker(name=name, **_breaker_settings(cfg))
+        if not cfg.shared:
+            breaker = CircuitBreaker(name=name, **_breaker_settings(cfg))
+        elif self._backend is not None:
+            breaker = self._backend.circuit_breaker(name, **_breaker_settings(cfg))
+        else:
+            raise ConfigError(f"breakers.{name}.shared", "needs `backend: {type: redis}`")
         self._breakers[name] = breaker
         self._track("breaker", name, breaker)
         self._metrics.watch_breaker(breaker)
@@ -715,6 +721,13 @@ class ConcurrencyManager:
 
     def _apply_breaker(self, name: str, breaker: CircuitBreaker, cfg: BreakerConfig) -> None:
         path = f"breakers.{name}"
+        shared = False
+        if self._backend is not None:
+            from bounded.redis import RedisCircuitBreaker
+
+            shared = isinstance(breaker, RedisCircuitBreaker)
+        if cfg.shared != shared:
+            logger.warning("%s.shared: changes take effect after a restart", path)
         time_based = breaker.window_seconds is not None
         if time_based != (cfg.window_seconds is not None):
             logger.warning("%s: switching window kind takes effect after a restart", path)

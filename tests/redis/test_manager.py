@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from bounded import ConcurrencyManager
-from bounded.redis import RedisBulkhead, RedisRateLimiter
+import pytest
+
+from bounded import CircuitBreaker, CircuitOpen, ConcurrencyManager
+from bounded.errors import ConfigError
+from bounded.redis import RedisBulkhead, RedisCircuitBreaker, RedisRateLimiter
 
 
 async def test_manager_builds_limits_on_redis_and_closes_the_pool(
@@ -41,3 +44,48 @@ def test_memory_stays_the_default() -> None:
     manager = ConcurrencyManager.from_dict({"rate_limits": {"x": {"rate": 1}}}, env={})
     assert manager.backend is None
     assert not isinstance(manager.rate_limiter("x"), RedisRateLimiter)
+
+
+async def test_a_shared_breaker_opens_for_every_manager(redis_url: str, prefix: str) -> None:
+    config = {
+        "backend": {"type": "redis", "url": "${REDIS_URL}", "prefix": prefix},
+        "breakers": {
+            "llm": {
+                "shared": True,
+                "minimum_calls": 2,
+                "window": 2,
+                "failure_on": ["ConnectionError"],
+            },
+            "local": {"minimum_calls": 2},
+        },
+        "policies": {"call": {"breaker": "llm"}},
+        "monitoring": {"enabled": False},
+    }
+    one = ConcurrencyManager.from_dict(config, env={"REDIS_URL": redis_url})
+    two = ConcurrencyManager.from_dict(config, env={"REDIS_URL": redis_url})
+
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async with one, two:
+        assert isinstance(one.breaker("llm"), RedisCircuitBreaker)
+        assert type(one.breaker("local")) is CircuitBreaker
+        for _ in range(2):
+            with pytest.raises(ConnectionError, match="down"):
+                await one.policy("call").call(down)
+        with pytest.raises(CircuitOpen):
+            await two.policy("call").call(asyncio.sleep, 0)
+        text = two.metrics.generate().decode()
+        assert 'bounded_breaker_transitions_total{name="llm",state="open"} 1.0' in text
+        backend = one.backend
+        assert backend is not None
+        await backend.client.delete(*await backend.client.keys(f"{prefix}*"))
+
+
+def test_a_shared_breaker_needs_the_redis_backend_and_a_count_window() -> None:
+    with pytest.raises(ConfigError, match=r"breakers\.llm\.shared"):
+        ConcurrencyManager.from_dict({"breakers": {"llm": {"shared": True}}}, env={})
+    with pytest.raises(ConfigError, match="window of calls"):
+        ConcurrencyManager.from_dict(
+            {"breakers": {"llm": {"shared": True, "window_seconds": 10}}}, env={}
+        )

@@ -5,6 +5,8 @@
   window guarantee.
 - Bulkhead: the holders recorded in Redis never exceed the limit, and once everyone has
   let go or given up, nothing is left held or queued (no leaked slot or ticket).
+- CircuitBreaker: the shared breaker's window and state follow the in-memory breaker's,
+  call for call, whatever the outcomes (ok, failed, ignored, not a failure).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bounded import CircuitBreaker, CircuitOpen
 from bounded.redis import RedisBackend
 from tests.limiters.windows import most_in_window, worst_gcra_excess
 
@@ -126,5 +129,62 @@ def test_bulkhead_never_exceeds_and_never_leaks(
             assert bulkhead.stats().queued == 0
             assert bulkhead.in_use == 0
             await backend.client.delete(*await backend.client.keys(f"{backend.prefix}*") or ["-"])
+
+    asyncio.run(scenario())
+
+
+class _Failure(Exception):
+    pass
+
+
+class _Ignored(Exception):
+    pass
+
+
+@SETTINGS
+@given(
+    window=st.integers(1, 6),
+    minimum_calls=st.integers(1, 6),
+    failure_rate=st.sampled_from([0.2, 0.5, 1.0]),
+    outcomes=st.lists(st.sampled_from(["ok", "fail", "ignored", "other"]), min_size=1, max_size=30),
+)
+def test_the_shared_breaker_follows_the_in_memory_one(
+    redis_url: str, window: int, minimum_calls: int, failure_rate: float, outcomes: list[str]
+) -> None:
+    settings = {
+        "window": window,
+        "minimum_calls": minimum_calls,
+        "failure_rate": failure_rate,
+        "open_for": 60.0,
+        "failure_on": _Failure,
+        "ignore": _Ignored,
+    }
+    errors = {"fail": _Failure, "ignored": _Ignored, "other": ValueError}
+
+    async def scenario() -> None:
+        async with RedisBackend(redis_url, prefix=f"bounded-prop-{uuid.uuid4().hex}:") as backend:
+            shared = backend.circuit_breaker("prop", **settings)
+            local = CircuitBreaker("prop", **settings)  # type: ignore[arg-type]
+
+            async def work(outcome: str) -> None:
+                if outcome != "ok":
+                    raise errors[outcome]
+
+            for outcome in outcomes:
+                results = []
+                for breaker in (shared, local):
+                    try:
+                        await breaker.call(work, outcome)
+                    except Exception as exc:  # the outcome itself, or CircuitOpen
+                        results.append(type(exc))
+                    else:
+                        results.append(None)
+                assert results[0] == results[1]
+                assert shared.state == local.state
+                got, want = shared.stats(), local.stats()
+                assert (got.calls, got.failed_calls) == (want.calls, want.failed_calls)
+                if results[0] is CircuitOpen:
+                    break
+            await backend.client.delete(*await backend.client.keys(f"{backend.prefix}*"))
 
     asyncio.run(scenario())

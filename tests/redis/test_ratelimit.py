@@ -204,3 +204,19 @@ async def test_more_callers_than_connections_wait_for_one(redis_url: str, prefix
         assert small_pool.errors_total == 0
         assert limiter.stats().admitted_total == 200
         await small_pool.client.delete(small_pool.key("crowd", "gcra"))
+
+
+class _Tagged(float):
+    """A float whose repr is not a number (as numpy's float64 in numpy 2)."""
+
+    def __repr__(self) -> str:
+        return f"Tagged({float(self)})"
+
+
+async def test_float_subclasses_reach_the_script_as_numbers(backend: RedisBackend) -> None:
+    limiter = backend.rate_limiter(100, 1.0, name="numbers", burst=5)
+    await limiter.acquire(_Tagged(1.5))
+    await limiter.throttle(_Tagged(1), _Tagged(0.5))
+    await limiter.refund(_Tagged(0.5))
+    assert limiter.stats().admitted_total == 1.0
+    assert backend.errors_total == 0

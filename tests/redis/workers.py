@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from bounded.redis import RedisBackend
@@ -77,3 +78,37 @@ def hold_forever(url: str, prefix: str, lease: float) -> None:
             await asyncio.sleep(3600)
 
     asyncio.run(main())
+
+
+def breaker_worker(url: str, prefix: str, role: str) -> str:
+    """One process of the shared-breaker test: "fail" opens it, a "watch"er then sees it open."""
+    from bounded import CircuitOpen
+
+    async def main() -> str:
+        async with RedisBackend(url, prefix=prefix) as backend:
+            breaker = backend.circuit_breaker("shared", minimum_calls=3, window=3, open_for=60)
+            await start_together(backend, 3)
+            opened = f"{prefix}opened"
+            if role == "fail":
+
+                async def fail() -> None:
+                    raise RuntimeError("down")
+
+                for _ in range(3):
+                    with contextlib.suppress(RuntimeError):
+                        await breaker.call(fail)
+                await backend.client.set(opened, "1", ex=60)
+                return "opened" if breaker.state == "open" else breaker.state
+            while not await backend.client.exists(opened):
+                await asyncio.sleep(0.01)
+
+            async def work() -> None:
+                return None
+
+            try:
+                await breaker.call(work)
+            except CircuitOpen:
+                return "rejected"
+            return "admitted"
+
+    return asyncio.run(main())

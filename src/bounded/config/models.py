@@ -126,6 +126,14 @@ class BreakerConfig(_Section):
     # Exceptions recorded as failures / not recorded at all (short names or import paths).
     failure_on: list[ExceptionName] = ["Exception"]
     ignore: list[ExceptionName] = []
+    # State and window in the Redis backend, shared by every process (needs `backend`).
+    shared: bool = False
+
+    @model_validator(mode="after")
+    def _shared_counts_calls(self) -> BreakerConfig:
+        if self.shared and self.window_seconds is not None:
+            raise ValueError("a shared breaker counts a window of calls: use window")
+        return self
 
 
 class BackoffConfig(_Section):

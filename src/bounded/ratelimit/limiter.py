@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Literal
 from bounded import _validate
 from bounded.errors import RateLimited
 from bounded.ratelimit.algorithm import Algorithm
+from bounded.ratelimit.checks import check_burst, check_cost, check_pace, too_costly
 from bounded.ratelimit.gcra import Gcra
 from bounded.ratelimit.sliding_window import SlidingWindow
 
@@ -98,8 +98,8 @@ class RateLimiter:
     ) -> None:
         self._rate = _validate.positive("rate", rate)
         self._per = _validate.positive("per", per)
-        _check_burst(burst)
-        _check_pace(rate, per, burst if algorithm == "gcra" else 1)
+        check_burst(burst)
+        check_pace(rate, per, burst if algorithm == "gcra" else 1)
         self._max_wait = _validate.optional_non_negative("max_wait", max_wait)
         self._max_queue = _validate.optional_count("max_queue", max_queue)
         self._algorithm: Algorithm
@@ -139,7 +139,7 @@ class RateLimiter:
     @rate.setter
     def rate(self, value: float) -> None:
         _validate.positive("rate", value)
-        _check_pace(value, self._per, self.burst if self._algorithm_name == "gcra" else 1)
+        check_pace(value, self._per, self.burst if self._algorithm_name == "gcra" else 1)
         now = self._change_time()
         self._rate = value
         self._algorithm.set_rate(value, self._per, now)
@@ -157,10 +157,10 @@ class RateLimiter:
 
     @burst.setter
     def burst(self, value: float) -> None:
-        _check_burst(value)
+        check_burst(value)
         if not isinstance(self._algorithm, Gcra):
             raise ValueError("burst applies to algorithm='gcra' only")
-        _check_pace(self._rate, self._per, value)
+        check_pace(self._rate, self._per, value)
         now = self._change_time()
         self._algorithm.burst = value
         self._serve(now)
@@ -268,16 +268,7 @@ class RateLimiter:
         )
 
     def _check_cost(self, cost: float) -> None:
-        _validate.positive("cost", cost)
-        if cost > self._algorithm.capacity:
-            raise ValueError(self._too_costly(cost))
-
-    def _too_costly(self, cost: float) -> str:
-        what = "burst" if self._algorithm_name == "gcra" else "rate"
-        return (
-            f"cost must be <= the limiter's capacity ({what}={self._algorithm.capacity:g}), "
-            f"got {cost!r}; such a request could never be admitted"
-        )
+        check_cost(cost, self._algorithm.capacity, self._algorithm_name)
 
     async def _wait(self, cost: float) -> None:
         loop = asyncio.get_running_loop()
@@ -409,7 +400,7 @@ class RateLimiter:
             cost = head.cost
             if cost > algorithm.capacity:
                 # The capacity shrank below it while it waited: it can never be admitted.
-                error = ValueError(self._too_costly(cost))
+                error = ValueError(too_costly(cost, algorithm.capacity, self._algorithm_name))
             elif algorithm.admit_queued(cost, now, credit_from):
                 error = None
             else:
@@ -435,19 +426,3 @@ def _clock() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
-
-
-def _check_pace(rate: float, per: float, burst: float) -> None:
-    """Reject a rate and period whose spacing between units cannot be computed."""
-    interval = per / rate
-    if not (0 < interval < math.inf and burst * interval < math.inf):
-        raise ValueError(
-            f"rate={rate!r} per={per!r}s gives {interval!r}s between units: "
-            "rate / per must be a positive number a float can hold"
-        )
-
-
-def _check_burst(burst: float) -> None:
-    _validate.positive("burst", burst)
-    if burst < 1:
-        raise ValueError(f"burst must be >= 1 (one unit must fit), got {burst!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from importlib import resources
 from types import TracebackType
@@ -16,8 +17,11 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from bounded import _validate
+from bounded.policy import _timer as deadline_timer
+from bounded.retry import Backoff
 
 if TYPE_CHECKING:
+    from bounded.redis.breaker import RedisCircuitBreaker
     from bounded.redis.bulkhead import RedisBulkhead
     from bounded.redis.ratelimit import AlgorithmName, RedisRateLimiter
 
@@ -28,6 +32,7 @@ logger = logging.getLogger("bounded.redis")
 OnError = Literal["fail_open", "fail_closed"]
 T = TypeVar("T")
 Script = Callable[..., Awaitable[Any]]
+_UNCAPPED = 2**31 - 1
 
 
 class BackendUnavailable(Exception):
@@ -68,9 +73,14 @@ class RedisBackend:
         self.timeout = _validate.positive("timeout", timeout)
         self.expected_processes = _validate.positive_int("expected_processes", expected_processes)
         self.retry_interval = _validate.positive("retry_interval", retry_interval)
+        self._reconnect = Backoff(retry_interval, retry_interval, jitter="equal")
+        self._rng = random.Random()
         #: Seconds a bulkhead slot stays held after its holder stops renewing it.
         self.lease = _validate.positive("lease", lease)
-        self._max_connections = _validate.positive_int("max_connections", max_connections)
+        # Bounds the script calls in flight (each holds one pooled connection).
+        self._connections = asyncio.Semaphore(
+            _validate.positive_int("max_connections", max_connections)
+        )
         self._url = url
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Script] = {}
@@ -94,15 +104,16 @@ class RedisBackend:
         if self._closed:
             raise RuntimeError("this RedisBackend is closed")
         if self._client is None:
-            # Blocking: a burst of callers beyond max_connections waits (up to the
-            # timeout) for a connection instead of failing as if Redis were down. No
-            # socket_timeout: redis-py would wrap every send in a wait_for task; `run`
-            # bounds the whole call with one asyncio.timeout instead.
-            pool = aioredis.BlockingConnectionPool.from_url(
+            # No socket_timeout: redis-py would wrap every send in a wait_for task and
+            # every read in a timeout scope; `run` bounds the whole call with one cheap
+            # deadline instead. Script calls beyond max_connections wait in `run` (a
+            # burst is not an outage); pub/sub connections (one per bulkhead) come on
+            # top, so the pool itself is not capped.
+            pool = aioredis.ConnectionPool.from_url(
                 self._url,
-                max_connections=self._max_connections,
-                timeout=self.timeout,
+                socket_timeout=None,
                 socket_connect_timeout=self.timeout,
+                max_connections=_UNCAPPED,
             )
             self._client = aioredis.Redis.from_pool(pool)
         return self._client
@@ -132,16 +143,29 @@ class RedisBackend:
                 raise BackendUnavailable
             # This call probes Redis; the others keep to the fallback until it answers.
             self._down_until = now + self.retry_interval
+        loop = asyncio.get_running_loop()
+        timer = deadline_timer(loop)
+        entry = timer.arm(loop.time() + self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with self._connections:
                 result = await self.script(script)(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except BaseException as exc:
+            expired = timer.disarm(entry)
+            if expired and isinstance(exc, asyncio.CancelledError):
+                exc = TimeoutError(f"no answer within {self.timeout:g}s")
+            elif not isinstance(exc, RedisError | OSError):
+                raise
             self.failed(exc)
             raise BackendUnavailable from None
+        timer.disarm(entry)
         if self._outage:
             self._outage = False
             logger.warning("Redis backend answers again: shared limits back in force")
         return result
+
+    def reconnect_delay(self) -> float:
+        """About `retry_interval` (equal jitter), so processes do not reconnect in lock-step."""
+        return self._reconnect.delay(1, 0.0, self._rng)
 
     def failed(self, exc: BaseException) -> None:
         """Count a failed call; the first of an outage logs one WARNING."""
@@ -216,6 +240,15 @@ class RedisBackend:
         from bounded.redis.bulkhead import RedisBulkhead
 
         return RedisBulkhead(self, limit, name=name, max_queue=max_queue, max_wait=max_wait)
+
+    def circuit_breaker(self, name: str, **settings: Any) -> RedisCircuitBreaker:
+        """A `CircuitBreaker` whose state and window live in Redis under `name`.
+
+        `settings` are those of `CircuitBreaker` (a count `window` only).
+        """
+        from bounded.redis.breaker import RedisCircuitBreaker
+
+        return RedisCircuitBreaker(self, name, **settings)
 
     def collector(self) -> Collector:
         """Prometheus metrics of this backend: errors and whether Redis is reachable."""

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -365,8 +364,7 @@ class RedisBulkhead:
                             continue
                         self._backend.failed(exc)
                     self._fail_waiters()
-                    # Jittered: processes that lost Redis together do not return in lock-step.
-                    await asyncio.sleep(self._backend.retry_interval * random.uniform(0.5, 1.5))
+                    await asyncio.sleep(self._backend.reconnect_delay())
         finally:
             if pubsub is not None:
                 await _close_quietly(pubsub)

@@ -8,11 +8,12 @@ import itertools
 import uuid
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal
 
 from bounded import _validate
 from bounded.errors import RateLimited
 from bounded.ratelimit import RateLimiter, RateLimiterStats
+from bounded.ratelimit.checks import check_burst, check_cost, check_pace
 from bounded.redis.backend import BackendUnavailable, RedisBackend
 
 __all__ = ["AlgorithmName", "RedisRateLimiter"]
@@ -44,6 +45,7 @@ class RedisRateLimiter:
         "_available",
         "_backend",
         "_burst",
+        "_capacity",
         "_fallback",
         "_keys",
         "_last",
@@ -54,6 +56,8 @@ class RedisRateLimiter:
         "_queued",
         "_rate",
         "_rejected_total",
+        "_spec_acquire",
+        "_spec_try",
         "_tokens",
         "admission_observer",
         "name",
@@ -74,13 +78,12 @@ class RedisRateLimiter:
     ) -> None:
         self._rate = _validate.positive("rate", rate)
         self._per = _validate.positive("per", per)
-        _validate.positive("burst", burst)
-        if burst < 1:
-            raise ValueError(f"burst must be >= 1 (one unit must fit), got {burst!r}")
+        check_burst(burst)
+        check_pace(rate, per, burst if algorithm == "gcra" else 1)
         if algorithm == "gcra":
             self._keys = [backend.key(name, "gcra")]
         elif algorithm == "sliding_window":
-            self._keys = [backend.key(name, "log"), backend.key(name, "meta")]
+            self._keys = [backend.key(name, "log"), backend.key(name, "state")]
         else:
             raise ValueError(f"algorithm must be 'gcra' or 'sliding_window', got {algorithm!r}")
         self._algorithm: AlgorithmName = algorithm
@@ -92,9 +95,10 @@ class RedisRateLimiter:
         self._queued = 0
         self._admitted_total = 0.0
         self._rejected_total = 0
-        self._available = self.burst
+        self._capacity = self._available = self.burst
         self._fallback: RateLimiter | None = None
-        self._params: tuple[bytes, ...] = ()
+        self._params = b""
+        self._spec_acquire = self._spec_try = b""
         self._encode_params()
         self._last: asyncio.Future[None] | None = None
         # Names of this process's reservations, so a cancelled one can be found again.
@@ -124,7 +128,9 @@ class RedisRateLimiter:
 
     @rate.setter
     def rate(self, value: float) -> None:
-        self._rate = _validate.positive("rate", value)
+        _validate.positive("rate", value)
+        check_pace(value, self._per, self._burst if self._algorithm == "gcra" else 1)
+        self._rate = value
         self._encode_params()
         if self._fallback is not None:
             self._fallback.rate = self._rate / self._backend.expected_processes
@@ -141,11 +147,10 @@ class RedisRateLimiter:
 
     @burst.setter
     def burst(self, value: float) -> None:
-        _validate.positive("burst", value)
-        if value < 1:
-            raise ValueError(f"burst must be >= 1 (one unit must fit), got {value!r}")
+        check_burst(value)
         if self._algorithm != "gcra":
             raise ValueError("burst applies to algorithm='gcra' only")
+        check_pace(self._rate, self._per, value)
         self._burst = value
         self._encode_params()
 
@@ -157,6 +162,7 @@ class RedisRateLimiter:
     @max_wait.setter
     def max_wait(self, value: float | None) -> None:
         self._max_wait = _validate.optional_non_negative("max_wait", value)
+        self._encode_params()
 
     @property
     def max_queue(self) -> int | None:
@@ -169,9 +175,10 @@ class RedisRateLimiter:
 
     async def try_acquire(self, cost: float = 1) -> bool:
         """Admit `cost` units if they conform now and nobody is waiting; never waits."""
-        self._check_cost(cost)
+        check_cost(cost, self.burst, self._algorithm)
         try:
-            reply = await self._call("acquire", cost, 0, next(self._tokens))
+            spec = self._spec_try if cost == 1 else self._spec("acquire", cost, 0)
+            reply = await self._call(spec, next(self._tokens))
         except BackendUnavailable:
             local = self._local()
             admitted = self._backend.on_error == "fail_open" and local.try_acquire(
@@ -185,7 +192,8 @@ class RedisRateLimiter:
 
     async def acquire(self, cost: float = 1) -> None:
         """Wait until `cost` units are admitted; `RateLimited` at once if past `max_wait`."""
-        self._check_cost(cost)
+        if not 0 < cost <= self._capacity:
+            check_cost(cost, self.burst, self._algorithm)
         if self._max_queue is not None and self._queued >= self._max_queue:
             self._rejected_total += 1
             raise RateLimited(
@@ -193,10 +201,10 @@ class RedisRateLimiter:
                 None,
                 f"rate limiter {self.name!r}: {self._queued} requests already queued (max_queue)",
             )
-        max_wait = -1.0 if self._max_wait is None else self._max_wait * _US
+        spec = self._spec_acquire if cost == 1 else self._spec("acquire", cost, self._wait_arg())
         token = next(self._tokens)
         try:
-            reply = await self._call("acquire", cost, max_wait, token)
+            reply = await self._call(spec, token)
         except BackendUnavailable:
             await self._acquire_locally(cost)
             return
@@ -267,9 +275,7 @@ class RedisRateLimiter:
         """
         _validate.non_negative("remaining", remaining)
         _validate.non_negative("reset_after", reset_after)
-        return self._backend.spawn(
-            self._update("throttle", 1, remaining, reset_after * _US, reset_after)
-        )
+        return self._backend.spawn(self._update("throttle", 1, remaining, reset_after))
 
     def stats(self) -> RateLimiterStats:
         """Counters of this process; `available` as Redis reported it on the last call."""
@@ -286,40 +292,40 @@ class RedisRateLimiter:
             utilization=min(1.0, utilization),
         )
 
-    def _check_cost(self, cost: float) -> None:
-        _validate.positive("cost", cost)
-        capacity = self.burst
-        if cost > capacity:
-            what = "burst" if self._algorithm == "gcra" else "rate"
-            raise ValueError(
-                f"cost must be <= the limiter's capacity ({what}={capacity:g}), got {cost!r}; "
-                "such a request could never be admitted"
-            )
-
     def _encode_params(self) -> None:
         """The limit's numbers as the script takes them, encoded once per change."""
         if self._algorithm == "gcra":
             numbers = (self._per / self._rate * _US, self._burst)
         else:
             numbers = (self._rate, self._per * _US)
-        self._params = tuple(repr(float(n)).encode() for n in numbers)
+        self._params = b"%r %r" % tuple(float(n) for n in numbers)
+        self._spec_acquire = self._spec("acquire", 1, self._wait_arg())
+        self._spec_try = self._spec("acquire", 1, 0)
+        self._capacity = self.burst
 
-    async def _call(self, op: str, cost: float, *args: Any) -> list[int]:
-        text: bytes = await self._backend.run(
-            self._algorithm, self._keys, (op, cost, *self._params, *args)
-        )
-        reply = [int(field) for field in text.split()]
+    def _wait_arg(self) -> float:
+        return -1.0 if self._max_wait is None else self._max_wait * _US
+
+    def _spec(self, op: str, cost: float, arg: float) -> bytes:
+        """The script's first argument: ``op cost <params> arg`` in one string."""
+        return b"%s %r %s %r" % (op.encode(), float(cost), self._params, float(arg))
+
+    async def _call(self, spec: bytes, extra: str | float) -> list[int]:
+        text: bytes = await self._backend.run(self._algorithm, self._keys, (spec, extra))
+        reply = list(map(int, text.split()))
         self._available = reply[2] / 1000
         return reply
 
-    async def _update(self, op: str, cost: float, *args: Any) -> None:
+    async def _update(
+        self, op: str, cost: float, remaining: float = 0, reset_after: float = 0
+    ) -> None:
         try:
-            await self._call(op, cost, *args[:2])
+            await self._call(self._spec(op, cost, remaining), float(reset_after) * _US)
         except BackendUnavailable:
             if self._backend.on_error == "fail_open":
                 local = self._local()
                 if op == "throttle":
-                    local.throttle(args[0], args[2])
+                    local.throttle(remaining, reset_after)
                 else:
                     getattr(local, op)(cost)
 
@@ -329,7 +335,7 @@ class RedisRateLimiter:
     async def _cancel(self, cost: float, token: str) -> None:
         # Unreachable Redis: the reservation lapses at its time, nothing to undo here.
         with contextlib.suppress(BackendUnavailable):
-            await self._call("cancel", cost, "", token)
+            await self._call(self._spec("cancel", cost, 0), token)
 
     def _local(self) -> RateLimiter:
         """The per-process stand-in while Redis is unavailable (fail_open)."""

@@ -2,16 +2,17 @@
 -- of Redis TIME (rounded up: never early), interval as the caller sent it, and `last`
 -- naming the newest reservation, so that its owner can give it back.
 -- KEYS[1]: the state key.
--- ARGV: op, cost, interval_us, burst, arg5, arg6
+-- ARGV[1]: "op cost interval_us burst arg5" (one string: the cheapest request to send),
+-- ARGV[2]: arg6
 --   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
 --   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
 -- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
 -- (one status string: the cheapest reply to parse)
 local key = KEYS[1]
-local op = ARGV[1]
-local cost = tonumber(ARGV[2])
-local interval = tonumber(ARGV[3])
-local burst = tonumber(ARGV[4])
+local op, cost, interval_arg, burst, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+local arg6 = ARGV[2]
+cost, burst = tonumber(cost), tonumber(burst)
+local interval = tonumber(interval_arg)
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
@@ -20,7 +21,7 @@ local state = redis.call('GET', key)
 if state then
   local stored_tat, stored_interval, stored_last = string.match(state, '^(%S+) (%S+) ?(%S*)$')
   tat, last = tonumber(stored_tat), stored_last
-  if stored_interval ~= ARGV[3] and tat > now then
+  if stored_interval ~= interval_arg and tat > now then
     -- Live rate change: keep the backlog in units, drained at the new pace.
     tat = now + (tat - now) / tonumber(stored_interval) * interval
   end
@@ -30,22 +31,22 @@ local function save(value, token)
   value = math.ceil(value)
   -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
   local ttl = math.ceil((math.max(value - now, 0) + burst * interval) / 1000) + 1000
-  redis.call('SET', key, string.format('%d %s %s', value, ARGV[3], token or ''), 'PX', ttl)
+  redis.call('SET', key, string.format('%d %s %s', value, interval_arg, token or ''), 'PX', ttl)
   tat = value
 end
 
 local admitted, wait = 1, 0
 if op == 'acquire' then
-  local max_wait = tonumber(ARGV[5])
+  local max_wait = tonumber(arg5)
   wait = math.max(tat + (cost - burst) * interval - now, 0)
   if max_wait >= 0 and wait > max_wait then
     admitted = 0
   else
-    save(math.max(tat, now) + cost * interval, ARGV[6])
+    save(math.max(tat, now) + cost * interval, arg6)
   end
 elseif op == 'cancel' then
   -- Give back an unused reservation, unless later ones were made on top of it.
-  if last == ARGV[6] and last ~= '' then
+  if last == arg6 and last ~= '' then
     save(math.max(tat - cost * interval, now))
   end
 elseif op == 'refund' then
@@ -55,10 +56,10 @@ elseif op == 'refund' then
 elseif op == 'consume' then
   save(math.max(tat, now) + cost * interval)
 elseif op == 'throttle' then
-  local remaining = tonumber(ARGV[5])
+  local remaining = tonumber(arg5)
   local target
   if remaining < 1 then
-    target = now + tonumber(ARGV[6]) + (burst - 1) * interval
+    target = now + tonumber(arg6) + (burst - 1) * interval
   else
     target = now + (burst - remaining) * interval
   end

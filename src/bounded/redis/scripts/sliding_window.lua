@@ -1,15 +1,16 @@
 -- Sliding log: at most `rate` units in any window of `per`, in Redis TIME microseconds.
 -- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time, which
---          may lie ahead of now for a reservation); KEYS[2]: hash {used, seq}.
--- ARGV: op, cost, rate, per_us, arg (max_wait_us, -1 = none | remaining), arg2
---       (acquire and cancel: a token the caller chose for the reservation)
+--          may lie ahead of now for a reservation); KEYS[2]: string "<used> <seq> <newest>": the units in
+--          the log, the last sequence number, the newest entry's score.
+-- ARGV[1]: "op cost rate per_us arg5" (one string: the cheapest request to send), with
+--          arg5 = max_wait_us (-1 = none) | remaining; ARGV[2]: arg6 (acquire and cancel: a
+--          token the caller chose for the reservation; throttle: reset_after_us)
 -- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
 -- (one status string: the cheapest reply to parse)
 local log, meta = KEYS[1], KEYS[2]
-local op = ARGV[1]
-local cost = tonumber(ARGV[2])
-local rate = tonumber(ARGV[3])
-local per = tonumber(ARGV[4])
+local op, cost, rate, per, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+local arg6 = ARGV[2]
+cost, rate, per = tonumber(cost), tonumber(rate), tonumber(per)
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local EPSILON = 1e-9
@@ -23,7 +24,12 @@ local function cost_of(member)
 end
 
 -- Forget entries that no window from now on can hold.
-local used = tonumber(redis.call('HGET', meta, 'used')) or 0
+local used, seq, last = 0, 0, 0
+local state = redis.call('GET', meta)
+if state then
+  local u, s, l = string.match(state, '^(%S+) (%S+) (%S+)$')
+  used, seq, last = tonumber(u), tonumber(s), tonumber(l)
+end
 local expired = redis.call('ZRANGEBYSCORE', log, '-inf', now - per)
 for _, member in ipairs(expired) do
   used = used - cost_of(member)
@@ -40,18 +46,16 @@ local function add(member, at)
 end
 
 local function next_member(c)
-  return redis.call('HINCRBY', meta, 'seq', 1) .. ':' .. fmt(c)
+  seq = seq + 1
+  return seq .. ':' .. fmt(c)
 end
 
 local admitted, wait, newest = 1, 0, nil
 if op == 'acquire' then
-  local max_wait = tonumber(ARGV[5])
+  local max_wait = tonumber(arg5)
   local t = now
-  if used > 0 then
-    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-    if #last > 0 and tonumber(last[2]) > t then
-      t = tonumber(last[2]) -- admissions keep arrival order: never before the last one
-    end
+  if used > 0 and last > t then
+    t = last -- admissions keep arrival order: never before the last one
   end
   -- Walk the oldest entries until the window ending at t has room for `cost` (every
   -- entry left lies in (now - per, t], so with room for all of them there is no walk).
@@ -82,12 +86,12 @@ if op == 'acquire' then
   if max_wait >= 0 and wait > max_wait then
     admitted = 0
   else
-    add(ARGV[6] .. ':' .. fmt(cost), t)
+    add(arg6 .. ':' .. fmt(cost), t)
     used = used + cost
     newest = t
   end
 elseif op == 'cancel' then
-  local member = ARGV[6] .. ':' .. fmt(cost)
+  local member = arg6 .. ':' .. fmt(cost)
   if redis.call('ZREM', log, member) == 1 then
     used = used - cost_of(member)
   end
@@ -112,8 +116,8 @@ elseif op == 'consume' then
   add(next_member(cost), now)
   used = used + cost
 elseif op == 'throttle' then
-  local remaining = tonumber(ARGV[5])
-  local reset_at = now + math.min(tonumber(ARGV[6]), per)
+  local remaining = tonumber(arg5)
+  local reset_at = now + math.min(tonumber(arg6), per)
   -- Until the reset the window must hold at least rate - remaining: a phantom entry
   -- that expires at the reset makes up what the surviving entries do not.
   local at = reset_at - per
@@ -129,15 +133,14 @@ elseif op == 'throttle' then
 end
 
 if admitted == 1 or #expired > 0 then
-  redis.call('HSET', meta, 'used', fmt(used))
   if not newest then
-    local last = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-    newest = #last > 0 and tonumber(last[2]) or now
+    local newest_entry = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+    newest = #newest_entry > 0 and tonumber(newest_entry[2]) or now
   end
   -- An entry stops counting one period after its time: expire with the newest one.
   local ttl = math.ceil((math.max(newest - now, 0) + per) / 1000) + 1000
+  redis.call('SET', meta, string.format('%s %d %s', fmt(used), seq, fmt(newest)), 'PX', ttl)
   redis.call('PEXPIRE', log, ttl)
-  redis.call('PEXPIRE', meta, ttl)
 end
 -- Reservations ahead count as used: a backlog leaves nothing available.
 local available = math.max(rate - used, 0)
