@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,33 @@ from pathlib import Path
 from rich.console import Console
 
 from bounded.demo import QUICK, BuildResult, DemoResult, render
+from tests.stress.test_report_browser import CHROMIUM, load
+
+
+def check_report(page: Path, build: dict[str, object]) -> None:
+    """`page` is a self-contained stress report whose accounting is `build`'s."""
+    html = page.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?https?:", html)
+    assert "<link" not in html
+    data = json.loads(re.search(r'id="result">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+    assert data["accounting"]["scheduled"] == build["scheduled"]
+    assert data["accounting"]["succeeded"] == build["succeeded"] > 0
+    assert data["accounting"]["lost"] == build["lost"]
+    assert data["events"][0]["name"].startswith("spike")
+    if CHROMIUM is not None:
+        html, console = load(page)
+        assert console == []
+    charts = [int(n) for n in re.findall(r'<svg class="chart" data-points="(\d+)"', html)]
+    assert len(charts) >= 6  # latency, throughput, in flight, errors, process, connections
+    assert all(n > 0 for n in charts)
 
 
 def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
+    reports = tmp_path / "reports"
     proc = subprocess.run(
         [sys.executable, "-c", "from bounded.cli import main; main()", "demo", "--quick",
-         "--json", str(out)],
+         "--json", str(out), "--report", str(reports)],
         capture_output=True,
         text=True,
         timeout=110,
@@ -42,6 +63,11 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert guarded["shed_with_retry_after"] == guarded["shed"]
     assert unguarded["scheduled"] == guarded["scheduled"]
     assert unguarded["peak_threads"] > guarded["peak_threads"]
+    # each build's stress report, its path printed
+    for build in ("unguarded", "guarded"):
+        page = reports / f"{build}.html"
+        assert f"HTML report: {page}" in proc.stdout
+        check_report(page, result["builds"][build])
 
 
 def _result() -> DemoResult:
