@@ -30,6 +30,7 @@ def check_report(page: Path, build: dict[str, object]) -> None:
     assert data["accounting"]["succeeded"] == build["succeeded"] > 0
     assert data["accounting"]["lost"] == build["lost"]
     assert data["events"][0]["name"].startswith("spike")
+    assert 0 < data["thresholds"][0]["actual"] <= build["peak_connections"]
     if CHROMIUM is not None:
         html, console = load(page)
         assert console == []
@@ -151,3 +152,6 @@ def test_run_result_replays_the_builds_workflows_into_the_stress_accounting() ->
     assert run.timeline[2].failed == {"other": 1}
     assert run.latency["max"] == pytest.approx(0.6, rel=1e-3)  # from its intended start, 0
     assert run.events[0]["start"] == QUICK.steady_seconds
+    assert [(t.expression, t.actual, t.passed) for t in run.thresholds] == [
+        ("db_connections<=20", 2, True)
+    ]

@@ -644,10 +644,12 @@ def run_result(
     tally, one-second intervals, so its accounting holds: workflows never started,
     unfinished or failed with an error of no known class stay unaccounted (its "lost",
     as the table's). Failure classes map to the runner's; PostgreSQL's "too many
-    clients" and connection errors are its "other".
+    clients" and connection errors are its "other". One threshold is checked: PostgreSQL
+    connections within the guarded build's pool.
     """
     from bounded.stress.accounting import Tally
     from bounded.stress.result import RunResult
+    from bounded.stress.thresholds import evaluate
 
     starts = schedule(profile, sustainable)
     ends = {end[0]: end for end in trace["ends"]}
@@ -709,6 +711,7 @@ def run_result(
             "end": profile.steady_seconds + profile.spike_seconds,
         }
     ]
+    evaluate(result, [f"db_connections<={_pool_max()}"])
     return result
 
 
