@@ -8,20 +8,43 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from bounded.demo import QUICK, BuildResult, DemoResult, render
+from bounded.demo import QUICK, BuildResult, DemoResult, render, run_result, schedule
+from tests.stress.test_report_browser import CHROMIUM, load
+
+
+def check_report(page: Path, build: dict[str, object]) -> None:
+    """`page` is a self-contained stress report whose accounting is `build`'s."""
+    html = page.read_text()
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?https?:", html)
+    assert "<link" not in html
+    data = json.loads(re.search(r'id="result">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+    assert data["accounting"]["scheduled"] == build["scheduled"]
+    assert data["accounting"]["succeeded"] == build["succeeded"] > 0
+    assert data["accounting"]["lost"] == build["lost"]
+    assert data["events"][0]["name"].startswith("spike")
+    assert 0 < data["thresholds"][0]["actual"] <= build["peak_connections"]
+    if CHROMIUM is not None:
+        html, console = load(page)
+        assert console == []
+    charts = [int(n) for n in re.findall(r'<svg class="chart" data-points="(\d+)"', html)]
+    assert len(charts) >= 6  # latency, throughput, in flight, errors, process, connections
+    assert all(n > 0 for n in charts)
 
 
 def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
+    reports = tmp_path / "reports"
     proc = subprocess.run(
         [sys.executable, "-c", "from bounded.cli import main; main()", "demo", "--quick",
-         "--json", str(out)],
+         "--json", str(out), "--report", str(reports)],
         capture_output=True,
         text=True,
         timeout=110,
@@ -42,6 +65,11 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert guarded["shed_with_retry_after"] == guarded["shed"]
     assert unguarded["scheduled"] == guarded["scheduled"]
     assert unguarded["peak_threads"] > guarded["peak_threads"]
+    # each build's stress report, its path printed
+    for build in ("unguarded", "guarded"):
+        page = reports / f"{build}.html"
+        assert f"HTML report: {page}" in proc.stdout
+        check_report(page, result["builds"][build])
 
 
 def _result() -> DemoResult:
@@ -90,3 +118,40 @@ def test_render_prints_the_table_and_the_targets() -> None:
     assert "guarded: met 0 lost" in text
     assert "guarded: met PostgreSQL connections <= pool max 20 (peak 5)" in text
     assert "guarded: met goodput >= 95% of the sustainable rate (100%)" in text
+
+
+def test_run_result_replays_the_builds_workflows_into_the_stress_accounting() -> None:
+    due = len(schedule(QUICK, 4.0))
+    build = BuildResult("unguarded", scheduled=due, started=5, elapsed=9.5)
+    build.unfinished, build.unclassified = 1, {"KeyError": 1}
+    trace = {
+        "t0": 0.0,
+        "ends": [
+            (0, 0.1, 0.6, None, False),
+            (1, 0.6, 2.2, "too many clients", False),
+            (3, 1.5, 1.6, "shed with retry_after", True),
+        ],
+        "samples": [
+            (0.5, {"threads": 3, "rss_bytes": 10}),
+            (0.7, {"threads": 9, "db_connections": 2}),
+            (2.5, {"threads": 4}),
+        ],
+        "alerts": [],
+    }
+    run = run_result(build, trace, QUICK, 4.0)
+    assert (run.scheduled, run.succeeded, run.failed_total) == (due, 1, 2)
+    assert run.failed["other"] == run.failed["rejected"] == 1
+    assert run.rejected_without_retry_after == 0
+    # never started (due - 5), unfinished (1) and unclassified (1) stay unaccounted
+    assert run.lost == build.lost == due - 5 + 2
+    assert [(i.start, i.end) for i in run.timeline][:2] == [(0.0, 1.0), (1.0, 2.0)]
+    assert run.timeline[-1].end == 9.5
+    assert run.timeline[0].resources == {"threads": 9, "rss_bytes": 10, "db_connections": 2}
+    assert run.timeline[0].succeeded == 1
+    assert run.timeline[1].failed == {"rejected": 1}
+    assert run.timeline[2].failed == {"other": 1}
+    assert run.latency["max"] == pytest.approx(0.6, rel=1e-3)  # from its intended start, 0
+    assert run.events[0]["start"] == QUICK.steady_seconds
+    assert [(t.expression, t.actual, t.passed) for t in run.thresholds] == [
+        ("db_connections<=20", 2, True)
+    ]

@@ -12,10 +12,12 @@ phase at half the provider's sustainable workflow rate, then a spike at ten time
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import multiprocessing
 import os
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -23,10 +25,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import typer
+
+if TYPE_CHECKING:
+    from bounded.stress.result import RunResult
 
 __all__ = [
     "FULL",
@@ -38,7 +43,9 @@ __all__ = [
     "register",
     "render",
     "run_demo",
+    "run_result",
     "schedule",
+    "write_reports",
 ]
 
 BUILDS = ("unguarded", "guarded")
@@ -230,6 +237,8 @@ class DemoResult:
     pool_max: int
     database: str
     builds: dict[str, BuildResult] = field(default_factory=dict)
+    #: Each build's run in the form `bounded stress` reports (see `run_result`).
+    runs: dict[str, RunResult] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON data."""
@@ -292,16 +301,30 @@ class _Run:
         self.finished = 0
         self.last_spike_success = 0.0
         self.started_at = time.monotonic()
+        self.t0 = self.started_at  # the loop's clock (time.monotonic) at the run's start
+        # For the report: (index, begun, ended, failure class or None, retry_after given)
+        # of every workflow that ended classified, resource samples (run seconds, figures),
+        # and the guarded build's monitor alerts.
+        self.ends: list[tuple[int, float, float, str | None, bool]] = []
+        self.samples: list[tuple[float, dict[str, Any]]] = []
+        self.alerts: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._reported = False
 
     def record(
-        self, exc: Exception | None, intended: float, begun: float, ended: float, phase: str
+        self,
+        exc: Exception | None,
+        index: int,
+        intended: float,
+        begun: float,
+        ended: float,
+        phase: str,
     ) -> None:
         """One workflow's end."""
         self.finished += 1
         if exc is None:
             self.latencies.append((ended - intended, phase))
+            self.ends.append((index, begun, ended, None, False))
             if phase == "spike":
                 self.last_spike_success = max(self.last_spike_success, ended)
             return
@@ -310,9 +333,11 @@ class _Run:
             self.unclassified[type(exc).__name__] += 1
             return
         self.failed[kind] += 1
+        retry_after = getattr(exc, "retry_after", None) is not None
+        self.ends.append((index, begun, ended, kind, retry_after))
         if kind in ("shed with retry_after", "breaker open"):
             self.shed_times.append(ended - begun)
-            self.result.shed_with_retry_after += getattr(exc, "retry_after", None) is not None
+            self.result.shed_with_retry_after += retry_after
 
     def report(self, send: Callable[[tuple[Any, ...]], None], *, watchdog: bool = False) -> bool:
         """Fill in the result and send it, unless it was sent already."""
@@ -338,17 +363,26 @@ class _Run:
         r.shed_p99 = _quantile(list(self.shed_times), 0.99)
         r.rss_end = _rss()
         r.threads_at_end = threading.active_count()
-        send(("result", r.build, asdict(r)))
+        trace = {
+            "t0": self.t0,
+            "ends": list(self.ends),
+            "samples": list(self.samples),
+            "alerts": list(self.alerts),
+        }
+        send(("result", r.build, asdict(r), trace))
         return True
 
 
 def _watch_threads(
     run: _Run, stop: threading.Event, deadline: float, send: Callable[[tuple[Any, ...]], None]
 ) -> None:
-    """Samples the thread count even while the event loop is blocked; past `deadline`
-    (monotonic) it reports what the run finished and ends the process."""
+    """Samples the thread count (and RSS, for the report) even while the event loop is
+    blocked; past `deadline` (monotonic) it reports what the run finished and ends the
+    process."""
     while not stop.wait(0.05):
-        run.result.peak_threads = max(run.result.peak_threads, threading.active_count())
+        threads = threading.active_count()
+        run.result.peak_threads = max(run.result.peak_threads, threads)
+        run.samples.append((time.monotonic() - run.t0, {"threads": threads, "rss_bytes": _rss()}))
         if time.monotonic() > deadline and run.report(send, watchdog=True):
             os._exit(0)  # the loop is stuck: its threads would keep the process alive
 
@@ -374,8 +408,13 @@ async def _measure(
 
         navigator = GuardedNavigator(url, env=guarded_env(dsn, provider))
         await navigator.__aenter__()
+
+    def monitor() -> Any:
+        manager = getattr(navigator, "manager", None)  # the guarded build's
+        return None if manager is None else manager.monitor
+
     try:
-        return await _load(navigator, build, starts, profile, send)
+        return await _load(navigator, build, starts, profile, send, monitor)
     finally:
         if build == "guarded":
             await navigator.__aexit__(None, None, None)
@@ -387,12 +426,15 @@ async def _load(
     starts: list[tuple[float, str]],
     profile: Profile,
     send: Callable[[tuple[Any, ...]], None],
+    monitor: Callable[[], Any],
 ) -> BuildResult:
+    from bounded.stress.resources import ResourceSampler
+
     loop = asyncio.get_running_loop()
     run = _Run(build, profile, len(starts))
     result = run.result
     result.rss_start = _rss()
-    t0 = loop.time()
+    t0 = run.t0 = loop.time()
     stop = profile.steady_seconds + profile.spike_seconds + profile.drain_seconds
 
     async def one(index: int, offset: float, phase: str) -> None:
@@ -402,16 +444,22 @@ async def _load(
             await navigator.answer(QUESTIONS[index % len(QUESTIONS)], subquestions_for(index))
         except Exception as exc:
             error = exc
-        run.record(error, offset, begun, loop.time() - t0, phase)
+        run.record(error, index, offset, begun, loop.time() - t0, phase)
 
-    async def sample() -> None:
-        while True:
+    async def sample(resources: ResourceSampler) -> None:
+        for n in itertools.count():
             tick = loop.time()
             result.peak_tasks = max(result.peak_tasks, len(asyncio.all_tasks()))
+            if n % 10 == 0:  # once a second: tasks, CPU, file descriptors, the monitor
+                figures = await resources()
+                del figures["threads"]  # sampled by the watchdog, which a blocked loop cannot stop
+                run.samples.append((tick - t0, figures))
             send(("progress", build, len(starts), run.finished))
             await asyncio.sleep(0.1)
             result.longest_loop_stall = max(result.longest_loop_stall, loop.time() - tick - 0.1)
 
+    resources = ResourceSampler(monitor=monitor)
+    await resources.__aenter__()
     done = threading.Event()
     watchdog = threading.Thread(
         target=_watch_threads,
@@ -419,7 +467,7 @@ async def _load(
         name="demo-watchdog",
     )
     watchdog.start()
-    sampler = asyncio.create_task(sample())
+    sampler = asyncio.create_task(sample(resources))
     tasks: set[asyncio.Task[None]] = set()
     try:
         for index, (offset, phase) in enumerate(starts):
@@ -436,6 +484,7 @@ async def _load(
             _, pending = await asyncio.wait(  # bounded: ignore[BND001]
                 tasks, timeout=max(t0 + stop - loop.time(), 0.0)
             )
+        run.alerts = [{**a, "time": a["time"] - t0} for a in resources.alerts]
         run.report(send)
         for task in pending:
             task.cancel()
@@ -443,6 +492,7 @@ async def _load(
     finally:
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
+        await resources.__aexit__(None, None, None)
         done.set()
         await asyncio.to_thread(watchdog.join)
     return result
@@ -467,8 +517,10 @@ def _child(
         conn.close()
 
 
-async def _sample_connections(dsn: str, application_name: str, peak: list[int]) -> None:
-    """Keep `peak[0]` at the most connections of `application_name` seen (every 50 ms),
+async def _sample_connections(
+    dsn: str, application_name: str, seen: list[tuple[float, int]]
+) -> None:
+    """Append (time.monotonic(), connections of `application_name`) to `seen` every 50 ms,
     from this process, over a connection opened before the run."""
     from bounded.db import DatabasePool
 
@@ -480,7 +532,7 @@ async def _sample_connections(dsn: str, application_name: str, peak: list[int]) 
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
                 application_name,
             )
-            peak[0] = max(peak[0], count)
+            seen.append((time.monotonic(), count))
             await asyncio.sleep(0.05)
 
 
@@ -491,7 +543,7 @@ async def _run_build(
     profile: Profile,
     sustainable: float,
     on_progress: Callable[[str, int, int], None] | None,
-) -> BuildResult:
+) -> tuple[BuildResult, RunResult]:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     await mock.apply_limits()
@@ -501,14 +553,15 @@ async def _run_build(
         args=(build, dsn, mock.url, provider, profile, sustainable, child),
         name=f"navigator-{build}",
     )
-    peak_connections = [0]
-    sampler = asyncio.create_task(_sample_connections(dsn, f"navigator-{build}", peak_connections))
+    connections: list[tuple[float, int]] = []
+    sampler = asyncio.create_task(_sample_connections(dsn, f"navigator-{build}", connections))
     proc.start()
     child.close()
     loop = asyncio.get_running_loop()
     started_at: float | None = None
     first_window_429s: int | None = None
     data: dict[str, Any] | None = None
+    trace: dict[str, Any] = {}
     try:
         while data is None:
             if await asyncio.to_thread(parent.poll, 0.25):
@@ -522,7 +575,7 @@ async def _run_build(
                     if on_progress is not None:
                         on_progress(build, message[2], message[3])
                 elif message[0] == "result":
-                    data = message[2]
+                    data, trace = message[2], message[3]
                 else:
                     raise RuntimeError(f"the {build} run failed: {message[2]}")
             if (
@@ -542,12 +595,137 @@ async def _run_build(
             await asyncio.to_thread(proc.join)
         parent.close()
     result = BuildResult(**data)
-    result.peak_connections = peak_connections[0]
+    result.peak_connections = max((count for _, count in connections), default=0)
     stats = await mock.stats()
     result.provider_requests = stats.get("requests_total", 0)
     result.provider_429s = stats.get("rate_limited_total", 0)
     result.provider_429s_after_first_window = result.provider_429s - (first_window_429s or 0)
+    # The parent's clock is the child's: time.monotonic() is system-wide.
+    samples = [(t - trace["t0"], {"db_connections": count}) for t, count in connections]
+    trace["samples"] += samples
+    return result, run_result(result, trace, profile, sustainable)
+
+
+#: The demo's failure classes in the stress runner's (`bounded.stress.ERROR_CLASSES`).
+_STRESS_CLASS = {
+    "provider 429": "upstream_429",
+    "provider overloaded (5xx)": "upstream_5xx",
+    "timeout": "timeout",
+    "too many clients": "other",
+    "connection error": "other",
+    "breaker open": "breaker_open",
+    "shed with retry_after": "rejected",
+}
+_REPORT_INTERVAL = 1.0
+
+
+def _interval_figures(
+    samples: list[tuple[float, dict[str, Any]]], start: float, end: float
+) -> dict[str, Any]:
+    """The largest value of each figure sampled in [start, end); the last monitor snapshot."""
+    figures: dict[str, Any] = {}
+    for t, sample in samples:
+        if start <= t < end:
+            for key, value in sample.items():
+                known = figures.get(key)
+                numbers = isinstance(value, int | float) and isinstance(known, int | float)
+                figures[key] = max(known, value) if numbers else value
+    return figures
+
+
+def run_result(
+    build: BuildResult, trace: dict[str, Any], profile: Profile, sustainable: float
+) -> RunResult:
+    """`build`'s run as a `bounded stress` result, for its HTML report.
+
+    `trace` is what the build's process recorded: every classified end (index, begun,
+    ended, failure class or None, retry_after given) and resource samples (run seconds,
+    figures). The workflows are replayed in time order through the stress runner's
+    tally, one-second intervals, so its accounting holds: workflows never started,
+    unfinished or failed with an error of no known class stay unaccounted (its "lost",
+    as the table's). Failure classes map to the runner's; PostgreSQL's "too many
+    clients" and connection errors are its "other". One threshold is checked: PostgreSQL
+    connections within the guarded build's pool.
+    """
+    from bounded.stress.accounting import Tally
+    from bounded.stress.result import RunResult
+    from bounded.stress.thresholds import evaluate
+
+    starts = schedule(profile, sustainable)
+    ends = {end[0]: end for end in trace["ends"]}
+    steps: list[tuple[float, int, int]] = []  # (run seconds, 0 due / 1 begun / 2 ended, index)
+    for index, (offset, _) in enumerate(starts):
+        steps.append((offset, 0, index))
+        if index in ends:
+            steps += [(ends[index][1], 1, index), (ends[index][2], 2, index)]
+    steps.sort()
+    tally = Tally()
+    timeline: list[Any] = []
+
+    def close_until(t: float) -> None:
+        while (len(timeline) + 1) * _REPORT_INTERVAL <= t:
+            n = len(timeline)
+            timeline.append(tally.checkpoint(n * _REPORT_INTERVAL, (n + 1) * _REPORT_INTERVAL))
+
+    for t, step, index in steps:
+        close_until(t)
+        intended = starts[index][0]
+        if step == 0:
+            tally.schedule()
+            if index < build.started:
+                tally.dispatch()
+        elif step == 1:
+            tally.start(t - intended)
+        else:
+            _, begun, ended, kind, retry_after = ends[index]
+            if kind is None:
+                tally.succeed(ended - intended, ended - begun)
+            else:
+                tally.fail_as(_STRESS_CLASS[kind], retry_after=retry_after)
+    elapsed = max(build.elapsed, steps[-1][0] if steps else 0.0)
+    close_until(elapsed)
+    if not timeline or timeline[-1].end < elapsed:
+        timeline.append(tally.checkpoint(len(timeline) * _REPORT_INTERVAL, elapsed))
+    tally.settle()
+    for stats in timeline:
+        stats.resources = _interval_figures(trace["samples"], stats.start, stats.end)
+    result = RunResult.from_tally(
+        tally,
+        timeline,
+        model="open",
+        elapsed=elapsed,
+        config={
+            "demo_profile": asdict(profile),
+            "sustainable_workflows_per_second": sustainable,
+            "interval": _REPORT_INTERVAL,
+        },
+    )
+    result.target = f"navigator, {build.build} build"
+    result.profile = "spike"
+    result.alerts = trace["alerts"]
+    result.events = [
+        {
+            "name": f"spike ({profile.spike_load:g}x)",
+            "kind": "load",
+            "start": profile.steady_seconds,
+            "end": profile.steady_seconds + profile.spike_seconds,
+        }
+    ]
+    evaluate(result, [f"db_connections<={_pool_max()}"])
     return result
+
+
+def write_reports(result: DemoResult, directory: Path) -> list[Path]:
+    """Write each build's `bounded stress` HTML report (``BUILD.html``) into `directory`."""
+    from bounded.stress.report import write_report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for build, run in result.runs.items():
+        path = directory / f"{build}.html"
+        write_report(run, path)
+        paths.append(path)
+    return paths
 
 
 def _pool_max() -> int:
@@ -592,7 +770,7 @@ async def run_demo(
             database=where,
         )
         for build in BUILDS:
-            result.builds[build] = await _run_build(
+            result.builds[build], result.runs[build] = await _run_build(
                 build, dsn, mock, profile, sustainable, on_progress
             )
     return result
@@ -728,6 +906,13 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[
             int, typer.Option(help="Seed of the mock provider's replies and latency.")
         ] = 0,
+        report_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--report",
+                help="Directory for each build's HTML report (default: a new temporary one).",
+            ),
+        ] = None,
     ) -> None:
         """The FM-043 navigator under a load spike: unguarded, then through `bounded`."""
         from rich.console import Console
@@ -774,3 +959,7 @@ def register(app: typer.Typer) -> None:
         if json_path is not None:
             json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
             console.print(f"results written to {json_path}")
+        if report_dir is None:
+            report_dir = Path(tempfile.mkdtemp(prefix="bounded-demo-"))
+        for path in write_reports(result, report_dir):
+            console.print(f"HTML report: {path}", soft_wrap=True)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bounded.errors import BulkheadFull, CircuitOpen
 from bounded.http import RetryableHTTPError
 from bounded.stress import ERROR_CLASSES, RunResult, constant, run_closed, run_open, step
+from bounded.stress.accounting import Tally
 
 LOOPTIME = pytest.mark.looptime(noop_cycles=1)
 TOL = 2e-6  # looptime keeps whole microseconds; HDR keeps 3 significant digits
@@ -280,3 +281,16 @@ async def test_closed_model_by_iterations_with_a_target_that_never_yields() -> N
     assert sorted(calls) == list(range(1000))
     with pytest.raises(ValueError, match="duration or iterations"):
         await run_closed(call, users=1)
+
+
+def test_a_failure_classified_elsewhere_is_counted_under_its_class() -> None:
+    tally = Tally()
+    for _ in range(3):
+        tally.schedule()
+        tally.dispatch()
+    tally.fail_as("rejected", retry_after=True)
+    tally.fail_as("rejected", retry_after=False)
+    with pytest.raises(ValueError, match="kind"):
+        tally.fail_as("too many clients", retry_after=False)
+    assert (tally.failed["rejected"], tally.rejected_without_retry_after) == (2, 1)
+    assert tally.in_flight == 1

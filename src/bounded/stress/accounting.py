@@ -168,10 +168,17 @@ class Tally:
 
     def fail(self, exc: BaseException) -> str:
         """A started request raised `exc`; returns the class it was counted under."""
+        retry_after = getattr(exc, "retry_after", None) is not None
+        return self.fail_as(classify_error(exc), retry_after=retry_after)
+
+    def fail_as(self, kind: str, *, retry_after: bool) -> str:
+        """A started request failed with an error already classified as `kind` (one of
+        `ERROR_CLASSES`); `retry_after`: whether the error said when to come back."""
+        if kind not in self.failed:
+            raise ValueError(f"kind must be one of {', '.join(ERROR_CLASSES)}, not {kind!r}")
         self.in_flight -= 1
-        kind = classify_error(exc)
         self.failed[kind] += 1
-        if kind == "rejected" and getattr(exc, "retry_after", None) is None:
+        if kind == "rejected" and not retry_after:
             self.rejected_without_retry_after += 1
         return kind
 

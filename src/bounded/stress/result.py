@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bounded.stress.accounting import ERROR_CLASSES, IntervalStats
+from bounded.stress.accounting import ERROR_CLASSES, IntervalStats, Tally
 
 __all__ = ["SCHEMA_VERSION", "RunResult", "ThresholdResult"]
 
@@ -61,6 +61,35 @@ class RunResult:
     # ``name{label="v",...}`` (a target exposing a ConcurrencyManager's metrics).
     metrics: dict[str, float] = field(default_factory=dict)
     started_at: float = 0.0  # the event loop's clock at the run's time 0
+
+    @classmethod
+    def from_tally(
+        cls,
+        tally: Tally,
+        timeline: list[IntervalStats],
+        *,
+        model: str,
+        elapsed: float,
+        config: dict[str, Any],
+        started_at: float = 0.0,
+    ) -> RunResult:
+        """The result of a run whose requests were counted in `tally` (settled)."""
+        return cls(
+            model=model,
+            config=config,
+            elapsed=elapsed,
+            scheduled=tally.scheduled,
+            succeeded=tally.succeeded,
+            failed=dict(tally.failed),
+            dropped=tally.dropped,
+            rejected_without_retry_after=tally.rejected_without_retry_after,
+            latency=tally.latency.percentiles(),
+            service_time=tally.service.percentiles(),
+            lateness=tally.lateness.percentiles(),
+            histogram=tally.latency.hist.encode().decode("ascii"),
+            timeline=timeline,
+            started_at=started_at,
+        )
 
     @property
     def failed_total(self) -> int:

@@ -148,21 +148,12 @@ class _Run:
         return end - self.t0
 
     def result(self, model: str, elapsed: float, config: dict[str, Any]) -> RunResult:
-        t = self.tally
-        return RunResult(
+        return RunResult.from_tally(
+            self.tally,
+            self.timeline,
             model=model,
-            config=config,
             elapsed=elapsed,
-            scheduled=t.scheduled,
-            succeeded=t.succeeded,
-            failed=dict(t.failed),
-            dropped=t.dropped,
-            rejected_without_retry_after=t.rejected_without_retry_after,
-            latency=t.latency.percentiles(),
-            service_time=t.service.percentiles(),
-            lateness=t.lateness.percentiles(),
-            histogram=t.latency.hist.encode().decode("ascii"),
-            timeline=self.timeline,
+            config=config,
             started_at=self.t0,
         )
 
