@@ -43,6 +43,7 @@ BENCHMARKS: list[str] = [
     "stress_gate",
     "stress",
     "stress_locust",
+    "demo",
 ]
 
 RESULTS = Path(__file__).with_name("results.md")

@@ -40,6 +40,7 @@ __all__ = [
     "DemoResult",
     "Profile",
     "classify",
+    "guarded_targets",
     "register",
     "render",
     "run_demo",
@@ -850,14 +851,16 @@ def render(console: Any, result: DemoResult) -> None:
         "finished when the drain ended, or failed with an error of no known class. Each "
         "build ran in its own process.[/]"
     )
-    guarded = result.builds.get("guarded")
-    if guarded is not None:
-        for line in _targets(result, guarded):
-            console.print(line)
+    if "guarded" in result.builds:
+        for name, ok, seen in guarded_targets(result):
+            verdict = "[green]met[/]" if ok else "[red]missed[/]"
+            console.print(f"guarded: {verdict} {name} ({seen})")
 
 
-def _targets(result: DemoResult, g: BuildResult) -> list[str]:
-    checks = [
+def guarded_targets(result: DemoResult) -> list[tuple[str, bool, str]]:
+    """The issue's targets for the guarded build: (target, met, what was measured)."""
+    g = result.builds["guarded"]
+    return [
         ("0 lost", g.lost == 0, f"{g.lost}"),
         (
             f"PostgreSQL connections <= pool max {result.pool_max}",
@@ -885,13 +888,8 @@ def _targets(result: DemoResult, g: BuildResult) -> list[str]:
             f"p99 {_ms(g.shed_p99)}, {g.shed_with_retry_after}/{g.shed} with retry_after",
         ),
     ]
-    return [
-        f"guarded: {'[green]met[/]' if ok else '[red]missed[/]'} {name} ({seen})"
-        for name, ok, seen in checks
-    ]
 
 
-#: The extras the demo runs on: the SDKs, the mock provider and embedded PostgreSQL.
 def register(app: typer.Typer) -> None:
     """Add the `demo` command to the CLI."""
 
