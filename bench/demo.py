@@ -23,6 +23,7 @@ COLUMNS = [
     "peak threads",
     "peak tasks",
     "RSS MiB start -> end",
+    "RSS MiB peak: steady -> spike",
     "provider 429s (after 1st window)",
     "attempts per workflow",
 ]
@@ -47,6 +48,9 @@ def _row(r: BuildResult) -> Row:
             "peak threads": f"{r.peak_threads}",
             "peak tasks": f"{r.peak_tasks:,}",
             "RSS MiB start -> end": f"{r.rss_start / 2**20:,.0f} -> {r.rss_end / 2**20:,.0f}",
+            "RSS MiB peak: steady -> spike": (
+                f"{r.rss_steady / 2**20:,.0f} -> {r.rss_peak / 2**20:,.0f}"
+            ),
             "provider 429s (after 1st window)": (
                 f"{r.provider_429s:,} ({r.provider_429s_after_first_window:,})"
             ),

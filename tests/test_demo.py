@@ -65,6 +65,10 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert guarded["shed_with_retry_after"] == guarded["shed"]
     assert unguarded["scheduled"] == guarded["scheduled"]
     assert unguarded["peak_threads"] > guarded["peak_threads"]
+    # memory sampled in both phases, the steady one as the baseline of the RSS target
+    for build in (guarded, unguarded):
+        assert 0 < build["rss_steady"] and 0 < build["rss_peak"]
+    assert "RSS within 10% of its steady value" in proc.stdout
     # each build's stress report, its path printed
     for build in ("unguarded", "guarded"):
         page = reports / f"{build}.html"

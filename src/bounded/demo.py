@@ -185,6 +185,8 @@ class BuildResult:
     peak_tasks: int = 0
     rss_start: int = 0
     rss_end: int = 0
+    rss_steady: int = 0  # the highest RSS sampled during the steady phase
+    rss_peak: int = 0  # the highest RSS sampled after it (spike and drain)
     provider_requests: int = 0
     provider_429s: int = 0
     provider_429s_after_first_window: int = 0
@@ -363,6 +365,10 @@ class _Run:
         r.shed = len(self.shed_times)
         r.shed_p99 = _quantile(list(self.shed_times), 0.99)
         r.rss_end = _rss()
+        steady_end = self.profile.steady_seconds
+        rss = [(t, m["rss_bytes"]) for t, m in list(self.samples) if "rss_bytes" in m]
+        r.rss_steady = max((b for t, b in rss if t <= steady_end), default=r.rss_start)
+        r.rss_peak = max((b for t, b in rss if t > steady_end), default=r.rss_end)
         r.threads_at_end = threading.active_count()
         trace = {
             "t0": self.t0,
@@ -833,6 +839,7 @@ def render(console: Any, result: DemoResult) -> None:
         ("peak tasks", lambda r: f"{r.peak_tasks:,}"),
         ("longest event-loop stall", lambda r: _ms(r.longest_loop_stall)),
         ("RSS start -> end", lambda r: f"{_mib(r.rss_start)} -> {_mib(r.rss_end)}"),
+        ("RSS peak: steady -> spike", lambda r: f"{_mib(r.rss_steady)} -> {_mib(r.rss_peak)}"),
         ("provider 429s (after 1st window)", _429s),
         ("upstream attempts per workflow (per success)", _attempts),
     ]  # fmt: skip
@@ -881,6 +888,11 @@ def guarded_targets(result: DemoResult) -> list[tuple[str, bool, str]]:
             "p99 <= 2x the steady-phase p99",
             g.p99 is not None and g.steady_p99 is not None and g.p99 <= 2 * g.steady_p99,
             f"{_ms(g.p99)} vs {_ms(g.steady_p99)}",
+        ),
+        (
+            "RSS within 10% of its steady value",
+            g.rss_peak <= 1.10 * g.rss_steady,
+            f"peak {_mib(g.rss_peak)} vs steady {_mib(g.rss_steady)}",
         ),
         (
             "shed requests answered in <= 5 ms with retry_after",
