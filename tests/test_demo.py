@@ -67,7 +67,8 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     assert unguarded["peak_threads"] > guarded["peak_threads"]
     # memory sampled in both phases, the steady one as the baseline of the RSS target
     for build in (guarded, unguarded):
-        assert 0 < build["rss_steady"] and 0 < build["rss_peak"]
+        assert build["rss_steady"] > 0
+        assert build["rss_peak"] > 0
     assert "RSS within 10% of its steady value" in proc.stdout
     # each build's stress report, its path printed
     for build in ("unguarded", "guarded"):
