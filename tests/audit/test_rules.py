@@ -23,7 +23,19 @@ def expected(source: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-_COMPLEMENT = {"BND004": {"BND010"}, "BND010": {"BND004"}}
+_COMPLEMENT = {
+    "BND004": {"BND010"},
+    "BND010": {"BND004"},
+    # an opt-in code holds the weaker evidence of its parent rule's check
+    "BND001": {"BND011"},
+    "BND011": {"BND001"},
+    "BND005": {"BND012"},
+    "BND012": {"BND005"},
+    "BND008": {"BND013"},
+    "BND013": {"BND008"},
+    "BND003": {"BND014"},
+    "BND014": {"BND003"},
+}
 CHECKED = [code for code in RULES if code != "BND000"]
 
 
@@ -225,10 +237,10 @@ def test_real_code_is_checked_without_errors() -> None:
             assert finding.column >= 1
 
 
-def _project(files: dict[str, str]) -> list[tuple[str, int, str]]:
+def _project(files: dict[str, str], codes: list[str] | None = None) -> list[tuple[str, int, str]]:
     from bounded.audit import Project
 
-    project = Project()
+    project = Project(codes)
     findings = []
     for path, source in files.items():
         findings += project.check(source, path)
@@ -268,6 +280,42 @@ def test_a_semaphore_held_in_another_module_bounds_the_gather() -> None:
     )
     assert _project({"app/helper.py": helper, "app/caller.py": caller}) == []
     assert _project({"app/caller.py": caller}) == [("app/caller.py", 4, "BND001")]
+
+
+def test_a_method_another_module_defines_is_bnd001_an_injected_callable_bnd011() -> None:
+    base = "class Store:\n    async def embed(self, text):\n        return text\n"
+    child = (
+        "import asyncio\n"
+        "from app.base import Store\n"
+        "class Vectors(Store):\n"
+        "    async def upsert(self, texts):\n"
+        "        return await asyncio.gather(*[self.embed(t) for t in texts])\n"
+    )
+    both = ["BND001", "BND011"]
+    # the run defines `embed`: the per-item work is in sight, a default finding
+    assert _project({"app/base.py": base, "app/child.py": child}, both) == [
+        ("app/child.py", 5, "BND001")
+    ]
+    # nothing in the run defines it: an attribute holding a callable someone injected
+    assert _project({"app/child.py": child}, both) == [("app/child.py", 5, "BND011")]
+    assert _project({"app/child.py": child}) == []  # BND011 is off by default
+    # selecting only the opt-in code runs BND001's check but reports only BND011
+    assert _project({"app/base.py": base, "app/child.py": child}, ["BND011"]) == []
+    assert _project({"app/child.py": child}, ["BND011"]) == [("app/child.py", 5, "BND011")]
+
+
+def test_opt_in_rules_are_off_by_default_and_name_their_parent() -> None:
+    from bounded.audit import expand_codes
+
+    opt_in = {code: rule.parent for code, rule in RULES.items() if rule.parent}
+    assert opt_in == {
+        "BND011": "BND001",
+        "BND012": "BND005",
+        "BND013": "BND008",
+        "BND014": "BND003",
+    }
+    assert all(not RULES[code].default and RULES[parent].default for code, parent in opt_in.items())
+    assert expand_codes(["ALL"]).isdisjoint(opt_in)
 
 
 def test_a_deterministic_backoff_helper_in_another_module_is_seen() -> None:
@@ -337,12 +385,12 @@ def test_a_deferred_finding_is_reported_once() -> None:
 
 def test_a_chat_bot_command_is_not_a_cli_command() -> None:
     source = (
-        "import subprocess\n"
+        "import requests\n"
         "import discord.ext.commands\n"
         "bot = discord.ext.commands.Bot()\n"
         "@bot.command()\n"
         "async def deploy(ctx):\n"
-        "    subprocess.run(['make'])\n"
+        "    requests.get('https://example.com/deploy')\n"
     )
     assert [f.code for f in check_source(source, "bot.py")] == ["BND005"]
     cli = source.replace("import discord.ext.commands", "import discord.ext.commands, typer")

@@ -11,8 +11,10 @@ __all__ = ["Edit", "Finding", "Rule"]
 class Rule:
     """A check: its code, a short name, what it finds and the one-line fix printed with it.
 
-    A rule that is not `default` reports style, not a run-time fault: it runs only when
-    selected (``--select BND010``) and is reported at SARIF level ``note``.
+    A rule that is not `default` runs only when selected (``--select BND010``) and is
+    reported at SARIF level ``note``: style (BND010), or the opt-in tier of the default
+    rule named by `parent`, whose check finds its places on weaker evidence of the same
+    fault (an injected callable, a sub-second pause...).
     """
 
     code: str
@@ -20,6 +22,7 @@ class Rule:
     summary: str
     fix: str
     default: bool = True
+    parent: str | None = None
 
     @property
     def slug(self) -> str:

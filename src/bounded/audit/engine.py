@@ -122,7 +122,7 @@ class Project:
         findings: list[Finding] = []
         for line, col, code, message, edit in sorted(model.findings, key=lambda f: f[:4]):
             key = (line, col, code)
-            if key in seen or suppressed(line, code):
+            if code not in self.codes or key in seen or suppressed(line, code):
                 continue
             seen.add(key)
             findings.append(
@@ -130,7 +130,7 @@ class Project:
             )
         for item in model.deferred:
             key = (item.line, item.column, item.code)
-            if key in seen or suppressed(item.line, item.code):
+            if item.code not in self.codes or key in seen or suppressed(item.line, item.code):
                 continue
             seen.add(key)
             line_text = lines[item.line - 1 : item.line]
@@ -141,6 +141,7 @@ class Project:
         for name, definitions in facts.classes.items():
             self.facts.classes.setdefault(name, []).extend(definitions)
         self.facts.guarded |= facts.guarded
+        self.facts.defined |= facts.defined
         for name, where in facts.callers.items():
             self.facts.callers[name] = self.facts.callers.get(name, 0) | where
         for name, deterministic in facts.helpers.items():

@@ -52,8 +52,8 @@ ASYNC_RESOURCES: dict[str, str] = {
     "redis.asyncio.Redis": "redis.asyncio.Redis",
     "redis.asyncio.from_url": "redis.asyncio client",
 }
-# An SDK client built over a passed http client owns no connections of its own.
-_BORROWED_POOL = frozenset({"http_client", "session", "client_session"})
+# A client built over a passed http client or connection pool owns no connections of its own.
+_BORROWED_POOL = frozenset({"http_client", "session", "client_session", "connection_pool"})
 
 
 def resource_of(m: ModuleModel, call: ast.Call) -> str | None:
@@ -262,6 +262,7 @@ class ProjectFacts:
         default_factory=dict
     )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
+    defined: set[str] = field(default_factory=set)  # every function and method name
     # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
@@ -718,6 +719,7 @@ class ModuleModel:
         self.visit(node.args)
         if node.returns is not None:
             self.visit(node.returns)
+        self.facts.defined.add(node.name)
         if self._holds_bound(node.body) or any(self.is_semish(d) for d in node.decorator_list):
             self.guarded.add(node.name)
         scope = Scope(node.name, isinstance(node, ast.AsyncFunctionDef), node)

@@ -4,7 +4,9 @@ Each module defines ``RULE`` (code, name, summary, fix) and the hooks it needs o
 semantic model's pass (see `bounded.audit.model.Hooks`): ``CALLS`` (by qualified name),
 ``METHODS`` (by attribute), and any of the functions ``every_call``,
 ``async_method_call``, ``dropped_call``, ``assign``, ``loop``, ``function``, ``scope_end``,
-``class_end``, ``module_end``. The module, its fixture (``tests/audit/fixtures``) and its
+``class_end``, ``module_end``. An opt-in rule whose ``RULE.parent`` names a default rule
+holds that rule's weaker evidence: the parent's check reports it, so the parent's hooks
+run when either code is selected. The module, its fixture (``tests/audit/fixtures``) and its
 page (``docs/rules``) share the name ``RULE.slug``, e.g. ``bnd001_unbounded_gather``.
 """
 
@@ -33,6 +35,10 @@ MODULES: tuple[ModuleType, ...] = tuple(
         "bnd008_retry_without_jitter",
         "bnd009_dropped_task",
         "bnd010_get_event_loop_in_coroutine",
+        "bnd011_injected_fan_out",
+        "bnd012_subprocess_in_async",
+        "bnd013_short_retry_pause",
+        "bnd014_background_daemon_thread",
     )
 )
 RULES: dict[str, Rule] = {module.RULE.code: module.RULE for module in MODULES}
@@ -57,8 +63,9 @@ def hooks_for(codes: frozenset[str]) -> Hooks:
     if hooks is not None:
         return hooks
     hooks = Hooks()
+    parents = {RULES[code].parent for code in codes if code in RULES}
     for module in MODULES:
-        if module.RULE.code not in codes:
+        if module.RULE.code not in codes and module.RULE.code not in parents:
             continue
         table: dict[str, Any]
         for name, table in (("CALLS", hooks.calls), ("METHODS", hooks.methods)):

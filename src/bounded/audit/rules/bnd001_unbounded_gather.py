@@ -19,6 +19,7 @@ from bounded.audit.model import (
     is_workerish,
 )
 from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.rules.bnd011_injected_fan_out import RULE as INJECTED
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -68,11 +69,12 @@ _CONFIGURED = re.compile(
 )
 # The parts of one message or one model response: a chat message's attachments, the UI
 # elements of one update, a response's content or tool calls, the sub-questions one query
-# is split into; and the subgraphs of the program's own graph. The producer (a chat
-# platform, the model's output, the graph definition) caps them at a handful.
+# is split into; the subgraphs of the program's own graph and the storages or backends of
+# one instance. The producer (a chat platform, the model's output, the graph or instance
+# definition) caps them at a handful.
 _ONE_MESSAGE = re.compile(
     r"(?:^|[._])(?:attachments?|elements?|sub_?questions?|sub_?quer(?:y|ies)|sub_?graphs?"
-    r"|subpregels?)$"
+    r"|subpregels?|storages|backends)$"
     r"|(?:response|completion|reply|message|msg)\.(?:content|parts|tool_calls|attachments"
     r"|files|choices)$",
     re.IGNORECASE,
@@ -81,10 +83,11 @@ _ONE_MESSAGE = re.compile(
 
 @dataclass(slots=True)
 class _State:
-    # the call, which API, the coroutine's callee, the class and self attribute iterated
-    candidates: list[tuple[ast.Call, str, str | None, tuple[ClassScope, str] | None]] = field(
-        default_factory=list
-    )
+    # the call, which API, the coroutine's callee, the class and self attribute iterated,
+    # and whether the callee is injected ("" certainly, a name: unless the run defines it)
+    candidates: list[
+        tuple[ast.Call, str, str | None, tuple[ClassScope, str] | None, str | None]
+    ] = field(default_factory=list)
 
 
 def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -102,10 +105,13 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
         element = _unbounded_element(m, expr)
         if element is None or _passes_limiter(m, element):
             continue
-        callee = callee_name(coroutine_call(m, element))
-        if callee == "run_in_executor":
+        call = coroutine_call(m, element)
+        callee = callee_name(call)
+        if callee == "run_in_executor" or _executor_bound(m, callee):
             continue  # the executor's worker count bounds it
-        m.state(_State).candidates.append((node, which, callee, _self_collection(m, expr)))
+        m.state(_State).candidates.append(
+            (node, which, callee, _self_collection(m, expr), _injected(m, call))
+        )
         return
 
 
@@ -152,6 +158,73 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
                 found = _unbounded_element(m, elt.value)
                 if found is not None:
                     return found
+    return None
+
+
+# Awaitables that run on an executor's threads (the default one for DNS and to_thread).
+_ON_EXECUTOR = frozenset({"run_in_executor", "getaddrinfo", "getnameinfo", "to_thread"})
+
+
+def _executor_bound(m: ModuleModel, callee: str | None) -> bool:
+    """The callee (a function of this module, or one nested where the fan-out is) awaits
+    only work on an executor (``loop.getaddrinfo``, ``asyncio.to_thread``): its workers
+    bound the fan-out."""
+    if callee is None:
+        return False
+    fn: ast.AST | None = m.functions.get(callee)
+    enclosing = m.scope.node
+    if fn is None and enclosing is not None:
+        fn = next(
+            (
+                sub
+                for sub in ast.walk(enclosing)
+                if isinstance(sub, ast.AsyncFunctionDef) and sub.name == callee
+            ),
+            None,
+        )
+    if not isinstance(fn, ast.AsyncFunctionDef):
+        return False
+    awaited = [sub.value for sub in ast.walk(fn) if isinstance(sub, ast.Await)]
+    for value in awaited:
+        if (
+            isinstance(value, ast.Call)
+            and m.qualname(value.func) == "asyncio.wait_for"
+            and value.args
+        ):
+            value = value.args[0]
+        if not isinstance(value, ast.Call) or callee_name(value) not in _ON_EXECUTOR:
+            return False
+    return bool(awaited)
+
+
+def _injected(m: ModuleModel, call: ast.Call) -> str | None:
+    """Whether `call` runs a callable the code was handed rather than one it defines.
+
+    ``""`` for a parameter (``fn(item)``), the attribute name for ``self.attr(item)`` that
+    this module defines no method for (injected unless another module of the run defines
+    it), None for a function or method the code names.
+    """
+    return _injected_callable(m, call.func)
+
+
+def _injected_callable(m: ModuleModel, func: ast.expr, depth: int = 0) -> str | None:
+    if isinstance(func, ast.Name):
+        name = func.id
+        if name in ("self", "cls"):
+            return None
+        if any(name in scope.params for scope in m.scopes):
+            return ""
+        # a local alias (``embed = self.embedding_func``) of an injected callable
+        values = m.assignments(name) if depth < 3 else []
+        found = [_injected_callable(m, v, depth + 1) for v in values]
+        return found[0] if found and all(f is not None for f in found) else None
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+        and func.attr not in m.functions
+    ):
+        return func.attr
     return None
 
 
@@ -255,7 +328,7 @@ def _self_collection(m: ModuleModel, expr: ast.expr) -> tuple[ClassScope, str] |
 
 
 def module_end(m: ModuleModel) -> None:
-    for node, which, callee, fixed in m.state(_State).candidates:
+    for node, which, callee, fixed, injected in m.state(_State).candidates:
         if callee is not None and (
             callee in m.guarded
             or callee in _TEARDOWN
@@ -271,13 +344,29 @@ def module_end(m: ModuleModel) -> None:
         )
         if callee is None:
             m.report(node, RULE.code, message)
-        else:
-            # the callee may hold a semaphore in another module of the run
+            continue
+        # the callee may hold a semaphore in another module of the run
+        if injected is None:
             m.defer(node, RULE.code, message, _unless_guarded(callee))
+            continue
+        weak = (
+            f"asyncio.{which}() over a collection of unknown size through an injected "
+            f"callable ({callee}): no bound in sight here, one may be applied where it is built"
+        )
+        m.defer(node, INJECTED.code, weak, _unless_guarded(callee, injected, defined=False))
+        if injected:
+            m.defer(node, RULE.code, message, _unless_guarded(callee, injected, defined=True))
 
 
-def _unless_guarded(callee: str) -> Callable[[ProjectFacts], bool]:
+def _unless_guarded(
+    callee: str, method: str | None = None, *, defined: bool = True
+) -> Callable[[ProjectFacts], bool]:
+    """Keep the finding unless `callee` holds a semaphore; with `method`, only if the run
+    defines (or, for BND011, does not define) a function of that name."""
+
     def keep(facts: ProjectFacts) -> bool:
-        return callee not in facts.guarded
+        if callee in facts.guarded:
+            return False
+        return method is None or (method in facts.defined) == defined
 
     return keep

@@ -28,10 +28,11 @@ _CONNECT_PER_OP = (
     "aiopg.connect",
     "asyncmy.connect",
 )
-# Functions that run once at start-up (or own a long-lived connection), not per request.
+# Functions that run once at start-up (or own a long-lived connection), not per request;
+# creating or updating the schema is a start-up step too.
 _STARTUP_NAME = re.compile(
     r"main|start|setup|set_up|init|lifespan|bootstrap|connect|migrat|open|aenter|create_app"
-    r"|pool|warm|cli|prepare|probe|ping|reachable|ready|health|admin",
+    r"|pool|warm|cli|prepare|probe|ping|reachable|ready|health|admin|schema",
     re.IGNORECASE,
 )
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
 from bounded.audit.model import ModuleModel
-from bounded.audit.names import timeout_arg
+from bounded.audit.names import is_self_attr, timeout_arg
+from bounded.audit.rules.bnd014_background_daemon_thread import RULE as BACKGROUND
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
@@ -30,15 +31,56 @@ _TEARDOWN_NAME = re.compile(
 
 @dataclass(slots=True)
 class _State:
-    # node, message, the (scope, name) the thread is bound to
-    daemons: list[tuple[ast.AST, str, tuple[object, str] | None]] = field(default_factory=list)
+    # node, message, the (scope, name) the thread is bound to, and for a thread started
+    # in a function: its name, and whether the thread's target runs a loop
+    daemons: list[tuple[ast.AST, str, tuple[object, str] | None, str | None, bool]] = field(
+        default_factory=list
+    )
+    at_import: set[str] = field(default_factory=set)  # functions called at module level
 
 
 def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
     for kw in node.keywords:
         if kw.arg == "daemon" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
             message = f"{q}(daemon=True): killed mid-work at exit, never joined"
-            m.state(_State).daemons.append((node, message, m.call_targets.get(id(node))))
+            starter = m.scope.name if len(m.scopes) > 1 else None
+            m.state(_State).daemons.append(
+                (node, message, m.call_targets.get(id(node)), starter, _target_loops(m, node))
+            )
+
+
+def _target_loops(m: ModuleModel, node: ast.Call) -> bool:
+    """The thread's target (a function of this module) runs a loop: a background service."""
+    target = next((kw.value for kw in node.keywords if kw.arg == "target"), None)
+    fn: ast.AST | None = None
+    if isinstance(target, ast.Name):
+        fn = m.functions.get(target.id)
+        enclosing = m.scope.node
+        if fn is None and enclosing is not None:
+            fn = next(
+                (
+                    sub
+                    for sub in ast.walk(enclosing)
+                    if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and sub.name == target.id
+                ),
+                None,
+            )
+    elif target is not None and is_self_attr(target) and isinstance(target, ast.Attribute):
+        fn = m.functions.get(target.attr)
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    for stmt in fn.body:
+        inner = stmt.body if isinstance(stmt, ast.Try | ast.With) else [stmt]
+        if any(isinstance(s, ast.While) for s in inner):
+            return True
+    return False
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """Remember the functions called at import (a thread they start lives once per process)."""
+    if len(m.scopes) == 1 and isinstance(node.func, ast.Name):
+        m.state(_State).at_import.add(node.func.id)
 
 
 CALLS: dict[str, CallHook] = {"threading.Thread": _thread, "threading.Timer": _thread}
@@ -56,7 +98,7 @@ def assign(
             and (m.imports_threading or m.kind_of(target.value) == "thread")
         ):
             message = "daemon thread: it is killed mid-work at interpreter exit and never joined"
-            m.state(_State).daemons.append((node, message, m.scoped(target.value)))
+            m.state(_State).daemons.append((node, message, m.scoped(target.value), None, False))
 
 
 def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -75,7 +117,7 @@ def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
 def _set_daemon(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if m.kind_of(func.value) == "thread":
         message = "setDaemon(True): daemon thread, killed mid-work at exit"
-        m.state(_State).daemons.append((node, message, m.scoped(func.value)))
+        m.state(_State).daemons.append((node, message, m.scoped(func.value), None, False))
 
 
 def _result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -95,6 +137,11 @@ METHODS: dict[str, MethodHook] = {"join": _join, "setDaemon": _set_daemon, "resu
 
 
 def module_end(m: ModuleModel) -> None:
-    for node, message, bound in m.state(_State).daemons:
-        if bound is None or bound not in m.joined:
+    state = m.state(_State)
+    for node, message, bound, starter, loops in state.daemons:
+        if bound is not None and bound in m.joined:
+            continue
+        if loops or (starter is not None and starter in state.at_import):
+            m.report(node, BACKGROUND.code, message + " (a long-lived background thread)")
+        else:
             m.report(node, RULE.code, message)

@@ -65,9 +65,41 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
         "(RuntimeError on Python 3.14); use asyncio.get_running_loop() or asyncio.run()"
     )
     scope = m.scope
+    if _warning_made_error(m, node):
+        return  # the DeprecationWarning is raised and handled: no loop is created
     # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
     name = m.classes[-1].name if scope.name == "__init__" and m.classes else scope.name
     m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
+
+
+def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:
+    """The call is inside ``with warnings.catch_warnings():`` that turns warnings into
+    errors (``warnings.simplefilter("error", ...)``): the no-loop case raises instead of
+    creating a loop, and the code handles it."""
+    enclosing = m.scope.node
+    if enclosing is None:
+        return False
+    for sub in ast.walk(enclosing):
+        if not isinstance(sub, ast.With) or not (
+            sub.lineno <= node.lineno <= (sub.end_lineno or sub.lineno)
+        ):
+            continue
+        if not any(
+            isinstance(item.context_expr, ast.Call)
+            and m.qualname(item.context_expr.func) == "warnings.catch_warnings"
+            for item in sub.items
+        ):
+            continue
+        for stmt in ast.walk(sub):
+            if (
+                isinstance(stmt, ast.Call)
+                and m.qualname(stmt.func) in ("warnings.simplefilter", "warnings.filterwarnings")
+                and stmt.args
+                and isinstance(stmt.args[0], ast.Constant)
+                and stmt.args[0].value == "error"
+            ):
+                return True
+    return False
 
 
 def _unless_only_called_from_coroutines(name: str) -> Callable[[ProjectFacts], bool]:

@@ -22,14 +22,11 @@ RULE = Rule(
 _REQUESTS_VERBS = frozenset(
     {"get", "post", "put", "patch", "delete", "head", "options", "request", "send", "stream"}
 )
+# Calls that block on a remote peer or for a set time (a blocking child process is BND012:
+# how long it blocks, and whether other work shares the loop then, the code does not say).
 _BLOCKING_CALLS: dict[str, str] = {
     "time.sleep": "time.sleep() blocks the event loop; use `await asyncio.sleep(...)`",
     "urllib.request.urlopen": "urllib.request.urlopen() is blocking network I/O",
-    "subprocess.run": "subprocess.run() blocks until the child exits",
-    "subprocess.call": "subprocess.call() blocks until the child exits",
-    "subprocess.check_call": "subprocess.check_call() blocks until the child exits",
-    "subprocess.check_output": "subprocess.check_output() blocks until the child exits",
-    "os.system": "os.system() blocks until the command exits",
     "psycopg.connect": "psycopg.connect() is a blocking (sync) connection",
 }
 for _verb in _REQUESTS_VERBS - {"send"}:
@@ -45,14 +42,14 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not _cli_command(m):
+    if m.in_async and not cli_command(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
 
 
 _CLI_FRAMEWORKS = frozenset({"typer", "cyclopts", "click", "asyncclick"})
 
 
-def _cli_command(m: ModuleModel) -> bool:
+def cli_command(m: ModuleModel) -> bool:
     """The coroutine is a command of a CLI framework (``@app.command``, ``@app.default``
     in a module that imports typer, cyclopts or click): it runs alone on its loop, so a
     blocking call there delays nothing else. A chat bot's ``@bot.command`` is not one."""

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING
 from bounded.audit.core import Rule
 from bounded.audit.model import (
     ASYNC_RESOURCES,
+    LIFECYCLE,
     ClassScope,
     ModuleModel,
     ProjectFacts,
     Scope,
     resource_of,
 )
-from bounded.audit.names import dotted
+from bounded.audit.names import dotted, is_self_attr
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -83,9 +84,14 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
     A class with no lifecycle at all is a long-lived holder (a provider, a settings object);
     whether it leaks depends on how often it is built, which the code does not say.
     """
+    touched: set[str] | None = None
     for attr, (call, what) in cls.pending.items():
         if attr in cls.closed:
             continue
+        if touched is None:
+            touched = _read_on_close(cls)
+        if attr in touched:
+            continue  # the close path hands it on (a helper, a loop over the clients)
         message = (
             f"{what} stored on self.{attr} but the class never closes it "
             f"(its close method does not call self.{attr}.aclose()/close())"
@@ -95,6 +101,31 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
                 m.report(call, RULE.code, message)
             continue
         m.defer(call, RULE.code, message, _unless_a_base_closes(cls, attr))
+
+
+def _read_on_close(cls: ClassScope) -> set[str]:
+    """The ``self`` attributes the class's close-style methods hand on: passed to a call
+    (``await close_all([self._a])``) or iterated (``for c in (self._a, self._b)``).
+    Comparing one or setting it to None is not handing it on."""
+    found: set[str] = set()
+    for item in cls.node.body:
+        if (
+            not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            or item.name not in LIFECYCLE
+        ):
+            continue
+        for sub in ast.walk(item):
+            handed: list[ast.expr] = []
+            if isinstance(sub, ast.Call):
+                handed = [*sub.args, *(kw.value for kw in sub.keywords)]
+            elif isinstance(sub, ast.For | ast.AsyncFor):
+                handed = [sub.iter]
+            for value in handed:
+                elts = value.elts if isinstance(value, ast.List | ast.Tuple | ast.Set) else [value]
+                found.update(
+                    e.attr for e in elts if is_self_attr(e) and isinstance(e, ast.Attribute)
+                )
+    return found
 
 
 def _unless_a_base_closes(cls: ClassScope, attr: str) -> Callable[[ProjectFacts], bool]:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from bounded.audit.core import Rule
 from bounded.audit.model import Function, Loop, ModuleModel, ProjectFacts
 from bounded.audit.names import dotted
+from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
     "BND008",
@@ -84,10 +85,23 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         unknown: list[str] = []
         if not _deterministic(m, delay, set(), m.assignments, unknown):
             continue
+        if _short_constant(delay):
+            m.report(call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)")
+            continue
         if not unknown:
             m.report(call, RULE.code, message)
             continue
         m.defer(call, RULE.code, message, _if_helpers_deterministic(tuple(unknown)))
+
+
+def _short_constant(delay: ast.expr) -> bool:
+    """A literal number of seconds under one: a poll step or an error pause (BND013)."""
+    return (
+        isinstance(delay, ast.Constant)
+        and isinstance(delay.value, int | float)
+        and not isinstance(delay.value, bool)
+        and delay.value < 1
+    )
 
 
 def _if_helpers_deterministic(names: tuple[str, ...]) -> Callable[[ProjectFacts], bool]:
