@@ -440,6 +440,22 @@ class ModuleModel:
             self._factories[name] = what
         return self._factories[name]
 
+    def function_named(self, name: str) -> Function | None:
+        """The module function or method `name`, else a function of that name nested in
+        the scope being walked (``async def check(p): ...`` then ``check(p)``)."""
+        fn = self.functions.get(name)
+        enclosing = self.scope.node
+        if fn is None and enclosing is not None:
+            fn = next(
+                (
+                    sub
+                    for sub in ast.walk(enclosing)
+                    if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef) and sub.name == name
+                ),
+                None,
+            )
+        return fn
+
     def line(self, lineno: int) -> bytes:
         """Line `lineno` (1-based) of the source, without its line break (for fixes)."""
         if self._lines is None:

@@ -169,19 +169,7 @@ def _executor_bound(m: ModuleModel, callee: str | None) -> bool:
     """The callee (a function of this module, or one nested where the fan-out is) awaits
     only work on an executor (``loop.getaddrinfo``, ``asyncio.to_thread``): its workers
     bound the fan-out."""
-    if callee is None:
-        return False
-    fn: ast.AST | None = m.functions.get(callee)
-    enclosing = m.scope.node
-    if fn is None and enclosing is not None:
-        fn = next(
-            (
-                sub
-                for sub in ast.walk(enclosing)
-                if isinstance(sub, ast.AsyncFunctionDef) and sub.name == callee
-            ),
-            None,
-        )
+    fn = m.function_named(callee) if callee is not None else None
     if not isinstance(fn, ast.AsyncFunctionDef):
         return False
     awaited = [sub.value for sub in ast.walk(fn) if isinstance(sub, ast.Await)]

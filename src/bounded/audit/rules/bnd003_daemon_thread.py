@@ -52,20 +52,9 @@ def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
 def _target_loops(m: ModuleModel, node: ast.Call) -> bool:
     """The thread's target (a function of this module) runs a loop: a background service."""
     target = next((kw.value for kw in node.keywords if kw.arg == "target"), None)
-    fn: ast.AST | None = None
+    fn = None
     if isinstance(target, ast.Name):
-        fn = m.functions.get(target.id)
-        enclosing = m.scope.node
-        if fn is None and enclosing is not None:
-            fn = next(
-                (
-                    sub
-                    for sub in ast.walk(enclosing)
-                    if isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef)
-                    and sub.name == target.id
-                ),
-                None,
-            )
+        fn = m.function_named(target.id)
     elif target is not None and is_self_attr(target) and isinstance(target, ast.Attribute):
         fn = m.functions.get(target.attr)
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
