@@ -315,7 +315,7 @@ class HttpClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+    async def request(self, method: str, url: str | httpx2.URL, **kwargs: Any) -> httpx2.Response:
         """Send a request; return the response or raise `RetryableHTTPError`/`HTTPStatusError`.
 
         Transport errors (`httpx2.TransportError`, timeouts) propagate unchanged.
@@ -336,11 +336,11 @@ class HttpClient:
             raise error
         return response
 
-    async def get(self, url: str, **kwargs: Any) -> httpx2.Response:
+    async def get(self, url: str | httpx2.URL, **kwargs: Any) -> httpx2.Response:
         """`request("GET", url, ...)`."""
         return await self.request("GET", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> httpx2.Response:
+    async def post(self, url: str | httpx2.URL, **kwargs: Any) -> httpx2.Response:
         """`request("POST", url, ...)`."""
         return await self.request("POST", url, **kwargs)
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import httpx2
+
 from bounded.http import HttpClient, redact_url
 from bounded.stress.counters import Exposition
 
@@ -143,28 +145,31 @@ async def http_target(
         raise ValueError(
             f"http_client must be one of {', '.join(HTTP_CLIENTS)}, not {http_client!r}"
         )
+    # The same request every call: its URL and body are prepared once, not per request.
+    fields = dict(headers or {})
+    body = b""
+    if json_body is not None:
+        body = json.dumps(json_body, separators=(",", ":")).encode()
+        fields.setdefault("content-type", "application/json")
     if http_client == "httpx":
         async with HttpClient(
             "stress",
             timeout=request_timeout,
             max_connections=max_connections,
             max_keepalive=max_connections,
-            headers=headers,
+            headers=fields,
         ) as client:
+            parsed = httpx2.URL(url)
+            content = body or None
 
             async def call(index: int, rng: random.Random) -> None:
-                await client.request(method, url, json=json_body)
+                await client.request(method, parsed, content=content)
 
             yield Target(name=url, call=call)
         return
 
     from bounded.stress.http import LoadClient, encode_request
 
-    fields = dict(headers or {})
-    body = b""
-    if json_body is not None:
-        body = json.dumps(json_body, separators=(",", ":")).encode()
-        fields.setdefault("content-type", "application/json")
     raw = encode_request(method, url, body=body, headers=fields)
     label = redact_url(url)
     async with LoadClient(
