@@ -101,6 +101,8 @@ async def answer(path: str, reader: Reader, writer: Writer) -> None:
         writer.write(ok(b"bye", "connection: close"))
         await writer.drain()
         writer.close()
+    elif path == "/head":  # as a HEAD response: the length of the body not sent
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
     elif path == "/429":
         writer.write(
             b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nslow"
@@ -152,6 +154,15 @@ async def test_bodies_chunked_content_length_and_close_delimited(path: str, body
             response = await client.send(get(srv.url(path)))
             assert (response.status, response.body) == (200, body)
     assert srv.accepted == (2 if path == "/until-close" else 1)
+
+
+async def test_a_head_response_has_no_body_and_keeps_the_connection() -> None:
+    async with serving(answer) as srv, LoadClient(srv.url()) as client:
+        for _ in range(2):
+            head = await client.send(encode_request("HEAD", srv.url("/head")))
+            assert (head.status, head.body, head.header("Content-Length")) == (200, b"", "10")
+            assert (await client.send(get(srv.url("/x")))).body == b"/x"
+        assert srv.accepted == 1
 
 
 async def test_connection_close_is_honoured() -> None:

@@ -91,6 +91,8 @@ class _Connection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.headers_done = False
+        self.status = 0
+        self.head = False  # a HEAD request: its response has no body, whatever it says
         self.last_read = 0.0
         self.timer: asyncio.TimerHandle | None = None
 
@@ -129,6 +131,10 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        self.status = self.parser.get_status_code()
+        if self.head:  # llhttp would wait for the body Content-Length announces
+            self.parser = httptools.HttpResponseParser(self)
+            self.complete()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -146,6 +152,7 @@ class _Connection(asyncio.Protocol):
         self.headers = []
         self.body = []
         self.headers_done = False
+        self.head = raw.startswith(b"HEAD ")
         self.last_read = now = self.loop.time()
         if self.timer is None:  # armed once, re-armed only when it fires (no cost per request)
             self.timer = self.loop.call_at(now + timeout, self.check_timeout, timeout)
@@ -165,8 +172,7 @@ class _Connection(asyncio.Protocol):
     def complete(self) -> None:
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
-            status = self.parser.get_status_code()
-            waiter.set_result(Response(status, self.headers, b"".join(self.body)))
+            waiter.set_result(Response(self.status, self.headers, b"".join(self.body)))
 
     def fail(self, exc: BaseException) -> None:
         waiter, self.waiter = self.waiter, None
