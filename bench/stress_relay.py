@@ -45,15 +45,18 @@ class _Exchange:
 
 
 async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mark: object, exchange: _Exchange
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    exchange: _Exchange,
+    *,
+    requests: bool,
 ) -> None:
     try:
         while data := await reader.read(_CHUNK):
-            now = time.perf_counter()
-            if mark == "request":
-                exchange.request_bytes(now)
+            if requests:  # timed as it arrives
+                exchange.request_bytes(time.perf_counter())
                 writer.write(data)
-            else:
+            else:  # timed once passed on
                 writer.write(data)
                 exchange.response_bytes(time.perf_counter())
             await writer.drain()
@@ -72,8 +75,8 @@ async def main(upstream: int) -> None:
         exchanges.add(exchange)
         up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream)
         await asyncio.gather(
-            _pipe(client_r, up_w, "request", exchange),
-            _pipe(up_r, client_w, "response", exchange),
+            _pipe(client_r, up_w, exchange, requests=True),
+            _pipe(up_r, client_w, exchange, requests=False),
         )
         exchange.finish()
         exchanges.discard(exchange)
