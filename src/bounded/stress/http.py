@@ -24,6 +24,7 @@ from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+import httpx2
 
 from bounded._validate import positive, positive_int
 from bounded.http import HTTPError, error_class, parse_retry_after
@@ -272,9 +273,7 @@ class LoadClient:
     @staticmethod
     def error(response: Response, method: str = "", url: str = "") -> HTTPError:
         """The `RetryableHTTPError` or `HTTPStatusError` of an error response."""
-        import httpx2  # a case-insensitive view of the headers, on the error path only
-
-        headers = httpx2.Headers(response.headers)
+        headers = httpx2.Headers(response.headers)  # case-insensitive, as error_class reads them
         cls = error_class(response.status, headers)
         return cls(
             response.status,
