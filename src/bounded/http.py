@@ -35,8 +35,10 @@ __all__ = [
     "HttpClientStats",
     "RetryableHTTPError",
     "classify",
+    "error_class",
     "is_retryable_status",
     "parse_retry_after",
+    "redact_url",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,9 @@ def is_retryable_status(status_code: int) -> bool:
     return status_code in RETRYABLE_STATUSES or 500 <= status_code <= 599
 
 
-def _redact_url(url: httpx2.URL) -> str:
-    # The query string may carry a key (`?key=...`) and userinfo a password: drop both.
+def redact_url(url: httpx2.URL | str) -> str:
+    """`url` without its query string, fragment and userinfo (they may carry a key)."""
+    url = httpx2.URL(url)
     return str(url.copy_with(query=None, fragment=None, username=None, password=None))
 
 
@@ -81,7 +84,7 @@ class HTTPError(BoundedError):
         self.method = method
         self.url = url
         self.headers: httpx2.Headers = httpx2.Headers(headers or {})
-        self.body = body
+        self.body = body = body[:_BODY_EXCERPT]
         text = f"HTTP {status_code}"
         if method or url:
             text += f" from {method} {url}".rstrip()
@@ -107,14 +110,14 @@ class HTTPError(BoundedError):
     ) -> HTTPError:
         """Build the error for `response`; its body must already have been read."""
         try:
-            body = response.text[:_BODY_EXCERPT]
+            body = response.text
         except (httpx2.ResponseNotRead, UnicodeDecodeError):
             body = ""
         return cls(
             response.status_code,
             retry_after,
             method=response.request.method,
-            url=_redact_url(response.request.url),
+            url=redact_url(response.request.url),
             headers=response.headers,
             body=body,
         )
@@ -192,16 +195,20 @@ def _should_retry_override(headers: Mapping[str, str]) -> bool | None:
     return None
 
 
+def error_class(status_code: int, headers: Mapping[str, str]) -> type[HTTPError]:
+    """`RetryableHTTPError` or `HTTPStatusError` for an error status (>= 400) and its
+    response headers (a case-insensitive mapping: ``x-should-retry`` overrides the status)."""
+    override = _should_retry_override(headers)
+    retryable = is_retryable_status(status_code) if override is None else override
+    return RetryableHTTPError if retryable else HTTPStatusError
+
+
 def classify(response: httpx2.Response) -> HTTPError | None:
     """The error a response maps to, or None for 1xx/2xx/3xx. The body must have been read."""
-    status = response.status_code
-    if status < 400:
+    if response.status_code < 400:
         return None
-    override = _should_retry_override(response.headers)
-    retryable = is_retryable_status(status) if override is None else override
-    retry_after = parse_retry_after(response.headers)
-    cls = RetryableHTTPError if retryable else HTTPStatusError
-    return cls.from_response(response, retry_after)
+    cls = error_class(response.status_code, response.headers)
+    return cls.from_response(response, parse_retry_after(response.headers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +315,7 @@ class HttpClient:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx2.Response:
+    async def request(self, method: str, url: str | httpx2.URL, **kwargs: Any) -> httpx2.Response:
         """Send a request; return the response or raise `RetryableHTTPError`/`HTTPStatusError`.
 
         Transport errors (`httpx2.TransportError`, timeouts) propagate unchanged.
@@ -329,11 +336,11 @@ class HttpClient:
             raise error
         return response
 
-    async def get(self, url: str, **kwargs: Any) -> httpx2.Response:
+    async def get(self, url: str | httpx2.URL, **kwargs: Any) -> httpx2.Response:
         """`request("GET", url, ...)`."""
         return await self.request("GET", url, **kwargs)
 
-    async def post(self, url: str, **kwargs: Any) -> httpx2.Response:
+    async def post(self, url: str | httpx2.URL, **kwargs: Any) -> httpx2.Response:
         """`request("POST", url, ...)`."""
         return await self.request("POST", url, **kwargs)
 

@@ -83,6 +83,9 @@ def test_usage_errors_exit_2() -> None:
     bad_target = runner.invoke(app, ["stress", "nosuch.module:fn", "--quiet", "--duration", "1"])
     assert bad_target.exit_code == 2
     assert "cannot import" in bad_target.output
+    bad_client = runner.invoke(app, ["stress", "http://127.0.0.1:1/", "--http-client", "curl"])
+    assert bad_client.exit_code == 2
+    assert "--http-client" in bad_client.output
 
 
 def test_compare_same_target_is_not_a_regression(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from bounded import ConcurrencyManager
 from bounded.db.embedded import EmbeddedPostgres
 from bounded.mockllm import MockConfig, MockLLMServer
 from bounded.stress import Target, constant, open_target, register_target, run_open
+from bounded.stress.targets import HTTP_CLIENTS
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -67,11 +68,13 @@ async def test_an_embedded_attribute_of_the_module_is_what_db_restart_acts_on(
         ("no-such-name", "registered"),
         ("http://192.0.2.1/", "loopback"),
         ("ftp://127.0.0.1/", "http"),
+        ("http://127.0.0.1:1/?http_client", "http_client"),
     ],
 )
 async def test_bad_targets_raise_value_error(spec: str, message: str) -> None:
+    options = {"http_client": "curl"} if spec.endswith("?http_client") else {}
     with pytest.raises(ValueError, match=message):
-        async with open_target(spec):
+        async with open_target(spec, **options):
             pass
 
 
@@ -93,22 +96,27 @@ async def test_registered_target_by_name() -> None:
         register_target("a:b", factory)
 
 
-async def test_http_target_against_the_mock_provider() -> None:
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+async def test_http_target_against_the_mock_provider(http_client: str) -> None:
     async with MockLLMServer(MockConfig(latency_base=0.005)) as srv:
-        async with open_target(srv.url + CHAT, method="POST", json_body=BODY) as target:
+        async with open_target(
+            srv.url + CHAT, method="POST", json_body=BODY, http_client=http_client
+        ) as target:
             result = await run_open(target.call, constant(40, 0.5), grace=5)
         assert srv.state.stats()["requests_total"] >= 20
     assert result.succeeded == result.scheduled == 20
     assert result.latency["p50"] >= 0.005
 
 
-async def test_http_errors_are_classified_by_status() -> None:
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+async def test_http_errors_are_classified_by_status(http_client: str) -> None:
     config = MockConfig(latency_base=0, error_rate=1.0, error_statuses=[503])
+    options = {"method": "POST", "json_body": BODY, "http_client": http_client}
     async with MockLLMServer(config) as srv:
-        async with open_target(srv.url + CHAT, method="POST", json_body=BODY) as target:
+        async with open_target(srv.url + CHAT, **options) as target:
             errors = await run_open(target.call, constant(20, 0.5), grace=5)
         srv.update(error_rate=0.0, rpm=2)
-        async with open_target(srv.url + CHAT, method="POST", json_body=BODY) as target:
+        async with open_target(srv.url + CHAT, **options) as target:
             limited = await run_open(target.call, constant(20, 0.5), grace=5)
     assert errors.failed["upstream_5xx"] == 10
     assert limited.failed["upstream_429"] == 8

@@ -94,6 +94,13 @@ def run_command(
     body: Annotated[
         str | None, typer.Option(help="JSON body for a URL target (implies POST if GET).")
     ] = None,
+    http_client: Annotated[
+        str,
+        typer.Option(
+            help="Client for a URL target: 'lean' (the generator's own, little CPU per "
+            "request) or 'httpx' (bounded.HttpClient, the service stack's)."
+        ),
+    ] = "lean",
     chaos: Annotated[
         list[str] | None,
         typer.Option(help="'START+DURATION KIND[:k=v,...]', e.g. '10+5 network:latency=0.2'."),
@@ -126,6 +133,7 @@ def run_command(
     from bounded.stress.display import LiveDisplay, summary_table
     from bounded.stress.faultproxy import FaultProxy
     from bounded.stress.scenario import run_scenario
+    from bounded.stress.targets import HTTP_CLIENTS
     from bounded.stress.thresholds import parse_threshold
 
     _importable_from_cwd()
@@ -145,7 +153,11 @@ def run_command(
         if not (listen.isdigit() and upstream.isdigit()):
             raise typer.BadParameter("expected LISTEN_PORT:UPSTREAM_PORT", param_hint="--proxy")
         ports = (int(listen), int(upstream))
-    http_options: dict[str, Any] = {"method": method}
+    if http_client not in HTTP_CLIENTS:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(HTTP_CLIENTS)}", param_hint="--http-client"
+        )
+    http_options: dict[str, Any] = {"method": method, "http_client": http_client}
     if body is not None:
         try:
             http_options["json_body"] = json.loads(body)

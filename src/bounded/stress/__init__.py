@@ -10,7 +10,7 @@ The CLI is a thin layer over this API:
     result = await run_open(call, profile("spike", duration=30).schedule)
     assert result.lost == 0
 
-Needs the ``stress`` extra (hdrhistogram, psutil, scipy).
+Needs the ``stress`` extra (hdrhistogram, httptools, psutil, scipy).
 """
 
 from __future__ import annotations

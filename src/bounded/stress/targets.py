@@ -6,7 +6,9 @@ A TARGET is one of:
   ``bounded.stress.targets`` group, so a package such as a reference workflow can add
   itself without `bounded` importing it);
 - ``package.module:function``: an async callable taking ``(index, rng)``;
-- an ``http://`` or ``https://`` URL on loopback, sent with `bounded.HttpClient`.
+- an ``http://`` or ``https://`` URL on loopback, sent with the load generator's own
+  HTTP/1.1 client (`bounded.stress.http.LoadClient`, the default) or with
+  `bounded.HttpClient` (``http_client="httpx"``, the service stack's client).
 
 Every target is opened as an async context manager yielding a `Target`, so a target
 that needs set-up (a server, a pool, a `ConcurrencyManager`) owns its lifetime.
@@ -19,6 +21,7 @@ import importlib
 import importlib.metadata
 import inspect
 import ipaddress
+import json
 import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -26,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from bounded.http import HttpClient
+import httpx2
+
+from bounded.http import HttpClient, redact_url
 from bounded.stress.counters import Exposition
 
 if TYPE_CHECKING:
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "HTTP_CLIENTS",
     "Call",
     "Monitored",
     "Target",
@@ -107,6 +113,10 @@ def is_loopback(host: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
 
 
+#: The HTTP clients an HTTP target can send with (see `http_target`).
+HTTP_CLIENTS: tuple[str, ...] = ("lean", "httpx")
+
+
 @contextlib.asynccontextmanager
 async def http_target(
     url: str,
@@ -116,28 +126,63 @@ async def http_target(
     headers: Mapping[str, str] | None = None,
     request_timeout: float = 60.0,
     max_connections: int = 1000,
+    http_client: str = "lean",
 ) -> AsyncIterator[Target]:
-    """Send one request to `url` per call with `bounded.HttpClient` (loopback hosts only).
+    """Send one request to `url` per call (loopback hosts only).
 
-    Error statuses raise the client's typed errors, so they are classified by status.
+    `http_client` is ``"lean"`` (`bounded.stress.http.LoadClient`: keep-alive HTTP/1.1 on
+    `asyncio.Protocol`, the request encoded once; little CPU per request, so the
+    generator does not limit what it measures) or ``"httpx"`` (`bounded.HttpClient`, the
+    client a bounded service uses). Both raise the same typed errors for error statuses,
+    so failures are classified alike; `request_timeout` is their connect and read timeout.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"url must be an http(s) URL, got {url!r}")
     if not is_loopback(parts.hostname):
         raise ValueError(f"url must point to a loopback address, got host {parts.hostname!r}")
-    async with HttpClient(
-        "stress",
-        timeout=request_timeout,
+    if http_client not in HTTP_CLIENTS:
+        raise ValueError(
+            f"http_client must be one of {', '.join(HTTP_CLIENTS)}, not {http_client!r}"
+        )
+    # The same request every call: its URL and body are prepared once, not per request.
+    fields = dict(headers or {})
+    body = b""
+    if json_body is not None:
+        body = json.dumps(json_body, separators=(",", ":")).encode()
+        fields.setdefault("content-type", "application/json")
+    if http_client == "httpx":
+        async with HttpClient(
+            "stress",
+            timeout=request_timeout,
+            max_connections=max_connections,
+            max_keepalive=max_connections,
+            headers=fields,
+        ) as client:
+            parsed = httpx2.URL(url)
+            content = body or None
+
+            async def call(index: int, rng: random.Random) -> None:
+                await client.request(method, parsed, content=content)
+
+            yield Target(name=url, call=call)
+        return
+
+    from bounded.stress.http import LoadClient, encode_request
+
+    raw = encode_request(method, url, body=body, headers=fields)
+    label = redact_url(url)
+    async with LoadClient(
+        f"{parts.scheme}://{parts.netloc}",
         max_connections=max_connections,
-        max_keepalive=max_connections,
-        headers=headers,
-    ) as client:
+        connect_timeout=request_timeout,
+        read_timeout=request_timeout,
+    ) as lean:
 
-        async def call(index: int, rng: random.Random) -> None:
-            await client.request(method, url, json=json_body)
+        async def send(index: int, rng: random.Random) -> None:
+            await lean.check(raw, method, label)
 
-        yield Target(name=url, call=call)
+        yield Target(name=url, call=send)
 
 
 @contextlib.asynccontextmanager
