@@ -87,7 +87,7 @@ async def _cost(url: str, prefix: str) -> Section:
     item = RateLimitItemPerSecond(10**9)
     moving = MovingWindowRateLimiter(storage)
     counter = SlidingWindowCounterRateLimiter(storage)
-    gcra_script = backend.script("gcra")
+    gcra_call = backend.command("gcra", [backend.key("raw", "gcra")])
     gcra_args = (gcra._spec("acquire", 1, -1), "bench")
     cases: dict[str, Callable[[], Awaitable[Any]]] = {
         "bare EVALSHA of a no-op script (redis-py Script)": lambda: noop(keys=[key], args=[]),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from importlib import resources
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import redis.asyncio as aioredis
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from bounded import _validate
 from bounded.policy import _timer as deadline_timer
@@ -31,7 +32,8 @@ logger = logging.getLogger("bounded.redis")
 
 OnError = Literal["fail_open", "fail_closed"]
 T = TypeVar("T")
-Script = Callable[..., Awaitable[Any]]
+#: The head of a script call, ``("EVALSHA", sha, numkeys, *keys)``, encoded once.
+Command = tuple[str | bytes, ...]
 _UNCAPPED = 2**31 - 1
 
 
@@ -83,7 +85,8 @@ class RedisBackend:
         )
         self._url = url
         self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Script] = {}
+        self._shas: dict[str, bytes] = {}
+        self._sources: dict[bytes, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[None]] = set()
         self._down_until = -math.inf
@@ -127,28 +130,42 @@ class RedisBackend:
         """The key of one part of limiter `name`: ``<prefix>{<name>}:<part>``."""
         return f"{self.prefix}{{{name}}}:{part}"
 
-    def script(self, name: str) -> Script:
-        """A packaged Lua script, run with EVALSHA (reloaded by redis-py after NOSCRIPT)."""
-        found = self._scripts.get(name)
-        if found is None:
-            text = resources.files("bounded.redis").joinpath(f"scripts/{name}.lua").read_text()
-            found = self._scripts[name] = self.client.register_script(text)
-        return found
+    def command(self, script: str, keys: Sequence[str]) -> Command:
+        """The call of packaged Lua script `script` on `keys`, for `run` (build it once)."""
+        sha = self._shas.get(script)
+        if sha is None:
+            source = resources.files("bounded.redis").joinpath(f"scripts/{script}.lua").read_text()
+            sha = self._shas[script] = hashlib.sha1(source.encode()).hexdigest().encode()
+            self._sources[sha] = source
+        return ("EVALSHA", sha, b"%d" % len(keys), *(key.encode() for key in keys))
 
-    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script; `BackendUnavailable` on failure or timeout (counted, logged once)."""
+    async def run(self, command: Command, args: Sequence[Any]) -> Any:
+        """Run a script call (EVALSHA, loading the script after a NOSCRIPT) with `args`.
+
+        `BackendUnavailable` on failure or timeout (counted, logged once).
+        """
+        loop = asyncio.get_running_loop()
         if self._outage:
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             if now < self._down_until:
                 raise BackendUnavailable
             # This call probes Redis; the others keep to the fallback until it answers.
             self._down_until = now + self.retry_interval
-        loop = asyncio.get_running_loop()
         timer = deadline_timer(loop)
         entry = timer.arm(loop.time() + self.timeout)
+        connections = self._connections
         try:
-            async with self._connections:
-                result = await self.script(script)(keys=keys, args=args)
+            await connections.acquire()
+            try:
+                # execute_command straight: redis-py's Script adds a layer per call.
+                client = self.client
+                try:
+                    result = await client.execute_command(*command, *args)
+                except NoScriptError:
+                    await client.script_load(self._sources[command[1]])  # type: ignore[index]
+                    result = await client.execute_command(*command, *args)
+            finally:
+                connections.release()
         except BaseException as exc:
             expired = timer.disarm(entry)
             if expired and isinstance(exc, asyncio.CancelledError):

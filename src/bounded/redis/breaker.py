@@ -50,7 +50,7 @@ class RedisCircuitBreaker(CircuitBreaker):
     __slots__ = (
         "_backend",
         "_entered",
-        "_keys",
+        "_call",
         "_pending",
         "_retry_after",
         "_shared_calls",
@@ -66,7 +66,9 @@ class RedisCircuitBreaker(CircuitBreaker):
         settings.pop("window_seconds", None)
         super().__init__(name, **settings)
         self._backend = backend
-        self._keys = [backend.key(name, "breaker"), backend.key(name, "window")]
+        self._call = backend.command(
+            "breaker", [backend.key(name, "breaker"), backend.key(name, "window")]
+        )
         self._shared_state: State = "closed"
         self._shared_calls = self._shared_failed = self._shared_slow = 0
         self._retry_after: float | None = None
@@ -194,9 +196,7 @@ class RedisCircuitBreaker(CircuitBreaker):
         )
 
     async def _run(self, op: str, *args: int) -> int:
-        text: bytes = await self._backend.run(
-            "breaker", self._keys, (f"{op} {self._settings()}", *args)
-        )
+        text: bytes = await self._backend.run(self._call, (f"{op} {self._settings()}", *args))
         state, permit, retry_us, calls, failed, slow = text.split()
         self._shared_calls, self._shared_failed = int(calls), int(failed)
         self._shared_slow = int(slow)

@@ -47,7 +47,7 @@ class RedisRateLimiter:
         "_burst",
         "_capacity",
         "_fallback",
-        "_keys",
+        "_command",
         "_last",
         "_max_queue",
         "_max_wait",
@@ -81,9 +81,10 @@ class RedisRateLimiter:
         check_burst(burst)
         check_pace(rate, per, burst if algorithm == "gcra" else 1)
         if algorithm == "gcra":
-            self._keys = [backend.key(name, "gcra")]
+            self._command = backend.command(algorithm, [backend.key(name, "gcra")])
         elif algorithm == "sliding_window":
-            self._keys = [backend.key(name, "log"), backend.key(name, "state")]
+            keys = [backend.key(name, "log"), backend.key(name, "state")]
+            self._command = backend.command(algorithm, keys)
         else:
             raise ValueError(f"algorithm must be 'gcra' or 'sliding_window', got {algorithm!r}")
         self._algorithm: AlgorithmName = algorithm
@@ -311,7 +312,7 @@ class RedisRateLimiter:
         return b"%s %r %s %r" % (op.encode(), float(cost), self._params, float(arg))
 
     async def _call(self, spec: bytes, extra: str | float) -> list[int]:
-        text: bytes = await self._backend.run(self._algorithm, self._keys, (spec, extra))
+        text: bytes = await self._backend.run(self._command, (spec, extra))
         reply = list(map(int, text.split()))
         self._available = reply[2] / 1000
         return reply
