@@ -18,7 +18,6 @@ from prometheus_client.registry import Collector
 from redis.exceptions import NoScriptError, RedisError
 
 from bounded import _validate
-from bounded.policy import _timer as deadline_timer
 from bounded.retry import Backoff
 
 if TYPE_CHECKING:
@@ -72,7 +71,7 @@ class RedisBackend:
             raise ValueError(f"on_error must be 'fail_open' or 'fail_closed', got {on_error!r}")
         self.prefix = prefix
         self.on_error: OnError = on_error
-        self.timeout = _validate.positive("timeout", timeout)
+        self._deadlines = _Deadlines(_validate.positive("timeout", timeout))
         self.expected_processes = _validate.positive_int("expected_processes", expected_processes)
         self.retry_interval = _validate.positive("retry_interval", retry_interval)
         self._reconnect = Backoff(retry_interval, retry_interval, jitter="equal")
@@ -96,6 +95,11 @@ class RedisBackend:
         self.errors_total = 0
         #: Outages seen (a WARNING each).
         self.outages_total = 0
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each call to Redis may take (connection wait, connect, send, reply)."""
+        return self._deadlines.seconds
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("down" if self._outage else "up")
@@ -151,8 +155,8 @@ class RedisBackend:
                 raise BackendUnavailable
             # This call probes Redis; the others keep to the fallback until it answers.
             self._down_until = now + self.retry_interval
-        timer = deadline_timer(loop)
-        entry = timer.arm(loop.time() + self.timeout)
+        deadlines = self._deadlines
+        task = deadlines.arm(loop)
         connections = self._connections
         try:
             await connections.acquire()
@@ -160,21 +164,21 @@ class RedisBackend:
                 # execute_command straight: redis-py's Script adds a layer per call.
                 client = self.client
                 try:
-                    result = await client.execute_command(*command, *args)
+                    result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
                 except NoScriptError:
                     await client.script_load(self._sources[command[1]])  # type: ignore[index]
-                    result = await client.execute_command(*command, *args)
+                    result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
             finally:
                 connections.release()
         except BaseException as exc:
-            expired = timer.disarm(entry)
+            expired = deadlines.disarm(task)
             if expired and isinstance(exc, asyncio.CancelledError):
                 exc = TimeoutError(f"no answer within {self.timeout:g}s")
             elif not isinstance(exc, RedisError | OSError):
                 raise
             self.failed(exc)
             raise BackendUnavailable from None
-        timer.disarm(entry)
+        deadlines.disarm(task)
         if self._outage:
             self._outage = False
             logger.warning("Redis backend answers again: shared limits back in force")
@@ -281,6 +285,7 @@ class RedisBackend:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._closed = True
+        self._deadlines.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -295,6 +300,63 @@ class RedisBackend:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class _Deadlines:
+    """A deadline of `seconds` for each call in flight: the calling task is cancelled then.
+
+    Same semantics as `asyncio.timeout` (see `disarm`), at the cost of one dict entry per
+    call. The policy timer needs a heap because its deadlines differ in length; these are
+    all `seconds` long, so they expire in the order they were armed and the dict (in
+    insertion order) is the queue. One loop timer, re-armed only when it fires, serves
+    them all.
+    """
+
+    __slots__ = ("_armed", "_expired", "_handle", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._armed: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        self._expired: dict[asyncio.Task[Any], int] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any]:
+        """Start the current task's deadline; returns the task, for `disarm`."""
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("RedisBackend calls must run inside a task")
+        when = loop.time() + self.seconds
+        self._armed[task] = (when, task.cancelling())
+        if self._handle is None:
+            self._handle = loop.call_at(when, self._expire, loop)
+        return task
+
+    def disarm(self, task: asyncio.Task[Any]) -> bool:
+        """End `task`'s deadline; True if it expired and no other cancellation is pending."""
+        if self._armed.pop(task, None) is not None:
+            return False
+        baseline = self._expired.pop(task, None)
+        return baseline is not None and task.uncancel() <= baseline
+
+    def close(self) -> None:
+        """Stop the loop timer (the backend is closed: nothing is in flight)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = None
+        now = loop.time()
+        armed = self._armed
+        while armed:
+            task = next(iter(armed))
+            when, baseline = armed[task]
+            if when > now:
+                self._handle = loop.call_at(when, self._expire, loop)
+                return
+            del armed[task]
+            self._expired[task] = baseline
+            task.cancel()
 
 
 class _BackendCollector(Collector):

@@ -49,8 +49,8 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     __slots__ = (
         "_backend",
-        "_entered",
         "_call",
+        "_entered",
         "_pending",
         "_retry_after",
         "_shared_calls",
