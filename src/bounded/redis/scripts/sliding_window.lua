@@ -24,11 +24,11 @@ local function cost_of(member)
 end
 
 -- Forget entries that no window from now on can hold.
-local used, seq, last = 0, 0, 0
+local used, seq, last, expires = 0, 0, 0, 0
 local state = redis.call('GET', meta)
 if state then
-  local u, s, l = string.match(state, '^(%S+) (%S+) (%S+)$')
-  used, seq, last = tonumber(u), tonumber(s), tonumber(l)
+  local u, s, l, e = string.match(state, '^(%S+) (%S+) (%S+) ?(%S*)$')
+  used, seq, last, expires = tonumber(u), tonumber(s), tonumber(l), tonumber(e) or 0
 end
 local expired = redis.call('ZRANGEBYSCORE', log, '-inf', now - per)
 for _, member in ipairs(expired) do
@@ -37,7 +37,7 @@ end
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - per)
 end
-if #expired > 0 and redis.call('ZCARD', log) == 0 then
+if #expired > 0 and used < EPSILON and redis.call('ZCARD', log) == 0 then
   used = 0 -- drop accumulated rounding error
 end
 
@@ -137,10 +137,14 @@ if admitted == 1 or #expired > 0 then
     local newest_entry = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
     newest = #newest_entry > 0 and tonumber(newest_entry[2]) or now
   end
-  -- An entry stops counting one period after its time: expire with the newest one.
-  local ttl = math.ceil((math.max(newest - now, 0) + per) / 1000) + 1000
-  redis.call('SET', meta, string.format('%s %d %s', fmt(used), seq, fmt(newest)), 'PX', ttl)
-  redis.call('PEXPIRE', log, ttl)
+  -- An entry stops counting one period after its time: expire (a second after) the newest
+  -- one. Extended half a second further than needed, so calls in that time skip PEXPIREAT.
+  local needed = math.ceil((math.max(newest, now) + per) / 1000) + 1000
+  if expires < needed then
+    expires = needed + 500
+    redis.call('PEXPIREAT', log, expires)
+  end
+  redis.call('SET', meta, string.format('%s %d %s %d', fmt(used), seq, fmt(newest), expires), 'PXAT', expires)
 end
 -- Reservations ahead count as used: a backlog leaves nothing available.
 local available = math.max(rate - used, 0)
