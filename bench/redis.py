@@ -19,6 +19,7 @@ import asyncio
 import gc
 import multiprocessing
 import os
+import random
 import statistics
 import time
 import uuid
@@ -41,7 +42,8 @@ PROCESSES = 4
 RATE = 200
 SECONDS = 10.0
 POLL = 0.005
-CALLS = 3000
+CALLS = 2000
+ROUNDS = 5
 NOOP = "return 1"
 
 
@@ -87,46 +89,69 @@ async def _cost(url: str, prefix: str) -> Section:
     item = RateLimitItemPerSecond(10**9)
     moving = MovingWindowRateLimiter(storage)
     counter = SlidingWindowCounterRateLimiter(storage)
-    gcra_call = backend.command("gcra", [backend.key("raw", "gcra")])
-    gcra_args = (gcra._spec("acquire", 1, -1), "bench")
+    await gcra.acquire()  # loads the script, for the diagnostic row
+    gcra_raw = backend.command("gcra", [backend.key("raw", "gcra")])
+    gcra_args = (gcra._spec_acquire, b"bench")
+    noop_raw = ("EVALSHA", noop.sha.encode(), b"1", key.encode())
+    reference = "bare await client.evalsha(...) of a no-op script"
     cases: dict[str, Callable[[], Awaitable[Any]]] = {
-        "bare EVALSHA of a no-op script (redis-py Script)": lambda: noop(keys=[key], args=[]),
+        reference: lambda: client.evalsha(noop.sha, 1, key),
         "bounded.redis RateLimiter gcra: acquire()": gcra.acquire,
         "bounded.redis RateLimiter sliding_window: acquire()": window.acquire,
         "limits MovingWindowRateLimiter (async Redis): hit()": lambda: moving.hit(item, "moving"),
         "limits SlidingWindowCounterRateLimiter (async Redis): hit()": lambda: counter.hit(
             item, "counter"
         ),
-        "diagnostic: bare EVALSHA of the gcra script (its server-side share)": lambda: gcra_script(
-            keys=[backend.key("raw", "gcra")], args=gcra_args
+        "for scale: the no-op through redis-py's Script (register_script)": lambda: noop(
+            keys=[key], args=[]
+        ),
+        "diagnostic: the no-op, args pre-encoded, execute_command (redis-py's floor)": (
+            lambda: client.execute_command(*noop_raw)  # type: ignore[no-untyped-call]
+        ),
+        "diagnostic: the gcra script, the acquire's args, as above (server + args)": (
+            lambda: client.execute_command(*gcra_raw, *gcra_args)  # type: ignore[no-untyped-call]
         ),
     }
     try:
-        ns = await _alternating(cases, CALLS)
+        rounds = [await _alternating(cases, CALLS) for _ in range(ROUNDS)]
     finally:
         await client.delete(*await client.keys(f"{prefix}*") or [key])
         await backend.aclose()
     names = list(cases)
-    ratio = {name: ns[name] / ns[names[0]] for name in names}
-    rows = [Row(name, ns[name], ratio[name]) for name in names]
+    ratios = {name: [r[name] / r[reference] for r in rounds] for name in names}
+    ratio = {name: statistics.median(values) for name, values in ratios.items()}
+    rows = [
+        Row(
+            name,
+            statistics.median(r[name] for r in rounds),
+            ratio[name],
+            extra={"ratio, each round": " ".join(f"{x:.2f}" for x in ratios[name])},
+        )
+        for name in names
+    ]
     gcra_ratio, window_ratio = ratio[names[1]], ratio[names[2]]
     ours_worst = max(gcra_ratio, window_ratio)
     moving_ratio, counter_ratio = ratio[names[3]], ratio[names[4]]
+
+    def spread(name: str) -> str:
+        return f"{ratio[name]:.2f}x (rounds {min(ratios[name]):.2f}-{max(ratios[name]):.2f})"
+
     return Section(
         title="Redis rate limiter: uncontended acquire vs a bare EVALSHA and vs limits",
         unit="ns/op",
-        reference="bare EVALSHA of a no-op script",
+        reference=reference,
         rows=rows,
+        columns=["ratio, each round"],
         targets=[
             Target(
-                f"gcra acquire <= {TARGET_RATIO}x a bare EVALSHA",
+                f"gcra acquire <= {TARGET_RATIO}x a bare evalsha",
                 gcra_ratio <= TARGET_RATIO,
-                f"{gcra_ratio:.2f}x",
+                spread(names[1]),
             ),
             Target(
-                f"sliding_window acquire <= {TARGET_RATIO}x a bare EVALSHA",
+                f"sliding_window acquire <= {TARGET_RATIO}x a bare evalsha",
                 window_ratio <= TARGET_RATIO,
-                f"{window_ratio:.2f}x",
+                spread(names[2]),
             ),
             Target(
                 "each cheaper per acquire than limits' moving window (exact, like ours)",
@@ -140,14 +165,17 @@ async def _cost(url: str, prefix: str) -> Section:
             ),
         ],
         notes=[
-            f"one task, one client per library. Calls alternate case by case, {CALLS} of "
-            "each; ns/op: the median call (robust to the preemptions of a loaded machine; "
-            "the alternation cancels its drift), ratio: to the bare call's median. Each case "
-            "is one script call to the same server. Our client runs without redis-py's "
-            "socket_timeout (each call is bounded by one deadline of its own); limits' client "
-            "keeps redis-py's defaults. The diagnostic row sends the gcra acquire's own "
-            "arguments straight to its script: what Redis spends on the algorithm, which "
-            "no client-side change can remove.",
+            f"one task, one client per library. {ROUNDS} rounds of {CALLS} calls of each case; "
+            "within a round the cases alternate call by call, in a new random order each "
+            "time (no case always follows the same one). ns/op: the median of the rounds' "
+            "median calls; ratio: the median of the rounds' ratios to the reference's median "
+            "(each round's ratios are listed). Each case is one script call to the same "
+            "server. Our client runs without redis-py's socket_timeout (each call is bounded "
+            "by a deadline of its own); limits' client keeps redis-py's defaults.",
+            "The reference is the issue's: `await client.evalsha(sha, 1, key)` on the client "
+            "(pool) our limiters use. The diagnostic rows bound what is left: redis-py's own "
+            "cost of any script call, and the gcra script run with the acquire's arguments "
+            "but none of our Python around it.",
         ],
     )
 
@@ -157,14 +185,17 @@ async def _alternating(
 ) -> dict[str, float]:
     """Median ns of one call of each case, the cases alternating call by call."""
     samples: dict[str, list[int]] = {name: [] for name in cases}
-    for call in cases.values():
+    order = list(cases.items())
+    shuffle = random.Random(calls).shuffle
+    for _, call in order:
         for _ in range(100):  # warm-up: connections, script cache
             await call()
     gc.collect()
     gc.disable()  # collections land in whichever case happens to allocate; keep them out
     try:
         for i in range(calls):
-            for name, call in cases.items():
+            shuffle(order)
+            for name, call in order:
                 t0 = now_ns()
                 await call()
                 samples[name].append(now_ns() - t0)

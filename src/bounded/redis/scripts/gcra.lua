@@ -6,8 +6,11 @@
 -- ARGV[2]: arg6
 --   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
 --   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
--- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
--- (one status string: the cheapest reply to parse)
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>" (one
+-- status string: the cheapest to parse), except that an admission by op `acquire` replies
+-- with one integer, cheaper still: the wait in us when it must wait (nothing is available
+-- then), else -(available x 1000). `acquire_at` is `acquire` with the status reply, for
+-- callers that want the admission time on the Redis clock.
 local key = KEYS[1]
 local op, cost, interval_arg, burst, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
 local arg6 = ARGV[2]
@@ -36,7 +39,7 @@ local function save(value, token)
 end
 
 local admitted, wait = 1, 0
-if op == 'acquire' then
+if op == 'acquire' or op == 'acquire_at' then
   local max_wait = tonumber(arg5)
   wait = math.max(tat + (cost - burst) * interval - now, 0)
   if max_wait >= 0 and wait > max_wait then
@@ -73,4 +76,10 @@ if tat > now then
   available = math.max(burst - (tat - now) / interval, 0)
 end
 wait = math.ceil(wait)
+if op == 'acquire' and admitted == 1 then
+  if wait > 0 then
+    return wait
+  end
+  return -math.floor(available * 1000)
+end
 return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}

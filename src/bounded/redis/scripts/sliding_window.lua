@@ -5,8 +5,11 @@
 -- ARGV[1]: "op cost rate per_us arg5" (one string: the cheapest request to send), with
 --          arg5 = max_wait_us (-1 = none) | remaining; ARGV[2]: arg6 (acquire and cancel: a
 --          token the caller chose for the reservation; throttle: reset_after_us)
--- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
--- (one status string: the cheapest reply to parse)
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>" (one
+-- status string: the cheapest to parse), except that an admission by op `acquire` replies
+-- with one integer, cheaper still: the wait in us when it must wait (nothing is available
+-- then), else -(available x 1000). `acquire_at` is `acquire` with the status reply, for
+-- callers that want the admission time on the Redis clock.
 local log, meta = KEYS[1], KEYS[2]
 local op, cost, rate, per, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
 local arg6 = ARGV[2]
@@ -51,7 +54,7 @@ local function next_member(c)
 end
 
 local admitted, wait, newest = 1, 0, nil
-if op == 'acquire' then
+if op == 'acquire' or op == 'acquire_at' then
   local max_wait = tonumber(arg5)
   local t = now
   if used > 0 and last > t then
@@ -149,4 +152,10 @@ end
 -- Reservations ahead count as used: a backlog leaves nothing available.
 local available = math.max(rate - used, 0)
 wait = math.ceil(wait)
+if op == 'acquire' and admitted == 1 then
+  if wait > 0 then
+    return wait
+  end
+  return -math.floor(available * 1000)
+end
 return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}
