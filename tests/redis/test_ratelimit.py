@@ -8,6 +8,7 @@ exact to the microsecond) and uses periods long enough for a loaded machine.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -99,6 +100,7 @@ async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algo
     seen: list[float] = []
     limiter.admission_observer = seen.append
     await limiter.acquire(5 if algorithm == "sliding_window" else 1)
+    limiter.admission_observer = None  # the abandoned call takes the one-integer reply
     abandoned = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0.05)  # its reservation is made and it sleeps on it
     abandoned.cancel()
@@ -110,6 +112,72 @@ async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algo
     # It takes the abandoned turn, not the one after it.
     turn = 0.2 if algorithm == "gcra" else 1.0
     assert seen[1] - seen[0] == pytest.approx(turn, abs=CLOCK)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_an_admission_at_once_reports_what_is_left(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    # Capacity 5, one unit back every 12 minutes: nothing drifts during the test.
+    limiter = make(backend, algorithm, rate=5, per=3600.0, burst=5)
+    await limiter.acquire()
+    assert limiter.stats().available == pytest.approx(4, abs=1e-3)
+    await limiter.acquire(4)  # exactly what is left: admitted at once, nothing left
+    assert limiter.stats().available == pytest.approx(0, abs=1e-3)
+    assert limiter.stats().admitted_total == 5
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_an_admission_after_a_wait_sleeps_it_and_leaves_nothing(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    # gcra: 20/s, burst 1 (a turn every 50 ms); window: 1 per 50 ms.
+    limiter = make(
+        backend, algorithm, **({"rate": 20} if algorithm == "gcra" else {"rate": 1, "per": 0.05})
+    )
+    waits: list[float] = []
+    limiter.wait_observer = waits.append
+    await limiter.acquire()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.acquire()
+    assert len(waits) == 1
+    assert 0.03 < waits[0] <= 0.05
+    assert loop.time() - start >= waits[0]
+    assert limiter.stats().available == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_a_refusal_carries_retry_after_and_what_is_left(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=5, per=3600.0, burst=5, max_wait=1.0)
+    await limiter.acquire(3)
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire(5)  # weighs more than is left: refused, nothing reserved
+    # gcra: three units to pay back at 12 min each; window: the first entry's hour.
+    turn = 3 * 720.0 if algorithm == "gcra" else 3600.0
+    assert caught.value.retry_after == pytest.approx(turn, abs=1.0)
+    assert limiter.stats().available == pytest.approx(2, abs=1e-3)
+    await limiter.acquire(2)  # the refusal took nothing
+    with pytest.raises(ValueError, match="cost"):
+        await limiter.acquire(6)  # more than the capacity: never admissible
+    assert limiter.stats().rejected_total == 1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_the_admission_observer_gets_the_redis_time_only_when_set(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=100)
+    await limiter.acquire()
+    seen: list[float] = []
+    limiter.admission_observer = seen.append
+    await limiter.acquire()
+    limiter.admission_observer = None
+    await limiter.acquire()
+    assert len(seen) == 1
+    assert seen[0] == pytest.approx(time.time(), abs=1.0)  # Redis runs on this host
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
