@@ -180,6 +180,36 @@ async def test_the_admission_observer_gets_the_redis_time_only_when_set(
     assert seen[0] == pytest.approx(time.time(), abs=1.0)  # Redis runs on this host
 
 
+async def test_window_entries_expire_with_their_weight(backend: RedisBackend) -> None:
+    limiter = make(backend, "sliding_window", rate=4, per=1.0)
+    await limiter.acquire(2)
+    await limiter.acquire(0.25)
+    await asyncio.sleep(0.5)
+    await limiter.acquire(1)
+    await asyncio.sleep(0.6)  # the first two have left the window, the third has not
+    await limiter.acquire(1)
+    assert limiter.stats().available == pytest.approx(2, abs=1e-3)
+    await limiter.refund(0.5)  # taken from the oldest entry: 0.5 of it stays
+    assert limiter.stats().available == pytest.approx(2.5, abs=1e-3)
+    await asyncio.sleep(1.0)  # every entry has left
+    await limiter.acquire(1)
+    assert limiter.stats().available == pytest.approx(3, abs=1e-3)
+
+
+async def test_a_window_state_written_before_the_cost_count_still_reads(
+    backend: RedisBackend,
+) -> None:
+    client = backend.client
+    seconds, micros = await client.time()
+    now = seconds * 1_000_000 + micros
+    log, meta = backend.key("old", "log"), backend.key("old", "state")
+    await client.zadd(log, {"a:2": now - 1_500_000, "b:1": now - 500_000})
+    await client.set(meta, f"3 0 {now - 500_000}", px=10_000)  # three fields, no count
+    limiter = make(backend, "sliding_window", rate=4, per=1.0, name="old")
+    await limiter.acquire(1)  # "a" (cost 2) has expired, "b" has not
+    assert limiter.stats().available == pytest.approx(2, abs=1e-3)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 async def test_try_acquire_weighted_costs_and_refund(backend: RedisBackend, algorithm: str) -> None:
     # Capacity 4 either way (burst 4, or 4 per window); nothing comes back for 10 s.
