@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import multiprocessing
 import os
 import random
@@ -45,6 +46,12 @@ POLL = 0.005
 CALLS = 2000
 ROUNDS = 5
 NOOP = "return 1"
+# The Redis commands any shared GCRA needs, and nothing else: the server-side floor.
+FLOOR = (
+    "redis.call('TIME') redis.call('GET', KEYS[1]) "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000) return 1"
+)
+SERVER_CALLS = 2000
 
 
 def _server() -> tuple[str, Callable[[], None]]:
@@ -89,9 +96,13 @@ async def _cost(url: str, prefix: str) -> Section:
     item = RateLimitItemPerSecond(10**9)
     moving = MovingWindowRateLimiter(storage)
     counter = SlidingWindowCounterRateLimiter(storage)
-    await gcra.acquire()  # loads the script, for the diagnostic row
+    await gcra.acquire()  # loads the scripts, for the diagnostic rows
+    await window.acquire()
     gcra_raw = backend.command("gcra", [backend.key("raw", "gcra")])
     gcra_args = (gcra._spec_acquire, b"bench")
+    window_raw = backend.command("sliding_window", [backend.key("raw", p) for p in ("log", "s")])
+    tokens = itertools.count()
+    window_args = lambda: (window._spec_acquire, b"%d" % next(tokens))  # noqa: E731
     noop_raw = ("EVALSHA", noop.sha.encode(), b"1", key.encode())
     reference = "bare await client.evalsha(...) of a no-op script"
     cases: dict[str, Callable[[], Awaitable[Any]]] = {
@@ -110,6 +121,9 @@ async def _cost(url: str, prefix: str) -> Section:
         ),
         "diagnostic: the gcra script, the acquire's args, as above (server + args)": (
             lambda: client.execute_command(*gcra_raw, *gcra_args)  # type: ignore[no-untyped-call]
+        ),
+        "diagnostic: the sliding_window script, likewise": (
+            lambda: client.execute_command(*window_raw, *window_args())  # type: ignore[no-untyped-call]
         ),
     }
     try:
@@ -176,6 +190,64 @@ async def _cost(url: str, prefix: str) -> Section:
             "(pool) our limiters use. The diagnostic rows bound what is left: redis-py's own "
             "cost of any script call, and the gcra script run with the acquire's arguments "
             "but none of our Python around it.",
+        ],
+    )
+
+
+async def _server_time(url: str, prefix: str) -> Section:
+    """Redis's own time per script call, from INFO commandstats around runs of each."""
+    backend = RedisBackend(url, prefix=prefix)
+    client = backend.client
+    gcra = backend.rate_limiter(1e9, 1.0, name="gcra", burst=1e6)
+    window = backend.rate_limiter(1e9, 1.0, name="window", algorithm="sliding_window")
+    noop, floor = client.register_script(NOOP), client.register_script(FLOOR)
+    key = backend.key("floor", "x")
+    cases: dict[str, Callable[[], Awaitable[Any]]] = {
+        "a no-op script": lambda: noop(keys=[key], args=[]),
+        "TIME, GET and SET alone (what any shared GCRA does)": lambda: floor(
+            keys=[key], args=[b"1764000000000000 1000.0 token"]
+        ),
+        "gcra acquire": gcra.acquire,
+        "sliding_window acquire": window.acquire,
+    }
+    usec: dict[str, list[float]] = {name: [] for name in cases}
+    try:
+        for call in cases.values():
+            for _ in range(100):
+                await call()
+        for _ in range(ROUNDS):
+            for name, call in cases.items():
+                before = (await client.info("commandstats"))["cmdstat_evalsha"]
+                for _ in range(SERVER_CALLS):
+                    await call()
+                after = (await client.info("commandstats"))["cmdstat_evalsha"]
+                calls = after["calls"] - before["calls"]
+                usec[name].append((after["usec"] - before["usec"]) / calls)
+    finally:
+        await client.delete(*await client.keys(f"{prefix}*") or [key])
+        await backend.aclose()
+    base = statistics.median(usec["a no-op script"])
+    rows = [
+        Row(
+            name,
+            statistics.median(values),
+            statistics.median(values) / base,
+            extra={"each round": " ".join(f"{v:.1f}" for v in values)},
+        )
+        for name, values in usec.items()
+    ]
+    return Section(
+        title="Redis rate limiter: what Redis spends per call (INFO commandstats)",
+        unit="µs per EVALSHA",
+        reference="a no-op script",
+        rows=rows,
+        columns=["each round"],
+        value_format="{:,.1f}",
+        notes=[
+            f"{ROUNDS} rounds of {SERVER_CALLS} calls of each case, one case at a time; each "
+            "round's figure is the change of cmdstat_evalsha's usec over its calls (another "
+            "client's EVALSHA in the meantime would count too). Only the script's execution "
+            "on the server: reading the request and writing the reply are outside it.",
         ],
     )
 
@@ -339,7 +411,8 @@ def run() -> list[Section]:
     url, release = _server()
     try:
         cost = asyncio.run(_cost(url, f"bounded-bench-{uuid.uuid4().hex[:8]}:"))
-        return [cost, _accuracy(url)]
+        server = asyncio.run(_server_time(url, f"bounded-bench-{uuid.uuid4().hex[:8]}:"))
+        return [cost, server, _accuracy(url)]
     finally:
         release()
 
