@@ -1,9 +1,11 @@
 """Shared limits on Redis: the cost of an acquire, and accuracy across four processes.
 
 - Cost: an uncontended acquire of `bounded.redis` limiters (the limit is never reached)
-  against a bare ``await script(...)`` of a no-op Lua script on the same client (one
-  EVALSHA round trip, the floor), and against the `limits` package's async Redis
+  against a bare ``await client.evalsha(...)`` of a no-op Lua script on the same client
+  (one round trip, the floor), and against the `limits` package's async Redis
   strategies (redis-py implementation) on the same server.
+- Server time: what Redis itself spends per script call (INFO commandstats), for a no-op,
+  the three commands any shared GCRA needs, and each algorithm's acquire.
 - Accuracy: four processes share 200/s for 10 s, every task acquiring in a loop. Ours
   wait (one reservation each); the `limits` strategies never wait, so their callers
   poll every 5 ms. Admissions are compared on one clock: Redis's for ours (each
