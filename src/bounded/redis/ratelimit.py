@@ -209,7 +209,7 @@ class RedisRateLimiter:
             spec = self._spec(op, cost, self._wait_arg())
         token = next(self._tokens)
         try:
-            admitted, wait_us, at_us = await self._call(spec, token)
+            reply = await self._backend.run(self._command, (spec, token))
         except BackendUnavailable:
             await self._acquire_locally(cost)
             return
@@ -217,6 +217,11 @@ class RedisRateLimiter:
             # The reservation may have been made: give it back (a no-op if it was not).
             self._give_back(cost, token)
             raise
+        if type(reply) is int and reply <= 0:  # admitted at once (the common case)
+            self._available = -reply / 1000
+            self._admitted_total += cost
+            return
+        admitted, wait_us, at_us = self._outcome(reply)
         wait = wait_us / _US
         if not admitted:
             self._rejected_total += 1
@@ -317,9 +322,12 @@ class RedisRateLimiter:
         return b"%s %r %s %r" % (op.encode(), float(cost), self._params, float(arg))
 
     async def _call(self, spec: bytes, extra: str | float) -> tuple[bool, int, int]:
-        """One script call: admitted, the wait (or retry_after) and the admission time in
-        microseconds (the time is -1 unless the op asked for it, see the scripts' reply)."""
-        reply: int | bytes = await self._backend.run(self._command, (spec, extra))
+        """One script call, its reply as `_outcome` reads it."""
+        return self._outcome(await self._backend.run(self._command, (spec, extra)))
+
+    def _outcome(self, reply: int | bytes) -> tuple[bool, int, int]:
+        """Admitted, the wait (or retry_after) and the admission time in microseconds (the
+        time is -1 unless the op asked for it), from a script's reply (see the scripts)."""
         if type(reply) is int:
             if reply > 0:
                 self._available = 0.0
