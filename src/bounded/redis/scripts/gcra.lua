@@ -30,34 +30,28 @@ if state then
   end
 end
 
-local function save(value, token)
-  value = math.ceil(value)
-  -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
-  local ttl = math.ceil((math.max(value - now, 0) + burst * interval) / 1000) + 1000
-  redis.call('SET', key, string.format('%d %s %s', value, interval_arg, token or ''), 'PX', ttl)
-  tat = value
-end
-
-local admitted, wait = 1, 0
+-- Each op may move tat: `moved` is the new value (saved once, below), `token` names the
+-- reservation it makes, if any.
+local admitted, wait, moved, token = 1, 0, nil, ''
 if op == 'acquire' or op == 'acquire_at' then
   local max_wait = tonumber(arg5)
   wait = math.max(tat + (cost - burst) * interval - now, 0)
   if max_wait >= 0 and wait > max_wait then
     admitted = 0
   else
-    save(math.max(tat, now) + cost * interval, arg6)
+    moved, token = math.max(tat, now) + cost * interval, arg6
   end
 elseif op == 'cancel' then
   -- Give back an unused reservation, unless later ones were made on top of it.
   if last == arg6 and last ~= '' then
-    save(math.max(tat - cost * interval, now))
+    moved = math.max(tat - cost * interval, now)
   end
 elseif op == 'refund' then
   if tat > now then
-    save(math.max(tat - cost * interval, now))
+    moved = math.max(tat - cost * interval, now)
   end
 elseif op == 'consume' then
-  save(math.max(tat, now) + cost * interval)
+  moved = math.max(tat, now) + cost * interval
 elseif op == 'throttle' then
   local remaining = tonumber(arg5)
   local target
@@ -67,8 +61,14 @@ elseif op == 'throttle' then
     target = now + (burst - remaining) * interval
   end
   if target > tat then
-    save(target)
+    moved = target
   end
+end
+if moved then
+  tat = math.ceil(moved)
+  -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
+  local ttl = math.ceil((math.max(tat - now, 0) + burst * interval) / 1000) + 1000
+  redis.call('SET', key, string.format('%d %s %s', tat, interval_arg, token), 'PX', ttl)
 end
 
 local available = burst
