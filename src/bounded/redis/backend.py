@@ -265,7 +265,7 @@ class RedisBackend:
     def circuit_breaker(self, name: str, **settings: Any) -> RedisCircuitBreaker:
         """A `CircuitBreaker` whose state and window live in Redis under `name`.
 
-        `settings` are those of `CircuitBreaker` (a count `window` only).
+        `settings` are those of `CircuitBreaker`.
         """
         from bounded.redis.breaker import RedisCircuitBreaker
 
