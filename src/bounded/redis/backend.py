@@ -85,7 +85,7 @@ class RedisBackend:
         self._url = url
         self._client: aioredis.Redis | None = None
         self._shas: dict[str, bytes] = {}
-        self._sources: dict[bytes, str] = {}
+        self._sources: dict[str | bytes, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[None]] = set()
         self._down_until = -math.inf
@@ -166,7 +166,7 @@ class RedisBackend:
                 try:
                     result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
                 except NoScriptError:
-                    await client.script_load(self._sources[command[1]])  # type: ignore[index]
+                    await client.script_load(self._sources[command[1]])
                     result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
             finally:
                 connections.release()
