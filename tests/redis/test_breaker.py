@@ -154,11 +154,67 @@ async def test_async_with_force_open_disable_and_reset_reach_every_process(
     assert b.stats().calls == 0
 
 
+async def _sleep_until(backend: RedisBackend, second: float) -> None:
+    """Sleep until `second` (seconds since the epoch) on the Redis clock."""
+    seconds, micros = await backend.client.time()
+    await asyncio.sleep(max(0.0, second - (seconds + micros / 1e6)))
+
+
+async def test_a_time_window_holds_the_last_seconds_of_every_process(
+    backend: RedisBackend, other: RedisBackend
+) -> None:
+    a, b = _pair(backend, other, window=None, window_seconds=2)  # 4 calls at least
+    assert (a.window, a.window_seconds) == (None, 2)
+    start = int((await backend.client.time())[0]) + 1
+    await _sleep_until(backend, start + 0.1)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            await a.call(fail)
+    await _sleep_until(backend, start + 1.1)
+    assert await a.call(succeed) == "ok"
+    await _sleep_until(backend, start + 2.1)  # the first second's two failures leave
+    assert await b.call(succeed) == "ok"
+    with pytest.raises(Boom):
+        await b.call(fail)
+    assert (b.stats().calls, b.stats().failed_calls) == (3, 1)
+    # Too few calls to judge (the last 4 calls, 2 of them failed, would open it).
+    assert await a.refresh() == "closed"
+    with pytest.raises(Boom):
+        await b.call(fail)
+    assert b.state == "open"  # 2 of 4 in the last two seconds
+    assert await a.refresh() == "open"
+    with pytest.raises(CircuitOpen):
+        await a.call(succeed)
+
+
+async def test_a_time_window_resized_live_recounts_what_it_holds(
+    backend: RedisBackend,
+) -> None:
+    breaker = backend.circuit_breaker(
+        "resized", window_seconds=3, minimum_calls=10, failure_rate=0.5
+    )
+    start = int((await backend.client.time())[0]) + 1
+    await _sleep_until(backend, start + 0.1)
+    with pytest.raises(Boom):
+        await breaker.call(fail)
+    await _sleep_until(backend, start + 1.1)
+    assert await breaker.call(succeed) == "ok"
+    assert breaker.stats().calls == 2
+    breaker.window_seconds = 1  # only the current second: the failure leaves
+    await breaker.refresh()
+    assert (breaker.stats().calls, breaker.stats().failed_calls) == (1, 0)
+    breaker.window_seconds = 3  # and does not come back
+    assert await breaker.call(succeed) == "ok"
+    assert (breaker.stats().calls, breaker.stats().failed_calls) == (2, 0)
+
+
 async def test_keys_expire_and_share_one_hash_slot(backend: RedisBackend) -> None:
     breaker = backend.circuit_breaker("keys", open_for=5.0)
     await breaker.call(succeed)
+    timed = backend.circuit_breaker("keys", open_for=5.0, window_seconds=10)
+    await timed.call(succeed)
     keys = await backend.client.keys(f"{backend.prefix}*")
-    assert len(keys) == 2  # state, window
+    assert len(keys) == 3  # state, window, seconds
     for key in keys:
         assert b"{keys}" in key
         assert 0 < await backend.client.pttl(key) <= (5 + 86400) * 1000

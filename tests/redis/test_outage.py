@@ -153,3 +153,89 @@ async def test_a_server_that_never_answers_is_cut_off_by_the_call_deadline(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_flushed_script_cache_is_reloaded_without_an_outage(
+    private_redis: PrivateRedis,
+) -> None:
+    async with RedisBackend(private_redis.url) as backend:
+        limiters = [
+            backend.rate_limiter(100, 1.0, name="flushed", algorithm="gcra"),
+            backend.rate_limiter(100, 1.0, name="flushed", algorithm="sliding_window"),
+        ]
+        bulkhead = backend.bulkhead(2, name="flushed")
+        breaker = backend.circuit_breaker("flushed")
+        for limiter in limiters:
+            await limiter.acquire()
+        await backend.client.script_flush()  # as after a restart or a failover
+        for limiter in limiters:
+            await limiter.acquire()
+        async with bulkhead:
+            pass
+        await breaker.refresh()
+        assert backend.errors_total == 0
+        assert backend.available
+
+
+async def _silent_server() -> tuple[asyncio.Server, list[asyncio.StreamWriter]]:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    return await asyncio.start_server(silent, "127.0.0.1", 0), accepted
+
+
+async def test_each_call_is_cut_off_at_its_own_deadline() -> None:
+    server, accepted = await _silent_server()
+    port = server.sockets[0].getsockname()[1]
+    loop = asyncio.get_running_loop()
+    ended: dict[str, float] = {}
+    try:
+        async with RedisBackend(
+            f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.3
+        ) as backend:
+            limiter = backend.rate_limiter(10, 1.0, name="deadlines")
+
+            async def call(name: str) -> None:
+                with pytest.raises(RateLimited):
+                    await limiter.acquire()
+                ended[name] = loop.time()
+
+            start = loop.time()
+            first = asyncio.create_task(call("first"))
+            await asyncio.sleep(0.1)
+            second = asyncio.create_task(call("second"))
+            async with asyncio.timeout(5):
+                await asyncio.gather(first, second)
+            assert 0.3 <= ended["first"] - start < 0.38
+            assert 0.4 <= ended["second"] - start < 0.48  # its own deadline, not the next tick
+            assert backend.errors_total == 2
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_cancelling_a_call_in_flight_stays_a_cancellation() -> None:
+    server, accepted = await _silent_server()
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with RedisBackend(
+            f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.3
+        ) as backend:
+            limiter = backend.rate_limiter(10, 1.0, name="cancelled")
+            task = asyncio.create_task(limiter.try_acquire())  # nothing to give back
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.3)  # past the deadline: nothing fires on a finished call
+            assert backend.errors_total == 0
+            assert backend.available
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -8,6 +8,7 @@ exact to the microsecond) and uses periods long enough for a loaded machine.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -99,6 +100,7 @@ async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algo
     seen: list[float] = []
     limiter.admission_observer = seen.append
     await limiter.acquire(5 if algorithm == "sliding_window" else 1)
+    limiter.admission_observer = None  # the abandoned call takes the one-integer reply
     abandoned = asyncio.create_task(limiter.acquire())
     await asyncio.sleep(0.05)  # its reservation is made and it sleeps on it
     abandoned.cancel()
@@ -110,6 +112,102 @@ async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algo
     # It takes the abandoned turn, not the one after it.
     turn = 0.2 if algorithm == "gcra" else 1.0
     assert seen[1] - seen[0] == pytest.approx(turn, abs=CLOCK)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_an_admission_at_once_reports_what_is_left(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    # Capacity 5, one unit back every 12 minutes: nothing drifts during the test.
+    limiter = make(backend, algorithm, rate=5, per=3600.0, burst=5)
+    await limiter.acquire()
+    assert limiter.stats().available == pytest.approx(4, abs=1e-3)
+    await limiter.acquire(4)  # exactly what is left: admitted at once, nothing left
+    assert limiter.stats().available == pytest.approx(0, abs=1e-3)
+    assert limiter.stats().admitted_total == 5
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_an_admission_after_a_wait_sleeps_it_and_leaves_nothing(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    # gcra: 20/s, burst 1 (a turn every 50 ms); window: 1 per 50 ms.
+    limiter = make(
+        backend, algorithm, **({"rate": 20} if algorithm == "gcra" else {"rate": 1, "per": 0.05})
+    )
+    waits: list[float] = []
+    limiter.wait_observer = waits.append
+    await limiter.acquire()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.acquire()
+    assert len(waits) == 1
+    assert 0.03 < waits[0] <= 0.05
+    assert loop.time() - start >= waits[0]
+    assert limiter.stats().available == 0
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_a_refusal_carries_retry_after_and_what_is_left(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=5, per=3600.0, burst=5, max_wait=1.0)
+    await limiter.acquire(3)
+    with pytest.raises(RateLimited) as caught:
+        await limiter.acquire(5)  # weighs more than is left: refused, nothing reserved
+    # gcra: three units to pay back at 12 min each; window: the first entry's hour.
+    turn = 3 * 720.0 if algorithm == "gcra" else 3600.0
+    assert caught.value.retry_after == pytest.approx(turn, abs=1.0)
+    assert limiter.stats().available == pytest.approx(2, abs=1e-3)
+    await limiter.acquire(2)  # the refusal took nothing
+    with pytest.raises(ValueError, match="cost"):
+        await limiter.acquire(6)  # more than the capacity: never admissible
+    assert limiter.stats().rejected_total == 1
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_the_admission_observer_gets_the_redis_time_only_when_set(
+    backend: RedisBackend, algorithm: str
+) -> None:
+    limiter = make(backend, algorithm, rate=100)
+    await limiter.acquire()
+    seen: list[float] = []
+    limiter.admission_observer = seen.append
+    await limiter.acquire()
+    limiter.admission_observer = None
+    await limiter.acquire()
+    assert len(seen) == 1
+    assert seen[0] == pytest.approx(time.time(), abs=1.0)  # Redis runs on this host
+
+
+async def test_window_entries_expire_with_their_weight(backend: RedisBackend) -> None:
+    limiter = make(backend, "sliding_window", rate=4, per=1.0)
+    await limiter.acquire(2)
+    await limiter.acquire(0.25)
+    await asyncio.sleep(0.5)
+    await limiter.acquire(1)
+    await asyncio.sleep(0.6)  # the first two have left the window, the third has not
+    await limiter.acquire(1)
+    assert limiter.stats().available == pytest.approx(2, abs=1e-3)
+    await limiter.refund(0.5)  # taken from the oldest entry: 0.5 of it stays
+    assert limiter.stats().available == pytest.approx(2.5, abs=1e-3)
+    await asyncio.sleep(1.0)  # every entry has left
+    await limiter.acquire(1)
+    assert limiter.stats().available == pytest.approx(3, abs=1e-3)
+
+
+async def test_a_window_state_written_before_the_cost_count_still_reads(
+    backend: RedisBackend,
+) -> None:
+    client = backend.client
+    seconds, micros = await client.time()
+    now = seconds * 1_000_000 + micros
+    log, meta = backend.key("old", "log"), backend.key("old", "state")
+    await client.zadd(log, {"a:2": now - 1_500_000, "b:1": now - 500_000})
+    await client.set(meta, f"3 0 {now - 500_000}", px=10_000)  # three fields, no count
+    limiter = make(backend, "sliding_window", rate=4, per=1.0, name="old")
+    await limiter.acquire(1)  # "a" (cost 2) has expired, "b" has not
+    assert limiter.stats().available == pytest.approx(2, abs=1e-3)
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)

@@ -129,12 +129,6 @@ class BreakerConfig(_Section):
     # State and window in the Redis backend, shared by every process (needs `backend`).
     shared: bool = False
 
-    @model_validator(mode="after")
-    def _shared_counts_calls(self) -> BreakerConfig:
-        if self.shared and self.window_seconds is not None:
-            raise ValueError("a shared breaker counts a window of calls: use window")
-        return self
-
 
 class BackoffConfig(_Section):
     """`retries.<name>.backoff`: exponential backoff with jitter."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from importlib import resources
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -14,10 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import redis.asyncio as aioredis
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from bounded import _validate
-from bounded.policy import _timer as deadline_timer
 from bounded.retry import Backoff
 
 if TYPE_CHECKING:
@@ -31,7 +31,8 @@ logger = logging.getLogger("bounded.redis")
 
 OnError = Literal["fail_open", "fail_closed"]
 T = TypeVar("T")
-Script = Callable[..., Awaitable[Any]]
+#: The head of a script call, ``("EVALSHA", sha, numkeys, *keys)``, encoded once.
+Command = tuple[str | bytes, ...]
 _UNCAPPED = 2**31 - 1
 
 
@@ -70,7 +71,7 @@ class RedisBackend:
             raise ValueError(f"on_error must be 'fail_open' or 'fail_closed', got {on_error!r}")
         self.prefix = prefix
         self.on_error: OnError = on_error
-        self.timeout = _validate.positive("timeout", timeout)
+        self._deadlines = _Deadlines(_validate.positive("timeout", timeout))
         self.expected_processes = _validate.positive_int("expected_processes", expected_processes)
         self.retry_interval = _validate.positive("retry_interval", retry_interval)
         self._reconnect = Backoff(retry_interval, retry_interval, jitter="equal")
@@ -83,7 +84,8 @@ class RedisBackend:
         )
         self._url = url
         self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Script] = {}
+        self._shas: dict[str, bytes] = {}
+        self._sources: dict[str | bytes, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._services: set[asyncio.Task[None]] = set()
         self._down_until = -math.inf
@@ -93,6 +95,11 @@ class RedisBackend:
         self.errors_total = 0
         #: Outages seen (a WARNING each).
         self.outages_total = 0
+
+    @property
+    def timeout(self) -> float:
+        """Seconds each call to Redis may take (connection wait, connect, send, reply)."""
+        return self._deadlines.seconds
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("down" if self._outage else "up")
@@ -127,37 +134,51 @@ class RedisBackend:
         """The key of one part of limiter `name`: ``<prefix>{<name>}:<part>``."""
         return f"{self.prefix}{{{name}}}:{part}"
 
-    def script(self, name: str) -> Script:
-        """A packaged Lua script, run with EVALSHA (reloaded by redis-py after NOSCRIPT)."""
-        found = self._scripts.get(name)
-        if found is None:
-            text = resources.files("bounded.redis").joinpath(f"scripts/{name}.lua").read_text()
-            found = self._scripts[name] = self.client.register_script(text)
-        return found
+    def command(self, script: str, keys: Sequence[str]) -> Command:
+        """The call of packaged Lua script `script` on `keys`, for `run` (build it once)."""
+        sha = self._shas.get(script)
+        if sha is None:
+            source = resources.files("bounded.redis").joinpath(f"scripts/{script}.lua").read_text()
+            sha = self._shas[script] = hashlib.sha1(source.encode()).hexdigest().encode()
+            self._sources[sha] = source
+        return ("EVALSHA", sha, b"%d" % len(keys), *(key.encode() for key in keys))
 
-    async def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script; `BackendUnavailable` on failure or timeout (counted, logged once)."""
+    async def run(self, command: Command, args: Sequence[Any]) -> Any:
+        """Run a script call (EVALSHA, loading the script after a NOSCRIPT) with `args`.
+
+        `BackendUnavailable` on failure or timeout (counted, logged once).
+        """
+        loop = asyncio.get_running_loop()
         if self._outage:
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             if now < self._down_until:
                 raise BackendUnavailable
             # This call probes Redis; the others keep to the fallback until it answers.
             self._down_until = now + self.retry_interval
-        loop = asyncio.get_running_loop()
-        timer = deadline_timer(loop)
-        entry = timer.arm(loop.time() + self.timeout)
+        deadlines = self._deadlines
+        task = deadlines.arm(loop)
+        connections = self._connections
         try:
-            async with self._connections:
-                result = await self.script(script)(keys=keys, args=args)
+            await connections.acquire()
+            try:
+                # execute_command straight: redis-py's Script adds a layer per call.
+                client = self.client
+                try:
+                    result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
+                except NoScriptError:
+                    await client.script_load(self._sources[command[1]])
+                    result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
+            finally:
+                connections.release()
         except BaseException as exc:
-            expired = timer.disarm(entry)
+            expired = deadlines.disarm(task)
             if expired and isinstance(exc, asyncio.CancelledError):
                 exc = TimeoutError(f"no answer within {self.timeout:g}s")
             elif not isinstance(exc, RedisError | OSError):
                 raise
             self.failed(exc)
             raise BackendUnavailable from None
-        timer.disarm(entry)
+        deadlines.disarm(task)
         if self._outage:
             self._outage = False
             logger.warning("Redis backend answers again: shared limits back in force")
@@ -244,7 +265,7 @@ class RedisBackend:
     def circuit_breaker(self, name: str, **settings: Any) -> RedisCircuitBreaker:
         """A `CircuitBreaker` whose state and window live in Redis under `name`.
 
-        `settings` are those of `CircuitBreaker` (a count `window` only).
+        `settings` are those of `CircuitBreaker`.
         """
         from bounded.redis.breaker import RedisCircuitBreaker
 
@@ -264,6 +285,7 @@ class RedisBackend:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._closed = True
+        self._deadlines.close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
@@ -278,6 +300,63 @@ class RedisBackend:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class _Deadlines:
+    """A deadline of `seconds` for each call in flight: the calling task is cancelled then.
+
+    Same semantics as `asyncio.timeout` (see `disarm`), at the cost of one dict entry per
+    call. The policy timer needs a heap because its deadlines differ in length; these are
+    all `seconds` long, so they expire in the order they were armed and the dict (in
+    insertion order) is the queue. One loop timer, re-armed only when it fires, serves
+    them all.
+    """
+
+    __slots__ = ("_armed", "_expired", "_handle", "seconds")
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._armed: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        self._expired: dict[asyncio.Task[Any], int] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any]:
+        """Start the current task's deadline; returns the task, for `disarm`."""
+        task = asyncio.current_task(loop)
+        if task is None:
+            raise RuntimeError("RedisBackend calls must run inside a task")
+        when = loop.time() + self.seconds
+        self._armed[task] = (when, task.cancelling())
+        if self._handle is None:
+            self._handle = loop.call_at(when, self._expire, loop)
+        return task
+
+    def disarm(self, task: asyncio.Task[Any]) -> bool:
+        """End `task`'s deadline; True if it expired and no other cancellation is pending."""
+        if self._armed.pop(task, None) is not None:
+            return False
+        baseline = self._expired.pop(task, None)
+        return baseline is not None and task.uncancel() <= baseline
+
+    def close(self) -> None:
+        """Stop the loop timer (the backend is closed: nothing is in flight)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = None
+        now = loop.time()
+        armed = self._armed
+        while armed:
+            task = next(iter(armed))
+            when, baseline = armed[task]
+            if when > now:
+                self._handle = loop.call_at(when, self._expire, loop)
+                return
+            del armed[task]
+            self._expired[task] = baseline
+            task.cancel()
 
 
 class _BackendCollector(Collector):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast
@@ -33,8 +34,9 @@ _LOCAL = -4
 class RedisCircuitBreaker(CircuitBreaker):
     """A circuit breaker shared by every process using the same Redis, prefix and name.
 
-    A `CircuitBreaker` (same rules, interface and settings, which may change live) with
-    a count window of `window` calls whose state lives in Redis: one process's failures
+    A `CircuitBreaker` (same rules, interface and settings, which may change live) whose
+    state and window (`window` calls, or `window_seconds` of Redis time) live in Redis: one
+    process's failures
     open it for all, and half-open admits exactly `half_open_calls` probes across
     processes. Each call costs two script calls (admit, then record its outcome), each
     atomic in Redis, on Redis server time.
@@ -49,8 +51,8 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     __slots__ = (
         "_backend",
+        "_call",
         "_entered",
-        "_keys",
         "_pending",
         "_retry_after",
         "_shared_calls",
@@ -60,13 +62,11 @@ class RedisCircuitBreaker(CircuitBreaker):
     )
 
     def __init__(self, backend: RedisBackend, name: str, **settings: Any) -> None:
-        """`settings`: those of `CircuitBreaker`, but a count `window` only."""
-        if settings.get("window_seconds") is not None:
-            raise ValueError("window_seconds: a shared breaker counts a window of calls (window)")
-        settings.pop("window_seconds", None)
+        """`settings`: those of `CircuitBreaker`."""
         super().__init__(name, **settings)
         self._backend = backend
-        self._keys = [backend.key(name, "breaker"), backend.key(name, "window")]
+        parts = ("breaker", "window", "seconds")
+        self._call = backend.command("breaker", [backend.key(name, part) for part in parts])
         self._shared_state: State = "closed"
         self._shared_calls = self._shared_failed = self._shared_slow = 0
         self._retry_after: float | None = None
@@ -187,16 +187,16 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def _settings(self) -> str:
         """The configuration as the script takes it (read each call: it may change live)."""
+        seconds = self.window_seconds
         return (
-            f"{self.failure_rate!r} {self.minimum_calls} {self.window} "
+            f"{self.failure_rate!r} {self.minimum_calls} {self.window or 0} "
             f"{self.open_for * _US!r} {self.half_open_calls} {self.slow_call_rate!r} "
-            f"{0 if self.slow_call_duration is None else 1}"
+            f"{0 if self.slow_call_duration is None else 1} "
+            f"{0 if seconds is None else max(1, math.ceil(seconds))}"
         )
 
     async def _run(self, op: str, *args: int) -> int:
-        text: bytes = await self._backend.run(
-            "breaker", self._keys, (f"{op} {self._settings()}", *args)
-        )
+        text: bytes = await self._backend.run(self._call, (f"{op} {self._settings()}", *args))
         state, permit, retry_us, calls, failed, slow = text.split()
         self._shared_calls, self._shared_failed = int(calls), int(failed)
         self._shared_slow = int(slow)

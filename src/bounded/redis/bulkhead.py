@@ -54,6 +54,7 @@ class RedisBulkhead:
     __slots__ = (
         "_acquired_total",
         "_backend",
+        "_command",
         "_fallback",
         "_held",
         "_keeper",
@@ -84,9 +85,9 @@ class RedisBulkhead:
         self._max_wait = _validate.optional_non_negative("max_wait", max_wait)
         self._backend = backend
         self.name = name
-        self._keys = [
-            backend.key(name, part) for part in ("holders", "queue", "alive", "tickets", "released")
-        ]
+        parts = ("holders", "queue", "alive", "tickets", "released")
+        self._keys = [backend.key(name, part) for part in parts]
+        self._command = backend.command("bulkhead", self._keys)
         prefix = uuid.uuid4().hex
         self._tokens = (f"{prefix}:{n}" for n in itertools.count(1))
         self._held: list[str] = []  # tokens of this process's holders (_LOCAL: fallback)
@@ -214,7 +215,7 @@ class RedisBulkhead:
 
     async def _call(self, op: str, *tokens: str) -> bool:
         reply = await self._backend.run(
-            "bulkhead", self._keys, (op, self._limit, self._backend.lease * _US, *tokens)
+            self._command, (op, self._limit, self._backend.lease * _US, *tokens)
         )
         self._seen_in_use = int(reply[1])
         return bool(reply[0])

@@ -46,8 +46,8 @@ class RedisRateLimiter:
         "_backend",
         "_burst",
         "_capacity",
+        "_command",
         "_fallback",
-        "_keys",
         "_last",
         "_max_queue",
         "_max_wait",
@@ -57,6 +57,7 @@ class RedisRateLimiter:
         "_rate",
         "_rejected_total",
         "_spec_acquire",
+        "_spec_acquire_at",
         "_spec_try",
         "_tokens",
         "admission_observer",
@@ -81,9 +82,10 @@ class RedisRateLimiter:
         check_burst(burst)
         check_pace(rate, per, burst if algorithm == "gcra" else 1)
         if algorithm == "gcra":
-            self._keys = [backend.key(name, "gcra")]
+            self._command = backend.command(algorithm, [backend.key(name, "gcra")])
         elif algorithm == "sliding_window":
-            self._keys = [backend.key(name, "log"), backend.key(name, "state")]
+            keys = [backend.key(name, "log"), backend.key(name, "state")]
+            self._command = backend.command(algorithm, keys)
         else:
             raise ValueError(f"algorithm must be 'gcra' or 'sliding_window', got {algorithm!r}")
         self._algorithm: AlgorithmName = algorithm
@@ -98,7 +100,7 @@ class RedisRateLimiter:
         self._capacity = self._available = self.burst
         self._fallback: RateLimiter | None = None
         self._params = b""
-        self._spec_acquire = self._spec_try = b""
+        self._spec_acquire = self._spec_acquire_at = self._spec_try = b""
         self._encode_params()
         self._last: asyncio.Future[None] | None = None
         # Names of this process's reservations, so a cancelled one can be found again.
@@ -178,14 +180,12 @@ class RedisRateLimiter:
         check_cost(cost, self.burst, self._algorithm)
         try:
             spec = self._spec_try if cost == 1 else self._spec("acquire", cost, 0)
-            reply = await self._call(spec, next(self._tokens))
+            admitted = (await self._call(spec, next(self._tokens)))[0]
         except BackendUnavailable:
             local = self._local()
             admitted = self._backend.on_error == "fail_open" and local.try_acquire(
                 min(cost, local.burst)
             )
-        else:
-            admitted = bool(reply[0])
         if admitted:
             self._admitted_total += cost
         return admitted
@@ -201,10 +201,15 @@ class RedisRateLimiter:
                 None,
                 f"rate limiter {self.name!r}: {self._queued} requests already queued (max_queue)",
             )
-        spec = self._spec_acquire if cost == 1 else self._spec("acquire", cost, self._wait_arg())
+        observer = self.admission_observer
+        if cost == 1:
+            spec = self._spec_acquire if observer is None else self._spec_acquire_at
+        else:
+            op = "acquire" if observer is None else "acquire_at"
+            spec = self._spec(op, cost, self._wait_arg())
         token = next(self._tokens)
         try:
-            reply = await self._call(spec, token)
+            reply = await self._backend.run(self._command, (spec, token))
         except BackendUnavailable:
             await self._acquire_locally(cost)
             return
@@ -212,8 +217,13 @@ class RedisRateLimiter:
             # The reservation may have been made: give it back (a no-op if it was not).
             self._give_back(cost, token)
             raise
-        wait = reply[1] / _US
-        if not reply[0]:
+        if type(reply) is int and reply <= 0:  # admitted at once (the common case)
+            self._available = -reply / 1000
+            self._admitted_total += cost
+            return
+        admitted, wait_us, at_us = self._outcome(reply)
+        wait = wait_us / _US
+        if not admitted:
             self._rejected_total += 1
             raise RateLimited(
                 self.name,
@@ -221,7 +231,7 @@ class RedisRateLimiter:
                 f"rate limiter {self.name!r}: the wait would be {wait:.3f}s "
                 f"(max_wait={self._max_wait:g}s)",
             )
-        if wait > 0:
+        if wait_us:
             # Sleepers of this process leave in the order of their reservations, even
             # when several reserved the same instant.
             ahead, turn = self._last, asyncio.get_running_loop().create_future()
@@ -242,8 +252,8 @@ class RedisRateLimiter:
             if self.wait_observer is not None:
                 self.wait_observer(wait)
         self._admitted_total += cost
-        if self.admission_observer is not None:
-            self.admission_observer(reply[3] / _US)
+        if observer is not None:
+            observer(at_us / _US)
 
     async def __aenter__(self) -> None:
         await self.acquire(1)
@@ -300,6 +310,7 @@ class RedisRateLimiter:
             numbers = (self._rate, self._per * _US)
         self._params = b"%r %r" % tuple(float(n) for n in numbers)
         self._spec_acquire = self._spec("acquire", 1, self._wait_arg())
+        self._spec_acquire_at = self._spec("acquire_at", 1, self._wait_arg())
         self._spec_try = self._spec("acquire", 1, 0)
         self._capacity = self.burst
 
@@ -310,11 +321,22 @@ class RedisRateLimiter:
         """The script's first argument: ``op cost <params> arg`` in one string."""
         return b"%s %r %s %r" % (op.encode(), float(cost), self._params, float(arg))
 
-    async def _call(self, spec: bytes, extra: str | float) -> list[int]:
-        text: bytes = await self._backend.run(self._algorithm, self._keys, (spec, extra))
-        reply = list(map(int, text.split()))
-        self._available = reply[2] / 1000
-        return reply
+    async def _call(self, spec: bytes, extra: str | float) -> tuple[bool, int, int]:
+        """One script call, its reply as `_outcome` reads it."""
+        return self._outcome(await self._backend.run(self._command, (spec, extra)))
+
+    def _outcome(self, reply: int | bytes) -> tuple[bool, int, int]:
+        """Admitted, the wait (or retry_after) and the admission time in microseconds (the
+        time is -1 unless the op asked for it), from a script's reply (see the scripts)."""
+        if type(reply) is int:
+            if reply > 0:
+                self._available = 0.0
+                return True, reply, -1
+            self._available = -reply / 1000
+            return True, 0, -1
+        admitted, wait, available, at = map(int, reply.split())  # type: ignore[union-attr]
+        self._available = available / 1000
+        return admitted == 1, wait, at
 
     async def _update(
         self, op: str, cost: float, remaining: float = 0, reset_after: float = 0

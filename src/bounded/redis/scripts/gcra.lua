@@ -6,8 +6,11 @@
 -- ARGV[2]: arg6
 --   acquire: arg5 = max_wait_us (-1: none), arg6 = the caller's token for the reservation
 --   cancel: arg6 = that token; throttle: arg5 = remaining, arg6 = reset_after_us
--- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
--- (one status string: the cheapest reply to parse)
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>" (one
+-- status string: the cheapest to parse), except that an admission by op `acquire` replies
+-- with one integer, cheaper still: the wait in us when it must wait (nothing is available
+-- then), else -(available x 1000). `acquire_at` is `acquire` with the status reply, for
+-- callers that want the admission time on the Redis clock.
 local key = KEYS[1]
 local op, cost, interval_arg, burst, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
 local arg6 = ARGV[2]
@@ -27,34 +30,28 @@ if state then
   end
 end
 
-local function save(value, token)
-  value = math.ceil(value)
-  -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
-  local ttl = math.ceil((math.max(value - now, 0) + burst * interval) / 1000) + 1000
-  redis.call('SET', key, string.format('%d %s %s', value, interval_arg, token or ''), 'PX', ttl)
-  tat = value
-end
-
-local admitted, wait = 1, 0
-if op == 'acquire' then
+-- Each op may move tat: `moved` is the new value (saved once, below), `token` names the
+-- reservation it makes, if any.
+local admitted, wait, moved, token = 1, 0, nil, ''
+if op == 'acquire' or op == 'acquire_at' then
   local max_wait = tonumber(arg5)
   wait = math.max(tat + (cost - burst) * interval - now, 0)
   if max_wait >= 0 and wait > max_wait then
     admitted = 0
   else
-    save(math.max(tat, now) + cost * interval, arg6)
+    moved, token = math.max(tat, now) + cost * interval, arg6
   end
 elseif op == 'cancel' then
   -- Give back an unused reservation, unless later ones were made on top of it.
   if last == arg6 and last ~= '' then
-    save(math.max(tat - cost * interval, now))
+    moved = math.max(tat - cost * interval, now)
   end
 elseif op == 'refund' then
   if tat > now then
-    save(math.max(tat - cost * interval, now))
+    moved = math.max(tat - cost * interval, now)
   end
 elseif op == 'consume' then
-  save(math.max(tat, now) + cost * interval)
+  moved = math.max(tat, now) + cost * interval
 elseif op == 'throttle' then
   local remaining = tonumber(arg5)
   local target
@@ -64,8 +61,14 @@ elseif op == 'throttle' then
     target = now + (burst - remaining) * interval
   end
   if target > tat then
-    save(target)
+    moved = target
   end
+end
+if moved then
+  tat = math.ceil(moved)
+  -- Once tat has passed, the state equals a fresh limiter's: let it expire then.
+  local ttl = math.ceil((math.max(tat - now, 0) + burst * interval) / 1000) + 1000
+  redis.call('SET', key, string.format('%d %s %s', tat, interval_arg, token), 'PX', ttl)
 end
 
 local available = burst
@@ -73,4 +76,10 @@ if tat > now then
   available = math.max(burst - (tat - now) / interval, 0)
 end
 wait = math.ceil(wait)
+if op == 'acquire' and admitted == 1 then
+  if wait > 0 then
+    return wait
+  end
+  return -math.floor(available * 1000)
+end
 return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}

@@ -1,12 +1,17 @@
 -- Sliding log: at most `rate` units in any window of `per`, in Redis TIME microseconds.
--- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time, which
---          may lie ahead of now for a reservation); KEYS[2]: string "<used> <seq> <newest>": the units in
---          the log, the last sequence number, the newest entry's score.
+-- KEYS[1]: the log (sorted set, member "<token>:<cost>" or "<seq>:<cost>", score = admission time,
+--          which may lie ahead of now for a reservation); KEYS[2]: string
+--          "<used> <seq> <newest> <expires> <odd>": the units in the log, the last sequence number,
+--          the newest entry's score, when both keys expire (Unix ms), and how many entries cost
+--          other than 1 (-1: unknown, in a state written before this field existed).
 -- ARGV[1]: "op cost rate per_us arg5" (one string: the cheapest request to send), with
 --          arg5 = max_wait_us (-1 = none) | remaining; ARGV[2]: arg6 (acquire and cancel: a
 --          token the caller chose for the reservation; throttle: reset_after_us)
--- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>"
--- (one status string: the cheapest reply to parse)
+-- Reply: "<admitted 1/0> <wait_us (or retry_after_us)> <available x 1000> <at_us>" (one
+-- status string: the cheapest to parse), except that an admission by op `acquire` replies
+-- with one integer, cheaper still: the wait in us when it must wait (nothing is available
+-- then), else -(available x 1000). `acquire_at` is `acquire` with the status reply, for
+-- callers that want the admission time on the Redis clock.
 local log, meta = KEYS[1], KEYS[2]
 local op, cost, rate, per, arg5 = string.match(ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
 local arg6 = ARGV[2]
@@ -23,26 +28,46 @@ local function cost_of(member)
   return tonumber(string.match(member, ':([^:]*)$'))
 end
 
--- Forget entries that no window from now on can hold.
-local used, seq, last = 0, 0, 0
+local used, seq, last, expires, odd = 0, 0, 0, 0, 0
 local state = redis.call('GET', meta)
 if state then
-  local u, s, l = string.match(state, '^(%S+) (%S+) (%S+)$')
+  local u, s, l, e, o = string.match(state, '^(%S+) (%S+) (%S+) ?(%S*) ?(%S*)$')
   used, seq, last = tonumber(u), tonumber(s), tonumber(l)
-end
-local expired = redis.call('ZRANGEBYSCORE', log, '-inf', now - per)
-for _, member in ipairs(expired) do
-  used = used - cost_of(member)
-end
-if #expired > 0 then
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - per)
-end
-if #expired > 0 and redis.call('ZCARD', log) == 0 then
-  used = 0 -- drop accumulated rounding error
+  expires, odd = tonumber(e) or 0, tonumber(o) or -1
 end
 
-local function add(member, at)
+-- Entries of cost 1 are counted as such, so while there is no other (`odd` is 0) the
+-- expired ones need not be read: the number removed is the units they held.
+local function count_odd(c, delta)
+  if c ~= 1 and odd >= 0 then
+    odd = odd + delta
+  end
+end
+
+-- Forget entries that no window from now on can hold.
+local expired
+if odd == 0 then
+  expired = redis.call('ZREMRANGEBYSCORE', log, '-inf', now - per)
+  used = used - expired
+else
+  local members = redis.call('ZRANGEBYSCORE', log, '-inf', now - per)
+  for _, member in ipairs(members) do
+    local c = cost_of(member)
+    used = used - c
+    count_odd(c, -1)
+  end
+  expired = #members
+  if expired > 0 then
+    redis.call('ZREMRANGEBYSCORE', log, '-inf', now - per)
+  end
+end
+if expired > 0 and used < EPSILON and redis.call('ZCARD', log) == 0 then
+  used, odd = 0, 0 -- drop accumulated rounding error
+end
+
+local function add(c, member, at)
   redis.call('ZADD', log, at, member)
+  count_odd(c, 1)
 end
 
 local function next_member(c)
@@ -51,7 +76,7 @@ local function next_member(c)
 end
 
 local admitted, wait, newest = 1, 0, nil
-if op == 'acquire' then
+if op == 'acquire' or op == 'acquire_at' then
   local max_wait = tonumber(arg5)
   local t = now
   if used > 0 and last > t then
@@ -86,14 +111,15 @@ if op == 'acquire' then
   if max_wait >= 0 and wait > max_wait then
     admitted = 0
   else
-    add(arg6 .. ':' .. fmt(cost), t)
+    add(cost, arg6 .. ':' .. fmt(cost), t)
     used = used + cost
     newest = t
   end
 elseif op == 'cancel' then
   local member = arg6 .. ':' .. fmt(cost)
   if redis.call('ZREM', log, member) == 1 then
-    used = used - cost_of(member)
+    used = used - cost
+    count_odd(cost, -1)
   end
 elseif op == 'refund' then
   -- Taken from the oldest entries (a later window never undercounts because of it).
@@ -106,14 +132,15 @@ elseif op == 'refund' then
     local c = cost_of(oldest[1])
     local taken = math.min(remaining, c)
     redis.call('ZREM', log, oldest[1])
+    count_odd(c, -1)
     if c - taken > 0 then
-      add(next_member(c - taken), tonumber(oldest[2]))
+      add(c - taken, next_member(c - taken), tonumber(oldest[2]))
     end
     used = used - taken
     remaining = remaining - taken
   end
 elseif op == 'consume' then
-  add(next_member(cost), now)
+  add(cost, next_member(cost), now)
   used = used + cost
 elseif op == 'throttle' then
   local remaining = tonumber(arg5)
@@ -127,22 +154,33 @@ elseif op == 'throttle' then
   end
   local missing = (rate - remaining) - surviving
   if missing > 0 then
-    add(next_member(missing), at)
+    add(missing, next_member(missing), at)
     used = used + missing
   end
 end
 
-if admitted == 1 or #expired > 0 then
+if admitted == 1 or expired > 0 then
   if not newest then
     local newest_entry = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
     newest = #newest_entry > 0 and tonumber(newest_entry[2]) or now
   end
-  -- An entry stops counting one period after its time: expire with the newest one.
-  local ttl = math.ceil((math.max(newest - now, 0) + per) / 1000) + 1000
-  redis.call('SET', meta, string.format('%s %d %s', fmt(used), seq, fmt(newest)), 'PX', ttl)
-  redis.call('PEXPIRE', log, ttl)
+  -- An entry stops counting one period after its time: expire (a second after) the newest
+  -- one. Extended half a second further than needed, so calls in that time skip PEXPIREAT.
+  local needed = math.ceil((math.max(newest, now) + per) / 1000) + 1000
+  if expires < needed then
+    expires = needed + 500
+    redis.call('PEXPIREAT', log, expires)
+  end
+  local value = string.format('%s %d %s %d %d', fmt(used), seq, fmt(newest), expires, odd)
+  redis.call('SET', meta, value, 'PXAT', expires)
 end
 -- Reservations ahead count as used: a backlog leaves nothing available.
 local available = math.max(rate - used, 0)
 wait = math.ceil(wait)
+if op == 'acquire' and admitted == 1 then
+  if wait > 0 then
+    return wait
+  end
+  return -math.floor(available * 1000)
+end
 return {ok = string.format('%d %d %d %d', admitted, wait, math.floor(available * 1000), now + wait)}
