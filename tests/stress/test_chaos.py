@@ -207,3 +207,42 @@ def test_a_fault_without_its_injector_is_refused_up_front(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         injectors.check([parse_chaos(spec)])
+
+
+async def test_provider_events_are_checked_against_the_mock_before_any_load() -> None:
+    async with MockLLMServer(MockConfig(latency_base=0)) as srv:
+        good = Injectors(provider_admin=srv.url, provider_token=srv.admin_token)
+        await good.preflight([parse_chaos("0+1 provider:error_rate=1")])
+        with pytest.raises(ValueError, match=r"no field 'status'.*known: .*error_rate"):
+            await good.preflight([parse_chaos("0+1 provider:status=429")])
+        wrong_token = Injectors(provider_admin=srv.url, provider_token="not-the-token")
+        with pytest.raises(ValueError, match="admin API") as refused:
+            await wrong_token.preflight([parse_chaos("0+1 provider:error_rate=1")])
+        assert "not-the-token" not in str(refused.value)
+        assert srv.config.error_rate == 0  # nothing was changed
+
+
+async def test_a_fault_that_fails_ends_its_own_window_and_fails_the_run() -> None:
+    async with MockLLMServer(MockConfig(latency_base=0)) as srv:
+        # Past the preflight (played directly): the mock refuses the unknown field.
+        events = [
+            parse_chaos("0+0.2 provider:status=429"),
+            parse_chaos("0.1+0.2 provider:error_rate=1"),
+        ]
+        injectors = Injectors(provider_admin=srv.url, provider_token=srv.admin_token)
+        record: list[dict[str, Any]] = []
+        chaos = asyncio.create_task(play(events, injectors, record))
+
+        async def call(index: int, rng: random.Random) -> None:
+            await asyncio.sleep(0)
+
+        result = await run_open(call, constant(20, 0.5))
+        await chaos
+    failed, applied = sorted(record, key=lambda e: float(e["start"]))
+    assert "422" in failed["error"]
+    assert "error" not in applied  # the other fault went on
+    assert applied["upstream_requests"] >= 0
+    assert result.passed
+    result.events = record
+    assert not result.passed
+    assert result.to_json()["events"][0]["error"] == failed["error"]

@@ -90,6 +90,19 @@ class _Reject(Exception):
         self.response = response
 
 
+_COUNTERS = (
+    "requests_total",
+    "input_tokens_total",
+    "output_tokens_total",
+    "rate_limited_total",
+    "overloaded_total",
+    "quota_errors_total",
+    "errors_injected_total",
+    "resets_injected_total",
+    "slow_injected_total",
+)
+
+
 class MockState:
     """Live state of one mock server: config, rate-limit buckets, capacity gate, counters."""
 
@@ -142,7 +155,8 @@ class MockState:
         """Counters since start (or the last reset) and the current load."""
         now = _now()
         return {
-            **{k: self.counters[k] for k in sorted(self.counters)},
+            # Every counter, 0 until it first counts, so readers need no defaults.
+            **{k: self.counters[k] for k in sorted({*_COUNTERS, *self.counters})},
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "in_service": self.gate.in_service,
             "queued": self.gate.queued,

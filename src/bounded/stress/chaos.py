@@ -164,6 +164,31 @@ class Injectors:
                     "(--provider-admin-token or BOUNDED_MOCK_ADMIN_TOKEN)"
                 )
 
+    async def preflight(self, events: Sequence[ChaosEvent]) -> None:
+        """Raise ValueError, before any load, when the mock provider cannot take the
+        ``provider`` events: unreachable, the admin token refused, or a field it does not have.
+        """
+        changed = {k for e in events if e.kind == "provider" for k in e.params}
+        if not changed:
+            return
+        from bounded.http import HttpClient
+
+        assert self.provider_admin is not None
+        base = self.provider_admin.rstrip("/") + "/admin/config"
+        token = {"x-admin-token": self.provider_token or ""}
+        try:
+            async with HttpClient("chaos", timeout=5.0, headers=token) as client:
+                config = (await client.get(base)).json()
+                await client.request("PATCH", base, json={})  # the token, without a change
+        except Exception as exc:
+            raise ValueError(f"chaos: the mock provider's admin API at {base}: {exc}") from None
+        unknown = sorted(changed - set(config))
+        if unknown:
+            raise ValueError(
+                f"chaos: the mock provider has no field {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(config))}"
+            )
+
     @contextlib.asynccontextmanager
     async def applied(self, event: ChaosEvent) -> AsyncIterator[dict[str, Any]]:
         """Apply `event`'s fault for the duration of the block.
@@ -266,7 +291,8 @@ async def play(
 ) -> None:
     """Play `events` from now (time 0), appending each window to `record` as it ends.
 
-    Cancelling it lifts whatever fault is in force.
+    A fault that fails to apply or lift ends its own window with an ``error`` (the others
+    go on). Cancelling it lifts whatever fault is in force.
     """
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -278,6 +304,8 @@ async def play(
         try:
             async with injectors.applied(event) as measured:
                 await asyncio.sleep(event.duration)
+        except Exception as exc:
+            measured = {**measured, "error": f"{type(exc).__name__}: {exc}"}
         finally:
             record.append(
                 {

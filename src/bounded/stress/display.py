@@ -76,7 +76,7 @@ class LiveDisplay:
 
 
 def summary_table(result: RunResult) -> Group:
-    """The end-of-run summary: accounting, errors by class, latency, thresholds."""
+    """The end-of-run summary: accounting, errors by class, latency, chaos, thresholds."""
     counts = Table(title="accounting", title_justify="left")
     for name in ("scheduled", "succeeded", "failed", "dropped", "lost", "throughput /s"):
         counts.add_column(name, justify="right")
@@ -110,6 +110,21 @@ def summary_table(result: RunResult) -> Group:
                 style="yellow",
             )
         )
+    if result.events:
+        faults = Table(title="chaos", title_justify="left")
+        for column in ("fault", "window s", "recovery s", "result"):
+            faults.add_column(column, justify="left" if column in ("fault", "result") else "right")
+        for event in result.to_json()["events"]:
+            recovery = event["recovery_time"]
+            faults.add_row(
+                event["name"],
+                f"{event['start']:g}-{event['end']:g}",
+                "never" if recovery is None else f"{recovery:g}",
+                Text(event["error"], style="red")
+                if "error" in event
+                else Text("applied", style="green"),
+            )
+        parts.append(faults)
     if result.thresholds:
         checks = Table(title="thresholds", title_justify="left")
         checks.add_column("threshold")

@@ -114,8 +114,12 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        """No lost request and every threshold held."""
-        return self.lost == 0 and all(t.passed for t in self.thresholds)
+        """No lost request, every threshold held and every chaos fault applied and lifted."""
+        return (
+            self.lost == 0
+            and all(t.passed for t in self.thresholds)
+            and not any("error" in e for e in self.events)
+        )
 
     def resource_series(self, key: str) -> list[float]:
         """The sampled values of resource `key` (e.g. "rss_bytes"), one per interval that has it."""

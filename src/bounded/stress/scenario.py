@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -21,8 +20,6 @@ from bounded.stress.thresholds import evaluate, parse_threshold
 
 __all__ = ["run_scenario"]
 
-logger = logging.getLogger("bounded.stress")
-
 
 @contextlib.asynccontextmanager
 async def _chaos(
@@ -37,13 +34,8 @@ async def _chaos(
         yield
     finally:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # a fault that could not be applied must not hide the run
-            logger.warning("chaos: %s", exc)
-            record.append({"name": "chaos error", "kind": "error", "start": 0, "end": 0})
 
 
 async def run_scenario(
@@ -82,6 +74,7 @@ async def run_scenario(
         if injectors.embedded is None and opened.embedded is not None:
             injectors = dataclasses.replace(injectors, embedded=opened.embedded)
         injectors.check(chaos)
+        await injectors.preflight(chaos)
         exposition = opened.metrics()
         counted = read_counters(exposition) if exposition is not None else {}
         async with (
