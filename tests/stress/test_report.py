@@ -74,3 +74,15 @@ async def test_report_is_self_contained_and_every_chart_has_data() -> None:
     data = json.loads(re.search(r'id="result">(.*?)</script>', page, re.S).group(1))  # type: ignore[union-attr]
     assert data["accounting"]["lost"] == 0
     assert data["errors"]["breaker_open"] > 0
+
+
+@pytest.mark.looptime(noop_cycles=1)
+async def test_a_fault_that_failed_is_shown_and_fails_the_report() -> None:
+    result = await sample_result()
+    result.events.append(
+        {"name": "provider <rpm=1>", "start": 4.0, "end": 4.0, "error": "HTTPError: 422 <x>"}
+    )
+    page = render_report(result)
+    assert '<span class="bad">FAILED</span>' in page
+    assert '<span class="bad">HTTPError: 422 &lt;x&gt;</span>' in page
+    assert "provider &lt;rpm=1&gt;" in page

@@ -254,13 +254,16 @@ def render_report(result: RunResult) -> str:
         ],
     )
     events = _table(
-        ["event", "start s", "end s", "recovered after s"],
+        ["event", "start s", "end s", "recovered after s", "fault"],
         [
             [
                 html.escape(str(e.get("name", ""))),
                 f"{float(e['start']):,.1f}",
                 f"{float(e['end']):,.1f}",
                 "not recovered" if e["recovery_time"] is None else f"{e['recovery_time']:,.1f}",
+                f'<span class="bad">{html.escape(e["error"])}</span>'
+                if "error" in e
+                else "applied",
             ]
             for e in data["events"]
         ],
