@@ -263,7 +263,8 @@ class ProjectFacts:
     )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
     defined: set[str] = field(default_factory=set)  # every function and method name
-    # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
+    # function (or class) name -> where it is called from: bit 1 a coroutine, bit 2
+    # elsewhere, bit 4 module level (where no loop runs)
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
 
@@ -1007,7 +1008,8 @@ class ModuleModel:
         elif isinstance(func, ast.Name):
             callee = func.id
         callers = self.facts.callers
-        callers[callee] = callers.get(callee, 0) | (1 if scope.is_async else 2)
+        where = 1 if scope.is_async else 6 if len(self.scopes) == 1 else 2
+        callers[callee] = callers.get(callee, 0) | where
         # ownership: a call argument is owned by the callee; a constructor (`Owner(client)`)
         # or an exit stack takes a local resource over
         owner = callee in _OWNERS or callee[:1].isupper() or callee == "__init__"
