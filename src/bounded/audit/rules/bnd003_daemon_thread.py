@@ -56,8 +56,10 @@ def _on_shutdown(m: ModuleModel, node: ast.Call | None) -> bool:
     a daemon there is meant not to hold up the exit it serves."""
     if len(m.scopes) > 1 and _TEARDOWN_NAME.search(m.scope.name):
         return True
-    target = None if node is None else next(
-        (kw.value for kw in node.keywords if kw.arg == "target"), None
+    target = (
+        None
+        if node is None
+        else next((kw.value for kw in node.keywords if kw.arg == "target"), None)
     )
     name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
     return bool(name) and _TEARDOWN_NAME.search(name) is not None
