@@ -56,14 +56,27 @@ ASYNC_RESOURCES: dict[str, str] = {
 _BORROWED_POOL = frozenset({"http_client", "session", "client_session", "connection_pool"})
 
 
-def resource_of(m: ModuleModel, call: ast.Call) -> str | None:
-    """What async resource `call` creates (``httpx.AsyncClient(...)``), None if none."""
+def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> str | None:
+    """What async resource `call` creates (``httpx.AsyncClient(...)``), None if none.
+
+    A client class of an imported library the table does not know (``ollama.AsyncClient``,
+    ``genai.Client``) counts where it is built per operation: in a coroutine, or in a
+    factory (`per_call`); a client kept for a process's life may not need closing.
+    """
     q = m.qualname(call.func)
-    if q is None or q not in ASYNC_RESOURCES:
+    if q is None:
         return None
     if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
         return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
-    return ASYNC_RESOURCES[q]
+    if q in ASYNC_RESOURCES:
+        return ASYNC_RESOURCES[q]
+    if (per_call or m.scope.is_async) and _LIBRARY_CLIENT.fullmatch(q):
+        return q
+    return None
+
+
+# `module.Client`, `module.AsyncClient` (an imported library's client class)
+_LIBRARY_CLIENT = re.compile(r"[a-z_][\w]*(?:\.[a-z_]\w*)*\.(?:Async)?Client")
 
 
 # Names of functions worth following as client factories (`self.get_client()`).
@@ -435,7 +448,11 @@ class ModuleModel:
                 for sub in ast.walk(fn):
                     if isinstance(sub, ast.Return) and sub.value is not None:
                         what = next(
-                            (r for c in candidate_calls(sub.value) if (r := resource_of(self, c))),
+                            (
+                                r
+                                for c in candidate_calls(sub.value)
+                                if (r := resource_of(self, c, per_call=True))
+                            ),
                             what,
                         )
             self._factories[name] = what
@@ -1088,6 +1105,12 @@ class ModuleModel:
             self.module_pending[text] = (call, what)
 
     def _note_close(self, receiver: ast.expr, scope: Scope) -> None:
+        if (
+            isinstance(receiver, ast.Attribute)
+            and isinstance(receiver.value, ast.Name)
+            and receiver.value.id in scope.pending
+        ):
+            receiver = receiver.value  # client._client.aclose(): the client's own transport
         text = dotted(receiver)
         if text is None:
             return
