@@ -280,6 +280,9 @@ class ProjectFacts:
     # elsewhere, bit 4 module level (where no loop runs)
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
+    # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
+    # time.sleep), bit 2 an async def
+    blocking: dict[str, int] = field(default_factory=dict)
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
@@ -369,6 +372,7 @@ class ModuleModel:
         self.functions: dict[str, Function] = {}
         self.guarded: set[str] = set()  # functions whose body holds a semaphore
         self.managed: set[int] = set()  # ids of resource-creating calls that are owned
+        self.awaited: set[int] = set()  # ids of awaited expressions
         self.lifetime: set[int] = set()  # calls whose result is stored on an object
         self.call_targets: dict[int, tuple[object, str] | None] = {}  # id(call) -> target
         self.module_closed: set[str] = set()  # dotted names closed anywhere in the module
@@ -406,6 +410,7 @@ class ModuleModel:
             ast.Yield: self.visit_Yield,  # type: ignore[dict-item]
             ast.YieldFrom: self.visit_Yield,  # type: ignore[dict-item]
             ast.Call: self.visit_Call,  # type: ignore[dict-item]
+            ast.Await: self.visit_Await,  # type: ignore[dict-item]
             ast.Global: self.visit_Global,  # type: ignore[dict-item]
             ast.If: self.visit_If,  # type: ignore[dict-item]
         }
@@ -953,6 +958,20 @@ class ModuleModel:
             for hook in self.hooks.dropped_call:
                 hook(self, call, statement)
         self.visit(value)
+
+    def visit_Await(self, node: ast.Await) -> None:
+        value: ast.expr = node.value
+        # await session.request(...).send(): the chain builds what is awaited
+        while True:
+            self.awaited.add(id(value))
+            if not (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Attribute)
+                and isinstance(value.func.value, ast.Call)
+            ):
+                break
+            value = value.func.value
+        self.visit(node.value)
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
