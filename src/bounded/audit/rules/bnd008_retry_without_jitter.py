@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable
 
@@ -87,10 +88,7 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
     for call in sleeps:
-        delay = call.args[0] if call.args else None
-        for kw in call.keywords:
-            if kw.arg in ("delay", "seconds", "secs"):
-                delay = kw.value
+        delay = _delay_of(call)
         if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
             continue  # sleep(poll_interval): a status poll, paced on purpose
         unknown: list[str] = []
@@ -147,28 +145,10 @@ def _exponential(m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assig
             helper = _helper(m, sub.func)
             if helper is not None and f"{helper.name}()" not in seen:
                 seen.add(f"{helper.name}()")
-                local: dict[str, list[ast.expr]] = {}
-                for inner in ast.walk(helper):
-                    if isinstance(inner, ast.Assign | ast.AnnAssign) and inner.value:
-                        for target in (
-                            inner.targets if isinstance(inner, ast.Assign) else [inner.target]
-                        ):
-                            if isinstance(target, ast.Name):
-                                local.setdefault(target.id, []).append(inner.value)
-
-                def local_values(
-                    name: str, local: dict[str, list[ast.expr]] = local
-                ) -> list[ast.expr]:
-                    return local.get(name, [])
-
-                if any(
-                    isinstance(inner, ast.Return)
-                    and inner.value is not None
-                    and _exponential(
-                        m, inner.value, {n for n in seen if n.endswith("()")}, local_values
-                    )
-                    for inner in ast.walk(helper)
-                ):
+                returns, local = _returns_and_locals(helper)
+                helpers_seen = {n for n in seen if n.endswith("()")}
+                assigned_here = functools.partial(_values_of, local)
+                if any(_exponential(m, v, helpers_seen, assigned_here) for v in returns):
                     return True
         if isinstance(sub, ast.Name) and sub.id not in seen:
             seen.add(sub.id)
@@ -335,6 +315,26 @@ def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
     if known is not None:
         return known
     results[fn] = False  # recursion: give it the benefit of the doubt
+    returns, local = _returns_and_locals(fn)
+    unknown: list[str] = []
+    result = (
+        bool(returns)
+        and all(
+            _deterministic(m, r, set(), functools.partial(_values_of, local), unknown)
+            for r in returns
+        )
+        and not unknown
+    )
+    results[fn] = result
+    return result
+
+
+def _values_of(local: dict[str, list[ast.expr]], name: str) -> list[ast.expr]:
+    return local.get(name, [])
+
+
+def _returns_and_locals(fn: Function) -> tuple[list[ast.expr], dict[str, list[ast.expr]]]:
+    """What `fn` returns, and the values each of its local names is assigned."""
     local: dict[str, list[ast.expr]] = {}
     returns: list[ast.expr] = []
     for sub in ast.walk(fn):
@@ -344,16 +344,7 @@ def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
             for target in sub.targets if isinstance(sub, ast.Assign) else [sub.target]:
                 if isinstance(target, ast.Name):
                     local.setdefault(target.id, []).append(sub.value)
-    unknown: list[str] = []
-    result = (
-        bool(returns)
-        and all(
-            _deterministic(m, r, set(), lambda name: local.get(name, []), unknown) for r in returns
-        )
-        and not unknown
-    )
-    results[fn] = result
-    return result
+    return returns, local
 
 
 class _Results:

@@ -80,8 +80,15 @@ def assign(
     if len(targets) != 1 or not isinstance(targets[0], ast.Name) or not isinstance(value, ast.Call):
         return
     name = targets[0].id
-    if name == "_" or _never_read(m, name):
+    if name == "_" or (_creates_task(m, value) and _never_read(m, name)):
         dropped_call(m, value, None)  # _ = asyncio.create_task(...), or an unused local
+
+
+def _creates_task(m: ModuleModel, call: ast.Call) -> bool:
+    func = call.func
+    return m.qualname(func) in TASK_FACTORIES or (
+        isinstance(func, ast.Attribute) and func.attr == "create_task" and _loopish(m, func)
+    )
 
 
 def _never_read(m: ModuleModel, name: str) -> bool:
