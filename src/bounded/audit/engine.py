@@ -144,6 +144,8 @@ class Project:
         self.facts.defined |= facts.defined
         for name, where in facts.callers.items():
             self.facts.callers[name] = self.facts.callers.get(name, 0) | where
+        for name, how in facts.blocking.items():
+            self.facts.blocking[name] = self.facts.blocking.get(name, 0) | how
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
 

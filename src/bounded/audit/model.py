@@ -56,14 +56,27 @@ ASYNC_RESOURCES: dict[str, str] = {
 _BORROWED_POOL = frozenset({"http_client", "session", "client_session", "connection_pool"})
 
 
-def resource_of(m: ModuleModel, call: ast.Call) -> str | None:
-    """What async resource `call` creates (``httpx.AsyncClient(...)``), None if none."""
+def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> str | None:
+    """What async resource `call` creates (``httpx.AsyncClient(...)``), None if none.
+
+    A client class of an imported library the table does not know (``ollama.AsyncClient``,
+    ``genai.Client``) counts where it is built per operation: in a coroutine, or in a
+    factory (`per_call`); a client kept for a process's life may not need closing.
+    """
     q = m.qualname(call.func)
-    if q is None or q not in ASYNC_RESOURCES:
+    if q is None:
         return None
     if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
         return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
-    return ASYNC_RESOURCES[q]
+    if q in ASYNC_RESOURCES:
+        return ASYNC_RESOURCES[q]
+    if (per_call or m.scope.is_async) and _LIBRARY_CLIENT.fullmatch(q):
+        return q
+    return None
+
+
+# `module.Client`, `module.AsyncClient` (an imported library's client class)
+_LIBRARY_CLIENT = re.compile(r"[a-z_][\w]*(?:\.[a-z_]\w*)*\.(?:Async)?Client")
 
 
 # Names of functions worth following as client factories (`self.get_client()`).
@@ -263,9 +276,13 @@ class ProjectFacts:
     )
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
     defined: set[str] = field(default_factory=set)  # every function and method name
-    # function (or class) name -> where it is called from: 1 a coroutine, 2 elsewhere
+    # function (or class) name -> where it is called from: bit 1 a coroutine, bit 2
+    # elsewhere, bit 4 module level (where no loop runs)
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
+    # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
+    # time.sleep), bit 2 an async def
+    blocking: dict[str, int] = field(default_factory=dict)
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
@@ -355,6 +372,7 @@ class ModuleModel:
         self.functions: dict[str, Function] = {}
         self.guarded: set[str] = set()  # functions whose body holds a semaphore
         self.managed: set[int] = set()  # ids of resource-creating calls that are owned
+        self.awaited: set[int] = set()  # ids of awaited expressions
         self.lifetime: set[int] = set()  # calls whose result is stored on an object
         self.call_targets: dict[int, tuple[object, str] | None] = {}  # id(call) -> target
         self.module_closed: set[str] = set()  # dotted names closed anywhere in the module
@@ -392,6 +410,7 @@ class ModuleModel:
             ast.Yield: self.visit_Yield,  # type: ignore[dict-item]
             ast.YieldFrom: self.visit_Yield,  # type: ignore[dict-item]
             ast.Call: self.visit_Call,  # type: ignore[dict-item]
+            ast.Await: self.visit_Await,  # type: ignore[dict-item]
             ast.Global: self.visit_Global,  # type: ignore[dict-item]
             ast.If: self.visit_If,  # type: ignore[dict-item]
         }
@@ -434,7 +453,11 @@ class ModuleModel:
                 for sub in ast.walk(fn):
                     if isinstance(sub, ast.Return) and sub.value is not None:
                         what = next(
-                            (r for c in candidate_calls(sub.value) if (r := resource_of(self, c))),
+                            (
+                                r
+                                for c in candidate_calls(sub.value)
+                                if (r := resource_of(self, c, per_call=True))
+                            ),
                             what,
                         )
             self._factories[name] = what
@@ -936,6 +959,20 @@ class ModuleModel:
                 hook(self, call, statement)
         self.visit(value)
 
+    def visit_Await(self, node: ast.Await) -> None:
+        value: ast.expr = node.value
+        # await session.request(...).send(): the chain builds what is awaited
+        while True:
+            self.awaited.add(id(value))
+            if not (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Attribute)
+                and isinstance(value.func.value, ast.Call)
+            ):
+                break
+            value = value.func.value
+        self.visit(node.value)
+
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
         old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
@@ -1007,7 +1044,8 @@ class ModuleModel:
         elif isinstance(func, ast.Name):
             callee = func.id
         callers = self.facts.callers
-        callers[callee] = callers.get(callee, 0) | (1 if scope.is_async else 2)
+        where = 1 if scope.is_async else 6 if len(self.scopes) == 1 else 2
+        callers[callee] = callers.get(callee, 0) | where
         # ownership: a call argument is owned by the callee; a constructor (`Owner(client)`)
         # or an exit stack takes a local resource over
         owner = callee in _OWNERS or callee[:1].isupper() or callee == "__init__"
@@ -1086,6 +1124,12 @@ class ModuleModel:
             self.module_pending[text] = (call, what)
 
     def _note_close(self, receiver: ast.expr, scope: Scope) -> None:
+        if (
+            isinstance(receiver, ast.Attribute)
+            and isinstance(receiver.value, ast.Name)
+            and receiver.value.id in scope.pending
+        ):
+            receiver = receiver.value  # client._client.aclose(): the client's own transport
         text = dotted(receiver)
         if text is None:
             return

@@ -105,6 +105,8 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
         element = _unbounded_element(m, expr)
         if element is None or _passes_limiter(m, element):
             continue
+        if _wraps_running(m, element):
+            continue  # shield(fut) of futures already started: this call starts nothing
         call = coroutine_call(m, element)
         callee = callee_name(call)
         if callee == "run_in_executor" or _executor_bound(m, callee):
@@ -159,6 +161,16 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
                 if found is not None:
                     return found
     return None
+
+
+def _wraps_running(m: ModuleModel, element: ast.Call) -> bool:
+    """``asyncio.shield(fut)`` over futures the code was handed, already running (the
+    gather adds a wait, not work)."""
+    return (
+        m.qualname(element.func) == "asyncio.shield"
+        and bool(element.args)
+        and isinstance(element.args[0], ast.Name | ast.Attribute | ast.Subscript)
+    )
 
 
 # Awaitables that run on an executor's threads (the default one for DNS and to_thread).
@@ -230,11 +242,26 @@ def _fixed_by_code(m: ModuleModel, iterable: ast.expr) -> bool:
             iterable = iterable.args[0]
         else:
             return False
+    if _a_slice(iterable) or (
+        isinstance(iterable, ast.Name)
+        and (values := m.assignments(iterable.id))
+        and all(_a_slice(v) for v in values)
+    ):
+        return True  # keys[i : i + batch]: the slice bounds the batch
     name = dotted(iterable) or ""
     if _CONFIGURED.search(name) or _ONE_MESSAGE.search(name):
         return True
     return isinstance(iterable, ast.Name) and (
         _defaulted_to_literal(m, iterable.id) or _constant_keys(m, iterable.id)
+    )
+
+
+def _a_slice(node: ast.expr) -> bool:
+    """``xs[a:b]`` with an upper bound."""
+    return (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.slice, ast.Slice)
+        and node.slice.upper is not None
     )
 
 

@@ -32,7 +32,8 @@ _TEARDOWN_NAME = re.compile(
 @dataclass(slots=True)
 class _State:
     # node, message, the (scope, name) the thread is bound to, and for a thread started
-    # in a function: its name, and whether the thread's target runs a loop
+    # in a function: its name, and whether the thread is a background one (its target
+    # runs a loop, or it runs on or for a shutdown path)
     daemons: list[tuple[ast.AST, str, tuple[object, str] | None, str | None, bool]] = field(
         default_factory=list
     )
@@ -44,9 +45,24 @@ def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
         if kw.arg == "daemon" and isinstance(kw.value, ast.Constant) and kw.value.value is True:
             message = f"{q}(daemon=True): killed mid-work at exit, never joined"
             starter = m.scope.name if len(m.scopes) > 1 else None
+            background = _target_loops(m, node) or _on_shutdown(m, node)
             m.state(_State).daemons.append(
-                (node, message, m.call_targets.get(id(node)), starter, _target_loops(m, node))
+                (node, message, m.call_targets.get(id(node)), starter, background)
             )
+
+
+def _on_shutdown(m: ModuleModel, node: ast.Call | None) -> bool:
+    """The thread is started on a shutdown path or its target is one (``provider.shutdown``):
+    a daemon there is meant not to hold up the exit it serves."""
+    if len(m.scopes) > 1 and _TEARDOWN_NAME.search(m.scope.name):
+        return True
+    target = (
+        None
+        if node is None
+        else next((kw.value for kw in node.keywords if kw.arg == "target"), None)
+    )
+    name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+    return bool(name) and _TEARDOWN_NAME.search(name) is not None
 
 
 def _target_loops(m: ModuleModel, node: ast.Call) -> bool:
@@ -59,11 +75,15 @@ def _target_loops(m: ModuleModel, node: ast.Call) -> bool:
         fn = m.functions.get(target.attr)
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
-    for stmt in fn.body:
-        inner = stmt.body if isinstance(stmt, ast.Try | ast.With) else [stmt]
-        if any(isinstance(s, ast.While) for s in inner):
-            return True
-    return False
+    return any(
+        isinstance(sub, ast.While)
+        or (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == "run_forever"
+        )
+        for sub in ast.walk(fn)
+    )
 
 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
@@ -87,7 +107,10 @@ def assign(
             and (m.imports_threading or m.kind_of(target.value) == "thread")
         ):
             message = "daemon thread: it is killed mid-work at interpreter exit and never joined"
-            m.state(_State).daemons.append((node, message, m.scoped(target.value), None, False))
+            background = _on_shutdown(m, None)
+            m.state(_State).daemons.append(
+                (node, message, m.scoped(target.value), None, background)
+            )
 
 
 def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -130,7 +153,34 @@ def module_end(m: ModuleModel) -> None:
     for node, message, bound, starter, loops in state.daemons:
         if bound is not None and bound in m.joined:
             continue
+        if _joined_in_a_loop(m, node):
+            continue
         if loops or (starter is not None and starter in state.at_import):
             m.report(node, BACKGROUND.code, message + " (a long-lived background thread)")
         else:
             m.report(node, RULE.code, message)
+
+
+def _joined_in_a_loop(m: ModuleModel, node: ast.AST) -> bool:
+    """The function that builds the thread joins every thread of a collection
+    (``for t in threads: t.join(...)``): the owner waits for them."""
+    lineno = getattr(node, "lineno", 0)
+    for fn in m.functions.values():
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) or not (
+            fn.lineno <= lineno <= (fn.end_lineno or fn.lineno)
+        ):
+            continue
+        for loop in ast.walk(fn):
+            if isinstance(loop, ast.For) and isinstance(loop.target, ast.Name):
+                var = loop.target.id
+                if any(
+                    isinstance(sub, ast.Call)
+                    and isinstance(sub.func, ast.Attribute)
+                    and sub.func.attr == "join"
+                    and isinstance(sub.func.value, ast.Name)
+                    and sub.func.value.id == var
+                    for stmt in loop.body
+                    for sub in ast.walk(stmt)
+                ):
+                    return True
+    return False

@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 RULE = Rule(
     "BND004",
     "get-event-loop",
-    "asyncio.get_event_loop() where no loop may be running (module level, sync functions), "
-    "and loop= arguments removed in Python 3.10.",
+    "asyncio.get_event_loop() where no loop runs (module level, a sync function that drives "
+    "the loop itself or is called from module level), and loop= arguments removed in "
+    "Python 3.10.",
     "use `asyncio.get_running_loop()` where a loop runs and `asyncio.run(main())` at the top",
 )
 # asyncio APIs whose loop= parameter was removed in 3.10 (Task, Future, ensure_future keep it)
@@ -65,11 +66,41 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
         "(RuntimeError on Python 3.14); use asyncio.get_running_loop() or asyncio.run()"
     )
     scope = m.scope
-    if _warning_made_error(m, node):
-        return  # the DeprecationWarning is raised and handled: no loop is created
-    # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
+    if _warning_made_error(m, node) or _new_loop_on_error(m, node):
+        return  # the no-loop case raises and the code makes its own loop: none is stray
     name = m.classes[-1].name if scope.name == "__init__" and m.classes else scope.name
-    m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
+    if _expects_no_running_loop(m, node):
+        # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
+        m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
+    else:
+        # sync code that may run on a loop (a callback, a constructor, a utility): reported
+        # only when the run calls it from module level, where no loop runs
+        m.defer(node, RULE.code, message, _called_from_module_level(name))
+
+
+def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
+    """The function drives the loop it gets (``run_until_complete``/``run_forever``) or
+    asks whether it runs (``is_running()``): the code itself expects to run without one."""
+    enclosing = m.scope.node
+    if enclosing is None:
+        return False
+    names = {
+        target.id
+        for sub in ast.walk(enclosing)
+        if isinstance(sub, ast.Assign) and sub.value is node
+        for target in sub.targets
+        if isinstance(target, ast.Name)
+    }
+    for sub in ast.walk(enclosing):
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in _DRIVES
+        ):
+            receiver = sub.func.value
+            if receiver is node or (isinstance(receiver, ast.Name) and receiver.id in names):
+                return True
+    return False
 
 
 def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:
@@ -102,9 +133,41 @@ def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:
     return False
 
 
+_DRIVES = frozenset({"run_until_complete", "run_forever", "is_running"})
+
+
+def _new_loop_on_error(m: ModuleModel, node: ast.Call) -> bool:
+    """The call is in a ``try`` whose ``except RuntimeError`` makes a new loop: the
+    Python 3.14 case is handled and the loop the code runs is its own."""
+    enclosing = m.scope.node
+    if enclosing is None:
+        return False
+    for sub in ast.walk(enclosing):
+        if not isinstance(sub, ast.Try) or not any(
+            stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno) for stmt in sub.body
+        ):
+            continue
+        for handler in sub.handlers:
+            caught = handler.type
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            if any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names) and any(
+                isinstance(call, ast.Call) and m.qualname(call.func) == "asyncio.new_event_loop"
+                for call in ast.walk(handler)
+            ):
+                return True
+    return False
+
+
 def _unless_only_called_from_coroutines(name: str) -> Callable[[ProjectFacts], bool]:
     def keep(facts: ProjectFacts) -> bool:
         return facts.callers.get(name, 0) != 1
+
+    return keep
+
+
+def _called_from_module_level(name: str) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        return bool(facts.callers.get(name, 0) & 4)
 
     return keep
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import SYNC_CLIENTS, ModuleModel
+from bounded.audit.model import SYNC_CLIENTS, Function, ModuleModel, ProjectFacts
 from bounded.audit.names import dotted, root_name
 
 if TYPE_CHECKING:
@@ -80,10 +81,59 @@ CALLS: dict[str, CallHook] = dict.fromkeys(_BLOCKING_CALLS, _blocking)
 CALLS.update(dict.fromkeys(_SYNC_CLIENT_CTORS, _sync_client))
 
 
+# Method names of the built-in types: a call may well be on a dict or a str.
+_BUILTIN_METHODS = frozenset(
+    name for kind in (dict, list, str, set, bytes, tuple, object) for name in dir(kind)
+)
+
+
+def function(m: ModuleModel, node: Function) -> None:
+    """Tell the run how a method of this name is defined: async, or sync and blocking."""
+    if not m.classes or node.name in _BUILTIN_METHODS:
+        return
+    how = 2 if isinstance(node, ast.AsyncFunctionDef) else 1 if _blocks(m, node) else 0
+    if how:
+        m.facts.blocking[node.name] = m.facts.blocking.get(node.name, 0) | how
+
+
+def _blocks(m: ModuleModel, node: Function) -> bool:
+    """The body (not nested functions) calls a blocking function directly."""
+    stack: list[ast.AST] = list(node.body)
+    while stack:
+        sub = stack.pop()
+        if isinstance(sub, ast.Call) and m.qualname(sub.func) in _BLOCKING_CALLS:
+            return True
+        if not isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            stack.extend(ast.iter_child_nodes(sub))
+    return False
+
+
+def _if_only_blocking(name: str) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        return facts.blocking.get(name, 0) == 1
+
+    return keep
+
+
 def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
-    """Methods of sync clients (made here or elsewhere) called inside ``async def``."""
+    """Methods of sync clients (made here or elsewhere) called inside ``async def``, and
+    methods the run defines only as sync code that blocks (``retriever.search()`` whose
+    classes call ``requests.get``)."""
     attr = func.attr
     receiver = func.value
+    if (
+        attr not in _BUILTIN_METHODS
+        and id(node) not in m.awaited
+        and m.qualname(func) is None  # a method, not a module's function
+        and not cli_command(m)
+    ):
+        m.defer(
+            node,
+            RULE.code,
+            f".{attr}() is defined in this code base only as sync code that blocks (sync "
+            "HTTP or sleep): calling it inside async def blocks the event loop",
+            _if_only_blocking(attr),
+        )
     if (
         isinstance(receiver, ast.Call)
         and attr in _REQUESTS_VERBS

@@ -43,6 +43,12 @@ def _created(m: ModuleModel, node: ast.Call, q: str) -> None:
 CALLS: dict[str, CallHook] = dict.fromkeys(ASYNC_RESOURCES, _created)
 
 
+def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> None:
+    """A client built and dropped at once (a warm-up) sent no request: it holds no connection."""
+    if statement is not None and resource_of(m, call) is not None:
+        m.managed.add(id(call))
+
+
 def every_call(m: ModuleModel, node: ast.Call) -> None:
     """A method called on a factory's fresh result that nothing keeps, so nothing closes."""
     base = node.func
@@ -92,6 +98,8 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
             touched = _read_on_close(cls)
         if attr in touched:
             continue  # the close path hands it on (a helper, a loop over the clients)
+        if _built_and_returned(cls, attr):
+            continue  # a factory method: each call builds a new one for its caller to close
         message = (
             f"{what} stored on self.{attr} but the class never closes it "
             f"(its close method does not call self.{attr}.aclose()/close())"
@@ -101,6 +109,29 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
                 m.report(call, RULE.code, message)
             continue
         m.defer(call, RULE.code, message, _unless_a_base_closes(cls, attr))
+
+
+def _built_and_returned(cls: ClassScope, attr: str) -> bool:
+    """A method builds ``self.<attr>`` on every call (not behind an ``if``) and returns it."""
+    for item in cls.node.body:
+        if not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        builds = any(
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.value, ast.Call)
+            and any(is_self_attr(t) and getattr(t, "attr", None) == attr for t in stmt.targets)
+            for stmt in item.body
+        )
+        returns = any(
+            isinstance(stmt, ast.Return)
+            and stmt.value is not None
+            and is_self_attr(stmt.value)
+            and getattr(stmt.value, "attr", None) == attr
+            for stmt in item.body
+        )
+        if builds and returns:
+            return True
+    return False
 
 
 def _read_on_close(cls: ClassScope) -> set[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable
 
 from bounded.audit.core import Rule
-from bounded.audit.model import Function, Loop, ModuleModel, ProjectFacts
+from bounded.audit.model import CallHook, Function, Loop, ModuleModel, ProjectFacts
 from bounded.audit.names import dotted
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
@@ -66,20 +67,28 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         and isinstance(loop.iter.func, ast.Name)
         and loop.iter.func.id == "range"
     )
+    # a loop that pauses only when its work failed and then goes round again retries that
+    # work, whatever the error (`while running: try: fetch() except Exception: sleep(5)`);
+    # one that also pauses on success is paced (a periodic job), not retrying
+    paced = bool(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node])) or bool(
+        _sleeps_in(m, [*node.body, *node.orelse, *node.finalbody])
+    )
     sleeps: list[ast.Call] = []
     for handler in node.handlers:
         # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
         # reconnects every client at once after a server restart
-        if retrying or counted or _catches_disconnect(handler):
+        if (
+            retrying
+            or counted
+            or _catches_disconnect(handler)
+            or (not paced and _goes_round_again(handler) and not _catches_idle(handler))
+        ):
             sleeps.extend(_sleeps_in(m, handler.body))
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
     for call in sleeps:
-        delay = call.args[0] if call.args else None
-        for kw in call.keywords:
-            if kw.arg in ("delay", "seconds", "secs"):
-                delay = kw.value
+        delay = _delay_of(call)
         if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
             continue  # sleep(poll_interval): a status poll, paced on purpose
         unknown: list[str] = []
@@ -92,6 +101,60 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
             m.report(call, RULE.code, message)
             continue
         m.defer(call, RULE.code, message, _if_helpers_deterministic(tuple(unknown)))
+
+
+def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """A sleep outside any loop whose delay grows exponentially with a counter: the backoff
+    of a retry driven from elsewhere (a hook, a callback, a recursive call)."""
+    scope = m.scope
+    if len(m.scopes) == 1 or scope.loop_depth or m.is_script or _POLL_NAME.search(scope.name):
+        return
+    delay = _delay_of(node)
+    if delay is None or not _exponential(m, delay, set(), m.assignments):
+        return
+    unknown: list[str] = []
+    if _deterministic(m, delay, set(), m.assignments, unknown) and not unknown:
+        m.report(
+            node,
+            RULE.code,
+            "retry backoff sleeps a deterministic exponential delay: clients retry in "
+            "lock-step (add jitter)",
+        )
+
+
+CALLS: dict[str, CallHook] = dict.fromkeys(_SLEEPS, _sleep)
+
+
+def _delay_of(call: ast.Call) -> ast.expr | None:
+    delay = call.args[0] if call.args else None
+    for kw in call.keywords:
+        if kw.arg in ("delay", "seconds", "secs"):
+            delay = kw.value
+    return delay
+
+
+def _exponential(m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assigned) -> bool:
+    """The value is ``x ** n``, ``pow(x, n)`` or ``x << n``, directly, through names it was
+    assigned, or returned by a helper of this module."""
+    for sub in ast.walk(expr):
+        if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.Pow | ast.LShift):
+            return True
+        if isinstance(sub, ast.Call):
+            if isinstance(sub.func, ast.Name) and sub.func.id == "pow":
+                return True
+            helper = _helper(m, sub.func)
+            if helper is not None and f"{helper.name}()" not in seen:
+                seen.add(f"{helper.name}()")
+                returns, local = _returns_and_locals(helper)
+                helpers_seen = {n for n in seen if n.endswith("()")}
+                assigned_here = functools.partial(_values_of, local)
+                if any(_exponential(m, v, helpers_seen, assigned_here) for v in returns):
+                    return True
+        if isinstance(sub, ast.Name) and sub.id not in seen:
+            seen.add(sub.id)
+            if any(_exponential(m, value, seen, assigned) for value in assigned(sub.id)):
+                return True
+    return False
 
 
 def _short_constant(delay: ast.expr) -> bool:
@@ -127,6 +190,21 @@ def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
     kind = handler.type
     names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
     return any(_DISCONNECTS.search(dotted(n) or "") for n in names)
+
+
+def _goes_round_again(handler: ast.ExceptHandler) -> bool:
+    """The handler does not leave the loop unconditionally (no final raise/return/break)."""
+    return not handler.body or not isinstance(handler.body[-1], ast.Raise | ast.Return | ast.Break)
+
+
+_IDLE = re.compile(r"Empty|StopIteration|StopAsyncIteration|Cancelled|KeyboardInterrupt|Exit")
+
+
+def _catches_idle(handler: ast.ExceptHandler) -> bool:
+    """An ``except`` for no work yet (``queue.Empty``) or for leaving: a poll, not a retry."""
+    kind = handler.type
+    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+    return any(_IDLE.search(dotted(n) or "") for n in names)
 
 
 def _exits_on_success(node: ast.Try | ast.TryStar) -> bool:
@@ -237,6 +315,26 @@ def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
     if known is not None:
         return known
     results[fn] = False  # recursion: give it the benefit of the doubt
+    returns, local = _returns_and_locals(fn)
+    unknown: list[str] = []
+    result = (
+        bool(returns)
+        and all(
+            _deterministic(m, r, set(), functools.partial(_values_of, local), unknown)
+            for r in returns
+        )
+        and not unknown
+    )
+    results[fn] = result
+    return result
+
+
+def _values_of(local: dict[str, list[ast.expr]], name: str) -> list[ast.expr]:
+    return local.get(name, [])
+
+
+def _returns_and_locals(fn: Function) -> tuple[list[ast.expr], dict[str, list[ast.expr]]]:
+    """What `fn` returns, and the values each of its local names is assigned."""
     local: dict[str, list[ast.expr]] = {}
     returns: list[ast.expr] = []
     for sub in ast.walk(fn):
@@ -246,16 +344,7 @@ def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
             for target in sub.targets if isinstance(sub, ast.Assign) else [sub.target]:
                 if isinstance(target, ast.Name):
                     local.setdefault(target.id, []).append(sub.value)
-    unknown: list[str] = []
-    result = (
-        bool(returns)
-        and all(
-            _deterministic(m, r, set(), lambda name: local.get(name, []), unknown) for r in returns
-        )
-        and not unknown
-    )
-    results[fn] = result
-    return result
+    return returns, local
 
 
 class _Results:

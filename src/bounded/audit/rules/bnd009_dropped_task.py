@@ -77,13 +77,53 @@ def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
 def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
-    if (
-        len(targets) == 1
-        and isinstance(targets[0], ast.Name)
-        and targets[0].id == "_"
-        and isinstance(value, ast.Call)
-    ):
-        dropped_call(m, value, None)  # _ = asyncio.create_task(...)
+    if len(targets) != 1 or not isinstance(targets[0], ast.Name) or not isinstance(value, ast.Call):
+        return
+    name = targets[0].id
+    if name == "_" or (_creates_task(m, value) and _never_read(m, name)):
+        dropped_call(m, value, None)  # _ = asyncio.create_task(...), or an unused local
+
+
+def _creates_task(m: ModuleModel, call: ast.Call) -> bool:
+    func = call.func
+    return m.qualname(func) in TASK_FACTORIES or (
+        isinstance(func, ast.Attribute) and func.attr == "create_task" and _loopish(m, func)
+    )
+
+
+def _never_read(m: ModuleModel, name: str) -> bool:
+    """`name` is a local of the current function (or, declared ``nonlocal``, of the
+    function around it) that nothing reads."""
+    scopes = [scope.node for scope in m.scopes[1:]]
+    for depth in range(len(scopes) - 1, -1, -1):
+        fn = scopes[depth]
+        if fn is None:
+            return False
+        declared = False
+        for sub in ast.walk(fn):
+            if isinstance(sub, ast.Name) and sub.id == name and not isinstance(sub.ctx, ast.Store):
+                return False
+            if isinstance(sub, ast.Global) and name in sub.names:
+                return False
+            if isinstance(sub, ast.Nonlocal) and name in sub.names and sub in _body_of(fn):
+                declared = True
+        if not declared:
+            return True
+    return False
+
+
+def _body_of(fn: ast.AST) -> list[ast.stmt]:
+    """The statements of `fn` itself, not of the functions nested in it."""
+    found: list[ast.stmt] = []
+    stack = list(getattr(fn, "body", []))
+    while stack:
+        stmt = stack.pop()
+        found.append(stmt)
+        if not isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            stack.extend(
+                child for child in ast.iter_child_nodes(stmt) if isinstance(child, ast.stmt)
+            )
+    return found
 
 
 def _callback(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
