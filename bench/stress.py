@@ -9,9 +9,8 @@
 2. Memory: RSS after 10,000 requests and after 1,000,000 more, in the same process. The
    million runs as fast as possible in the closed model (``run_closed(iterations=...)``,
    50 users, no think time): no rate, so it takes seconds, not the 8 minutes 2,000/s would.
-3. Against the mock provider over HTTP (``bounded mock-llm`` in a child process, its own
-   event loop): the runner's p99 next to an independent measurement of the same requests
-   (``time.perf_counter`` around each call inside the target).
+The HTTP checks (the runner's p99 against a timing relay in another process, requests per
+CPU-second against Locust) are in bench/stress_locust.py, which uses `mock_provider` here.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from bench._harness import Row, Section, Target
-from bounded.http import HttpClient
 from bounded.stress import constant, run_closed, run_open
 from bounded.stress.accounting import Latencies
 
@@ -181,7 +179,6 @@ async def _memory() -> Section:
     )
 
 
-HTTP_RATE, HTTP_SECONDS = 100, 10.0
 BODY = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 
@@ -213,53 +210,5 @@ def mock_provider(latency: float = 0.02, jitter: float = 0.01) -> Iterator[str]:
             proc.wait(10)
 
 
-async def _http_p99(url: str) -> Section:
-    independent: list[float] = []
-    async with HttpClient("bench", max_connections=200, max_keepalive=200) as client:
-
-        async def call(index: int, rng: random.Random) -> None:
-            start = time.perf_counter()
-            await client.post(url + "/v1/chat/completions", json=BODY)
-            independent.append(time.perf_counter() - start)
-
-        await run_open(call, constant(HTTP_RATE, 1.0))  # warm-up: connections, imports
-        independent.clear()
-        result = await run_open(call, constant(HTTP_RATE, HTTP_SECONDS))
-    ours = result.service_time["p99"]
-    theirs = statistics.quantiles(independent, n=100, method="inclusive")[98]
-    rows = [
-        Row("runner: service time p99", ours * 1000, ratio=ours / theirs),
-        Row(
-            "runner: latency from intended start p99",
-            result.latency["p99"] * 1000,
-            ratio=result.latency["p99"] / theirs,
-            note=f"lateness p99 {result.lateness['p99'] * 1000:.2f} ms",
-        ),
-        Row("independent: perf_counter around each call", theirs * 1000, ratio=1.0),
-    ]
-    return Section(
-        title=f"Mock provider over HTTP (child process), {HTTP_RATE}/s for {HTTP_SECONDS:.0f} s",
-        unit="p99 ms",
-        reference="independent",
-        rows=rows,
-        value_format="{:.2f}",
-        targets=[
-            Target(
-                "reported p99 matches an independent measurement within 5%",
-                abs(ours / theirs - 1) <= 0.05,
-                f"{ours * 1000:.2f} vs {theirs * 1000:.2f} ms",
-            )
-        ],
-        notes=[
-            f"{result.succeeded:,} requests, {result.failed_total} failed, {result.lost} lost; "
-            "the mock answers in 20 ms plus up to 10 ms jitter.",
-            "Locust's request rate per CPU-second next to the runner's: python -m bench "
-            "stress_locust.",
-        ],
-    )
-
-
 def run() -> list[Section]:
-    with mock_provider() as url:
-        http = asyncio.run(_http_p99(url))
-    return [_scheduling(), asyncio.run(_memory()), http]
+    return [_scheduling(), asyncio.run(_memory())]
