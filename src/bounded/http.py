@@ -12,11 +12,14 @@ headers, so an API key sent in ``Authorization`` or ``x-api-key`` cannot leak th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
+import functools
 import json
 import logging
 import math
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ __all__ = [
     "HttpClientStats",
     "RetryableHTTPError",
     "classify",
+    "default_tls",
     "error_class",
     "is_retryable_status",
     "parse_retry_after",
@@ -48,6 +52,17 @@ logger = logging.getLogger(__name__)
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 _BODY_EXCERPT = 1000
+
+
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """The process's certificate-verifying TLS context, as httpx2 builds it by default
+    (honouring ``SSL_CERT_FILE``/``SSL_CERT_DIR``), shared by every client `bounded` builds.
+
+    Loading a CA bundle takes tens of milliseconds; done once per process instead of once
+    per client, and (through `HttpClient.open`) off the event loop.
+    """
+    return httpx2.create_ssl_context()
 
 
 def is_retryable_status(status_code: int) -> bool:
@@ -294,11 +309,13 @@ class HttpClient:
                 ),
                 headers=self._headers,
                 transport=self._transport,
+                verify=default_tls(),
             )
         return self._client
 
     async def open(self) -> None:
         """Create the underlying client now rather than on the first request."""
+        await asyncio.to_thread(default_tls)  # the first client of a process loads the CAs
         _ = self.client
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ import email.utils
 import logging
 import pickle
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 import pytest
@@ -248,3 +248,47 @@ async def test_errors_are_not_logged_with_secrets(
     with pytest.raises(RetryableHTTPError):
         await client.get("/status/429", params={"retry-after": "garbage"})
     assert SECRET not in caplog.text
+
+
+@pytest.fixture
+def ca_loads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The thread id of every CA-bundle load, with the shared TLS context built afresh."""
+    import ssl
+    import threading
+
+    from bounded.http import default_tls
+
+    loads: list[int] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loads.append(threading.get_ident())
+        real(self, *args, **kwargs)
+
+    default_tls.cache_clear()
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    yield loads
+    default_tls.cache_clear()
+
+
+async def test_clients_share_one_tls_context_loaded_off_the_loop(ca_loads: list[int]) -> None:
+    import threading
+
+    from bounded.llm import http_client
+
+    loop_thread = threading.get_ident()
+    async with HttpClient("a") as first, HttpClient("b") as second:
+        await first.open()
+        _ = second.client
+        sdk_client = http_client()
+        await sdk_client.aclose()
+    assert len(ca_loads) == 1  # one load for the process, not one per client
+    assert loop_thread not in ca_loads  # and not on the event loop
+
+
+async def test_http_client_keeps_an_explicit_verify(ca_loads: list[int]) -> None:
+    from bounded.llm import http_client
+
+    unverified = http_client(verify=False)
+    await unverified.aclose()
+    assert ca_loads == []

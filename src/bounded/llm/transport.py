@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import httpx2
 
-from bounded.http import HTTPError, classify
+from bounded.http import HTTPError, classify, default_tls
 from bounded.llm.errors import QuotaExceeded, as_quota_error, is_quota_error
 from bounded.llm.limits import (
     ProviderLimits,
@@ -336,13 +336,17 @@ def http_client(
 
     For ``AsyncOpenAI(http_client=...)`` and ``AsyncAnthropic(http_client=...)`` (with
     ``max_retries=0``). `client_kwargs` go to `httpx2.AsyncClient` (the SDKs set their
-    own base URL, headers and per-request timeouts). Close it with the SDK client.
+    own base URL, headers and per-request timeouts); ``verify`` goes to the transport that
+    connects (default: the process's shared `bounded.http.default_tls`). Close it with the
+    SDK client.
     """
+    verify = client_kwargs.pop("verify", True)  # for the transport that connects
     inner = httpx2.AsyncHTTPTransport(
+        verify=default_tls() if verify is True else verify,
         limits=httpx2.Limits(
             max_connections=max_connections,
             max_keepalive_connections=min(max_keepalive, max_connections),
-        )
+        ),
     )
     transport = LimitedTransport(
         provider=provider, policy=policy, inner=inner, default_max_tokens=default_max_tokens

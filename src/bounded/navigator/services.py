@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx2
 
+from bounded.http import default_tls
 from bounded.navigator.corpus import has_pgvector
 
 __all__ = ["MockProvider", "ProviderSettings", "pgvector_database"]
@@ -83,7 +84,10 @@ class MockProvider:
                 raise RuntimeError(f"the mock provider did not start: {announced.strip()!r}")
             self.url = announced.split(" on ", 1)[1].split()[0]
             self._admin = httpx2.AsyncClient(
-                base_url=self.url, timeout=10, headers={"x-admin-token": self._token}
+                base_url=self.url,
+                timeout=10,
+                headers={"x-admin-token": self._token},
+                verify=default_tls(),
             )
         except BaseException:
             await self._stop()
