@@ -65,7 +65,8 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("gpt-researcher", "0.15.1"),
     ("taskiq", "0.13.0"),
     # held out in round 5: chosen before any of their findings were seen, read once with
-    # the rules frozen (commit 508532b) by a reader who had listed their faults first
+    # the rules frozen (commit 508532b) by a reader who had listed their faults first,
+    # then development (see docs/audit.md)
     ("a2a-sdk", "1.3.0"),
     ("arq", "0.28.0"),
     ("crawlee", "1.11.0"),
@@ -75,9 +76,7 @@ PROJECTS: tuple[tuple[str, str], ...] = (
 )
 # The latest round's projects: scored apart (default and opt-in rules), read once with the
 # rules frozen; they become development projects when a rule changes after reading them.
-HELD_OUT: frozenset[str] = frozenset(
-    {"a2a-sdk", "arq", "crawlee", "discord-py", "mcp-agent", "nonebot2"}
-)
+HELD_OUT: frozenset[str] = frozenset()
 OPT_IN = sorted(code for code, rule in RULES.items() if rule.parent)
 LABELS = Path(__file__).with_name("audit_labels.json")
 TARGET_OVERALL = 0.95

@@ -148,6 +148,10 @@ class Project:
             self.facts.blocking[name] = self.facts.blocking.get(name, 0) | how
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
+        for name, awaits in facts.awaits.items():
+            self.facts.awaits[name] = self.facts.awaits.get(name, False) or awaits
+        for name, fed in facts.fed.items():
+            self.facts.fed.setdefault(name, set()).update(fed)
 
     def finish(self) -> list[Finding]:
         """The findings that depended on the whole run, now that it has been read."""

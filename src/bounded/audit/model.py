@@ -197,6 +197,7 @@ class Scope:
     __slots__ = (
         "aliases",
         "assigned",
+        "awaits",
         "cancelled",
         "closed",
         "collections",
@@ -222,6 +223,7 @@ class Scope:
         self.node = node
         self.is_async = is_async
         self.is_generator = False
+        self.awaits = False  # the body awaits (await, async for, async with)
         self.loop_depth = 0
         self.finally_depth = 0
         self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
@@ -283,6 +285,10 @@ class ProjectFacts:
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
     # time.sleep), bit 2 an async def
     blocking: dict[str, int] = field(default_factory=dict)
+    # coroutine function name -> whether any definition of it awaits (False: they only compute)
+    awaits: dict[str, bool] = field(default_factory=dict)
+    # private function name -> the positions and keywords its callers pass data for
+    fed: dict[str, set[int | str]] = field(default_factory=dict)
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
@@ -771,6 +777,8 @@ class ModuleModel:
         self.scopes.append(scope)
         self.visit_all(node.body)
         self.scopes.pop()
+        if scope.is_async:
+            self.facts.awaits[node.name] = self.facts.awaits.get(node.name, False) or scope.awaits
         for end_hook in self.hooks.scope_end:
             end_hook(self, scope)
 
@@ -798,6 +806,8 @@ class ModuleModel:
 
     def visit_Loop(self, node: Loop) -> None:
         scope = self.scope
+        if isinstance(node, ast.AsyncFor):
+            scope.awaits = True
         is_for = not isinstance(node, ast.While)
         if isinstance(node, ast.While):
             self.visit(node.test)
@@ -845,6 +855,8 @@ class ModuleModel:
         scope.finally_depth -= 1
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        if isinstance(node, ast.AsyncWith):
+            self.scope.awaits = True
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
@@ -960,6 +972,7 @@ class ModuleModel:
         self.visit(value)
 
     def visit_Await(self, node: ast.Await) -> None:
+        self.scope.awaits = True
         value: ast.expr = node.value
         # await session.request(...).send(): the chain builds what is awaited
         while True:
