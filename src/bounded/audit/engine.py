@@ -152,6 +152,8 @@ class Project:
             self.facts.awaits[name] = self.facts.awaits.get(name, False) or awaits
         for name, fed in facts.fed.items():
             self.facts.fed.setdefault(name, set()).update(fed)
+        for name, spawns in facts.spawns.items():
+            self.facts.spawns[name] = self.facts.spawns.get(name, True) and spawns
 
     def finish(self) -> list[Finding]:
         """The findings that depended on the whole run, now that it has been read."""

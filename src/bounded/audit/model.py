@@ -214,6 +214,7 @@ class Scope:
         "params",
         "pending",
         "pool_loops",
+        "returns_task",
         "stopping",
         "wrappers",
     )
@@ -224,6 +225,8 @@ class Scope:
         self.is_async = is_async
         self.is_generator = False
         self.awaits = False  # the body awaits (await, async for, async with)
+        # every return is create_task(...) (None: no return): its caller must keep the task
+        self.returns_task: bool | None = None
         self.loop_depth = 0
         self.finally_depth = 0
         self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
@@ -289,6 +292,8 @@ class ProjectFacts:
     awaits: dict[str, bool] = field(default_factory=dict)
     # private function name -> the positions and keywords its callers pass data for
     fed: dict[str, set[int | str]] = field(default_factory=dict)
+    # function name -> whether every definition of it returns a task it just created
+    spawns: dict[str, bool] = field(default_factory=dict)
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
@@ -779,6 +784,8 @@ class ModuleModel:
         self.scopes.pop()
         if scope.is_async:
             self.facts.awaits[node.name] = self.facts.awaits.get(node.name, False) or scope.awaits
+        spawns = self.facts.spawns
+        spawns[node.name] = spawns.get(node.name, True) and scope.returns_task is True
         for end_hook in self.hooks.scope_end:
             end_hook(self, scope)
 
@@ -1000,6 +1007,12 @@ class ModuleModel:
         self.scope.globals.update(node.names)
 
     def visit_Return(self, node: ast.Return) -> None:
+        value = node.value
+        task = isinstance(value, ast.Call) and (
+            self.qualname(value.func) in TASK_FACTORIES
+            or (isinstance(value.func, ast.Attribute) and value.func.attr == "create_task")
+        )
+        self.scope.returns_task = task and self.scope.returns_task is not False
         if node.value is not None:
             self._hand_over(node.value)
             self.visit(node.value)
