@@ -94,6 +94,12 @@ SYNC_CLIENTS: dict[str, str] = {
     "anthropic.Client": "Anthropic",
     "anthropic.AnthropicBedrock": "AnthropicBedrock",
     "anthropic.AnthropicVertex": "AnthropicVertex",
+    # LLM SDKs' sync clients, each with an async twin (AsyncClient, client.aio)
+    "cohere.Client": "Cohere",
+    "cohere.ClientV2": "Cohere",
+    "google.genai.Client": "google-genai",
+    "ollama.Client": "Ollama",
+    "groq.Groq": "Groq",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
 }
