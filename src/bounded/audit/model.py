@@ -921,8 +921,8 @@ class ModuleModel:
                     self.scope.collections[target.id] = (value, False, None)
                 else:
                     self.scope.collections.pop(target.id, None)
-                if isinstance(inner, ast.Call):
-                    wrapped = self._wrapped_resources(inner)
+                if isinstance(value, ast.Call):  # an awaited call's result is its response
+                    wrapped = self._wrapped_resources(value)
                     if wrapped:
                         self.scope.wrappers[target.id] = wrapped
             elif (
@@ -1033,8 +1033,10 @@ class ModuleModel:
         inner = value.value if isinstance(value, ast.Await) else value
         if isinstance(inner, ast.Call):
             self.managed.add(id(inner))
-            # return wrap(client): the returned wrapper owns the client
-            self.scope.escaped.update(self._wrapped_resources(inner))
+            # return wrap(client): the returned wrapper owns the client (an awaited call
+            # returns its response: `return await send(client, payload)` hands nothing over)
+            if inner is value:
+                self.scope.escaped.update(self._wrapped_resources(inner))
         elif isinstance(inner, ast.Name) and inner.id in self.scope.wrappers:
             self.scope.escaped.update(self.scope.wrappers[inner.id])
         elif isinstance(inner, ast.Tuple | ast.List):
