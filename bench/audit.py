@@ -250,7 +250,7 @@ def run() -> list[Section]:
                 f"+ {', '.join(_PACKAGES)} (Python {sys.version.split()[0]}).",
                 "Findings differ by design: flake8-async and ruff's ASYNC rules check "
                 "trio/anyio/asyncio cancellation and blocking-call rules (ASYNC1xx-9xx); "
-                "bounded audit checks the FM-043 patterns (BND001-BND009; BND010-BND014 are "
+                "bounded audit checks the FM-043 patterns (BND001-BND009; BND010-BND015 are "
                 "off by default). ruff is compiled Rust: it is the speed a linter can reach, "
                 "not a peer of a pure-Python checker."
                 + (f" bounded is {speedup:,.0f}x faster on the same files." if speedup else ""),

@@ -27,8 +27,9 @@ _COMPLEMENT = {
     "BND004": {"BND010"},
     "BND010": {"BND004"},
     # an opt-in code holds the weaker evidence of its parent rule's check
-    "BND001": {"BND011"},
-    "BND011": {"BND001"},
+    "BND001": {"BND011", "BND015"},
+    "BND011": {"BND001", "BND015"},
+    "BND015": {"BND001", "BND011"},
     "BND005": {"BND012"},
     "BND012": {"BND005"},
     "BND008": {"BND013"},
@@ -283,7 +284,7 @@ def test_a_semaphore_held_in_another_module_bounds_the_gather() -> None:
 
 
 def test_a_method_another_module_defines_is_bnd001_an_injected_callable_bnd011() -> None:
-    base = "class Store:\n    async def embed(self, text):\n        return text\n"
+    base = "class Store:\n    async def embed(self, text):\n        return await self.api(text)\n"
     child = (
         "import asyncio\n"
         "from app.base import Store\n"
@@ -304,6 +305,36 @@ def test_a_method_another_module_defines_is_bnd001_an_injected_callable_bnd011()
     assert _project({"app/child.py": child}, ["BND011"]) == [("app/child.py", 5, "BND011")]
 
 
+def test_a_private_helper_fed_data_by_a_caller_in_another_module_is_data_sized() -> None:
+    base = (
+        "class Store:\n"
+        "    async def upsert(self, records):\n"
+        "        rows = await self.serialize(records)\n"
+        "        return await self._inner_upsert(rows)\n"
+    )
+    child = (
+        "import asyncio\n"
+        "from app.base import Store\n"
+        "class Redis(Store):\n"
+        "    async def _inner_upsert(self, rows):\n"
+        "        return await asyncio.gather(*[self._one(r) for r in rows])\n"
+        "    async def _one(self, row):\n"
+        "        return await self.client.hset(row)\n"
+    )
+    both = ["BND001", "BND015"]
+    # a caller in the run hands the private helper the caller's records: BND001
+    assert _project({"app/base.py": base, "app/child.py": child}, both) == [
+        ("app/child.py", 5, "BND001")
+    ]
+    # no caller in sight: the helper's list may be anything the program made (opt-in)
+    assert _project({"app/child.py": child}, both) == [("app/child.py", 5, "BND015")]
+    # a per-item coroutine that never awaits in any module of the run: no I/O (opt-in)
+    computes = child.replace("return await self.client.hset(row)", "return row")
+    assert _project({"app/base.py": base, "app/child.py": computes}, both) == [
+        ("app/child.py", 5, "BND015")
+    ]
+
+
 def test_opt_in_rules_are_off_by_default_and_name_their_parent() -> None:
     from bounded.audit import expand_codes
 
@@ -313,6 +344,7 @@ def test_opt_in_rules_are_off_by_default_and_name_their_parent() -> None:
         "BND012": "BND005",
         "BND013": "BND008",
         "BND014": "BND003",
+        "BND015": "BND001",
     }
     assert all(not RULES[code].default and RULES[parent].default for code, parent in opt_in.items())
     assert expand_codes(["ALL"]).isdisjoint(opt_in)

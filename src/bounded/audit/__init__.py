@@ -1,4 +1,4 @@
-"""`bounded audit`: a static check for the FM-043 concurrency patterns (codes BND000-BND014).
+"""`bounded audit`: a static check for the FM-043 concurrency patterns (codes BND000-BND015).
 
 Files are parsed with :mod:`ast`; nothing is imported or executed::
 

@@ -148,6 +148,12 @@ class Project:
             self.facts.blocking[name] = self.facts.blocking.get(name, 0) | how
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
+        for name, awaits in facts.awaits.items():
+            self.facts.awaits[name] = self.facts.awaits.get(name, False) or awaits
+        for name, fed in facts.fed.items():
+            self.facts.fed.setdefault(name, set()).update(fed)
+        for name, spawns in facts.spawns.items():
+            self.facts.spawns[name] = self.facts.spawns.get(name, True) and spawns
 
     def finish(self) -> list[Finding]:
         """The findings that depended on the whole run, now that it has been read."""

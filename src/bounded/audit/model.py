@@ -94,6 +94,12 @@ SYNC_CLIENTS: dict[str, str] = {
     "anthropic.Client": "Anthropic",
     "anthropic.AnthropicBedrock": "AnthropicBedrock",
     "anthropic.AnthropicVertex": "AnthropicVertex",
+    # LLM SDKs' sync clients, each with an async twin (AsyncClient, client.aio)
+    "cohere.Client": "Cohere",
+    "cohere.ClientV2": "Cohere",
+    "google.genai.Client": "google-genai",
+    "ollama.Client": "Ollama",
+    "groq.Groq": "Groq",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
 }
@@ -197,6 +203,7 @@ class Scope:
     __slots__ = (
         "aliases",
         "assigned",
+        "awaits",
         "cancelled",
         "closed",
         "collections",
@@ -213,6 +220,7 @@ class Scope:
         "params",
         "pending",
         "pool_loops",
+        "returns_task",
         "stopping",
         "wrappers",
     )
@@ -222,6 +230,9 @@ class Scope:
         self.node = node
         self.is_async = is_async
         self.is_generator = False
+        self.awaits = False  # the body awaits (await, async for, async with)
+        # every return is create_task(...) (None: no return): its caller must keep the task
+        self.returns_task: bool | None = None
         self.loop_depth = 0
         self.finally_depth = 0
         self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
@@ -283,6 +294,12 @@ class ProjectFacts:
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
     # time.sleep), bit 2 an async def
     blocking: dict[str, int] = field(default_factory=dict)
+    # coroutine function name -> whether any definition of it awaits (False: they only compute)
+    awaits: dict[str, bool] = field(default_factory=dict)
+    # private function name -> the positions and keywords its callers pass data for
+    fed: dict[str, set[int | str]] = field(default_factory=dict)
+    # function name -> whether every definition of it returns a task it just created
+    spawns: dict[str, bool] = field(default_factory=dict)
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
@@ -771,6 +788,10 @@ class ModuleModel:
         self.scopes.append(scope)
         self.visit_all(node.body)
         self.scopes.pop()
+        if scope.is_async:
+            self.facts.awaits[node.name] = self.facts.awaits.get(node.name, False) or scope.awaits
+        spawns = self.facts.spawns
+        spawns[node.name] = spawns.get(node.name, True) and scope.returns_task is True
         for end_hook in self.hooks.scope_end:
             end_hook(self, scope)
 
@@ -798,6 +819,8 @@ class ModuleModel:
 
     def visit_Loop(self, node: Loop) -> None:
         scope = self.scope
+        if isinstance(node, ast.AsyncFor):
+            scope.awaits = True
         is_for = not isinstance(node, ast.While)
         if isinstance(node, ast.While):
             self.visit(node.test)
@@ -845,6 +868,8 @@ class ModuleModel:
         scope.finally_depth -= 1
 
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        if isinstance(node, ast.AsyncWith):
+            self.scope.awaits = True
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
@@ -896,8 +921,8 @@ class ModuleModel:
                     self.scope.collections[target.id] = (value, False, None)
                 else:
                     self.scope.collections.pop(target.id, None)
-                if isinstance(inner, ast.Call):
-                    wrapped = self._wrapped_resources(inner)
+                if isinstance(value, ast.Call):  # an awaited call's result is its response
+                    wrapped = self._wrapped_resources(value)
                     if wrapped:
                         self.scope.wrappers[target.id] = wrapped
             elif (
@@ -960,6 +985,7 @@ class ModuleModel:
         self.visit(value)
 
     def visit_Await(self, node: ast.Await) -> None:
+        self.scope.awaits = True
         value: ast.expr = node.value
         # await session.request(...).send(): the chain builds what is awaited
         while True:
@@ -987,6 +1013,12 @@ class ModuleModel:
         self.scope.globals.update(node.names)
 
     def visit_Return(self, node: ast.Return) -> None:
+        value = node.value
+        task = isinstance(value, ast.Call) and (
+            self.qualname(value.func) in TASK_FACTORIES
+            or (isinstance(value.func, ast.Attribute) and value.func.attr == "create_task")
+        )
+        self.scope.returns_task = task and self.scope.returns_task is not False
         if node.value is not None:
             self._hand_over(node.value)
             self.visit(node.value)
@@ -1001,8 +1033,10 @@ class ModuleModel:
         inner = value.value if isinstance(value, ast.Await) else value
         if isinstance(inner, ast.Call):
             self.managed.add(id(inner))
-            # return wrap(client): the returned wrapper owns the client
-            self.scope.escaped.update(self._wrapped_resources(inner))
+            # return wrap(client): the returned wrapper owns the client (an awaited call
+            # returns its response: `return await send(client, payload)` hands nothing over)
+            if inner is value:
+                self.scope.escaped.update(self._wrapped_resources(inner))
         elif isinstance(inner, ast.Name) and inner.id in self.scope.wrappers:
             self.scope.escaped.update(self.scope.wrappers[inner.id])
         elif isinstance(inner, ast.Tuple | ast.List):

@@ -53,7 +53,7 @@ def audit_command(
         typer.Option("--diff", help="Print the safe rewrites as a unified diff; change nothing."),
     ] = False,
 ) -> None:
-    """Find the FM-043 concurrency patterns (BND001-BND014) in Python code.
+    """Find the FM-043 concurrency patterns (BND001-BND015) in Python code.
 
     Exit status: 0 when clean, 1 when there are findings (with --diff: when there is a
     change to make), 2 on usage errors.

@@ -39,6 +39,7 @@ MODULES: tuple[ModuleType, ...] = tuple(
         "bnd012_subprocess_in_async",
         "bnd013_short_retry_pause",
         "bnd014_background_daemon_thread",
+        "bnd015_unproven_fan_out",
     )
 )
 RULES: dict[str, Rule] = {module.RULE.code: module.RULE for module in MODULES}

@@ -6,10 +6,11 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import (
+    TASK_FACTORIES,
     ClassScope,
     ModuleModel,
     ProjectFacts,
@@ -20,6 +21,7 @@ from bounded.audit.model import (
 )
 from bounded.audit.names import dotted, is_self_attr
 from bounded.audit.rules.bnd011_injected_fan_out import RULE as INJECTED
+from bounded.audit.rules.bnd015_unproven_fan_out import RULE as UNPROVEN
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -81,13 +83,38 @@ _ONE_MESSAGE = re.compile(
 )
 
 
+# Awaited reads that return a listing (every key of a pattern, a sorted set's range, the
+# rows of a query, a directory), not one record: their size is the stored data's.
+_LISTING = re.compile(
+    r"^_?a?(?:keys|scan\w*|[zl]range\w*|smembers|hkeys|hgetall|hvals|mget|list\w*|fetch\w*"
+    r"|find\w*|query\w*|search\w*|select\w*|all\w*|get_all\w*|get_many|read_all\w*|execute"
+    r"|iterdir|glob|rglob|listdir|scandir|walk)$",
+    re.IGNORECASE,
+)
+_KEYED_LOOKUP = re.compile(r"^_?a?(?:get|read|load|fetch_one|find_one)(?:_|$)", re.IGNORECASE)
+_LISTING_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob"})
+_LISTING_METHODS = frozenset({"glob", "rglob", "iterdir", "readlines", "splitlines", "split"})
+# Per-item work that stays in memory: a put on a local queue, a future's result.
+_IN_MEMORY = frozenset({"put", "put_nowait", "set_result", "set_exception"})
+
+
+@dataclass(slots=True)
+class _Candidate:
+    node: ast.Call
+    which: str  # gather, wait or as_completed
+    callee: str | None  # the per-item coroutine's function or method name
+    fixed: tuple[ClassScope, str] | None  # the class and self attribute iterated
+    injected: str | None  # "" certainly injected, a name: unless the run defines it
+    proven: bool  # the size comes from data and the item is not in-memory work
+    resolvable: bool  # the callee is a function or self method: the run may define it
+    # or it does if a caller in the module passes data for a private function's parameter:
+    # (function, position among its non-self parameters, parameter name)
+    via: list[tuple[str, int, str]] = field(default_factory=list)
+
+
 @dataclass(slots=True)
 class _State:
-    # the call, which API, the coroutine's callee, the class and self attribute iterated,
-    # and whether the callee is injected ("" certainly, a name: unless the run defines it)
-    candidates: list[
-        tuple[ast.Call, str, str | None, tuple[ClassScope, str] | None, str | None]
-    ] = field(default_factory=list)
+    candidates: list[_Candidate] = field(default_factory=list)
 
 
 def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -111,10 +138,44 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
         callee = callee_name(call)
         if callee == "run_in_executor" or _executor_bound(m, callee):
             continue  # the executor's worker count bounds it
+        via: list[tuple[str, int, str]] = []
+        in_memory = callee in _IN_MEMORY or _hands_in(m, call)
+        proven = not in_memory and any(_data_sized(m, it, via=via) for it in _sources(m, expr))
+        resolvable = isinstance(call.func, ast.Name) or is_self_attr(call.func)
         m.state(_State).candidates.append(
-            (node, which, callee, _self_collection(m, expr), _injected(m, call))
+            _Candidate(
+                node,
+                which,
+                callee,
+                _self_collection(m, expr),
+                _injected(m, call),
+                proven,
+                resolvable,
+                [] if in_memory else via,
+            )
         )
         return
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """Note which arguments of a call to a private function are data (for any module)."""
+    func = node.func
+    name = (
+        func.id
+        if isinstance(func, ast.Name)
+        else func.attr
+        if isinstance(func, ast.Attribute) and is_self_attr(func)
+        else ""
+    )
+    if not name.startswith("_") or name.startswith("__") or not m.scopes[-1].is_async:
+        return
+    found = m.facts.fed.setdefault(name, set())
+    for i, arg in enumerate(node.args):
+        if not isinstance(arg, ast.Starred) and _data_sized(m, arg):
+            found.add(i)
+    for kw in node.keywords:
+        if kw.arg is not None and _data_sized(m, kw.value):
+            found.add(kw.arg)
 
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_GATHER_LIKE, _check)
@@ -161,6 +222,135 @@ def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
                 if found is not None:
                     return found
     return None
+
+
+def _sources(m: ModuleModel, expr: ast.expr, depth: int = 0) -> list[ast.expr]:
+    """The iterables a gathered collection is built over (its comprehension's, its
+    building loop's, ``map``'s)."""
+    if depth > 4:
+        return []
+    if isinstance(expr, ast.ListComp | ast.GeneratorExp | ast.SetComp | ast.DictComp):
+        return [g.iter for g in expr.generators]
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute):
+        if expr.func.attr == "values" and not expr.args:
+            return _sources(m, expr.func.value, depth + 1)
+        return []
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        return [expr.args[1]] if expr.func.id == "map" and len(expr.args) == 2 else []
+    if isinstance(expr, ast.Name):
+        for scope in reversed(m.scopes):
+            entry = scope.collections.get(expr.id)
+            if entry is not None:
+                value, _, source = entry
+                if source is not None:
+                    return [source]
+                return _sources(m, value, depth + 1)
+        return []
+    if isinstance(expr, ast.List | ast.Tuple):
+        return [
+            it
+            for elt in expr.elts
+            if isinstance(elt, ast.Starred)
+            for it in _sources(m, elt.value, depth + 1)
+        ]
+    return []
+
+
+def _data_sized(
+    m: ModuleModel, node: ast.expr, depth: int = 0, via: list[tuple[str, int, str]] | None = None
+) -> bool:
+    """Positive evidence that `node`'s size comes from data, not code: a parameter (the
+    caller's list), ``range(n)`` of a computed ``n``, an awaited listing read (keys, rows,
+    a scan), a directory listing, or what is derived from those. A collection on ``self``,
+    an attribute of a parameter (the parts of one object) or a lookup keyed by one id is
+    not such evidence. A private function's parameter is data if a caller in the module
+    passes data for it: `via` collects those parameters, settled at the module's end."""
+    if depth > 6:
+        return False
+    if isinstance(node, ast.Await):
+        value = node.value
+        if not isinstance(value, ast.Call):
+            return False
+        # a listing read, or an awaited transformation of data (``await serialize(records)``);
+        # a keyed lookup (``get_info(task_id)``) reads the parts of one record
+        name = callee_name(value) or ""
+        return bool(_LISTING.match(name)) or (
+            not _KEYED_LOOKUP.match(name)
+            and any(_data_sized(m, a, depth + 1, via) for a in value.args)
+        )
+    if isinstance(node, ast.Call):
+        func = node.func
+        if m.qualname(func) in _LISTING_CALLS:
+            return True
+        if isinstance(func, ast.Name) and func.id == "range":
+            return not all(m.constant_int(a) for a in node.args)
+        if isinstance(func, ast.Attribute):
+            if func.attr in _LISTING_METHODS:
+                return True
+            if func.attr in ("values", "items", "keys", "copy") and not node.args:
+                return _data_sized(m, func.value, depth + 1, via)
+        # a transformation of data (chunks of the caller's text, a progress wrapper)
+        return any(_data_sized(m, a, depth + 1, via) for a in node.args)
+    if isinstance(node, ast.Name):
+        if node.id in ("self", "cls"):
+            return False
+        if any(node.id in s.params for s in m.scopes):
+            return _entry_point_param(m, node.id, via)
+        return any(_data_sized(m, v, depth + 1, via) for v in m.assignments(node.id))
+    if isinstance(node, ast.Attribute | ast.Subscript):
+        base = node.value
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+            return False
+        return (
+            isinstance(base, ast.Name)
+            and not any(base.id in s.params for s in m.scopes)
+            and _data_sized(m, base, depth + 1, via)
+        ) or (isinstance(base, ast.Await | ast.Call) and _data_sized(m, base, depth + 1, via))
+    if isinstance(node, ast.ListComp | ast.GeneratorExp | ast.SetComp):
+        return any(_data_sized(m, g.iter, depth + 1, via) for g in node.generators)
+    if isinstance(node, ast.BinOp):
+        return _data_sized(m, node.left, depth + 1, via) or _data_sized(
+            m, node.right, depth + 1, via
+        )
+    if isinstance(node, ast.BoolOp):
+        return any(_data_sized(m, v, depth + 1, via) for v in node.values)
+    if isinstance(node, ast.IfExp):
+        return _data_sized(m, node.body, depth + 1, via) or _data_sized(
+            m, node.orelse, depth + 1, via
+        )
+    return False
+
+
+def _entry_point_param(m: ModuleModel, name: str, via: list[tuple[str, int, str]] | None) -> bool:
+    """`name` is a parameter of a public function or method not nested in another: the
+    caller's data. A nested function's parameter (a tool handed to a model, a local
+    helper) is sized by the code around it; a private function's is noted in `via`."""
+    functions = [s for s in m.scopes if isinstance(s.node, ast.FunctionDef | ast.AsyncFunctionDef)]
+    if not functions or name not in functions[0].params:
+        return False
+    if any(name in s.params for s in functions[1:]):
+        return False
+    owner = functions[0]
+    if not owner.name.startswith("_") or owner.name.startswith("__"):
+        return True
+    if via is not None:
+        fn = cast(ast.FunctionDef, owner.node)
+        positional = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+        if positional and positional[0] in ("self", "cls"):
+            positional = positional[1:]
+        position = positional.index(name) if name in positional else -1
+        via.append((owner.name, position, name))
+    return False
+
+
+def _hands_in(m: ModuleModel, call: ast.Call) -> bool:
+    """``ensure_future(aw)`` of an awaitable handed in: it wraps work the caller made."""
+    func = call.func
+    q = m.qualname(func)
+    return (
+        q in TASK_FACTORIES
+        or (isinstance(func, ast.Attribute) and func.attr in ("create_task", "ensure_future"))
+    ) and not (call.args and isinstance(call.args[0], ast.Call))
 
 
 def _wraps_running(m: ModuleModel, element: ast.Call) -> bool:
@@ -343,7 +533,8 @@ def _self_collection(m: ModuleModel, expr: ast.expr) -> tuple[ClassScope, str] |
 
 
 def module_end(m: ModuleModel) -> None:
-    for node, which, callee, fixed, injected in m.state(_State).candidates:
+    for c in m.state(_State).candidates:
+        node, which, callee, fixed, injected = c.node, c.which, c.callee, c.fixed, c.injected
         if callee is not None and (
             callee in m.guarded
             or callee in _TEARDOWN
@@ -357,31 +548,45 @@ def module_end(m: ModuleModel) -> None:
             f"asyncio.{which}() over a collection of unknown size: every item runs at once "
             "(no bound in sight)"
         )
-        if callee is None:
-            m.report(node, RULE.code, message)
-            continue
-        # the callee may hold a semaphore in another module of the run
-        if injected is None:
-            m.defer(node, RULE.code, message, _unless_guarded(callee))
-            continue
         weak = (
-            f"asyncio.{which}() over a collection of unknown size through an injected "
-            f"callable ({callee}): no bound in sight here, one may be applied where it is built"
+            f"asyncio.{which}() over a collection of unknown size: no bound in sight, but no "
+            "evidence that the size comes from data or that each item does I/O"
         )
-        m.defer(node, INJECTED.code, weak, _unless_guarded(callee, injected, defined=False))
-        if injected:
-            m.defer(node, RULE.code, message, _unless_guarded(callee, injected, defined=True))
+        if injected is not None and callee is not None:
+            injected_message = (
+                f"asyncio.{which}() over a collection of unknown size through an injected "
+                f"callable ({callee}): no bound in sight here, one may be applied where it is "
+                "built"
+            )
+            m.defer(node, INJECTED.code, injected_message, _keep(c, injected, defined=False))
+            if not injected:
+                continue
+        # the callee may hold a semaphore, only compute, or be fed data in another module
+        m.defer(node, RULE.code, message, _keep(c, injected, evidence=True))
+        m.defer(node, UNPROVEN.code, weak, _keep(c, injected, evidence=False))
 
 
-def _unless_guarded(
-    callee: str, method: str | None = None, *, defined: bool = True
+def _keep(
+    c: _Candidate, method: str | None, *, defined: bool = True, evidence: bool | None = None
 ) -> Callable[[ProjectFacts], bool]:
-    """Keep the finding unless `callee` holds a semaphore; with `method`, only if the run
-    defines (or, for BND011, does not define) a function of that name."""
+    """Keep the finding unless the callee holds a semaphore; with `method`, only if the run
+    defines (or, for BND011, does not define) a function of that name. With `evidence`,
+    only if the run gives (BND001) or does not give (BND015) evidence of both halves: a
+    data-sized collection (here, or a caller feeding a private helper's parameter) and a
+    callee that awaits in some definition (not a coroutine that only computes)."""
+    computes = c.callee if c.resolvable else None
 
     def keep(facts: ProjectFacts) -> bool:
-        if callee in facts.guarded:
+        if c.callee is not None and c.callee in facts.guarded:
             return False
-        return method is None or (method in facts.defined) == defined
+        if method and (method in facts.defined) != defined:
+            return False
+        if evidence is None:
+            return True
+        data = c.proven or any(
+            {position, param} & facts.fed.get(fn, set()) for fn, position, param in c.via
+        )
+        io = computes is None or facts.awaits.get(computes, True)
+        return (data and io) == evidence
 
     return keep

@@ -68,6 +68,8 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
     scope = m.scope
     if _warning_made_error(m, node) or _new_loop_on_error(m, node):
         return  # the no-loop case raises and the code makes its own loop: none is stray
+    if _after_run_refused(m, node):
+        return  # asyncio.run() refused because a loop runs: it is that loop
     name = m.classes[-1].name if scope.name == "__init__" and m.classes else scope.name
     if _expects_no_running_loop(m, node):
         # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
@@ -153,6 +155,30 @@ def _new_loop_on_error(m: ModuleModel, node: ast.Call) -> bool:
             if any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names) and any(
                 isinstance(call, ast.Call) and m.qualname(call.func) == "asyncio.new_event_loop"
                 for call in ast.walk(handler)
+            ):
+                return True
+    return False
+
+
+def _after_run_refused(m: ModuleModel, node: ast.Call) -> bool:
+    """The call is in the ``except RuntimeError`` handler of a ``try`` that calls
+    ``asyncio.run()``: reached only when a loop is running, so it gets that loop."""
+    enclosing = m.scope.node
+    if enclosing is None:
+        return False
+    for sub in ast.walk(enclosing):
+        if not isinstance(sub, ast.Try) or not any(
+            isinstance(call, ast.Call) and m.qualname(call.func) == "asyncio.run"
+            for stmt in sub.body
+            for call in ast.walk(stmt)
+        ):
+            continue
+        for handler in sub.handlers:
+            caught = handler.type
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            if any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names) and any(
+                stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno)
+                for stmt in handler.body
             ):
                 return True
     return False

@@ -152,6 +152,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
     if kind is None or not kind.startswith("sync_client:"):
         return
     what = kind.partition(":")[2]
+    if id(node) in m.awaited or ".aio." in f"{dotted(func) or ''}.":
+        return  # the client's async surface (``await client.aio.models.generate_content()``)
     local = isinstance(base, ast.Name) and base.id in m.scope.kinds
     if what == "requests.Session":
         if attr in _REQUESTS_VERBS:

@@ -44,6 +44,62 @@ Assigned = Callable[[str], list[ast.expr]]
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
     for try_node in tries:
         _check(m, node, try_node)
+    if (
+        isinstance(node, ast.For | ast.AsyncFor)
+        and _counts_attempts(node.iter)
+        and len(m.scopes) > 1
+        and not m.is_script
+        and not _POLL_NAME.search(m.scope.name)
+        and _leaves(node.body)
+    ):
+        # for attempt in range(n): ... return on success ... sleep; continue: a pause that
+        # follows the attempt's I/O (after a failed status or an unsuccessful result) is a
+        # backoff; one before the I/O paces a poll for a result that is not ready yet
+        first_io = _first_io_line(m, node.body)
+        _report_sleeps(
+            m,
+            [
+                call
+                for call in _sleeps_in(m, node.body, into_try=True)
+                if first_io is not None and first_io < call.lineno
+            ],
+        )
+
+
+# Awaits that do no I/O of their own: a pause, work on an executor's thread.
+_NOT_IO = frozenset({"sleep", "to_thread", "run_in_executor"})
+
+
+def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
+    """The line of the first await (``async with``/``async for``) in `body` that is not a
+    pause or executor work: the attempt's I/O."""
+    lines = []
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        if isinstance(node, ast.AsyncWith | ast.AsyncFor):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Await):
+            value = node.value
+            name = dotted(value.func) if isinstance(value, ast.Call) else None
+            if (name or "").rsplit(".", 1)[-1] not in _NOT_IO:
+                lines.append(node.lineno)
+        stack.extend(ast.iter_child_nodes(node))
+    return min(lines) if lines else None
+
+
+def _leaves(body: list[ast.stmt]) -> bool:
+    """A return or break of this loop (not of a loop or function nested in it)."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Return | ast.Break):
+            return True
+        if not isinstance(node, _NESTED[:-1]):
+            stack.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
@@ -86,6 +142,10 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
             sleeps.extend(_sleeps_in(m, handler.body))
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
+    _report_sleeps(m, sleeps)
+
+
+def _report_sleeps(m: ModuleModel, sleeps: list[ast.Call]) -> None:
     message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
     for call in sleeps:
         delay = _delay_of(call)
@@ -110,7 +170,12 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
     if len(m.scopes) == 1 or scope.loop_depth or m.is_script or _POLL_NAME.search(scope.name):
         return
     delay = _delay_of(node)
-    if delay is None or not _exponential(m, delay, set(), m.assignments):
+    if delay is None:
+        return
+    if _then_calls_itself(m, node):
+        _report_sleeps(m, [node])  # sleep, then call this function again: retry by recursion
+        return
+    if not _exponential(m, delay, set(), m.assignments):
         return
     unknown: list[str] = []
     if _deterministic(m, delay, set(), m.assignments, unknown) and not unknown:
@@ -120,6 +185,62 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
             "retry backoff sleeps a deterministic exponential delay: clients retry in "
             "lock-step (add jitter)",
         )
+
+
+def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
+    """The statement after the sleep calls the function the sleep is in again
+    (``await asyncio.sleep(5); return await self.launch_shard(...)``)."""
+    fn = m.scope.node
+    name = m.scope.name
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    for block in _blocks(fn):
+        for i, stmt in enumerate(block):
+            if not (stmt.lineno <= sleep.lineno <= (stmt.end_lineno or stmt.lineno)):
+                continue
+            if not (isinstance(stmt, ast.Expr) and sleep in (stmt.value, _awaited(stmt.value))):
+                break  # the sleep is deeper in this statement: its own block is checked
+            return i + 1 < len(block) and _calls_again(block[i + 1], name)
+    return False
+
+
+def _awaited(expr: ast.expr) -> ast.expr | None:
+    return expr.value if isinstance(expr, ast.Await) else None
+
+
+def _blocks(fn: Function) -> list[list[ast.stmt]]:
+    """Every statement list of `fn` (bodies, branches, handlers), not of nested functions."""
+    found: list[list[ast.stmt]] = []
+    stack: list[ast.AST] = [fn]
+    while stack:
+        node = stack.pop()
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            block = getattr(node, field, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                found.append(block)
+            if isinstance(block, list):
+                stack.extend(
+                    child
+                    for child in block
+                    if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+                )
+    return found
+
+
+def _calls_again(stmt: ast.stmt, name: str) -> bool:
+    """`stmt` is ``[return|x =] [await] name(...)`` or the same on ``self.name(...)``."""
+    value = stmt.value if isinstance(stmt, ast.Return | ast.Expr | ast.Assign) else None
+    if isinstance(value, ast.Await):
+        value = value.value
+    if not isinstance(value, ast.Call):
+        return False
+    func = value.func
+    return (isinstance(func, ast.Name) and func.id == name) or (
+        isinstance(func, ast.Attribute)
+        and func.attr == name
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+    )
 
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_SLEEPS, _sleep)
@@ -227,12 +348,15 @@ _NESTED = (
 )
 
 
-def _sleeps_in(m: ModuleModel, body: list[ast.stmt]) -> list[ast.Call]:
+def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) -> list[ast.Call]:
+    """The sleeps of `body`, not of the functions, loops (or, unless `into_try`, the
+    ``try`` statements) nested in it."""
     found: list[ast.Call] = []
     stack: list[ast.AST] = list(body)
+    nested = _NESTED[:-1] if into_try else _NESTED
     while stack:
         node = stack.pop()
-        if isinstance(node, _NESTED):
+        if isinstance(node, nested):
             continue
         if isinstance(node, ast.Call) and m.qualname(node.func) in _SLEEPS:
             found.append(node)
@@ -248,7 +372,10 @@ def _deterministic(
     `assigned` gives the values a name was assigned where `expr` is evaluated; calls to
     helpers this module does not define are added to `unknown` (decided at the end of the run).
     """
+    fields: set[int] = set()  # settings.retry_delay: a configured field, whatever built settings
     for sub in ast.walk(expr):
+        if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
+            fields.add(id(sub.value))
         if isinstance(sub, ast.Call):
             func = sub.func
             q = m.qualname(func)
@@ -279,7 +406,7 @@ def _deterministic(
             text = dotted(sub) or ""
             if _RANDOMISH.search(text) or _SERVER_DELAY.search(text):
                 return False
-            if isinstance(sub, ast.Name) and sub.id not in seen:
+            if isinstance(sub, ast.Name) and sub.id not in seen and id(sub) not in fields:
                 seen.add(sub.id)
                 for value in assigned(sub.id):
                     if not _deterministic(m, value, seen, assigned, unknown):

@@ -8,11 +8,12 @@ its task in that set the same way.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Edit, Rule
-from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, Scope
+from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, ProjectFacts, Scope
 from bounded.audit.names import dotted, is_self_attr
 
 if TYPE_CHECKING:
@@ -58,10 +59,27 @@ def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> 
         message = (
             "result of loop.create_task() dropped: the task can be garbage-collected mid-flight"
         )
+    elif statement is not None and isinstance(func, ast.Name | ast.Attribute):
+        # a helper that returns the task it created (``self._schedule_event(coro)``)
+        name = func.id if isinstance(func, ast.Name) else func.attr
+        if isinstance(func, ast.Name) or is_self_attr(func):
+            message = (
+                f"result of {name}() dropped: it returns the task it created, which can be "
+                "garbage-collected mid-flight"
+            )
+            m.defer(call, RULE.code, message, _returns_task(name))
+        return
     else:
         return
     cls = m.classes[-1] if m.classes else None
     m.state(_State).dropped.append((call, statement, cls, m.scope, message))
+
+
+def _returns_task(name: str) -> Callable[[ProjectFacts], bool]:
+    def keep(facts: ProjectFacts) -> bool:
+        return facts.spawns.get(name, False)
+
+    return keep
 
 
 def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
@@ -100,8 +118,20 @@ def _never_read(m: ModuleModel, name: str) -> bool:
         if fn is None:
             return False
         declared = False
+        receivers: set[int] = set()  # task.add_done_callback(cb) keeps nothing alive
         for sub in ast.walk(fn):
-            if isinstance(sub, ast.Name) and sub.id == name and not isinstance(sub.ctx, ast.Store):
+            if (
+                isinstance(sub, ast.Attribute)
+                and sub.attr == "add_done_callback"
+                and isinstance(sub.value, ast.Name)
+            ):
+                receivers.add(id(sub.value))
+            if (
+                isinstance(sub, ast.Name)
+                and sub.id == name
+                and not isinstance(sub.ctx, ast.Store)
+                and id(sub) not in receivers
+            ):
                 return False
             if isinstance(sub, ast.Global) and name in sub.names:
                 return False
