@@ -19,7 +19,10 @@ from bounded.cli import app
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures"
 
-UNBOUNDED = "import asyncio\n\nasync def f(xs):\n    await asyncio.gather(*[g(x) for x in xs])\n"
+UNBOUNDED = (
+    "import asyncio\n\nasync def f(db):\n"
+    "    await asyncio.gather(*[g(x) for x in await db.list()])\n"
+)
 BLOCKING = "import time\n\nasync def f():\n    time.sleep(1)\n"
 CLEAN = "import asyncio\n\nasync def f():\n    await asyncio.sleep(1)\n"
 

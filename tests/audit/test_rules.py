@@ -83,7 +83,10 @@ def test_rules_off_by_default_run_only_when_named() -> None:
 
 
 def test_columns_are_one_based_and_point_at_the_call() -> None:
-    source = "import asyncio\n\nasync def f(xs):\n    await asyncio.gather(*[g(x) for x in xs])\n"
+    source = (
+        "import asyncio\n\nasync def f(db):\n"
+        "    await asyncio.gather(*[g(x) for x in await db.list()])\n"
+    )
     [finding] = check_source(source, "app/m.py")
     assert (finding.line, finding.column, finding.code) == (4, 11, "BND001")
 
@@ -276,8 +279,8 @@ def test_a_semaphore_held_in_another_module_bounds_the_gather() -> None:
     caller = (
         "import asyncio\n"
         "from app.helper import fetch_one\n"
-        "async def fetch_all(urls):\n"
-        "    return await asyncio.gather(*[fetch_one(u) for u in urls])\n"
+        "async def fetch_all(store):\n"
+        "    return await asyncio.gather(*[fetch_one(u) for u in await store.list_urls()])\n"
     )
     assert _project({"app/helper.py": helper, "app/caller.py": caller}) == []
     assert _project({"app/caller.py": caller}) == [("app/caller.py", 4, "BND001")]
@@ -289,8 +292,8 @@ def test_a_method_another_module_defines_is_bnd001_an_injected_callable_bnd011()
         "import asyncio\n"
         "from app.base import Store\n"
         "class Vectors(Store):\n"
-        "    async def upsert(self, texts):\n"
-        "        return await asyncio.gather(*[self.embed(t) for t in texts])\n"
+        "    async def upsert(self):\n"
+        "        return await asyncio.gather(*[self.embed(t) for t in await self.db.list()])\n"
     )
     both = ["BND001", "BND011"]
     # the run defines `embed`: the per-item work is in sight, a default finding
@@ -309,7 +312,7 @@ def test_a_private_helper_fed_data_by_a_caller_in_another_module_is_data_sized()
     base = (
         "class Store:\n"
         "    async def upsert(self, records):\n"
-        "        rows = await self.serialize(records)\n"
+        "        rows = await self.db.fetch_all(records)\n"
         "        return await self._inner_upsert(rows)\n"
     )
     child = (
@@ -322,7 +325,7 @@ def test_a_private_helper_fed_data_by_a_caller_in_another_module_is_data_sized()
         "        return await self.client.hset(row)\n"
     )
     both = ["BND001", "BND015"]
-    # a caller in the run hands the private helper the caller's records: BND001
+    # a caller in the run hands the private helper what a listing read returned: BND001
     assert _project({"app/base.py": base, "app/child.py": child}, both) == [
         ("app/child.py", 5, "BND001")
     ]

@@ -105,7 +105,9 @@ class _Candidate:
     callee: str | None  # the per-item coroutine's function or method name
     fixed: tuple[ClassScope, str] | None  # the class and self attribute iterated
     injected: str | None  # "" certainly injected, a name: unless the run defines it
-    proven: bool  # the size comes from data and the item is not in-memory work
+    # the size is a computed range(n) or what a listing read returned, and the item is not
+    # in-memory work
+    strong: bool
     resolvable: bool  # the callee is a function or self method: the run may define it
     # or it does if a caller in the module passes data for a private function's parameter:
     # (function, position among its non-self parameters, parameter name)
@@ -140,7 +142,10 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
             continue  # the executor's worker count bounds it
         via: list[tuple[str, int, str]] = []
         in_memory = callee in _IN_MEMORY or _hands_in(m, call)
-        proven = not in_memory and any(_data_sized(m, it, via=via) for it in _sources(m, expr))
+        sources = _sources(m, expr)
+        for it in sources:
+            _data_sized(m, it, via=via)  # a private helper's parameters a caller may feed
+        strong = not in_memory and any(_data_sized(m, it, params=False) for it in sources)
         resolvable = isinstance(call.func, ast.Name) or is_self_attr(call.func)
         m.state(_State).candidates.append(
             _Candidate(
@@ -149,7 +154,7 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
                 callee,
                 _self_collection(m, expr),
                 _injected(m, call),
-                proven,
+                strong,
                 resolvable,
                 [] if in_memory else via,
             )
@@ -171,10 +176,10 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
         return
     found = m.facts.fed.setdefault(name, set())
     for i, arg in enumerate(node.args):
-        if not isinstance(arg, ast.Starred) and _data_sized(m, arg):
+        if not isinstance(arg, ast.Starred) and _data_sized(m, arg, params=False):
             found.add(i)
     for kw in node.keywords:
-        if kw.arg is not None and _data_sized(m, kw.value):
+        if kw.arg is not None and _data_sized(m, kw.value, params=False):
             found.add(kw.arg)
 
 
@@ -257,14 +262,20 @@ def _sources(m: ModuleModel, expr: ast.expr, depth: int = 0) -> list[ast.expr]:
 
 
 def _data_sized(
-    m: ModuleModel, node: ast.expr, depth: int = 0, via: list[tuple[str, int, str]] | None = None
+    m: ModuleModel,
+    node: ast.expr,
+    depth: int = 0,
+    via: list[tuple[str, int, str]] | None = None,
+    params: bool = True,
 ) -> bool:
     """Positive evidence that `node`'s size comes from data, not code: a parameter (the
     caller's list), ``range(n)`` of a computed ``n``, an awaited listing read (keys, rows,
     a scan), a directory listing, or what is derived from those. A collection on ``self``,
     an attribute of a parameter (the parts of one object) or a lookup keyed by one id is
     not such evidence. A private function's parameter is data if a caller in the module
-    passes data for it: `via` collects those parameters, settled at the module's end."""
+    passes data for it: `via` collects those parameters, settled at the module's end.
+    Without `params`, only the strongest evidence counts (a computed ``range(n)`` or what
+    a listing read returned): a parameter is not followed."""
     if depth > 6:
         return False
     if isinstance(node, ast.Await):
@@ -276,27 +287,28 @@ def _data_sized(
         name = callee_name(value) or ""
         return bool(_LISTING.match(name)) or (
             not _KEYED_LOOKUP.match(name)
-            and any(_data_sized(m, a, depth + 1, via) for a in value.args)
+            and any(_data_sized(m, a, depth + 1, via, params) for a in value.args)
         )
     if isinstance(node, ast.Call):
         func = node.func
         if m.qualname(func) in _LISTING_CALLS:
             return True
         if isinstance(func, ast.Name) and func.id == "range":
-            return not all(m.constant_int(a) for a in node.args)
+            # a stepped range counts batches the code sized (``range(0, len(xs), size)``)
+            return len(node.args) < 3 and not all(m.constant_int(a) for a in node.args)
         if isinstance(func, ast.Attribute):
             if func.attr in _LISTING_METHODS:
                 return True
             if func.attr in ("values", "items", "keys", "copy") and not node.args:
-                return _data_sized(m, func.value, depth + 1, via)
+                return _data_sized(m, func.value, depth + 1, via, params)
         # a transformation of data (chunks of the caller's text, a progress wrapper)
-        return any(_data_sized(m, a, depth + 1, via) for a in node.args)
+        return any(_data_sized(m, a, depth + 1, via, params) for a in node.args)
     if isinstance(node, ast.Name):
         if node.id in ("self", "cls"):
             return False
         if any(node.id in s.params for s in m.scopes):
-            return _entry_point_param(m, node.id, via)
-        return any(_data_sized(m, v, depth + 1, via) for v in m.assignments(node.id))
+            return params and _entry_point_param(m, node.id, via)
+        return any(_data_sized(m, v, depth + 1, via, params) for v in m.assignments(node.id))
     if isinstance(node, ast.Attribute | ast.Subscript):
         base = node.value
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
@@ -304,19 +316,21 @@ def _data_sized(
         return (
             isinstance(base, ast.Name)
             and not any(base.id in s.params for s in m.scopes)
-            and _data_sized(m, base, depth + 1, via)
-        ) or (isinstance(base, ast.Await | ast.Call) and _data_sized(m, base, depth + 1, via))
+            and _data_sized(m, base, depth + 1, via, params)
+        ) or (
+            isinstance(base, ast.Await | ast.Call) and _data_sized(m, base, depth + 1, via, params)
+        )
     if isinstance(node, ast.ListComp | ast.GeneratorExp | ast.SetComp):
-        return any(_data_sized(m, g.iter, depth + 1, via) for g in node.generators)
+        return any(_data_sized(m, g.iter, depth + 1, via, params) for g in node.generators)
     if isinstance(node, ast.BinOp):
-        return _data_sized(m, node.left, depth + 1, via) or _data_sized(
-            m, node.right, depth + 1, via
+        return _data_sized(m, node.left, depth + 1, via, params) or _data_sized(
+            m, node.right, depth + 1, via, params
         )
     if isinstance(node, ast.BoolOp):
-        return any(_data_sized(m, v, depth + 1, via) for v in node.values)
+        return any(_data_sized(m, v, depth + 1, via, params) for v in node.values)
     if isinstance(node, ast.IfExp):
-        return _data_sized(m, node.body, depth + 1, via) or _data_sized(
-            m, node.orelse, depth + 1, via
+        return _data_sized(m, node.body, depth + 1, via, params) or _data_sized(
+            m, node.orelse, depth + 1, via, params
         )
     return False
 
@@ -583,7 +597,9 @@ def _keep(
             return False
         if evidence is None:
             return True
-        data = c.proven or any(
+        # only a computed range(n) or a listing read's result (here, or handed to a private
+        # helper by a caller in the run) is the default's evidence: a caller's list is not
+        data = c.strong or any(
             {position, param} & facts.fed.get(fn, set()) for fn, position, param in c.via
         )
         io = computes is None or facts.awaits.get(computes, True)

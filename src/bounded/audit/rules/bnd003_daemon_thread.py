@@ -1,4 +1,4 @@
-"""BND003: daemon threads nobody joins, and threads used as timeouts."""
+"""BND003: threads used as timeouts; the daemon threads nobody joins go to BND014 (opt-in)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 RULE = Rule(
     "BND003",
     "daemon-thread",
-    "Daemon threads that nothing joins, or threads used as timeouts with join(timeout).",
+    "A thread used as a timeout: started, then join(timeout)/result(timeout), and the caller "
+    "goes on while the work may still run.",
     "use `await bounded.to_thread(fn, ...)` with `asyncio.timeout(...)`, or a "
     "non-daemon thread that is joined",
 )
@@ -149,6 +150,9 @@ METHODS: dict[str, MethodHook] = {"join": _join, "setDaemon": _set_daemon, "resu
 
 
 def module_end(m: ModuleModel) -> None:
+    # A daemon thread nothing joins is weaker evidence than a timeout that abandons work:
+    # whether dying at exit loses anything (a console's reader, a flusher) the code rarely
+    # says, so every such thread is the opt-in BND014.
     state = m.state(_State)
     for node, message, bound, starter, loops in state.daemons:
         if bound is not None and bound in m.joined:
@@ -156,9 +160,8 @@ def module_end(m: ModuleModel) -> None:
         if _joined_in_a_loop(m, node):
             continue
         if loops or (starter is not None and starter in state.at_import):
-            m.report(node, BACKGROUND.code, message + " (a long-lived background thread)")
-        else:
-            m.report(node, RULE.code, message)
+            message += " (a long-lived background thread)"
+        m.report(node, BACKGROUND.code, message)
 
 
 def _joined_in_a_loop(m: ModuleModel, node: ast.AST) -> bool:

@@ -74,15 +74,13 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
     if _expects_no_running_loop(m, node):
         # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
         m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
-    else:
-        # sync code that may run on a loop (a callback, a constructor, a utility): reported
-        # only when the run calls it from module level, where no loop runs
-        m.defer(node, RULE.code, message, _called_from_module_level(name))
+    # Elsewhere (a callback, a constructor, a utility, a helper that only asks whether a
+    # loop runs) the code may well run on a loop: silent, however the run calls it.
 
 
 def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
-    """The function drives the loop it gets (``run_until_complete``/``run_forever``) or
-    asks whether it runs (``is_running()``): the code itself expects to run without one."""
+    """The function drives the loop it gets (``run_until_complete``/``run_forever``): the
+    code itself expects to run without one."""
     enclosing = m.scope.node
     if enclosing is None:
         return False
@@ -135,7 +133,7 @@ def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:
     return False
 
 
-_DRIVES = frozenset({"run_until_complete", "run_forever", "is_running"})
+_DRIVES = frozenset({"run_until_complete", "run_forever"})
 
 
 def _new_loop_on_error(m: ModuleModel, node: ast.Call) -> bool:
@@ -187,13 +185,6 @@ def _after_run_refused(m: ModuleModel, node: ast.Call) -> bool:
 def _unless_only_called_from_coroutines(name: str) -> Callable[[ProjectFacts], bool]:
     def keep(facts: ProjectFacts) -> bool:
         return facts.callers.get(name, 0) != 1
-
-    return keep
-
-
-def _called_from_module_level(name: str) -> Callable[[ProjectFacts], bool]:
-    def keep(facts: ProjectFacts) -> bool:
-        return bool(facts.callers.get(name, 0) & 4)
 
     return keep
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bounded.audit.core import Rule
 from bounded.audit.model import CallHook, Function, Loop, ModuleModel, ProjectFacts
-from bounded.audit.names import dotted
+from bounded.audit.names import dotted, is_self_attr
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -110,11 +110,15 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
         return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
-    retrying = _exits_on_success(node) or (
-        direct
-        and any(
-            isinstance(stmt, ast.Return | ast.Break)
-            for stmt in loop.body[loop.body.index(node) + 1 :]
+    retrying = (
+        _exits_on_success(node)
+        or _until_obtained(loop)
+        or (
+            direct
+            and any(
+                isinstance(stmt, ast.Return | ast.Break)
+                for stmt in loop.body[loop.body.index(node) + 1 :]
+            )
         )
     )
     counted = (
@@ -143,6 +147,28 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     _report_sleeps(m, sleeps)
+
+
+def _until_obtained(loop: Loop) -> bool:
+    """``while self.coordinator_id is None: ... self.coordinator_id = found``: the loop
+    leaves when its body obtains what the condition tests, so it retries until success."""
+    test = loop.test if isinstance(loop, ast.While) else None
+    for part in test.values if isinstance(test, ast.BoolOp) else [test]:
+        if not (
+            isinstance(part, ast.Compare)
+            and isinstance(part.ops[0], ast.Is)
+            and isinstance(part.comparators[0], ast.Constant)
+            and part.comparators[0].value is None
+        ):
+            continue
+        wanted = dotted(part.left)
+        if wanted is not None and any(
+            isinstance(sub, ast.Assign) and any(dotted(t) == wanted for t in sub.targets)
+            for stmt in loop.body
+            for sub in ast.walk(stmt)
+        ):
+            return True
+    return False
 
 
 def _report_sleeps(m: ModuleModel, sleeps: list[ast.Call]) -> None:
@@ -401,6 +427,8 @@ def _deterministic(
                 continue
             return False  # a call we cannot see into: give it the benefit of the doubt
         if isinstance(sub, ast.Subscript):
+            if _settings_entry(sub):
+                continue  # self.options["reconnect_time_wait"]: configured, like a field
             return False  # e.g. a header value: the server chose the delay
         if isinstance(sub, ast.Name | ast.Attribute):
             text = dotted(sub) or ""
@@ -412,6 +440,19 @@ def _deterministic(
                     if not _deterministic(m, value, seen, assigned, unknown):
                         return False
     return True
+
+
+def _settings_entry(node: ast.Subscript) -> bool:
+    """An entry of the object's own settings mapping named by a constant
+    (``self.options["reconnect_time_wait"]``): configured, not chosen by a server."""
+    key = node.slice
+    return (
+        is_self_attr(node.value)
+        and isinstance(key, ast.Constant)
+        and isinstance(key.value, str)
+        and not _SERVER_DELAY.search(key.value)
+        and not _RANDOMISH.search(key.value)
+    )
 
 
 def _helper_name(func: ast.expr) -> str | None:

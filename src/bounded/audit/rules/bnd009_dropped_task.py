@@ -95,9 +95,16 @@ def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
 def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
-    if len(targets) != 1 or not isinstance(targets[0], ast.Name) or not isinstance(value, ast.Call):
+    if len(targets) != 1 or not isinstance(targets[0], ast.Name):
         return
     name = targets[0].id
+    if isinstance(value, ast.ListComp | ast.SetComp) and isinstance(value.elt, ast.Call):
+        # _ = [asyncio.create_task(...) for ...]: the list of tasks is dropped whole
+        if _creates_task(m, value.elt) and (name == "_" or _never_read(m, name)):
+            dropped_call(m, value.elt, None)
+        return
+    if not isinstance(value, ast.Call):
+        return
     if name == "_" or (_creates_task(m, value) and _never_read(m, name)):
         dropped_call(m, value, None)  # _ = asyncio.create_task(...), or an unused local
 
