@@ -114,6 +114,28 @@ async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algo
     assert seen[1] - seen[0] == pytest.approx(turn, abs=CLOCK)
 
 
+async def test_a_reservation_is_given_back_after_a_rate_change(backend: RedisBackend) -> None:
+    # The state names its interval as sent ("200000.040000008" at this rate); the give-back
+    # comes at 5/s ("200000.0", a prefix of it), so the script must see a changed rate
+    # and still find the reservation it made.
+    limiter = make(backend, "gcra", rate=4.999999)
+    seen: list[float] = []
+    limiter.admission_observer = seen.append
+    await limiter.acquire()
+    limiter.admission_observer = None
+    abandoned = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)  # its reservation is made and it sleeps on it
+    limiter.rate = 5
+    abandoned.cancel()
+    await asyncio.gather(abandoned, return_exceptions=True)
+    await asyncio.sleep(0.05)  # the give-back reaches Redis
+    other = make(backend, "gcra", rate=5)
+    other.admission_observer = seen.append
+    await other.acquire()
+    # The abandoned turn (0.2 s after the first), not the one after it (0.4 s).
+    assert seen[1] - seen[0] == pytest.approx(0.2, abs=1e-3)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 async def test_an_admission_at_once_reports_what_is_left(
     backend: RedisBackend, algorithm: str
