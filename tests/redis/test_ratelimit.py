@@ -326,6 +326,23 @@ async def test_more_callers_than_connections_wait_for_one(redis_url: str, prefix
         await small_pool.client.delete(small_pool.key("crowd", "gcra"))
 
 
+async def test_callers_cancelled_while_waiting_for_a_connection_leave_it_free(
+    redis_url: str, prefix: str
+) -> None:
+    async with RedisBackend(redis_url, prefix=prefix, max_connections=1) as one:
+        limiter = one.rate_limiter(10_000, 1.0, name="crowd", burst=200)
+        tasks = [asyncio.create_task(limiter.acquire()) for _ in range(40)]
+        await asyncio.sleep(0)  # one holds the connection, the others wait for it
+        for task in tasks[1::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # A connection still counted as taken would stall these past the deadline.
+        await asyncio.gather(*(limiter.acquire() for _ in range(20)))
+        assert one.errors_total == 0
+        assert limiter.stats().admitted_total == 40
+        await one.client.delete(one.key("crowd", "gcra"))
+
+
 class _Tagged(float):
     """A float whose repr is not a number (as numpy's float64 in numpy 2)."""
 
