@@ -114,6 +114,28 @@ async def test_a_cancelled_reservation_is_given_back(backend: RedisBackend, algo
     assert seen[1] - seen[0] == pytest.approx(turn, abs=CLOCK)
 
 
+async def test_a_reservation_is_given_back_after_a_rate_change(backend: RedisBackend) -> None:
+    # The state names its interval as sent ("200000.040000008" at this rate); the give-back
+    # comes at 5/s ("200000.0", a prefix of it), so the script must see a changed rate
+    # and still find the reservation it made.
+    limiter = make(backend, "gcra", rate=4.999999)
+    seen: list[float] = []
+    limiter.admission_observer = seen.append
+    await limiter.acquire()
+    limiter.admission_observer = None
+    abandoned = asyncio.create_task(limiter.acquire())
+    await asyncio.sleep(0.05)  # its reservation is made and it sleeps on it
+    limiter.rate = 5
+    abandoned.cancel()
+    await asyncio.gather(abandoned, return_exceptions=True)
+    await asyncio.sleep(0.05)  # the give-back reaches Redis
+    other = make(backend, "gcra", rate=5)
+    other.admission_observer = seen.append
+    await other.acquire()
+    # The abandoned turn (0.2 s after the first), not the one after it (0.4 s).
+    assert seen[1] - seen[0] == pytest.approx(0.2, abs=1e-3)
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 async def test_an_admission_at_once_reports_what_is_left(
     backend: RedisBackend, algorithm: str
@@ -302,6 +324,23 @@ async def test_more_callers_than_connections_wait_for_one(redis_url: str, prefix
         assert small_pool.errors_total == 0
         assert limiter.stats().admitted_total == 200
         await small_pool.client.delete(small_pool.key("crowd", "gcra"))
+
+
+async def test_callers_cancelled_while_waiting_for_a_connection_leave_it_free(
+    redis_url: str, prefix: str
+) -> None:
+    async with RedisBackend(redis_url, prefix=prefix, max_connections=1) as one:
+        limiter = one.rate_limiter(10_000, 1.0, name="crowd", burst=200)
+        tasks = [asyncio.create_task(limiter.acquire()) for _ in range(40)]
+        await asyncio.sleep(0)  # one holds the connection, the others wait for it
+        for task in tasks[1::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # A connection still counted as taken would stall these past the deadline.
+        await asyncio.gather(*(limiter.acquire() for _ in range(20)))
+        assert one.errors_total == 0
+        assert limiter.stats().admitted_total == 40
+        await one.client.delete(one.key("crowd", "gcra"))
 
 
 class _Tagged(float):

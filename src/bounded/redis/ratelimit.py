@@ -104,8 +104,9 @@ class RedisRateLimiter:
         self._encode_params()
         self._last: asyncio.Future[None] | None = None
         # Names of this process's reservations, so a cancelled one can be found again.
-        process = uuid.uuid4().hex
-        self._tokens = (f"{process}:{n}" for n in itertools.count(1))
+        # Bytes, as sent: redis-py would encode a str on every call.
+        process = uuid.uuid4().hex.encode()
+        self._tokens = (b"%s:%d" % (process, n) for n in itertools.count(1))
         #: Called with the seconds waited, each time an acquire had to wait.
         self.wait_observer: Callable[[float], None] | None = None
         #: Called with each admission's time on the Redis clock (seconds since the epoch),
@@ -321,7 +322,7 @@ class RedisRateLimiter:
         """The script's first argument: ``op cost <params> arg`` in one string."""
         return b"%s %r %s %r" % (op.encode(), float(cost), self._params, float(arg))
 
-    async def _call(self, spec: bytes, extra: str | float) -> tuple[bool, int, int]:
+    async def _call(self, spec: bytes, extra: bytes | float) -> tuple[bool, int, int]:
         """One script call, its reply as `_outcome` reads it."""
         return self._outcome(await self._backend.run(self._command, (spec, extra)))
 
@@ -351,10 +352,10 @@ class RedisRateLimiter:
                 else:
                     getattr(local, op)(cost)
 
-    def _give_back(self, cost: float, token: str) -> None:
+    def _give_back(self, cost: float, token: bytes) -> None:
         self._backend.spawn(self._cancel(cost, token))
 
-    async def _cancel(self, cost: float, token: str) -> None:
+    async def _cancel(self, cost: float, token: bytes) -> None:
         # Unreachable Redis: the reservation lapses at its time, nothing to undo here.
         with contextlib.suppress(BackendUnavailable):
             await self._call(self._spec("cancel", cost, 0), token)

@@ -17,16 +17,25 @@ local arg6 = ARGV[2]
 cost, burst = tonumber(cost), tonumber(burst)
 local interval = tonumber(interval_arg)
 local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local now = clock[1] * 1000000 + clock[2]
 
 local tat, last = now, ''
 local state = redis.call('GET', key)
 if state then
-  local stored_tat, stored_interval, stored_last = string.match(state, '^(%S+) (%S+) ?(%S*)$')
-  tat, last = tonumber(stored_tat), stored_last
-  if stored_interval ~= interval_arg and tat > now then
-    -- Live rate change: keep the backlog in units, drained at the new pace.
-    tat = now + (tat - now) / tonumber(stored_interval) * interval
+  -- Read by position, not by pattern: a capture is a new string, and each one costs the
+  -- call measurably (INFO commandstats); `last` is read only by the op that needs it.
+  local space = string.find(state, ' ', 1, true)
+  tat = tonumber(string.sub(state, 1, space - 1))
+  local after = space + #interval_arg + 1
+  if string.byte(state, after) ~= 32 or string.sub(state, space + 1, after - 1) ~= interval_arg then
+    local stored_interval, stored_last = string.match(state, '^%S+ (%S+) ?(%S*)$')
+    last = stored_last
+    if tat > now then
+      -- Live rate change: keep the backlog in units, drained at the new pace.
+      tat = now + (tat - now) / tonumber(stored_interval) * interval
+    end
+  elseif op == 'cancel' then
+    last = string.sub(state, after + 1)
   end
 end
 
