@@ -288,7 +288,8 @@ class ProjectFacts:
     guarded: set[str] = field(default_factory=set)  # functions that hold a semaphore
     defined: set[str] = field(default_factory=set)  # every function and method name
     # function (or class) name -> where it is called from: bit 1 a coroutine, bit 2
-    # elsewhere, bit 4 module level (where no loop runs)
+    # elsewhere, bit 4 module level (where no loop runs); a bare-name or self/cls call is
+    # keyed by the name, a method call on any other object by "." + name
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
@@ -1079,7 +1080,12 @@ class ModuleModel:
             callee = func.id
         callers = self.facts.callers
         where = 1 if scope.is_async else 6 if len(self.scopes) == 1 else 2
-        callers[callee] = callers.get(callee, 0) | where
+        key = callee
+        if isinstance(func, ast.Attribute) and not (
+            isinstance(func.value, ast.Name) and func.value.id in ("self", "cls")
+        ):
+            key = "." + callee  # another object's method: not a call of a plain function
+        callers[key] = callers.get(key, 0) | where
         # ownership: a call argument is owned by the callee; a constructor (`Owner(client)`)
         # or an exit stack takes a local resource over
         owner = callee in _OWNERS or callee[:1].isupper() or callee == "__init__"

@@ -70,10 +70,13 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
         return  # the no-loop case raises and the code makes its own loop: none is stray
     if _after_run_refused(m, node):
         return  # asyncio.run() refused because a loop runs: it is that loop
-    name = m.classes[-1].name if scope.name == "__init__" and m.classes else scope.name
+    init = scope.name == "__init__" and bool(m.classes)
+    name = m.classes[-1].name if init else scope.name
     if _expects_no_running_loop(m, node):
-        # a sync helper (or an __init__) that the run calls only from coroutines sees a loop
-        m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name))
+        # a sync helper (or an __init__) that the run calls only from coroutines sees a loop;
+        # a plain function is called by its bare name, a method (or class) on any object too
+        method = init or bool(m.classes and scope.node in m.classes[-1].node.body)
+        m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name, method))
     # Elsewhere (a callback, a constructor, a utility, a helper that only asks whether a
     # loop runs) the code may well run on a loop: silent, however the run calls it.
 
@@ -182,9 +185,12 @@ def _after_run_refused(m: ModuleModel, node: ast.Call) -> bool:
     return False
 
 
-def _unless_only_called_from_coroutines(name: str) -> Callable[[ProjectFacts], bool]:
+def _unless_only_called_from_coroutines(name: str, method: bool) -> Callable[[ProjectFacts], bool]:
     def keep(facts: ProjectFacts) -> bool:
-        return facts.callers.get(name, 0) != 1
+        where = facts.callers.get(name, 0)
+        if method:
+            where |= facts.callers.get("." + name, 0)
+        return where != 1
 
     return keep
 

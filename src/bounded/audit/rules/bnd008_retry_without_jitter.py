@@ -65,6 +65,50 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             ],
         )
 
+    if (
+        isinstance(node, ast.While)
+        and not tries
+        and len(m.scopes) > 1
+        and not m.is_script
+        and not _POLL_NAME.search(m.scope.name)
+        and _retries_until_result(node)
+    ):
+        # while not ok(result): sleep(delay * attempt); result = await request(); attempt += 1:
+        # every pause follows a failed attempt (the one before the loop or the last round)
+        _report_sleeps(m, _growing_sleeps(m, node))
+
+
+def _retries_until_result(loop: ast.While) -> bool:
+    """The loop's condition tests a name that its body sets from an awaited call, outside
+    a function (or script) that polls for a state."""
+    tested = {n.id for n in ast.walk(loop.test) if isinstance(n, ast.Name)}
+    return any(
+        isinstance(stmt, ast.Assign)
+        and isinstance(stmt.value, ast.Await)
+        and any(isinstance(t, ast.Name) and t.id in tested for t in stmt.targets)
+        for stmt in loop.body
+    )
+
+
+def _growing_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
+    """The sleeps of the loop's body whose delay uses a counter the body increments
+    (``delay * attempt``): a backoff, not a fixed polling interval."""
+    counters = {
+        stmt.target.id
+        for stmt in loop.body
+        if isinstance(stmt, ast.AugAssign)
+        and isinstance(stmt.op, ast.Add)
+        and isinstance(stmt.target, ast.Name)
+    }
+    return [
+        call
+        for call in _sleeps_in(m, loop.body)
+        if any(
+            isinstance(n, ast.Name) and n.id in counters
+            for n in ast.walk(_delay_of(call) or ast.Constant(0))
+        )
+    ]
+
 
 # Awaits that do no I/O of their own: a pause, work on an executor's thread.
 _NOT_IO = frozenset({"sleep", "to_thread", "run_in_executor"})

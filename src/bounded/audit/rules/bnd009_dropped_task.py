@@ -52,6 +52,15 @@ class _State:
 
 def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> None:
     func = call.func
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr == "add_done_callback"
+        and isinstance(func.value, ast.Call)
+        and _creates_task(m, func.value)
+    ):
+        # create_task(...).add_done_callback(cb): the callback does not keep the task alive
+        dropped_call(m, func.value, None)
+        return
     q = m.qualname(func)
     if q in TASK_FACTORIES:
         message = f"result of {q}() dropped: the task can be garbage-collected mid-flight"
@@ -88,8 +97,22 @@ def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
         return m.qualname(receiver.func) in _LOOP_GETTERS
     if isinstance(receiver, ast.Name | ast.Attribute):
         tail = (dotted(receiver) or "").rsplit(".", 1)[-1]
-        return m.kind_of(receiver) == "loop" or tail in ("loop", "_loop")
+        return (
+            m.kind_of(receiver) == "loop"
+            or tail in ("loop", "_loop")
+            or (isinstance(receiver, ast.Name) and _bound_to_loop(m, receiver.id))
+        )
     return False
+
+
+def _bound_to_loop(m: ModuleModel, name: str) -> bool:
+    """`name` was assigned the running loop somewhere in its scope, even if a
+    ``None`` fallback was assigned too (``try: x = get_running_loop() except: x = None``)."""
+    return any(
+        m.kind_of_value(value) == "loop"
+        for value in m.assignments(name)
+        if not (isinstance(value, ast.Constant) and value.value is None)
+    )
 
 
 def assign(
