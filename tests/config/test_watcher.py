@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+import bounded.manager
 from bounded.manager import ConcurrencyManager
 
 from .test_hostile_input import alias_bomb
@@ -96,24 +99,40 @@ async def test_watcher_follows_an_editor_style_replace(tmp_path: Path) -> None:
         await wait_for(lambda: manager.bulkhead("llm").limit == 30)
 
 
-async def test_reload_of_a_large_file_leaves_the_loop_running(tmp_path: Path) -> None:
-    """Parsing runs in a thread: a near-limit file (~1 s of PyYAML) does not stall the loop."""
+async def test_reload_of_a_large_file_leaves_the_loop_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing runs in a thread: the loop keeps turning while a large file is parsed."""
     path = tmp_path / "bounded.yaml"
     write(path, 10)
     manager = ConcurrencyManager.from_file(path, watch=False, env={})
     path.write_text("# " + "c" * 900_000 + "\nbulkheads: {llm: {limit: 12}}\n")
+    loop_thread = threading.get_ident()
+    turned = threading.Event()  # set by the loop while the parse is under way
+    seen: dict[str, object] = {}
+    real_load_text = bounded.manager.load_text
+
+    def load_text(*args: Any, **kwargs: Any) -> Any:
+        seen["thread"] = threading.get_ident()
+        seen["loop turned"] = turned.wait(timeout=30)  # on the loop thread: never set
+        return real_load_text(*args, **kwargs)
+
+    monkeypatch.setattr(bounded.manager, "load_text", load_text)
     ticks = 0
-    done = False
+    finished = False
 
     async def ticker() -> None:
         nonlocal ticks
-        while not done:
-            ticks += 1
+        while not (turned.is_set() or finished):
+            ticks += "thread" in seen  # turns of the loop once the parse has begun
+            if ticks >= 100:
+                turned.set()
             await asyncio.sleep(0)
 
     task = asyncio.create_task(ticker())
     assert await manager.reload()
-    done = True
+    finished = True
     await task
     assert manager.bulkhead("llm").limit == 12
-    assert ticks > 1000  # the loop kept turning while the file was parsed (~0.5 s or more)
+    assert seen["thread"] != loop_thread
+    assert seen["loop turned"] is True
