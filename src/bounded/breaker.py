@@ -63,6 +63,31 @@ class BreakerStats:
     rejected_total: int
     retry_after: float | None
 
+    @classmethod
+    def from_counts(
+        cls,
+        name: str,
+        state: str,
+        *,
+        calls: int,
+        failed: int,
+        slow: int,
+        rejected_total: int,
+        retry_after: float | None,
+    ) -> BreakerStats:
+        """The snapshot of a window's counts, its rates computed (0 for an empty window)."""
+        return cls(
+            name=name,
+            state=state,
+            calls=calls,
+            failed_calls=failed,
+            slow_calls=slow,
+            failure_rate=failed / calls if calls else 0.0,
+            slow_call_rate=slow / calls if calls else 0.0,
+            rejected_total=rejected_total,
+            retry_after=retry_after,
+        )
+
 
 class _CountWindow:
     """The outcomes of the last `size` calls in a ring, with running counters."""
@@ -540,7 +565,6 @@ class CircuitBreaker:
         self._poll()
         w = self._window
         w.refresh()
-        calls = w.calls
         retry_after: float | None = None
         if self._state is _OPEN:
             try:
@@ -548,14 +572,12 @@ class CircuitBreaker:
             except RuntimeError:
                 now = self._opened_at
             retry_after = max(0.0, self._opened_at + self._open_for - now)
-        return BreakerStats(
-            name=self._name,
-            state=self._state,
-            calls=calls,
-            failed_calls=w.failed,
-            slow_calls=w.slow,
-            failure_rate=w.failed / calls if calls else 0.0,
-            slow_call_rate=w.slow / calls if calls else 0.0,
+        return BreakerStats.from_counts(
+            self._name,
+            self._state,
+            calls=w.calls,
+            failed=w.failed,
+            slow=w.slow,
             rejected_total=self._rejected,
             retry_after=retry_after,
         )

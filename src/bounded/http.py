@@ -315,7 +315,8 @@ class HttpClient:
 
     async def open(self) -> None:
         """Create the underlying client now rather than on the first request."""
-        await asyncio.to_thread(default_tls)  # the first client of a process loads the CAs
+        if not default_tls.cache_info().currsize:  # the process's first client loads the CAs
+            await asyncio.to_thread(default_tls)
         _ = self.client
 
     async def aclose(self) -> None:

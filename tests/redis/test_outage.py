@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -123,36 +125,43 @@ async def test_restart_mid_run_keeps_bulkhead_holders_working(
         assert len([m for m in _warnings(caplog) if "unavailable" in m]) == 1
 
 
-async def test_a_server_that_never_answers_is_cut_off_by_the_call_deadline(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.WARNING, logger="bounded.redis")
+@contextlib.asynccontextmanager
+async def _silent_server() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
+    """A loopback TCP server that accepts and never answers: yields its port and the
+    connections it accepted (closed, with the server, at the end)."""
     accepted: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(writer)  # reads nothing, answers nothing
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     try:
-        async with RedisBackend(
-            f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.2
-        ) as backend:
-            limiter = backend.rate_limiter(10, 1.0, name="silent")
-            async with asyncio.timeout(5):
-                with pytest.raises(RateLimited) as caught:
-                    await limiter.acquire()
-            assert caught.value.retry_after == backend.retry_interval
-            assert accepted, "the call reached the server before its deadline cut it off"
-            assert backend.errors_total == 1
-            assert not backend.available
-            assert len(_warnings(caplog)) == 1
-            assert "TimeoutError" in _warnings(caplog)[0]
+        yield server.sockets[0].getsockname()[1], accepted
     finally:
         for writer in accepted:
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_server_that_never_answers_is_cut_off_by_the_call_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="bounded.redis")
+    async with (
+        _silent_server() as (port, accepted),
+        RedisBackend(f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.2) as backend,
+    ):
+        limiter = backend.rate_limiter(10, 1.0, name="silent")
+        async with asyncio.timeout(5):
+            with pytest.raises(RateLimited) as caught:
+                await limiter.acquire()
+        assert caught.value.retry_after == backend.retry_interval
+        assert accepted, "the call reached the server before its deadline cut it off"
+        assert backend.errors_total == 1
+        assert not backend.available
+        assert len(_warnings(caplog)) == 1
+        assert "TimeoutError" in _warnings(caplog)[0]
 
 
 async def test_a_flushed_script_cache_is_reloaded_without_an_outage(
@@ -177,65 +186,43 @@ async def test_a_flushed_script_cache_is_reloaded_without_an_outage(
         assert backend.available
 
 
-async def _silent_server() -> tuple[asyncio.Server, list[asyncio.StreamWriter]]:
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-
-    return await asyncio.start_server(silent, "127.0.0.1", 0), accepted
-
-
+@pytest.mark.looptime
 async def test_each_call_is_cut_off_at_its_own_deadline() -> None:
-    server, accepted = await _silent_server()
-    port = server.sockets[0].getsockname()[1]
     loop = asyncio.get_running_loop()
     ended: dict[str, float] = {}
-    try:
-        async with RedisBackend(
-            f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.3
-        ) as backend:
-            limiter = backend.rate_limiter(10, 1.0, name="deadlines")
+    async with (
+        _silent_server() as (port, _),
+        RedisBackend(f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.3) as backend,
+    ):
+        limiter = backend.rate_limiter(10, 1.0, name="deadlines")
 
-            async def call(name: str) -> None:
-                with pytest.raises(RateLimited):
-                    await limiter.acquire()
-                ended[name] = loop.time()
+        async def call(name: str) -> None:
+            with pytest.raises(RateLimited):
+                await limiter.acquire()
+            ended[name] = loop.time()
 
-            start = loop.time()
-            first = asyncio.create_task(call("first"))
-            await asyncio.sleep(0.1)
-            second = asyncio.create_task(call("second"))
-            async with asyncio.timeout(5):
-                await asyncio.gather(first, second)
-            assert 0.3 <= ended["first"] - start < 0.38
-            assert 0.4 <= ended["second"] - start < 0.48  # its own deadline, not the next tick
-            assert backend.errors_total == 2
-    finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+        start = loop.time()
+        first = asyncio.create_task(call("first"))
+        await asyncio.sleep(0.1)
+        second = asyncio.create_task(call("second"))
+        async with asyncio.timeout(5):
+            await asyncio.gather(first, second)
+        assert ended["first"] - start == pytest.approx(0.3)
+        assert ended["second"] - start == pytest.approx(0.4)  # its own deadline, not a later tick
+        assert backend.errors_total == 2
 
 
 async def test_cancelling_a_call_in_flight_stays_a_cancellation() -> None:
-    server, accepted = await _silent_server()
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with RedisBackend(
-            f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.3
-        ) as backend:
-            limiter = backend.rate_limiter(10, 1.0, name="cancelled")
-            task = asyncio.create_task(limiter.try_acquire())  # nothing to give back
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            await asyncio.sleep(0.3)  # past the deadline: nothing fires on a finished call
-            assert backend.errors_total == 0
-            assert backend.available
-    finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with (
+        _silent_server() as (port, _),
+        RedisBackend(f"redis://127.0.0.1:{port}/0", on_error="fail_closed", timeout=0.3) as backend,
+    ):
+        limiter = backend.rate_limiter(10, 1.0, name="cancelled")
+        task = asyncio.create_task(limiter.try_acquire())  # nothing to give back
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)  # past the deadline: nothing fires on a finished call
+        assert backend.errors_total == 0
+        assert backend.available

@@ -122,3 +122,16 @@ async def test_http_errors_are_classified_by_status(http_client: str) -> None:
     assert limited.failed["upstream_429"] == 8
     assert limited.succeeded == 2
     assert limited.lost == errors.lost == 0
+
+
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
+async def test_an_http_target_is_named_without_its_credentials(http_client: str) -> None:
+    async with MockLLMServer(MockConfig(latency_base=0)) as srv:
+        plain = srv.url + CHAT
+        secret_url = srv.url.replace("://", "://user:s3cret@") + CHAT + "?api_key=s3cret"
+        async with open_target(
+            secret_url, method="POST", json_body=BODY, http_client=http_client
+        ) as target:
+            await target.call(0, random.Random(0))
+    assert "s3cret" not in target.name
+    assert target.name == plain

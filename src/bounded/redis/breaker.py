@@ -84,15 +84,12 @@ class RedisCircuitBreaker(CircuitBreaker):
 
     def stats(self) -> BreakerStats:
         """The shared window and state as of this process's last call."""
-        calls = self._shared_calls
-        return BreakerStats(
-            name=self.name,
-            state=self._shared_state,
-            calls=calls,
-            failed_calls=self._shared_failed,
-            slow_calls=self._shared_slow,
-            failure_rate=self._shared_failed / calls if calls else 0.0,
-            slow_call_rate=self._shared_slow / calls if calls else 0.0,
+        return BreakerStats.from_counts(
+            self.name,
+            self._shared_state,
+            calls=self._shared_calls,
+            failed=self._shared_failed,
+            slow=self._shared_slow,
             rejected_total=self._rejected,
             retry_after=self._retry_after,
         )

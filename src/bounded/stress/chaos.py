@@ -40,6 +40,7 @@ from bounded.stress.faultproxy import FaultProxy, Faults
 
 if TYPE_CHECKING:
     from bounded.db.embedded import EmbeddedPostgres
+    from bounded.http import HttpClient
 
 __all__ = ["KINDS", "ChaosEvent", "Injectors", "parse_chaos", "play", "random_schedule"]
 
@@ -171,17 +172,14 @@ class Injectors:
         changed = {k for e in events if e.kind == "provider" for k in e.params}
         if not changed:
             return
-        from bounded.http import HttpClient
-
-        assert self.provider_admin is not None
-        base = self.provider_admin.rstrip("/") + "/admin/config"
-        token = {"x-admin-token": self.provider_token or ""}
         try:
-            async with HttpClient("chaos", timeout=5.0, headers=token) as client:
-                config = (await client.get(base)).json()
-                await client.request("PATCH", base, json={})  # the token, without a change
+            async with self._admin() as (client, base):
+                config = (await client.get(base + "/config")).json()
+                await client.request("PATCH", base + "/config", json={})  # the token alone
         except Exception as exc:
-            raise ValueError(f"chaos: the mock provider's admin API at {base}: {exc}") from None
+            raise ValueError(
+                f"chaos: the mock provider's admin API at {self.provider_admin}: {exc}"
+            ) from None
         unknown = sorted(changed - set(config))
         if unknown:
             raise ValueError(
@@ -227,15 +225,20 @@ class Injectors:
                 yield measured
 
     @contextlib.asynccontextmanager
-    async def _provider(
-        self, changes: dict[str, Any], measured: dict[str, Any]
-    ) -> AsyncIterator[None]:
+    async def _admin(self) -> AsyncIterator[tuple[HttpClient, str]]:
+        """A client carrying the mock provider's admin token, and its ``/admin`` base URL."""
         from bounded.http import HttpClient
 
         assert self.provider_admin is not None
-        base = self.provider_admin.rstrip("/") + "/admin"
         token = {"x-admin-token": self.provider_token or ""}
         async with HttpClient("chaos", timeout=5.0, headers=token) as client:
+            yield client, self.provider_admin.rstrip("/") + "/admin"
+
+    @contextlib.asynccontextmanager
+    async def _provider(
+        self, changes: dict[str, Any], measured: dict[str, Any]
+    ) -> AsyncIterator[None]:
+        async with self._admin() as (client, base):
             before = (await client.get(base + "/config")).json()
             requests_before = (await client.get(base + "/stats")).json()["requests_total"]
             await client.request("PATCH", base + "/config", json=changes)

@@ -27,7 +27,7 @@ import httptools
 import httpx2
 
 from bounded._validate import positive, positive_int
-from bounded.http import HTTPError, error_class, parse_retry_after
+from bounded.http import HTTPError, default_tls, error_class, parse_retry_after
 
 __all__ = ["LoadClient", "Response", "encode_request"]
 
@@ -223,7 +223,7 @@ class LoadClient:
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl: ssl.SSLContext | None = None
         if parts.scheme == "https":
-            self.ssl = ssl_context or ssl.create_default_context()
+            self.ssl = ssl_context or default_tls()
         self.max_connections = positive_int("max_connections", max_connections)
         self.connect_timeout = positive("connect_timeout", connect_timeout)
         self.read_timeout = positive("read_timeout", read_timeout)

@@ -145,6 +145,7 @@ async def http_target(
         raise ValueError(
             f"http_client must be one of {', '.join(HTTP_CLIENTS)}, not {http_client!r}"
         )
+    label = redact_url(url)  # the name reports carry: no credentials, no query string
     # The same request every call: its URL and body are prepared once, not per request.
     fields = dict(headers or {})
     body = b""
@@ -165,13 +166,12 @@ async def http_target(
             async def call(index: int, rng: random.Random) -> None:
                 await client.request(method, parsed, content=content)
 
-            yield Target(name=url, call=call)
+            yield Target(name=label, call=call)
         return
 
     from bounded.stress.http import LoadClient, encode_request
 
     raw = encode_request(method, url, body=body, headers=fields)
-    label = redact_url(url)
     async with LoadClient(
         f"{parts.scheme}://{parts.netloc}",
         max_connections=max_connections,
@@ -182,7 +182,7 @@ async def http_target(
         async def send(index: int, rng: random.Random) -> None:
             await lean.check(raw, method, label)
 
-        yield Target(name=url, call=send)
+        yield Target(name=label, call=send)
 
 
 @contextlib.asynccontextmanager
