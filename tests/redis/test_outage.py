@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+import redis
 from bounded import BulkheadFull, RateLimited
 from bounded.redis import RedisBackend
 from tests.redis.conftest import PrivateRedis
@@ -184,6 +185,27 @@ async def test_a_flushed_script_cache_is_reloaded_without_an_outage(
         await breaker.refresh()
         assert backend.errors_total == 0
         assert backend.available
+
+
+async def test_connections_closed_while_idle_are_replaced_without_an_outage(
+    private_redis: PrivateRedis,
+) -> None:
+    # Script calls keep their connections between calls; one the server closed in the
+    # meantime (a restart, CLIENT KILL, an idle timeout) must not count as Redis failing.
+    async with RedisBackend(private_redis.url) as backend:
+        limiter = backend.rate_limiter(1000, 1.0, name="idle")
+        await limiter.acquire()
+        # Neither close is seen by the loop before the next call (both block it): the
+        # call fails on the old connection and is sent again on a new one.
+        private_redis.stop()
+        private_redis.start()
+        await limiter.acquire()  # the script reloaded too
+        with redis.Redis(port=private_redis.port) as admin:
+            admin.client_kill_filter(_type="normal", skipme=True)
+        await limiter.acquire()
+        assert backend.errors_total == 0
+        assert backend.outages_total == 0
+        assert await backend.client.exists(backend.key("idle", "gcra"))
 
 
 @pytest.mark.looptime

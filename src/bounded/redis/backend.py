@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import redis.asyncio as aioredis
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from bounded import _validate
@@ -45,7 +47,8 @@ class RedisBackend:
     """Shared state for limiters in Redis: ``RedisBackend(os.environ["REDIS_URL"])``.
 
     One connection pool (redis-py's asyncio client) serves every limiter built on the
-    backend; ``await backend.aclose()`` (or ``async with backend``) closes it. Every
+    backend; ``await backend.aclose()`` (or ``async with backend``) closes it. Script
+    calls keep the connections they check out of it between calls. Every
     key starts with `prefix` and carries the limiter's name as a hash tag, so the keys
     of one limiter share a Redis Cluster slot.
 
@@ -87,6 +90,10 @@ class RedisBackend:
         )
         self._url = url
         self._client: aioredis.Redis | None = None
+        # Connections checked out of the pool for script calls, idle between calls: the
+        # pool's check-out and release (its lock, health check and observability hooks)
+        # cost more than a third of a round trip in redis-py 8 (bench/redis.py).
+        self._idle: list[AbstractConnection] = []
         self._shas: dict[str, bytes] = {}
         self._sources: dict[str | bytes, str] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -165,13 +172,11 @@ class RedisBackend:
             if not connections.try_acquire():
                 await connections.acquire()
             try:
-                # execute_command straight: redis-py's Script adds a layer per call.
-                client = self.client
                 try:
-                    result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
+                    result = await self._call(command, args)
                 except NoScriptError:
-                    await client.script_load(self._sources[command[1]])
-                    result = await client.execute_command(*command, *args)  # type: ignore[no-untyped-call]
+                    await self._call(("SCRIPT", "LOAD", self._sources[command[1]]), ())
+                    result = await self._call(command, args)
             finally:
                 connections.release()
         except BaseException as exc:
@@ -188,6 +193,32 @@ class RedisBackend:
             logger.warning("Redis backend answers again: shared limits back in force")
         return result
 
+    async def _call(self, command: Command, args: Sequence[Any]) -> Any:
+        """One script call on an idle checked-out connection (checked out if none is idle)."""
+        reused = bool(self._idle)
+        pool = self.client.connection_pool
+        conn = self._idle.pop() if reused else await pool.get_connection()  # type: ignore[no-untyped-call]
+        packed = conn.pack_command(*command, *args)
+        try:
+            # As the pool does at check-out: unread bytes or a closed socket (a restart
+            # while idle) mean a fresh connection; `send_packed_command` reconnects.
+            if conn.is_connected and await conn.can_read():
+                await conn.disconnect()
+            try:
+                await conn.send_packed_command(packed, check_health=False)
+                return await conn.read_response()
+            except RedisConnectionError:
+                if not reused:
+                    raise
+            # Idle since before a restart whose close the loop had not yet seen: once
+            # more, on a new connection, as redis-py's own retry would.
+            await conn.send_packed_command(packed, check_health=False)
+            return await conn.read_response()
+        finally:
+            # redis-py disconnects on any failure but an error reply: the connection is
+            # reusable either way. (An outage may have swapped the list meanwhile.)
+            self._idle.append(conn)
+
     def reconnect_delay(self) -> float:
         """About `retry_interval` (equal jitter), so processes do not reconnect in lock-step."""
         return self._reconnect.delay(1, 0.0, self._rng)
@@ -201,7 +232,8 @@ class RedisBackend:
             self.outages_total += 1
             if self._client is not None:
                 # Idle connections from before the outage would fail once it is over.
-                self.spawn(self._client.connection_pool.disconnect(inuse_connections=False))
+                self.spawn(self._reset(self._client.connection_pool, self._idle))
+                self._idle = []
             mode = (
                 f"admitting at 1/{self.expected_processes} of each limit in this process"
                 if self.on_error == "fail_open"
@@ -213,6 +245,12 @@ class RedisBackend:
                 exc,
                 mode,
             )
+
+    @staticmethod
+    async def _reset(pool: aioredis.ConnectionPool, idle: list[AbstractConnection]) -> None:
+        for conn in idle:
+            await pool.release(conn)
+        await pool.disconnect(inuse_connections=False)
 
     def spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `coro` in the background, kept referenced until done (awaited at close)."""
@@ -291,7 +329,8 @@ class RedisBackend:
         self._closed = True
         self._deadlines.close()
         client, self._client = self._client, None
-        if client is not None:
+        self._idle = []
+        if client is not None:  # disconnects the checked-out connections too
             await client.aclose()
 
     async def __aenter__(self) -> RedisBackend:
