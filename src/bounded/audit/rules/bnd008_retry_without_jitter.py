@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bounded.audit.core import Rule
 from bounded.audit.model import CallHook, Function, Loop, ModuleModel, ProjectFacts
-from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.names import dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -45,6 +45,14 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
     for try_node in tries:
         _check(m, node, try_node)
     if (
+        isinstance(node, ast.While)
+        and len(m.scopes) > 1
+        and not m.is_script
+        and not _POLL_NAME.search(m.scope.name)
+    ):
+        for try_node in tries:
+            _failure_sets_pause(m, node, try_node)
+    if (
         isinstance(node, ast.For | ast.AsyncFor)
         and _counts_attempts(node.iter)
         and len(m.scopes) > 1
@@ -76,6 +84,56 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         # while not ok(result): sleep(delay * attempt); result = await request(); attempt += 1:
         # every pause follows a failed attempt (the one before the loop or the last round)
         _report_sleeps(m, _growing_sleeps(m, node))
+
+
+def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.TryStar) -> None:
+    """``while not stop.wait(timeout=wait): try: ...; wait = expires - 30 except: wait = 1``:
+    the handler picks the next pause, so after a failure the loop retries at that fixed
+    delay, every client together. A periodic loop's interval does not depend on failure."""
+    on_failure: dict[str, list[ast.expr]] = {}
+    for handler in node.handlers:
+        for stmt in handler.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    on_failure.setdefault(target.id, []).append(stmt.value)
+    on_success = {
+        t.id
+        for stmt in node.body
+        for sub in ast.walk(stmt)
+        if isinstance(sub, ast.Assign)
+        for t in sub.targets
+        if isinstance(t, ast.Name)
+    }
+    chosen = on_failure.keys() & on_success
+    if not chosen:
+        return
+    waits = [
+        sub
+        for sub in ast.walk(loop.test)
+        if isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr == "wait"
+        and timeout_arg(sub, 0) is not None
+    ]
+
+    def after_failure(name: str) -> list[ast.expr]:
+        return on_failure.get(name) or m.assignments(name)
+
+    for pause in [*_sleeps_in(m, loop.body), *waits]:
+        delay = _delay_of(pause) if pause not in waits else timeout_arg(pause, 0)
+        if delay is None or not any(
+            isinstance(n, ast.Name) and n.id in chosen for n in ast.walk(delay)
+        ):
+            continue
+        unknown: list[str] = []
+        if _deterministic(m, delay, set(), after_failure, unknown) and not unknown:
+            m.report(
+                pause,
+                RULE.code,
+                "after a failure the loop waits a fixed delay and tries again: clients retry "
+                "in lock-step (add jitter)",
+            )
 
 
 def _retries_until_result(loop: ast.While) -> bool:
