@@ -92,6 +92,12 @@ _LISTING = re.compile(
     r"|iterdir|glob|rglob|listdir|scandir|walk)$",
     re.IGNORECASE,
 )
+# The listing reads whose name says "many" even where a helper returns them.
+_ROWS = re.compile(
+    r"^_?a?(?:keys|scan\w*|[zl]range\w*|smembers|hkeys|hvals|mget|list\w*"
+    r"|(?:\w+_)?all(?:_\w+)?|\w+_many)$",
+    re.IGNORECASE,
+)
 _KEYED_LOOKUP = re.compile(r"^_?a?(?:get|read|load|fetch_one|find_one)(?:_|$)", re.IGNORECASE)
 _LISTING_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob"})
 _LISTING_METHODS = frozenset({"glob", "rglob", "iterdir", "readlines", "splitlines", "split"})
@@ -295,10 +301,10 @@ def _data_sized(
         # a listing read, or an awaited transformation of data (``await serialize(records)``);
         # a keyed lookup (``get_info(task_id)``) reads the parts of one record
         name = callee_name(value) or ""
+        if helpers is not None and _own(value):
+            helpers.append(name)  # the project's own read: a listing if its body says so
         if _LISTING.match(name):
             return True
-        if helpers is not None and (isinstance(value.func, ast.Name) or is_self_attr(value.func)):
-            helpers.append(name)  # the project's own read: a listing if its body says so
         return not _KEYED_LOOKUP.match(name) and any(
             _data_sized(m, a, depth + 1, via, params, helpers) for a in value.args
         )
@@ -370,21 +376,39 @@ def scope_end(m: ModuleModel, scope: Scope) -> None:
     direct = False
     for sub in ast.walk(fn):
         if isinstance(sub, ast.Return) and sub.value is not None:
-            value = sub.value
-            direct = (
-                _data_sized(m, value, params=False, helpers=reads)
-                or _iterates_awaited(value)
-                or direct
-            )
+            # the run's coroutines whose results it returns (their bodies decide, not their
+            # names: a `_find_config_file()` of the project returns one file)
+            _data_sized(m, sub.value, params=False, helpers=reads)
+            direct = direct or _rows_read(m, sub.value)
     if direct or reads:
         m.facts.listings.setdefault(fn.name, set()).update([""] if direct else reads)
 
 
-def _iterates_awaited(value: ast.expr) -> bool:
-    """A comprehension over rows it awaits (``[r["name"] for r in await query.run()]``)."""
-    return isinstance(value, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) and any(
-        g.is_async or isinstance(g.iter, ast.Await) for g in value.generators
+def _own(call: ast.Call) -> bool:
+    """A call of a function or ``self``/``cls`` method the run may define."""
+    func = call.func
+    return isinstance(func, ast.Name) or (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
     )
+
+
+def _rows_read(m: ModuleModel, value: ast.expr) -> bool:
+    """What an awaited read of another object that is a listing by its name returned
+    (``return await conn.fetch_all(sql)``, directly or through a name), or a comprehension
+    over rows it awaited (``[r["name"] for r in await query.run()]``). A bare ``find`` or
+    ``fetch`` is not enough here (``RobotsTxtFile.find(url)`` returns one file)."""
+    values = m.assignments(value.id) if isinstance(value, ast.Name) else [value]
+    for v in values:
+        if isinstance(v, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) and any(
+            g.is_async or isinstance(g.iter, ast.Await) for g in v.generators
+        ):
+            return True
+        call = v.value if isinstance(v, ast.Await) else None
+        if isinstance(call, ast.Call) and not _own(call) and _ROWS.match(callee_name(call) or ""):
+            return True
+    return False
 
 
 def _entry_point_param(m: ModuleModel, name: str, via: list[tuple[str, int, str]] | None) -> bool:
