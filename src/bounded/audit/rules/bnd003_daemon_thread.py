@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ClassScope, ModuleModel
+from bounded.audit.model import ClassScope, ModuleModel, ProjectFacts
 from bounded.audit.names import is_self_attr, timeout_arg
 from bounded.audit.rules.bnd014_background_daemon_thread import RULE as BACKGROUND
 
@@ -41,6 +42,8 @@ class _State:
     at_import: set[str] = field(default_factory=set)  # functions called at module level
     # (scope, name) -> the class it was bound to an instance of (``self._bg = _BgThreads()``)
     instances: dict[tuple[object, str] | None, str] = field(default_factory=dict)
+    # join(timeout) calls on objects not known to be threads, with what they are bound to
+    joins: list[tuple[ast.Call, tuple[object, str] | None]] = field(default_factory=list)
 
 
 def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -138,14 +141,19 @@ def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     scope = m.scope
     if scope.stopping or _TEARDOWN_NAME.search(scope.name):
         return  # a shutdown path that signalled the thread to stop bounds its wait
-    message = "thread used as a timeout: join(timeout) returns with the thread still running"
     if m.kind_of(func.value) == "thread":
-        m.report(node, RULE.code, message)
+        m.report(node, RULE.code, _TIMEOUT_JOIN)
         return
-    # an instance of a Thread subclass, or of a wrapper whose join(timeout) joins threads
-    cls = m.state(_State).instances.get(m.scoped(func.value))
-    if cls is not None:
-        m.defer(node, RULE.code, message, lambda facts: cls in facts.timed_joins)
+    # maybe an instance of a Thread subclass, or of a wrapper whose join(timeout) joins
+    # threads: a later method may build it, so it is settled at the module's end
+    m.state(_State).joins.append((node, m.scoped(func.value)))
+
+
+_TIMEOUT_JOIN = "thread used as a timeout: join(timeout) returns with the thread still running"
+
+
+def _timed_join(cls: str) -> Callable[[ProjectFacts], bool]:
+    return lambda facts: cls in facts.timed_joins
 
 
 def class_end(m: ModuleModel, cls: ClassScope) -> None:
@@ -205,6 +213,10 @@ def module_end(m: ModuleModel) -> None:
     # whether dying at exit loses anything (a console's reader, a flusher) the code rarely
     # says, so every such thread is the opt-in BND014.
     state = m.state(_State)
+    for call, bound in state.joins:
+        cls = state.instances.get(bound)
+        if cls is not None:
+            m.defer(call, RULE.code, _TIMEOUT_JOIN, _timed_join(cls))
     for node, message, bound, starter, loops in state.daemons:
         if bound is not None and bound in m.joined:
             continue
