@@ -221,6 +221,7 @@ class Scope:
         "pending",
         "pool_loops",
         "rebound",
+        "returned",
         "returns_task",
         "stopping",
         "wrappers",
@@ -234,6 +235,7 @@ class Scope:
         self.awaits = False  # the body awaits (await, async for, async with)
         # every return is create_task(...) (None: no return): its caller must keep the task
         self.returns_task: bool | None = None
+        self.returned: list[ast.expr] = []  # the values its return statements return
         self.loop_depth = 0
         self.finally_depth = 0
         self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
@@ -1039,6 +1041,7 @@ class ModuleModel:
         )
         self.scope.returns_task = task and self.scope.returns_task is not False
         if node.value is not None:
+            self.scope.returned.append(node.value)
             self._hand_over(node.value)
             self.visit(node.value)
 

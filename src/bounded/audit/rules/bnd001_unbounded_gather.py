@@ -369,19 +369,17 @@ def _data_sized(
 def scope_end(m: ModuleModel, scope: Scope) -> None:
     """Tell the run whether this coroutine returns what a listing read returned (rows it
     awaited, or what it computed from them), here or through another such function."""
-    fn = scope.node
-    if not isinstance(fn, ast.AsyncFunctionDef):
+    if not scope.is_async or not scope.returned:
         return
     reads: list[str] = []
     direct = False
-    for sub in ast.walk(fn):
-        if isinstance(sub, ast.Return) and sub.value is not None:
-            # the run's coroutines whose results it returns (their bodies decide, not their
-            # names: a `_find_config_file()` of the project returns one file)
-            _data_sized(m, sub.value, params=False, helpers=reads)
-            direct = direct or _rows_read(m, sub.value)
+    for value in scope.returned:
+        # the run's coroutines whose results it returns (their bodies decide, not their
+        # names: a `_find_config_file()` of the project returns one file)
+        _data_sized(m, value, params=False, helpers=reads)
+        direct = direct or _rows_read(m, value)
     if direct or reads:
-        m.facts.listings.setdefault(fn.name, set()).update([""] if direct else reads)
+        m.facts.listings.setdefault(scope.name, set()).update([""] if direct else reads)
 
 
 def _own(call: ast.Call) -> bool:
