@@ -154,6 +154,9 @@ class Project:
             self.facts.fed.setdefault(name, set()).update(fed)
         for name, spawns in facts.spawns.items():
             self.facts.spawns[name] = self.facts.spawns.get(name, True) and spawns
+        self.facts.timed_joins |= facts.timed_joins
+        for name, reads in facts.listings.items():
+            self.facts.listings.setdefault(name, set()).update(reads)
 
     def finish(self) -> list[Finding]:
         """The findings that depended on the whole run, now that it has been read."""

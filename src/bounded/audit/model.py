@@ -220,6 +220,8 @@ class Scope:
         "params",
         "pending",
         "pool_loops",
+        "rebound",
+        "returned",
         "returns_task",
         "stopping",
         "wrappers",
@@ -233,6 +235,7 @@ class Scope:
         self.awaits = False  # the body awaits (await, async for, async with)
         # every return is create_task(...) (None: no return): its caller must keep the task
         self.returns_task: bool | None = None
+        self.returned: list[ast.expr] = []  # the values its return statements return
         self.loop_depth = 0
         self.finally_depth = 0
         self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
@@ -250,6 +253,9 @@ class Scope:
         self.collections: dict[str, tuple[ast.expr, bool, ast.expr | None]] = {}
         self.cancelled: set[str] = set()  # collections whose tasks were cancelled here
         self.pending: dict[str, Resource] = {}  # resources bound to local names
+        # name -> earlier resources bound to it, neither closed nor handed on when it was
+        # bound again (``if a: c = A() else: c = B()``): they share the name's fate
+        self.rebound: dict[str, list[Resource]] = {}
         self.closed: dict[str, bool] = {}  # name -> closed inside a finally block
         self.escaped: set[str] = set()  # local resources returned or handed to an owner
         # name -> local resources passed to the call whose result it holds
@@ -301,6 +307,12 @@ class ProjectFacts:
     fed: dict[str, set[int | str]] = field(default_factory=dict)
     # function name -> whether every definition of it returns a task it just created
     spawns: dict[str, bool] = field(default_factory=dict)
+    # classes whose join(timeout) waits on threads for at most that long: Thread subclasses
+    # and wrappers whose own join hands its timeout to their threads' join
+    timed_joins: set[str] = field(default_factory=set)
+    # coroutine name -> the functions of the run whose results it returns ("": a listing
+    # read's result, or what it computed from one)
+    listings: dict[str, set[str]] = field(default_factory=dict)
 
     def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
@@ -314,6 +326,14 @@ class ProjectFacts:
             if any(self.closes(base.rsplit(".", 1)[-1], attr, seen) for base in bases):
                 return True
         return False
+
+    def returns_listing(self, name: str, seen: set[str] | None = None) -> bool:
+        """True if coroutine `name` returns a listing read's result, itself or through
+        another coroutine of the run."""
+        seen = set() if seen is None else seen
+        seen.add(name)
+        reads = self.listings.get(name, set())
+        return "" in reads or any(self.returns_listing(other, seen) for other in reads - seen)
 
     def manages_lifecycle(self, class_name: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run has a close-style method."""
@@ -788,13 +808,13 @@ class ModuleModel:
         )
         self.scopes.append(scope)
         self.visit_all(node.body)
+        for end_hook in self.hooks.scope_end:
+            end_hook(self, scope)  # the scope is still the innermost: its names resolve
         self.scopes.pop()
         if scope.is_async:
             self.facts.awaits[node.name] = self.facts.awaits.get(node.name, False) or scope.awaits
         spawns = self.facts.spawns
         spawns[node.name] = spawns.get(node.name, True) and scope.returns_task is True
-        for end_hook in self.hooks.scope_end:
-            end_hook(self, scope)
 
     def visit_Lambda(self, node: ast.Lambda) -> None:
         if isinstance(node.body, ast.Call):
@@ -1021,6 +1041,7 @@ class ModuleModel:
         )
         self.scope.returns_task = task and self.scope.returns_task is not False
         if node.value is not None:
+            self.scope.returned.append(node.value)
             self._hand_over(node.value)
             self.visit(node.value)
 
@@ -1132,6 +1153,9 @@ class ModuleModel:
                 )
                 loop = self.loops[-1][0] if self.loops and self.loops[-1][1] is scope else None
                 source = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else None
+                if isinstance(loop, ast.AsyncFor) and isinstance(source, ast.Call):
+                    # `async for doc in find_all()` reads what `for doc in await ...` would
+                    source = ast.copy_location(ast.Await(value=source), source)
                 scope.collections[receiver.id] = (element, bounded_loop, source)
         if (
             attr in _GROWERS
@@ -1151,6 +1175,13 @@ class ModuleModel:
                 return  # a module-level singleton lives as long as the process
             if _ENTRY_POINT.match(scope.name):
                 return  # created once per process by its entry point
+            earlier = scope.pending.get(target.id)
+            if earlier is not None and not (
+                target.id in scope.closed or target.id in scope.escaped
+            ):
+                scope.rebound.setdefault(target.id, []).append(earlier)
+            else:
+                scope.rebound.pop(target.id, None)
             scope.pending[target.id] = (call, what)
             scope.closed.pop(target.id, None)
             scope.escaped.discard(target.id)

@@ -14,6 +14,7 @@ from bounded.audit.model import (
     ClassScope,
     ModuleModel,
     ProjectFacts,
+    Scope,
     callee_name,
     coroutine_call,
     is_pool_range,
@@ -91,6 +92,12 @@ _LISTING = re.compile(
     r"|iterdir|glob|rglob|listdir|scandir|walk)$",
     re.IGNORECASE,
 )
+# The listing reads whose name says "many" even where a helper returns them.
+_ROWS = re.compile(
+    r"^_?a?(?:keys|scan\w*|[zl]range\w*|smembers|hkeys|hvals|mget|list\w*"
+    r"|(?:\w+_)?all(?:_\w+)?|\w+_many)$",
+    re.IGNORECASE,
+)
 _KEYED_LOOKUP = re.compile(r"^_?a?(?:get|read|load|fetch_one|find_one)(?:_|$)", re.IGNORECASE)
 _LISTING_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob"})
 _LISTING_METHODS = frozenset({"glob", "rglob", "iterdir", "readlines", "splitlines", "split"})
@@ -112,6 +119,8 @@ class _Candidate:
     # or it does if a caller in the module passes data for a private function's parameter:
     # (function, position among its non-self parameters, parameter name)
     via: list[tuple[str, int, str]] = field(default_factory=list)
+    # or if one of these awaited functions of the run returns a listing read's result
+    reads: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -145,7 +154,10 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
         sources = _sources(m, expr)
         for it in sources:
             _data_sized(m, it, via=via)  # a private helper's parameters a caller may feed
-        strong = not in_memory and any(_data_sized(m, it, params=False) for it in sources)
+        reads: list[str] = []
+        strong = not in_memory and any(
+            _data_sized(m, it, params=False, helpers=reads) for it in sources
+        )
         resolvable = isinstance(call.func, ast.Name) or is_self_attr(call.func)
         m.state(_State).candidates.append(
             _Candidate(
@@ -157,6 +169,7 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
                 strong,
                 resolvable,
                 [] if in_memory else via,
+                [] if in_memory else reads,
             )
         )
         return
@@ -267,6 +280,7 @@ def _data_sized(
     depth: int = 0,
     via: list[tuple[str, int, str]] | None = None,
     params: bool = True,
+    helpers: list[str] | None = None,
 ) -> bool:
     """Positive evidence that `node`'s size comes from data, not code: a parameter (the
     caller's list), ``range(n)`` of a computed ``n``, an awaited listing read (keys, rows,
@@ -275,8 +289,10 @@ def _data_sized(
     not such evidence. A private function's parameter is data if a caller in the module
     passes data for it: `via` collects those parameters, settled at the module's end.
     Without `params`, only the strongest evidence counts (a computed ``range(n)`` or what
-    a listing read returned): a parameter is not followed."""
-    if depth > 6:
+    a listing read returned): a parameter is not followed, unless the body replaces it.
+    `helpers` collects the awaited functions of the run whose result would be data if they
+    return a listing read's result (settled at the end of the run)."""
+    if depth > 10:  # a listing read's rows through a helper's return, a gather and two names
         return False
     if isinstance(node, ast.Await):
         value = node.value
@@ -285,10 +301,15 @@ def _data_sized(
         # a listing read, or an awaited transformation of data (``await serialize(records)``);
         # a keyed lookup (``get_info(task_id)``) reads the parts of one record
         name = callee_name(value) or ""
-        return bool(_LISTING.match(name)) or (
-            not _KEYED_LOOKUP.match(name)
-            and any(_data_sized(m, a, depth + 1, via, params) for a in value.args)
+        if helpers is not None and _own(value):
+            helpers.append(name)  # the project's own read: a listing if its body says so
+        if _LISTING.match(name):
+            return True
+        return not _KEYED_LOOKUP.match(name) and any(
+            _data_sized(m, a, depth + 1, via, params, helpers) for a in value.args
         )
+    if isinstance(node, ast.Starred):
+        return _data_sized(m, node.value, depth + 1, via, params, helpers)
     if isinstance(node, ast.Call):
         func = node.func
         if m.qualname(func) in _LISTING_CALLS:
@@ -300,15 +321,24 @@ def _data_sized(
             if func.attr in _LISTING_METHODS:
                 return True
             if func.attr in ("values", "items", "keys", "copy") and not node.args:
-                return _data_sized(m, func.value, depth + 1, via, params)
+                return _data_sized(m, func.value, depth + 1, via, params, helpers)
         # a transformation of data (chunks of the caller's text, a progress wrapper)
-        return any(_data_sized(m, a, depth + 1, via, params) for a in node.args)
+        return any(_data_sized(m, a, depth + 1, via, params, helpers) for a in node.args)
     if isinstance(node, ast.Name):
         if node.id in ("self", "cls"):
             return False
         if any(node.id in s.params for s in m.scopes):
-            return params and _entry_point_param(m, node.id, via)
-        return any(_data_sized(m, v, depth + 1, via, params) for v in m.assignments(node.id))
+            if params and _entry_point_param(m, node.id, via):
+                return True
+            # a parameter the body replaces (``if not names: names = await list_names()``)
+            owner = next(s for s in reversed(m.scopes) if node.id in s.params)
+            return any(
+                _data_sized(m, v, depth + 1, via, params, helpers)
+                for v in owner.assigned.get(node.id, ())
+            )
+        return any(
+            _data_sized(m, v, depth + 1, via, params, helpers) for v in m.assignments(node.id)
+        )
     if isinstance(node, ast.Attribute | ast.Subscript):
         base = node.value
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
@@ -316,22 +346,66 @@ def _data_sized(
         return (
             isinstance(base, ast.Name)
             and not any(base.id in s.params for s in m.scopes)
-            and _data_sized(m, base, depth + 1, via, params)
+            and _data_sized(m, base, depth + 1, via, params, helpers)
         ) or (
-            isinstance(base, ast.Await | ast.Call) and _data_sized(m, base, depth + 1, via, params)
+            isinstance(base, ast.Await | ast.Call)
+            and _data_sized(m, base, depth + 1, via, params, helpers)
         )
     if isinstance(node, ast.ListComp | ast.GeneratorExp | ast.SetComp):
-        return any(_data_sized(m, g.iter, depth + 1, via, params) for g in node.generators)
+        return any(_data_sized(m, g.iter, depth + 1, via, params, helpers) for g in node.generators)
     if isinstance(node, ast.BinOp):
-        return _data_sized(m, node.left, depth + 1, via, params) or _data_sized(
+        return _data_sized(m, node.left, depth + 1, via, params, helpers) or _data_sized(
             m, node.right, depth + 1, via, params
         )
     if isinstance(node, ast.BoolOp):
-        return any(_data_sized(m, v, depth + 1, via, params) for v in node.values)
+        return any(_data_sized(m, v, depth + 1, via, params, helpers) for v in node.values)
     if isinstance(node, ast.IfExp):
-        return _data_sized(m, node.body, depth + 1, via, params) or _data_sized(
+        return _data_sized(m, node.body, depth + 1, via, params, helpers) or _data_sized(
             m, node.orelse, depth + 1, via, params
         )
+    return False
+
+
+def scope_end(m: ModuleModel, scope: Scope) -> None:
+    """Tell the run whether this coroutine returns what a listing read returned (rows it
+    awaited, or what it computed from them), here or through another such function."""
+    if not scope.is_async or not scope.returned:
+        return
+    reads: list[str] = []
+    direct = False
+    for value in scope.returned:
+        # the run's coroutines whose results it returns (their bodies decide, not their
+        # names: a `_find_config_file()` of the project returns one file)
+        _data_sized(m, value, params=False, helpers=reads)
+        direct = direct or _rows_read(m, value)
+    if direct or reads:
+        m.facts.listings.setdefault(scope.name, set()).update([""] if direct else reads)
+
+
+def _own(call: ast.Call) -> bool:
+    """A call of a function or ``self``/``cls`` method the run may define."""
+    func = call.func
+    return isinstance(func, ast.Name) or (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+    )
+
+
+def _rows_read(m: ModuleModel, value: ast.expr) -> bool:
+    """What an awaited read of another object that is a listing by its name returned
+    (``return await conn.fetch_all(sql)``, directly or through a name), or a comprehension
+    over rows it awaited (``[r["name"] for r in await query.run()]``). A bare ``find`` or
+    ``fetch`` is not enough here (``RobotsTxtFile.find(url)`` returns one file)."""
+    values = m.assignments(value.id) if isinstance(value, ast.Name) else [value]
+    for v in values:
+        if isinstance(v, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp) and any(
+            g.is_async or isinstance(g.iter, ast.Await) for g in v.generators
+        ):
+            return True
+        call = v.value if isinstance(v, ast.Await) else None
+        if isinstance(call, ast.Call) and not _own(call) and _ROWS.match(callee_name(call) or ""):
+            return True
     return False
 
 
@@ -599,8 +673,10 @@ def _keep(
             return True
         # only a computed range(n) or a listing read's result (here, or handed to a private
         # helper by a caller in the run) is the default's evidence: a caller's list is not
-        data = c.strong or any(
-            {position, param} & facts.fed.get(fn, set()) for fn, position, param in c.via
+        data = (
+            c.strong
+            or any({position, param} & facts.fed.get(fn, set()) for fn, position, param in c.via)
+            or any(facts.returns_listing(name) for name in c.reads)
         )
         io = computes is None or facts.awaits.get(computes, True)
         return (data and io) == evidence

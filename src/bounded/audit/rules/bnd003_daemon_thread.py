@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ModuleModel
+from bounded.audit.model import ClassScope, ModuleModel, ProjectFacts
 from bounded.audit.names import is_self_attr, timeout_arg
 from bounded.audit.rules.bnd014_background_daemon_thread import RULE as BACKGROUND
 
@@ -39,6 +40,10 @@ class _State:
         default_factory=list
     )
     at_import: set[str] = field(default_factory=set)  # functions called at module level
+    # (scope, name) -> the class it was bound to an instance of (``self._bg = _BgThreads()``)
+    instances: dict[tuple[object, str] | None, str] = field(default_factory=dict)
+    # join(timeout) calls on objects not known to be threads, with what they are bound to
+    joins: list[tuple[ast.Call, tuple[object, str] | None]] = field(default_factory=list)
 
 
 def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -99,7 +104,10 @@ CALLS: dict[str, CallHook] = {"threading.Thread": _thread, "threading.Timer": _t
 def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
+    built = _class_built(value)
     for target in targets:
+        if built is not None:
+            m.state(_State).instances[m.scoped(target)] = built
         if (
             isinstance(target, ast.Attribute)
             and target.attr == "daemon"
@@ -114,17 +122,68 @@ def assign(
             )
 
 
+def _class_built(value: ast.expr) -> str | None:
+    """The class name of ``Name(...)``/``mod.Name(...)`` (capitalised, maybe private)."""
+    func = value.func if isinstance(value, ast.Call) else None
+    name = (
+        func.id
+        if isinstance(func, ast.Name)
+        else func.attr
+        if isinstance(func, ast.Attribute)
+        else ""
+    )
+    return name if name.lstrip("_")[:1].isupper() else None
+
+
 def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
-    if m.kind_of(func.value) != "thread" or timeout_arg(node, 0) is None:
+    if timeout_arg(node, 0) is None:
         return
     scope = m.scope
     if scope.stopping or _TEARDOWN_NAME.search(scope.name):
         return  # a shutdown path that signalled the thread to stop bounds its wait
-    m.report(
-        node,
-        RULE.code,
-        "thread used as a timeout: join(timeout) returns with the thread still running",
-    )
+    if m.kind_of(func.value) == "thread":
+        m.report(node, RULE.code, _TIMEOUT_JOIN)
+        return
+    # maybe an instance of a Thread subclass, or of a wrapper whose join(timeout) joins
+    # threads: a later method may build it, so it is settled at the module's end
+    m.state(_State).joins.append((node, m.scoped(func.value)))
+
+
+_TIMEOUT_JOIN = "thread used as a timeout: join(timeout) returns with the thread still running"
+
+
+def _timed_join(cls: str) -> Callable[[ProjectFacts], bool]:
+    return lambda facts: cls in facts.timed_joins
+
+
+def class_end(m: ModuleModel, cls: ClassScope) -> None:
+    """Tell the run which classes' ``join(timeout)`` waits on threads for that long."""
+    if any(base.rsplit(".", 1)[-1] == "Thread" for base in cls.bases) or _forwards_timeout(cls):
+        m.facts.timed_joins.add(cls.name)
+
+
+def _forwards_timeout(cls: ClassScope) -> bool:
+    """The class's own ``join`` hands its timeout parameter to a join of what it holds
+    (``def join(self, timeout): self.loop.join(timeout=timeout)``), not a separator."""
+    for item in cls.node.body:
+        if not isinstance(item, ast.FunctionDef) or item.name != "join":
+            continue
+        params = {a.arg for a in (*item.args.args[1:], *item.args.kwonlyargs)}
+        for sub in ast.walk(item):
+            if (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Attribute)
+                and sub.func.attr == "join"
+                and is_self_attr(sub.func.value)
+            ):
+                timeout = timeout_arg(sub, 0)
+                if (
+                    isinstance(timeout, ast.Name)
+                    and timeout.id in params
+                    and "timeout" in timeout.id.lower()  # not str.join(sep)
+                ):
+                    return True
+    return False
 
 
 def _set_daemon(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -154,6 +213,10 @@ def module_end(m: ModuleModel) -> None:
     # whether dying at exit loses anything (a console's reader, a flusher) the code rarely
     # says, so every such thread is the opt-in BND014.
     state = m.state(_State)
+    for call, bound in state.joins:
+        cls = state.instances.get(bound)
+        if cls is not None:
+            m.defer(call, RULE.code, _TIMEOUT_JOIN, _timed_join(cls))
     for node, message, bound, starter, loops in state.daemons:
         if bound is not None and bound in m.joined:
             continue

@@ -67,21 +67,24 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
-    for name, (call, what) in scope.pending.items():
+    for name, last in scope.pending.items():
         if name in scope.escaped:
             continue
         closed = scope.closed.get(name)
-        if closed is None:
-            m.report(
-                call, RULE.code, f"{what} bound to {name!r} is never closed: its connections leak"
-            )
-        elif not closed and not scope.is_generator:
-            m.report(
-                call,
-                RULE.code,
-                f"{what} bound to {name!r} is closed only on the success path: use "
-                "`async with` or close it in `finally`",
-            )
+        for call, what in [*scope.rebound.get(name, ()), last]:
+            if closed is None:
+                m.report(
+                    call,
+                    RULE.code,
+                    f"{what} bound to {name!r} is never closed: its connections leak",
+                )
+            elif not closed and not scope.is_generator:
+                m.report(
+                    call,
+                    RULE.code,
+                    f"{what} bound to {name!r} is closed only on the success path: use "
+                    "`async with` or close it in `finally`",
+                )
 
 
 def class_end(m: ModuleModel, cls: ClassScope) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bounded.audit.core import Rule
 from bounded.audit.model import CallHook, Function, Loop, ModuleModel, ProjectFacts
-from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.names import dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -45,6 +45,14 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
     for try_node in tries:
         _check(m, node, try_node)
     if (
+        isinstance(node, ast.While)
+        and len(m.scopes) > 1
+        and not m.is_script
+        and not _POLL_NAME.search(m.scope.name)
+    ):
+        for try_node in tries:
+            _failure_sets_pause(m, node, try_node)
+    if (
         isinstance(node, ast.For | ast.AsyncFor)
         and _counts_attempts(node.iter)
         and len(m.scopes) > 1
@@ -76,6 +84,56 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         # while not ok(result): sleep(delay * attempt); result = await request(); attempt += 1:
         # every pause follows a failed attempt (the one before the loop or the last round)
         _report_sleeps(m, _growing_sleeps(m, node))
+
+
+def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.TryStar) -> None:
+    """``while not stop.wait(timeout=wait): try: ...; wait = expires - 30 except: wait = 1``:
+    the handler picks the next pause, so after a failure the loop retries at that fixed
+    delay, every client together. A periodic loop's interval does not depend on failure."""
+    on_failure: dict[str, list[ast.expr]] = {}
+    for handler in node.handlers:
+        for stmt in handler.body:
+            if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+                target = stmt.targets[0]
+                if isinstance(target, ast.Name):
+                    on_failure.setdefault(target.id, []).append(stmt.value)
+    on_success = {
+        t.id
+        for stmt in node.body
+        for sub in ast.walk(stmt)
+        if isinstance(sub, ast.Assign)
+        for t in sub.targets
+        if isinstance(t, ast.Name)
+    }
+    chosen = on_failure.keys() & on_success
+    if not chosen:
+        return
+    waits = [
+        sub
+        for sub in ast.walk(loop.test)
+        if isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr == "wait"
+        and timeout_arg(sub, 0) is not None
+    ]
+
+    def after_failure(name: str) -> list[ast.expr]:
+        return on_failure.get(name) or m.assignments(name)
+
+    for pause in [*_sleeps_in(m, loop.body), *waits]:
+        delay = _delay_of(pause) if pause not in waits else timeout_arg(pause, 0)
+        if delay is None or not any(
+            isinstance(n, ast.Name) and n.id in chosen for n in ast.walk(delay)
+        ):
+            continue
+        unknown: list[str] = []
+        if _deterministic(m, delay, set(), after_failure, unknown) and not unknown:
+            m.report(
+                pause,
+                RULE.code,
+                "after a failure the loop waits a fixed delay and tries again: clients retry "
+                "in lock-step (add jitter)",
+            )
 
 
 def _retries_until_result(loop: ast.While) -> bool:
@@ -178,6 +236,13 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         _sleeps_in(m, [*node.body, *node.orelse, *node.finalbody])
     )
     sleeps: list[ast.Call] = []
+    if direct and _rearmed_by_failure(loop, node):
+        # the round goes again at once only when its attempt failed: every pause after the
+        # attempt follows a failure, wherever it is in the round
+        after = loop.body[loop.body.index(node) + 1 :]
+        sleeps.extend(_sleeps_in(m, [*after, *(s for h in node.handlers for s in h.body)]))
+        _report_sleeps(m, sleeps)
+        return
     for handler in node.handlers:
         # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
         # reconnects every client at once after a server restart
@@ -191,6 +256,35 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     _report_sleeps(m, sleeps)
+
+
+def _rearmed_by_failure(loop: Loop, node: ast.Try | ast.TryStar) -> bool:
+    """The round starts by waiting on an event (``await self._restore.wait()``) that the
+    ``try``'s handlers set again: a failed attempt starts the next round, so the loop is a
+    reconnect loop, not a periodic one."""
+    waited = set()
+    for stmt in loop.body[: loop.body.index(node)]:
+        call = _awaited(stmt.value) if isinstance(stmt, ast.Expr) else None
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "wait"
+            and not call.args
+        ):
+            waited.add(dotted(call.func.value))
+    waited.discard(None)
+    return bool(waited) and _sets_event(node.handlers, waited)
+
+
+def _sets_event(handlers: list[ast.ExceptHandler], events: set[str | None]) -> bool:
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr == "set"
+        and dotted(sub.func.value) in events
+        for handler in handlers
+        for sub in ast.walk(handler)
+    )
 
 
 def _until_obtained(loop: Loop) -> bool:
@@ -224,7 +318,7 @@ def _report_sleeps(m: ModuleModel, sleeps: list[ast.Call]) -> None:
         unknown: list[str] = []
         if not _deterministic(m, delay, set(), m.assignments, unknown):
             continue
-        if _short_constant(delay):
+        if _short_constant(m, delay):
             m.report(call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)")
             continue
         if not unknown:
@@ -237,8 +331,10 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
     """A sleep outside any loop whose delay grows exponentially with a counter: the backoff
     of a retry driven from elsewhere (a hook, a callback, a recursive call)."""
     scope = m.scope
-    if len(m.scopes) == 1 or scope.loop_depth or m.is_script or _POLL_NAME.search(scope.name):
+    if len(m.scopes) == 1 or scope.loop_depth or m.is_script:
         return
+    if _POLL_NAME.search(scope.name) and not _after_failure(scope.node, node):
+        return  # a readiness poll pauses while not ready; one in an `except` retries a failure
     delay = _delay_of(node)
     if delay is None:
         return
@@ -255,6 +351,22 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
             "retry backoff sleeps a deterministic exponential delay: clients retry in "
             "lock-step (add jitter)",
         )
+
+
+def _after_failure(fn: ast.AST | None, sleep: ast.Call) -> bool:
+    """The sleep is in an ``except`` branch of `fn` (not of a function nested in it)."""
+    stack: list[ast.AST] = [fn] if fn is not None else []
+    while stack:
+        node = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                continue
+            if isinstance(child, ast.ExceptHandler) and any(
+                sub is sleep for stmt in child.body for sub in ast.walk(stmt)
+            ):
+                return True
+            stack.append(child)
+    return False
 
 
 def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
@@ -348,14 +460,50 @@ def _exponential(m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assig
     return False
 
 
-def _short_constant(delay: ast.expr) -> bool:
-    """A literal number of seconds under one: a poll step or an error pause (BND013)."""
+def _short_constant(m: ModuleModel, delay: ast.expr) -> bool:
+    """A literal number of seconds under one: a poll step or an error pause (BND013).
+
+    The literal may be named: a module constant assigned once (``PAUSE = 0.5``) or a class
+    constant no method rebinds (``RETRY_DELAY = 0.5`` read as ``self.RETRY_DELAY``).
+    """
+    value = _literal(m, delay)
     return (
-        isinstance(delay, ast.Constant)
-        and isinstance(delay.value, int | float)
-        and not isinstance(delay.value, bool)
-        and delay.value < 1
+        isinstance(value, ast.Constant)
+        and isinstance(value.value, int | float)
+        and not isinstance(value.value, bool)
+        and value.value < 1
     )
+
+
+def _literal(m: ModuleModel, delay: ast.expr) -> ast.expr | None:
+    if isinstance(delay, ast.Constant):
+        return delay
+    if isinstance(delay, ast.Name):
+        if any(delay.id in scope.assigned for scope in m.scopes[1:]):
+            return None  # a local: it may grow after this line
+        values = m.scopes[0].assigned.get(delay.id, [])
+        return values[0] if len(values) == 1 and isinstance(values[0], ast.Constant) else None
+    if not (isinstance(delay, ast.Attribute) and isinstance(delay.value, ast.Name) and m.classes):
+        return None
+    cls = m.classes[-1]
+    if delay.value.id not in ("self", "cls", cls.name):
+        return None
+    found: ast.expr | None = None
+    for stmt in cls.node.body:
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and isinstance(stmt.value, ast.Constant):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(isinstance(t, ast.Name) and t.id == delay.attr for t in targets):
+                found = stmt.value
+    if found is None:
+        return None
+    rebound = any(
+        isinstance(sub, ast.Attribute)
+        and isinstance(sub.ctx, ast.Store)
+        and sub.attr == delay.attr
+        and is_self_attr(sub)
+        for sub in ast.walk(cls.node)
+    )
+    return None if rebound else found
 
 
 def _if_helpers_deterministic(names: tuple[str, ...]) -> Callable[[ProjectFacts], bool]:
