@@ -8,10 +8,15 @@ import time
 
 from bounded.redis import RedisBackend
 
+TASKS = 20  # acquiring in a loop, per rate worker process
 
-async def start_together(backend: RedisBackend, processes: int) -> float:
-    """Wait until `processes` workers are connected; return the agreed start (wall clock)."""
+
+async def start_together(backend: RedisBackend, processes: int, connections: int) -> float:
+    """Open `connections` connections, wait until `processes` workers have; return the
+    agreed start (wall clock). A service's connections are open long before its steady
+    state, so the tests measure the limit, not connection set-up on a loaded machine."""
     client = backend.client
+    await asyncio.gather(*(client.ping() for _ in range(connections)))
     if await client.incr(f"{backend.prefix}ready") == processes:
         await client.set(f"{backend.prefix}start", repr(time.time() + 0.2), ex=60)
     await client.expire(f"{backend.prefix}ready", 60)
@@ -31,13 +36,13 @@ def rate_worker(
         async with RedisBackend(url, prefix=prefix) as backend:
             limiter = backend.rate_limiter(rate, 1.0, name="shared", algorithm=algorithm)  # type: ignore[arg-type]
             limiter.admission_observer = admitted.append
-            end = await start_together(backend, processes) + seconds
+            end = await start_together(backend, processes, TASKS) + seconds
 
             async def task() -> None:
                 while time.time() < end:
                     await limiter.acquire()
 
-            await asyncio.gather(*(task() for _ in range(20)))
+            await asyncio.gather(*(task() for _ in range(TASKS)))
         return [t for t in admitted if t < end]
 
     return asyncio.run(main())
@@ -51,7 +56,7 @@ def bulkhead_worker(url: str, prefix: str, limit: int, processes: int, seconds: 
             bulkhead = backend.bulkhead(limit, name="shared")
             counter = f"{prefix}holders-seen"
             most = 0
-            end = await start_together(backend, processes) + seconds
+            end = await start_together(backend, processes, 8) + seconds
 
             async def task() -> None:
                 nonlocal most
@@ -87,7 +92,7 @@ def breaker_worker(url: str, prefix: str, role: str) -> str:
     async def main() -> str:
         async with RedisBackend(url, prefix=prefix) as backend:
             breaker = backend.circuit_breaker("shared", minimum_calls=3, window=3, open_for=60)
-            await start_together(backend, 3)
+            await start_together(backend, 3, 1)
             opened = f"{prefix}opened"
             if role == "fail":
 
