@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 
@@ -44,6 +45,42 @@ async def test_waiters_are_served_in_arrival_order(backend: RedisBackend) -> Non
         await asyncio.gather(*tasks)
     assert order == list(range(8))
     assert bulkhead.stats().in_use == 0
+
+
+async def test_waiters_whose_answers_cross_are_served_in_the_order_redis_queued_them(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two acquires queue over two connections at once; the first one's answer arrives
+    # after the second's. Served in answer order, the second (behind the first in Redis)
+    # would be asked about forever and the first never: a deadlock.
+    bulkhead = backend.bulkhead(1, name="crossed")
+    await bulkhead.acquire()
+    run = backend.run
+    delayed: list[str] = []
+
+    async def first_answer_late(command: Any, args: Sequence[Any]) -> Any:
+        reply = await run(command, args)
+        if args[0] == "acquire" and not delayed:
+            delayed.append(args[3])
+            await asyncio.sleep(0.2)
+        return reply
+
+    monkeypatch.setattr(backend, "run", first_answer_late)
+    order: list[str] = []
+
+    async def waiter(name: str) -> None:
+        async with bulkhead:
+            order.append(name)
+
+    first = asyncio.create_task(waiter("first"))
+    await until(lambda: delayed)  # queued in Redis, its answer held back
+    second = asyncio.create_task(waiter("second"))
+    await until(lambda: bulkhead.stats().queued == 1)  # the second's answer came first
+    await until(lambda: bulkhead.stats().queued == 2)
+    await bulkhead.release()
+    async with asyncio.timeout(10):
+        await asyncio.gather(first, second)
+    assert order == ["first", "second"]
 
 
 async def test_processes_are_served_in_the_order_they_queued(

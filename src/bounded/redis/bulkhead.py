@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import logging
@@ -29,10 +30,11 @@ _LOCAL = ""
 
 
 class _Waiter:
-    __slots__ = ("future", "token")
+    __slots__ = ("future", "ticket", "token")
 
-    def __init__(self, token: str, future: asyncio.Future[str]) -> None:
+    def __init__(self, token: str, ticket: int, future: asyncio.Future[str]) -> None:
         self.token = token
+        self.ticket = ticket  # its place in the queue in Redis
         self.future = future
 
 
@@ -149,7 +151,7 @@ class RedisBulkhead:
             return False
         token = next(self._tokens)
         try:
-            granted = await self._call("try", token)
+            granted, _ = await self._call("try", token)
         except BackendUnavailable:
             if self._backend.on_error == "fail_closed" or not self._local().try_acquire():
                 return False
@@ -166,7 +168,7 @@ class RedisBulkhead:
         op = "try" if self._max_wait == 0 else "acquire"
         call = self._backend.spawn(self._call(op, token))
         try:
-            granted = await asyncio.shield(call)
+            granted, ticket = await asyncio.shield(call)
         except BackendUnavailable:
             await self._acquire_locally()
             return
@@ -178,7 +180,7 @@ class RedisBulkhead:
             return
         if op == "try":
             raise self._reject("no slot free and max_wait is 0")
-        await self._wait(token)
+        await self._wait(token, ticket)
 
     def release(self) -> asyncio.Task[None]:
         """Give back a slot (in the background: the returned task may be awaited)."""
@@ -213,12 +215,13 @@ class RedisBulkhead:
 
     # -- Redis ----------------------------------------------------------------------
 
-    async def _call(self, op: str, *tokens: str) -> bool:
+    async def _call(self, op: str, *tokens: str) -> tuple[bool, int]:
+        """Run `op`: whether the slot is granted, and the ticket of a token left queued."""
         reply = await self._backend.run(
             self._command, (op, self._limit, self._backend.lease * _US, *tokens)
         )
         self._seen_in_use = int(reply[1])
-        return bool(reply[0])
+        return bool(reply[0]), int(reply[3])
 
     async def _release(self, token: str) -> None:
         if token == _LOCAL:
@@ -241,11 +244,11 @@ class RedisBulkhead:
 
     # -- waiting --------------------------------------------------------------------
 
-    async def _wait(self, token: str) -> None:
+    async def _wait(self, token: str, ticket: int) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        waiter = _Waiter(token, loop.create_future())
-        self._waiters.append(waiter)
+        waiter = _Waiter(token, ticket, loop.create_future())
+        self._enqueue(waiter)
         self._start_keeper()
         try:
             async with asyncio.timeout(self._max_wait):
@@ -286,12 +289,18 @@ class RedisBulkhead:
                 waiters.popleft()
                 continue
             try:
-                granted = await self._call("acquire", head.token)
+                granted, ticket = await self._call("acquire", head.token)
             except BackendUnavailable:
                 self._fail_waiters()
                 return
             if not granted:
-                return
+                if ticket == head.ticket or waiters[0] is not head:
+                    return
+                # Queued anew (its ticket had lapsed): its place in line has changed.
+                waiters.popleft()
+                head.ticket = ticket
+                self._enqueue(head)
+                continue
             if head.future.done():
                 # Cancelled or timed out while the grant was on its way: hand it back.
                 self._backend.spawn(self._release(head.token))
@@ -299,6 +308,11 @@ class RedisBulkhead:
                 head.future.set_result(head.token)
             if waiters and waiters[0] is head:
                 waiters.popleft()
+
+    def _enqueue(self, waiter: _Waiter) -> None:
+        """Line up `waiter` by its ticket: the calls that queue this process's waiters
+        run concurrently, so their answers may arrive out of the order Redis gave."""
+        bisect.insort(self._waiters, waiter, key=lambda w: w.ticket)
 
     def _fail_waiters(self) -> None:
         """Redis is unavailable: waiters fall back or are refused, as configured."""
