@@ -109,11 +109,19 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("matrix-nio", "0.26.0"),
     ("mautrix", "0.21.1"),
     ("slixmpp", "1.17.0"),
+    # held out in round 10, read with the rules frozen at 638674d, as round 9
+    ("swarms", "16.0.3"),
+    ("fast-agent-mcp", "0.2.36"),
+    ("paper-qa", "2026.8.12"),
+    ("uagents", "0.26.1"),
+    ("pyppeteer", "2.0.0"),
+    ("python-socketio", "5.18.1"),
 )
-# The latest round's projects: scored apart (default and opt-in rules), read once with the
-# rules frozen; they become development projects when a rule changes after reading them.
+# The rounds read with the current rules frozen (9 and 10): scored apart (default and
+# opt-in rules); they become development projects when a rule changes after reading them.
 HELD_OUT: frozenset[str] = frozenset(
     {"scrapegraphai", "kani", "marvin", "matrix-nio", "mautrix", "slixmpp"}
+    | {"swarms", "fast-agent-mcp", "paper-qa", "uagents", "pyppeteer", "python-socketio"}
 )
 OPT_IN = sorted(code for code, rule in RULES.items() if rule.parent)
 LABELS = Path(__file__).with_name("audit_labels.json")
