@@ -103,6 +103,14 @@ SYNC_CLIENTS: dict[str, str] = {
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
 }
+_TEST_CASES = frozenset(
+    {
+        "unittest.TestCase",
+        "unittest.IsolatedAsyncioTestCase",
+        "unittest.case.TestCase",
+        "unittest.async_case.IsolatedAsyncioTestCase",
+    }
+)
 BREAKER_CTORS = {
     "bounded.CircuitBreaker": "bounded",
     "bounded.breaker.CircuitBreaker": "bounded",
@@ -397,6 +405,8 @@ class ModuleModel:
         self.source = source
         self._lines: list[bytes] | None = None
         self.is_test = is_test
+        self.test_classes: set[str] = set()  # classes of this module deriving from a TestCase
+        self._test_depth = 0  # inside such a class
         self.hooks = hooks
         self.imports: dict[str, str] = {}
         self.imports_threading = False
@@ -530,8 +540,15 @@ class ModuleModel:
             value = self._states[kind] = kind()
         return cast(T, value)
 
+    @property
+    def in_test(self) -> bool:
+        """Test code (a test module, or a unittest ``TestCase`` class): not production."""
+        return self.is_test or self._test_depth > 0
+
     def report(self, node: ast.AST, code: str, message: str, edit: Edit | None = None) -> None:
-        """Report `node` now."""
+        """Report `node` now (never in test code: a test harness's fault pages nobody)."""
+        if self.in_test:
+            return
         self.findings.append(
             (getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, edit)
         )
@@ -539,7 +556,9 @@ class ModuleModel:
     def defer(
         self, node: ast.AST, code: str, message: str, keep: Callable[[ProjectFacts], bool]
     ) -> None:
-        """Report `node` at the end of the run if `keep(facts)` is true then."""
+        """Report `node` at the end of the run if `keep(facts)` is true then (not in tests)."""
+        if self.in_test:
+            return
         self.deferred.append(
             Deferred(
                 getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, keep
@@ -829,6 +848,14 @@ class ModuleModel:
         self.visit_all(node.bases)
         self.visit_all(node.keywords)
         cls = ClassScope(node)
+        test = any(
+            self.qualname(base) in _TEST_CASES
+            or (isinstance(base, ast.Name) and base.id in self.test_classes)
+            for base in node.bases
+        )
+        if test:
+            self.test_classes.add(node.name)
+        self._test_depth += test
         self.classes.append(cls)
         self.visit_all(node.body)
         self.classes.pop()
@@ -837,6 +864,7 @@ class ModuleModel:
         )
         for hook in self.hooks.class_end:
             hook(self, cls)
+        self._test_depth -= test
 
     def visit_Loop(self, node: Loop) -> None:
         scope = self.scope
