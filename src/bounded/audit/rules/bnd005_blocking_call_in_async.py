@@ -168,6 +168,9 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         return  # the client's async surface (``await client.aio.models.generate_content()``)
     if _lazy_stream(node, what):
         return  # iterating it blocks (reported at the loop), not building it
+    methods = _LIBRARY_METHODS.get(what)
+    if methods is not None and attr not in methods:
+        return  # llama.cpp's close() frees memory: only inference blocks
     local = isinstance(base, ast.Name) and base.id in m.scope.kinds
     if what == "requests.Session":
         if attr in _REQUESTS_VERBS:
@@ -182,12 +185,15 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         )
 
 
-# What of a library's object blocks: None for every method (a client that only does sync
-# I/O), else the methods that do (LangChain's sync twins of its ``a``-prefixed coroutines,
-# a transformers model's inference).
-_LIBRARY_METHODS: dict[str, frozenset[str] | None] = {
+# What of a library's object blocks where not every method does: LangChain's sync twins of
+# its ``a``-prefixed coroutines, a local model's inference (a client that only does sync I/O
+# blocks in every method).
+_LIBRARY_METHODS: dict[str, frozenset[str]] = {
     "LangChain": LANGCHAIN_TWINS,
     "transformers": frozenset({"generate"}),
+    "llama.cpp": frozenset(
+        {"create_completion", "create_chat_completion", "create_embedding", "embed", "generate"}
+    ),
 }
 
 
