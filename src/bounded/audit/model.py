@@ -1082,6 +1082,14 @@ class ModuleModel:
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._record_assignment(node.target, node.value)
+        value = node.value
+        if (
+            isinstance(node.target, ast.Name)
+            and isinstance(node.op, ast.Add)
+            and isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp)
+        ):
+            # tasks += [create_task(f(x)) for x in xs]: what grows the collection sizes it
+            self.scope.collections[node.target.id] = (value, False, None)
         self.visit(node.value)
         self.visit(node.target)
 

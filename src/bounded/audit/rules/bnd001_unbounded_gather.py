@@ -386,6 +386,8 @@ def _data_sized(
         base = node.value
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
             return False
+        if _field_name(node) in _LISTED_FIELDS and _awaited_reply(m, base):
+            return True  # (await disco.get_items(jid))["items"]: the peer's listing
         return (
             isinstance(base, ast.Name)
             and not any(base.id in s.params for s in m.scopes)
@@ -407,6 +409,30 @@ def _data_sized(
             m, node.orelse, depth + 1, via, params
         )
     return False
+
+
+# A reply's field that holds the listing a request asked for (disco#items, a page of rows).
+_LISTED_FIELDS = frozenset({"items", "rows", "results", "records", "entries"})
+
+
+def _field_name(node: ast.Attribute | ast.Subscript) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    key = node.slice
+    return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+
+
+def _awaited_reply(m: ModuleModel, node: ast.expr) -> bool:
+    """`node` is (a part of) what an awaited request returned in this function: ``await
+    x.get_items(...)``, or a local name bound to it, through keys and attributes."""
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Name) and not any(node.id in s.params for s in m.scopes):
+        values = m.assignments(node.id)
+        return bool(values) and all(
+            isinstance(v, ast.Await) and isinstance(v.value, ast.Call) for v in values
+        )
+    return isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
