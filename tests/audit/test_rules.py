@@ -97,11 +97,19 @@ def test_columns_count_characters_not_utf8_bytes() -> None:
     assert (finding.line, finding.column) == (4, 14)
 
 
-def test_breaker_rules_are_off_in_test_code() -> None:
-    source = (FIXTURES / "bnd007_breaker_bypass.py").read_text(encoding="utf-8")
-    for path in ("tests/app/test_x.py", "pkg/test_search.py", "pkg/search_test.py", "conftest.py"):
-        assert check_source(source, path) == []
-    assert check_source(source, "app/search.py") != []
+@pytest.mark.parametrize("code", CHECKED)
+def test_every_rule_is_off_in_test_code(code: str) -> None:
+    source = (FIXTURES / f"{RULES[code].slug}.py").read_text(encoding="utf-8")
+    assert check_source(source, "app/search.py", codes=[code]) != []
+    for path in (
+        "tests/app/test_x.py",
+        "pkg/test/harness.py",
+        "pkg/testing/utils.py",
+        "pkg/test_search.py",
+        "pkg/search_test.py",
+        "conftest.py",
+    ):
+        assert check_source(source, path, codes=[code]) == []
 
 
 def test_names_are_matched_by_import_not_by_spelling() -> None:

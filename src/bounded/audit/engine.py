@@ -27,8 +27,7 @@ def _is_test_path(path: str) -> bool:
     parts = path.replace("\\", "/").split("/")
     name = parts[-1]
     return (
-        "tests" in parts[:-1]
-        or "test" in parts[:-1]
+        not {"test", "tests", "testing"}.isdisjoint(parts[:-1])
         or name.startswith("test_")
         or name.endswith("_test.py")
         or name == "conftest.py"

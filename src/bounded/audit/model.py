@@ -102,7 +102,39 @@ SYNC_CLIENTS: dict[str, str] = {
     "groq.Groq": "Groq",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
+    # libraries that only do their I/O or heavy compute synchronously
+    "selenium.webdriver.Chrome": "Selenium webdriver",
+    "selenium.webdriver.Firefox": "Selenium webdriver",
+    "selenium.webdriver.Edge": "Selenium webdriver",
+    "selenium.webdriver.Safari": "Selenium webdriver",
+    "selenium.webdriver.Remote": "Selenium webdriver",
+    "undetected_chromedriver.Chrome": "Selenium webdriver",
+    "chromadb.Client": "chromadb",
+    "chromadb.PersistentClient": "chromadb",
+    "chromadb.HttpClient": "chromadb",
+    "chromadb.CloudClient": "chromadb",
+    "lancedb.connect": "lancedb",
+    "llama_cpp.Llama": "llama.cpp",
+    "llama_cpp.Llama.from_pretrained": "llama.cpp",
 }
+# Packages whose objects only block (their async surfaces are other names, with "async"
+# in them: chromadb.AsyncHttpClient, lancedb.connect_async): an object annotated with one of
+# their types is a sync client ("sync_obj:<what>").
+_SYNC_PACKAGES = {
+    "chromadb": "chromadb",
+    "lancedb": "lancedb",
+    "selenium": "Selenium webdriver",
+    "undetected_chromedriver": "Selenium webdriver",
+    "llama_cpp": "llama.cpp",
+}
+_TEST_CASES = frozenset(
+    {
+        "unittest.TestCase",
+        "unittest.IsolatedAsyncioTestCase",
+        "unittest.case.TestCase",
+        "unittest.async_case.IsolatedAsyncioTestCase",
+    }
+)
 BREAKER_CTORS = {
     "bounded.CircuitBreaker": "bounded",
     "bounded.breaker.CircuitBreaker": "bounded",
@@ -244,7 +276,8 @@ class Scope:
         self.params: frozenset[str] = frozenset()
         self.globals: set[str] = set()
         # name -> kind ("thread", "executor", "future", "loop", "policy", "bound",
-        # "breaker:<lib>", "sync_client:<what>")
+        # "breaker:<lib>", "sync_client:<what>" built here, "sync_obj:<what>" obtained,
+        # "sync_iter:<what>" a blocking iterator)
         self.kinds: dict[str, str] = {}
         self.assigned: dict[str, list[ast.expr]] = {}  # name -> every value assigned to it
         self.aliases: dict[str, str] = {}  # name -> the dotted name it was read from
@@ -397,6 +430,8 @@ class ModuleModel:
         self.source = source
         self._lines: list[bytes] | None = None
         self.is_test = is_test
+        self.test_classes: set[str] = set()  # classes of this module deriving from a TestCase
+        self._test_depth = 0  # inside such a class
         self.hooks = hooks
         self.imports: dict[str, str] = {}
         self.imports_threading = False
@@ -530,8 +565,15 @@ class ModuleModel:
             value = self._states[kind] = kind()
         return cast(T, value)
 
+    @property
+    def in_test(self) -> bool:
+        """Test code (a test module, or a unittest ``TestCase`` class): not production."""
+        return self.is_test or self._test_depth > 0
+
     def report(self, node: ast.AST, code: str, message: str, edit: Edit | None = None) -> None:
-        """Report `node` now."""
+        """Report `node` now (never in test code: a test harness's fault pages nobody)."""
+        if self.in_test:
+            return
         self.findings.append(
             (getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, edit)
         )
@@ -539,7 +581,9 @@ class ModuleModel:
     def defer(
         self, node: ast.AST, code: str, message: str, keep: Callable[[ProjectFacts], bool]
     ) -> None:
-        """Report `node` at the end of the run if `keep(facts)` is true then."""
+        """Report `node` at the end of the run if `keep(facts)` is true then (not in tests)."""
+        if self.in_test:
+            return
         self.deferred.append(
             Deferred(
                 getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, keep
@@ -645,17 +689,65 @@ class ModuleModel:
             return "future"
         q = self.qualname(func)
         if q is None:
-            return None
+            return self._built_or_returned_kind(value)
         kind = _SIMPLE_KINDS.get(q)
         if kind is not None:
             return kind
         if q in SYNC_CLIENTS:
             return "sync_client:" + SYNC_CLIENTS[q]
+        library = _library_object(q)
+        if library is not None:
+            return library
         if q in BREAKER_CTORS:
             return "breaker:" + BREAKER_CTORS[q]
         if q in BOUNDED_CTORS:
             return "bound"
         return None
+
+    def annotation_kind(self, annotation: ast.expr) -> str | None:
+        """The kind an annotation promises: a blocking library's type (``chromadb.Collection``)."""
+        if not isinstance(annotation, ast.Name | ast.Attribute):
+            return None
+        q = self.qualname(annotation)
+        if q is None or "async" in q.lower():
+            return None
+        what = _SYNC_PACKAGES.get(q.partition(".")[0])
+        if what is not None:
+            return "sync_obj:" + what
+        return _library_object(q)
+
+    def _built_or_returned_kind(self, call: ast.Call) -> str | None:
+        """What a call of this module's function returns (its return annotation), a sync
+        client's ``stream=True`` iterator, or what ``cls.from_pretrained()`` builds when
+        `cls` is a parameter defaulting to a transformers class (``AutoModelForCausalLM``)."""
+        func = call.func
+        name = func.id if isinstance(func, ast.Name) else None
+        if isinstance(func, ast.Attribute):
+            receiver = func.value
+            if any(
+                kw.arg == "stream" and isinstance(kw.value, ast.Constant) and kw.value.value is True
+                for kw in call.keywords
+            ) and isinstance(receiver, ast.Name | ast.Attribute):
+                # a sync client's stream: each step of iterating it blocks
+                kind = self.kind_of(receiver) or ""
+                if kind.startswith(("sync_client:", "sync_obj:")):
+                    return "sync_iter:" + kind.partition(":")[2]
+            if isinstance(receiver, ast.Name) and receiver.id == "self":
+                name = func.attr
+            elif (
+                func.attr == "from_pretrained"
+                and isinstance(receiver, ast.Name)
+                and receiver.id in self.scope.params
+            ):
+                default = _param_default(self.scope.node, receiver.id)
+                q = self.qualname(default) if default is not None else None
+                return _library_object(f"{q}.from_pretrained") if q else None
+        if name is None:
+            return None
+        fn = self.functions.get(name)
+        if fn is None or fn.returns is None:
+            return None
+        return self.annotation_kind(fn.returns)
 
     def bind_kind(self, target: ast.expr, kind: str) -> None:
         if isinstance(target, ast.Name):
@@ -806,6 +898,11 @@ class ModuleModel:
             for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg)
             if a is not None
         )
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs):
+            if arg.annotation is not None:
+                kind = self.annotation_kind(arg.annotation)
+                if kind is not None:
+                    scope.kinds[arg.arg] = kind
         self.scopes.append(scope)
         self.visit_all(node.body)
         for end_hook in self.hooks.scope_end:
@@ -829,6 +926,19 @@ class ModuleModel:
         self.visit_all(node.bases)
         self.visit_all(node.keywords)
         cls = ClassScope(node)
+        test = any(
+            self.qualname(base) in _TEST_CASES
+            or (isinstance(base, ast.Name) and base.id in self.test_classes)
+            for base in node.bases
+        )
+        if test:
+            self.test_classes.add(node.name)
+        self._test_depth += test
+        for item in node.body:  # fields annotated with a blocking library's type
+            if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
+                kind = self.annotation_kind(item.annotation)
+                if kind is not None:
+                    cls.kinds[item.target.id] = kind
         self.classes.append(cls)
         self.visit_all(node.body)
         self.classes.pop()
@@ -837,6 +947,7 @@ class ModuleModel:
         )
         for hook in self.hooks.class_end:
             hook(self, cls)
+        self._test_depth -= test
 
     def visit_Loop(self, node: Loop) -> None:
         scope = self.scope
@@ -929,6 +1040,8 @@ class ModuleModel:
                 if isinstance(target, ast.Attribute):
                     self.lifetime.add(id(inner))  # self.conn = await connect(...)
             kind = self.kind_of_value(value)
+            if kind is None and isinstance(node, ast.AnnAssign):
+                kind = self.annotation_kind(node.annotation)
             if kind is not None:
                 self.bind_kind(target, kind)
             elif isinstance(target, ast.Name):
@@ -969,6 +1082,14 @@ class ModuleModel:
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._record_assignment(node.target, node.value)
+        value = node.value
+        if (
+            isinstance(node.target, ast.Name)
+            and isinstance(node.op, ast.Add)
+            and isinstance(value, ast.ListComp | ast.GeneratorExp | ast.SetComp)
+        ):
+            # tasks += [create_task(f(x)) for x in xs]: what grows the collection sizes it
+            self.scope.collections[node.target.id] = (value, False, None)
         self.visit(node.value)
         self.visit(node.target)
 
@@ -1274,6 +1395,43 @@ def is_workerish(m: ModuleModel, element: ast.expr) -> bool:
         isinstance(v, ast.Name | ast.Attribute) and bool(_QUEUEISH.search(dotted(v) or ""))
         for v in values
     )
+
+
+# LangChain's sync methods that have an ``a``-prefixed async twin on the same object
+LANGCHAIN_TWINS = frozenset(
+    {"embed_query", "embed_documents", "invoke", "batch", "get_relevant_documents"}
+)
+
+
+def _library_object(q: str) -> str | None:
+    """The kind of an object a known library builds: a transformers model loaded with
+    ``from_pretrained`` or its token streamer, or a LangChain class (embeddings, runnables)."""
+    root = q.partition(".")[0]
+    last = q.rpartition(".")[2]
+    if root == "transformers":
+        if last == "TextIteratorStreamer":
+            return "sync_iter:transformers"
+        if q.endswith(".from_pretrained") and "Model" in q:
+            return "sync_obj:transformers"
+    elif root.startswith("langchain") and last[:1].isupper():
+        return "sync_obj:LangChain"
+    return None
+
+
+def _param_default(node: ast.AST | None, name: str) -> ast.expr | None:
+    """The default value of parameter `name` of function `node`, if any."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return None
+    args = node.args
+    positional = [*args.posonlyargs, *args.args]
+    defaulted = positional[len(positional) - len(args.defaults) :]
+    for arg, default in zip(defaulted, args.defaults, strict=True):
+        if arg.arg == name:
+            return default
+    for arg, kw_default in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        if arg.arg == name:
+            return kw_default
+    return None
 
 
 def _is_main_guard(test: ast.expr) -> bool:

@@ -108,7 +108,7 @@ _IN_MEMORY = frozenset({"put", "put_nowait", "set_result", "set_exception"})
 @dataclass(slots=True)
 class _Candidate:
     node: ast.Call
-    which: str  # gather, wait or as_completed
+    which: str  # gather, wait or as_completed; create_task: one task per item of a loop
     callee: str | None  # the per-item coroutine's function or method name
     fixed: tuple[ClassScope, str] | None  # the class and self attribute iterated
     injected: str | None  # "" certainly injected, a name: unless the run defines it
@@ -197,6 +197,49 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
 
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_GATHER_LIKE, _check)
+
+
+def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> None:
+    """A task started per item of a loop over what a listing read returned (the rows of a
+    query), dropped or kept only in a set on ``self`` or the module: nothing gathers it, so
+    nothing bounds how many run at once (a gather of a local list is checked at the gather)."""
+    if statement is None or not m.loops:
+        return
+    spawn = call
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in ("add", "append") and call.args:
+        kept = func.value
+        if not (
+            is_self_attr(kept)
+            or (isinstance(kept, ast.Name) and not any(kept.id in s.assigned for s in m.scopes[1:]))
+        ):
+            return  # a local collection: gathered or not, the gather is checked
+        if not isinstance(call.args[0], ast.Call):
+            return
+        spawn = call.args[0]
+    if m.qualname(spawn.func) not in TASK_FACTORIES:
+        return
+    loop, loop_scope, _ = m.loops[-1]
+    if loop_scope is not m.scope or isinstance(loop, ast.While) or m.scope.guarded_loops:
+        return
+    reads: list[str] = []
+    strong = _data_sized(m, loop.iter, params=False, helpers=reads)
+    if not (strong or reads):
+        return
+    coro = coroutine_call(m, spawn)
+    m.state(_State).candidates.append(
+        _Candidate(
+            spawn,
+            "create_task",
+            callee_name(coro),
+            None,
+            None,
+            strong,
+            isinstance(coro.func, ast.Name) or is_self_attr(coro.func),
+            [],
+            reads,
+        )
+    )
 
 
 def _unbounded_element(m: ModuleModel, expr: ast.expr) -> ast.Call | None:
@@ -343,6 +386,8 @@ def _data_sized(
         base = node.value
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
             return False
+        if _field_name(node) in _LISTED_FIELDS and _awaited_reply(m, base):
+            return True  # (await disco.get_items(jid))["items"]: the peer's listing
         return (
             isinstance(base, ast.Name)
             and not any(base.id in s.params for s in m.scopes)
@@ -364,6 +409,30 @@ def _data_sized(
             m, node.orelse, depth + 1, via, params
         )
     return False
+
+
+# A reply's field that holds the listing a request asked for (disco#items, a page of rows).
+_LISTED_FIELDS = frozenset({"items", "rows", "results", "records", "entries"})
+
+
+def _field_name(node: ast.Attribute | ast.Subscript) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    key = node.slice
+    return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+
+
+def _awaited_reply(m: ModuleModel, node: ast.expr) -> bool:
+    """`node` is (a part of) what an awaited request returned in this function: ``await
+    x.get_items(...)``, or a local name bound to it, through keys and attributes."""
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    if isinstance(node, ast.Name) and not any(node.id in s.params for s in m.scopes):
+        values = m.assignments(node.id)
+        return bool(values) and all(
+            isinstance(v, ast.Await) and isinstance(v.value, ast.Call) for v in values
+        )
+    return isinstance(node, ast.Await) and isinstance(node.value, ast.Call)
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
@@ -640,6 +709,13 @@ def module_end(m: ModuleModel) -> None:
             f"asyncio.{which}() over a collection of unknown size: no bound in sight, but no "
             "evidence that the size comes from data or that each item does I/O"
         )
+        if which == "create_task":
+            spawned = (
+                "a task per item of a listing read (rows of a query), started in a loop and "
+                "never gathered: every item runs at once (no bound in sight)"
+            )
+            m.defer(node, RULE.code, spawned, _keep(c, None, evidence=True))
+            continue
         if injected is not None and callee is not None:
             injected_message = (
                 f"asyncio.{which}() over a collection of unknown size through an injected "

@@ -7,7 +7,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import SYNC_CLIENTS, Function, ModuleModel, ProjectFacts
+from bounded.audit.model import (
+    LANGCHAIN_TWINS,
+    SYNC_CLIENTS,
+    Function,
+    Loop,
+    ModuleModel,
+    ProjectFacts,
+)
 from bounded.audit.names import dotted, root_name
 
 if TYPE_CHECKING:
@@ -134,12 +141,14 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             "HTTP or sleep): calling it inside async def blocks the event loop",
             _if_only_blocking(attr),
         )
-    if (
-        isinstance(receiver, ast.Call)
-        and attr in _REQUESTS_VERBS
-        and m.kind_of_value(receiver) == "sync_client:requests.Session"
-    ):
-        m.report(node, RULE.code, f"requests.Session.{attr}() is blocking HTTP inside async def")
+    if isinstance(receiver, ast.Call):
+        kind = m.kind_of_value(receiver)
+        if kind == "sync_client:requests.Session" and attr in _REQUESTS_VERBS:
+            m.report(
+                node, RULE.code, f"requests.Session.{attr}() is blocking HTTP inside async def"
+            )
+        elif kind is not None and kind.startswith("sync_obj:") and id(node) not in m.awaited:
+            _library_call(m, node, attr, kind.partition(":")[2])
         return
     if root_name(func) is None:
         return
@@ -149,11 +158,19 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
     ):
         base = base.value
     kind = m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None
-    if kind is None or not kind.startswith("sync_client:"):
+    if kind is None or id(node) in m.awaited:
         return
     what = kind.partition(":")[2]
-    if id(node) in m.awaited or ".aio." in f"{dotted(func) or ''}.":
+    if kind.startswith("sync_obj:"):
+        _library_call(m, node, attr, what)
+        return
+    if not kind.startswith("sync_client:") or ".aio." in f"{dotted(func) or ''}.":
         return  # the client's async surface (``await client.aio.models.generate_content()``)
+    if _lazy_stream(node, what):
+        return  # iterating it blocks (reported at the loop), not building it
+    methods = _LIBRARY_METHODS.get(what)
+    if methods is not None and attr not in methods:
+        return  # llama.cpp's close() frees memory: only inference blocks
     local = isinstance(base, ast.Name) and base.id in m.scope.kinds
     if what == "requests.Session":
         if attr in _REQUESTS_VERBS:
@@ -165,4 +182,57 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             node,
             RULE.code,
             f"call on a synchronous {what} client inside async def blocks the event loop",
+        )
+
+
+# What of a library's object blocks where not every method does: LangChain's sync twins of
+# its ``a``-prefixed coroutines, a local model's inference (a client that only does sync I/O
+# blocks in every method).
+_LIBRARY_METHODS: dict[str, frozenset[str]] = {
+    "LangChain": LANGCHAIN_TWINS,
+    "transformers": frozenset({"generate"}),
+    "llama.cpp": frozenset(
+        {"create_completion", "create_chat_completion", "create_embedding", "embed", "generate"}
+    ),
+}
+
+
+def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
+    """A method of an object a blocking library built, or one annotated with its type."""
+    methods = _LIBRARY_METHODS.get(what)
+    if (methods is not None and attr not in methods) or _lazy_stream(node, what):
+        return
+    if what == "LangChain":
+        message = f".{attr}() is the sync twin of LangChain's `.a{attr}()`"
+    elif what == "transformers":
+        message = f".{attr}() runs a transformers model's inference"
+    else:
+        message = f"call on a synchronous {what} client"
+    m.report(node, RULE.code, message + " inside async def: it blocks the event loop")
+
+
+def _lazy_stream(node: ast.Call, what: str) -> bool:
+    """``create_completion(..., stream=True)`` of llama.cpp returns a generator: nothing
+    runs until it is iterated (the loop is reported)."""
+    return what == "llama.cpp" and any(
+        kw.arg == "stream" and isinstance(kw.value, ast.Constant) and kw.value.value is True
+        for kw in node.keywords
+    )
+
+
+def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
+    """A plain ``for`` over a blocking iterator (a token streamer, a sync client's stream)."""
+    if (
+        isinstance(node, ast.For)
+        and m.in_async
+        and isinstance(node.iter, ast.Name | ast.Attribute)
+        and (m.kind_of(node.iter) or "").startswith("sync_iter:")
+        and not cli_command(m)
+    ):
+        what = (m.kind_of(node.iter) or "").partition(":")[2]
+        m.report(
+            node,
+            RULE.code,
+            f"a plain `for` over a synchronous {what} stream inside async def: each step "
+            "blocks the event loop",
         )

@@ -73,8 +73,6 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
 
 
 def _wrapped(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
-    if m.is_test:
-        return
     receiver = func.value
     root = root_name(receiver)
     # a wrapper calling what it wraps (self.__wrapped__, or the argument of the decorator
@@ -92,8 +90,6 @@ def _wrapped(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
 
 
 def _forced(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
-    if m.is_test:
-        return
     attr = func.attr
     receiver = func.value
     text = dotted(receiver) or ""
@@ -109,7 +105,7 @@ METHODS["__wrapped__"] = _wrapped
 
 def module_end(m: ModuleModel) -> None:
     state = m.state(_State)
-    if m.is_test or not state.protected:
+    if m.in_test or not state.protected:
         return
     twins: dict[str, str] = {}
     for protected in state.protected:

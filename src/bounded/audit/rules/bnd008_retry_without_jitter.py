@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import itertools
 import re
 from collections.abc import Callable
 
@@ -84,6 +85,16 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         # while not ok(result): sleep(delay * attempt); result = await request(); attempt += 1:
         # every pause follows a failed attempt (the one before the loop or the last round)
         _report_sleeps(m, _growing_sleeps(m, node))
+    if (
+        isinstance(node, ast.While)
+        and len(m.scopes) > 1
+        and not m.is_script
+        and not _POLL_NAME.search(m.scope.name)
+    ):
+        if _attempt_is_condition(node):
+            _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
+        else:
+            _report_sleeps(m, _requeued_sleeps(m, node))
 
 
 def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.TryStar) -> None:
@@ -134,6 +145,89 @@ def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.Try
                 "after a failure the loop waits a fixed delay and tries again: clients retry "
                 "in lock-step (add jitter)",
             )
+
+
+# A condition call that asks for a state (`while not await job.is_done()`): a poll.
+_PREDICATE = re.compile(
+    r"^(?:is|has|can|should)_|done|ready|exists|finished|complete|empty|running|available",
+    re.IGNORECASE,
+)
+
+
+def _attempt_is_condition(loop: ast.While) -> bool:
+    """``while not await state.send(url):``: the loop's condition is the awaited result of
+    an attempt (an action, not a question about a state), so each round follows a failure."""
+    test = loop.test
+    if not (isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)):
+        return False
+    call = _awaited(test.operand)
+    if not isinstance(call, ast.Call):
+        return False
+    name = (dotted(call.func) or "").rpartition(".")[2]
+    return bool(name) and not _PREDICATE.search(name) and not _POLL_NAME.search(name)
+
+
+_REQUEUE = frozenset({"appendleft", "put", "put_nowait", "insert", "append"})
+_TAKE = frozenset({"popleft", "pop", "get", "get_nowait"})
+
+
+def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
+    """``item = queue.popleft(); ... sleep(delay); queue.appendleft(item)``: the round's
+    failed item goes back on the queue the loop takes from, after a pause: a retry."""
+    taken: dict[str, str] = {}  # item name -> the queue it was taken from
+    for stmt in loop.body:
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            continue
+        value = _awaited(stmt.value) or stmt.value
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr in _TAKE
+        ):
+            taken[stmt.targets[0].id] = dotted(value.func.value) or ""
+    found: list[ast.Call] = []
+    if not taken:
+        return found
+    for block in _blocks_of(loop.body):
+        for stmt, after in itertools.pairwise(block):
+            sleep = _awaited(stmt.value) if isinstance(stmt, ast.Expr) else None
+            put = (_awaited(after.value) or after.value) if isinstance(after, ast.Expr) else None
+            if (
+                isinstance(sleep, ast.Call)
+                and m.qualname(sleep.func) in _SLEEPS
+                and isinstance(put, ast.Call)
+                and isinstance(put.func, ast.Attribute)
+                and put.func.attr in _REQUEUE
+                and any(
+                    isinstance(arg, ast.Name) and taken.get(arg.id) == dotted(put.func.value)
+                    for arg in put.args
+                )
+            ):
+                found.append(sleep)
+    return found
+
+
+def _blocks_of(body: list[ast.stmt]) -> list[list[ast.stmt]]:
+    """`body` and the statement lists nested in it (not in nested loops or functions)."""
+    blocks = [body]
+    stack: list[ast.stmt] = list(body)
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, _NESTED):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, name, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                blocks.append(inner)
+                stack.extend(inner)
+        for handler in getattr(stmt, "handlers", ()):
+            blocks.append(handler.body)
+            stack.extend(handler.body)
+    return blocks
 
 
 def _retries_until_result(loop: ast.While) -> bool:
@@ -207,8 +301,9 @@ def _leaves(body: list[ast.stmt]) -> bool:
 def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     # a retry loop leaves on success (return/break), or counts attempts over a range;
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
-    if len(m.scopes) == 1 or m.is_script or _POLL_NAME.search(m.scope.name):
-        return  # a readiness or status poll, or a one-off script: not a retry storm
+    if len(m.scopes) == 1 or m.is_script:
+        return  # a one-off script: not a retry storm
+    poll = _POLL_NAME.search(m.scope.name)
     if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
         return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
@@ -223,6 +318,16 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
             )
         )
     )
+    if poll:
+        # a readiness wait paces its polls and gives up after a count of them, but one that
+        # never gives up, leaves on success and pauses a second or more after a caught
+        # failure retries an outage (`wait_for_connection` at every bridge's start-up)
+        if retrying and isinstance(loop, ast.While):
+            _report_sleeps(
+                m,
+                [c for h in node.handlers for c in _sleeps_in(m, h.body) if _long_constant(m, c)],
+            )
+        return
     counted = (
         isinstance(loop, ast.For | ast.AsyncFor)
         and isinstance(loop.iter, ast.Call)
@@ -458,6 +563,18 @@ def _exponential(m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assig
             if any(_exponential(m, value, seen, assigned) for value in assigned(sub.id)):
                 return True
     return False
+
+
+def _long_constant(m: ModuleModel, sleep: ast.Call) -> bool:
+    """The sleep's delay is a literal (or a named constant) of one second or more."""
+    delay = _delay_of(sleep)
+    value = _literal(m, delay) if delay is not None else None
+    return (
+        isinstance(value, ast.Constant)
+        and isinstance(value.value, int | float)
+        and not isinstance(value.value, bool)
+        and value.value >= 1
+    )
 
 
 def _short_constant(m: ModuleModel, delay: ast.expr) -> bool:
