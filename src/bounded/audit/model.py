@@ -557,8 +557,15 @@ class ModuleModel:
                     generic(value)
 
     def visit_all(self, nodes: Iterable[ast.AST]) -> None:
-        for node in nodes:
-            self.visit(node)
+        dispatch = _DISPATCH
+        leaves = _LEAVES
+        for node in nodes:  # visit(node), inlined: this is the pass's hottest loop
+            kind = type(node)
+            handler = dispatch.get(kind)
+            if handler is not None:
+                handler(self, node)
+            elif kind not in leaves:
+                self.generic(node)
 
     # --- names and bindings ----------------------------------------------------------
 
@@ -684,19 +691,19 @@ class ModuleModel:
         configures is a bound in sight. Loops and nested functions are not entered.
         """
         for stmt in body:
-            if isinstance(stmt, ast.AsyncWith) and any(
-                self.is_semish(item.context_expr) for item in stmt.items
-            ):
-                return True
-            if self.acquires_bound([stmt]):
-                return True
-            blocks: list[list[ast.stmt]] = []
-            if isinstance(stmt, ast.If):
-                blocks = [stmt.body, stmt.orelse]
+            if isinstance(stmt, ast.Expr):
+                if self.acquires_bound([stmt]):
+                    return True
+            elif isinstance(stmt, ast.If):
+                if self._holds_bound(stmt.body) or self._holds_bound(stmt.orelse):
+                    return True
             elif isinstance(stmt, ast.With | ast.AsyncWith | ast.Try | ast.TryStar):
-                blocks = [stmt.body]
-            if any(self._holds_bound(block) for block in blocks):
-                return True
+                if isinstance(stmt, ast.AsyncWith) and any(
+                    self.is_semish(item.context_expr) for item in stmt.items
+                ):
+                    return True
+                if self._holds_bound(stmt.body):
+                    return True
         return False
 
     def constant_size(self, node: ast.expr, depth: int = 0) -> bool:
@@ -934,8 +941,7 @@ class ModuleModel:
                 if elt is not None:
                     self._mark_escaped(elt)
         self.visit(value)
-        for target in targets:
-            self.visit(target)
+        self.visit_all(targets)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._record_assignment(node.target, node.value)
@@ -1093,10 +1099,8 @@ class ModuleModel:
                 # stack.push_async_callback(client.aclose), atexit.register(pool.close)
                 self._note_close(inner.value, scope)
         self.visit(func)
-        for arg in node.args:
-            self.visit(arg)
-        for kw in node.keywords:
-            self.visit(kw.value)
+        self.visit_all(node.args)
+        self.visit_all(keywords)
 
     def _note_method_call(self, node: ast.Call, func: ast.Attribute, scope: Scope) -> None:
         attr = func.attr
