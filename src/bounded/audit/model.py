@@ -1006,6 +1006,12 @@ class ModuleModel:
         self.visit_all(node.orelse)
         self.legacy -= old is False
 
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        value = node.value
+        while type(value) is ast.Attribute:  # a.b.c: only the chain's root has children
+            value = value.value
+        self.visit(value)
+
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.globals.update(node.names)
 
@@ -1219,6 +1225,7 @@ _DISPATCH: dict[type, Callable[[ModuleModel, Any], None]] = {
     ast.Call: ModuleModel.visit_Call,
     ast.Await: ModuleModel.visit_Await,
     ast.Global: ModuleModel.visit_Global,
+    ast.Attribute: ModuleModel.visit_Attribute,
     ast.If: ModuleModel.visit_If,
 }
 
