@@ -8,10 +8,12 @@ attribute, a function holding a semaphore, a backoff helper) are settled at the 
 from __future__ import annotations
 
 import ast
+import gc
 import re
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from bounded.audit.core import Finding
 from bounded.audit.model import Deferred, ModuleModel, ProjectFacts
@@ -75,6 +77,24 @@ def _parse(data: bytes, path: str) -> ast.Module | Finding:
         return Finding(path, 1, 1, "BND000", "too deeply nested to parse")
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one module's parse and pass.
+
+    A module's tree and model are hundreds of thousands of small objects with no
+    reference cycles, freed by reference counting; the collector's passes over them
+    found nothing and took about a quarter of the run's time.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 class Project:
     """The modules of one run: check each as it comes, settle cross-module findings last."""
 
@@ -89,10 +109,13 @@ class Project:
     ) -> list[Finding]:
         """The findings of one module that need no other module; the rest wait for `finish`."""
         data = source.encode("utf-8") if isinstance(source, str) else source
+        with _collector_paused():
+            return self._check(data, path, _is_test_path(path) if is_test is None else is_test)
+
+    def _check(self, data: bytes, path: str, is_test: bool) -> list[Finding]:
         tree = _parse(data, path)
         if isinstance(tree, Finding):
             return [tree] if "BND000" in self.codes else []
-        is_test = _is_test_path(path) if is_test is None else is_test
         model = ModuleModel(path, is_test, self.hooks, data)
         try:
             model.run(tree)

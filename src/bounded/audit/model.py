@@ -19,7 +19,7 @@ import ast
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from bounded.audit.core import Edit
 from bounded.audit.names import candidate_calls, dotted, is_constant_size, is_self_attr
@@ -457,36 +457,6 @@ class ModuleModel:
         self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
         self._states: dict[type, object] = {}
         self._factories: dict[str, str | None] = {}
-        self.dispatch: dict[type, Callable[[ast.AST], None]] = {
-            ast.Import: self.visit_Import,  # type: ignore[dict-item]
-            ast.ImportFrom: self.visit_ImportFrom,  # type: ignore[dict-item]
-            ast.FunctionDef: self.visit_FunctionDef,  # type: ignore[dict-item]
-            ast.AsyncFunctionDef: self.visit_FunctionDef,  # type: ignore[dict-item]
-            ast.Lambda: self.visit_Lambda,  # type: ignore[dict-item]
-            ast.ClassDef: self.visit_ClassDef,  # type: ignore[dict-item]
-            ast.For: self.visit_Loop,  # type: ignore[dict-item]
-            ast.AsyncFor: self.visit_Loop,  # type: ignore[dict-item]
-            ast.While: self.visit_Loop,  # type: ignore[dict-item]
-            ast.ListComp: self.visit_Comp,  # type: ignore[dict-item]
-            ast.SetComp: self.visit_Comp,  # type: ignore[dict-item]
-            ast.GeneratorExp: self.visit_Comp,  # type: ignore[dict-item]
-            ast.DictComp: self.visit_Comp,  # type: ignore[dict-item]
-            ast.Try: self.visit_Try,  # type: ignore[dict-item]
-            ast.TryStar: self.visit_Try,  # type: ignore[dict-item]
-            ast.With: self.visit_With,  # type: ignore[dict-item]
-            ast.AsyncWith: self.visit_With,  # type: ignore[dict-item]
-            ast.Assign: self.visit_Assign,  # type: ignore[dict-item]
-            ast.AnnAssign: self.visit_Assign,  # type: ignore[dict-item]
-            ast.AugAssign: self.visit_AugAssign,  # type: ignore[dict-item]
-            ast.Expr: self.visit_Expr,  # type: ignore[dict-item]
-            ast.Return: self.visit_Return,  # type: ignore[dict-item]
-            ast.Yield: self.visit_Yield,  # type: ignore[dict-item]
-            ast.YieldFrom: self.visit_Yield,  # type: ignore[dict-item]
-            ast.Call: self.visit_Call,  # type: ignore[dict-item]
-            ast.Await: self.visit_Await,  # type: ignore[dict-item]
-            ast.Global: self.visit_Global,  # type: ignore[dict-item]
-            ast.If: self.visit_If,  # type: ignore[dict-item]
-        }
 
     # --- running ---------------------------------------------------------------------
 
@@ -593,14 +563,14 @@ class ModuleModel:
     # --- walking ---------------------------------------------------------------------
 
     def visit(self, node: ast.AST) -> None:
-        handler = self.dispatch.get(type(node))
+        handler = _DISPATCH.get(type(node))
         if handler is not None:
-            handler(node)
+            handler(self, node)
         elif type(node) not in _LEAVES:
             self.generic(node)
 
     def generic(self, node: ast.AST) -> None:
-        dispatch = self.dispatch
+        dispatch = _DISPATCH
         generic = self.generic
         leaves = _LEAVES
         fields = _CHILD_FIELDS.get(type(node))
@@ -617,7 +587,7 @@ class ModuleModel:
                         continue
                     handler = dispatch.get(kind)
                     if handler is not None:
-                        handler(item)
+                        handler(self, item)
                     else:
                         generic(item)
             else:
@@ -626,13 +596,20 @@ class ModuleModel:
                     continue
                 handler = dispatch.get(kind)
                 if handler is not None:
-                    handler(value)
+                    handler(self, value)
                 else:
                     generic(value)
 
     def visit_all(self, nodes: Iterable[ast.AST]) -> None:
-        for node in nodes:
-            self.visit(node)
+        dispatch = _DISPATCH
+        leaves = _LEAVES
+        for node in nodes:  # visit(node), inlined: this is the pass's hottest loop
+            kind = type(node)
+            handler = dispatch.get(kind)
+            if handler is not None:
+                handler(self, node)
+            elif kind not in leaves:
+                self.generic(node)
 
     # --- names and bindings ----------------------------------------------------------
 
@@ -806,19 +783,19 @@ class ModuleModel:
         configures is a bound in sight. Loops and nested functions are not entered.
         """
         for stmt in body:
-            if isinstance(stmt, ast.AsyncWith) and any(
-                self.is_semish(item.context_expr) for item in stmt.items
-            ):
-                return True
-            if self.acquires_bound([stmt]):
-                return True
-            blocks: list[list[ast.stmt]] = []
-            if isinstance(stmt, ast.If):
-                blocks = [stmt.body, stmt.orelse]
+            if isinstance(stmt, ast.Expr):
+                if self.acquires_bound([stmt]):
+                    return True
+            elif isinstance(stmt, ast.If):
+                if self._holds_bound(stmt.body) or self._holds_bound(stmt.orelse):
+                    return True
             elif isinstance(stmt, ast.With | ast.AsyncWith | ast.Try | ast.TryStar):
-                blocks = [stmt.body]
-            if any(self._holds_bound(block) for block in blocks):
-                return True
+                if isinstance(stmt, ast.AsyncWith) and any(
+                    self.is_semish(item.context_expr) for item in stmt.items
+                ):
+                    return True
+                if self._holds_bound(stmt.body):
+                    return True
         return False
 
     def constant_size(self, node: ast.expr, depth: int = 0) -> bool:
@@ -1077,8 +1054,7 @@ class ModuleModel:
                 if elt is not None:
                     self._mark_escaped(elt)
         self.visit(value)
-        for target in targets:
-            self.visit(target)
+        self.visit_all(targets)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         self._record_assignment(node.target, node.value)
@@ -1150,6 +1126,12 @@ class ModuleModel:
         self.legacy += old is False
         self.visit_all(node.orelse)
         self.legacy -= old is False
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        value = node.value
+        while type(value) is ast.Attribute:  # a.b.c: only the chain's root has children
+            value = value.value
+        self.visit(value)
 
     def visit_Global(self, node: ast.Global) -> None:
         self.scope.globals.update(node.names)
@@ -1244,10 +1226,8 @@ class ModuleModel:
                 # stack.push_async_callback(client.aclose), atexit.register(pool.close)
                 self._note_close(inner.value, scope)
         self.visit(func)
-        for arg in node.args:
-            self.visit(arg)
-        for kw in node.keywords:
-            self.visit(kw.value)
+        self.visit_all(node.args)
+        self.visit_all(keywords)
 
     def _note_method_call(self, node: ast.Call, func: ast.Attribute, scope: Scope) -> None:
         attr = func.attr
@@ -1334,6 +1314,41 @@ class ModuleModel:
         if text.startswith("self.") and self.classes:
             self.classes[-1].closed.add(text[5:])
         self.module_closed.add(text)
+
+
+# Handlers by node type: plain functions, so that a model holds no reference to itself
+# (a cycle would keep each module's whole tree alive until the cyclic collector ran).
+_DISPATCH: dict[type, Callable[[ModuleModel, Any], None]] = {
+    ast.Import: ModuleModel.visit_Import,
+    ast.ImportFrom: ModuleModel.visit_ImportFrom,
+    ast.FunctionDef: ModuleModel.visit_FunctionDef,
+    ast.AsyncFunctionDef: ModuleModel.visit_FunctionDef,
+    ast.Lambda: ModuleModel.visit_Lambda,
+    ast.ClassDef: ModuleModel.visit_ClassDef,
+    ast.For: ModuleModel.visit_Loop,
+    ast.AsyncFor: ModuleModel.visit_Loop,
+    ast.While: ModuleModel.visit_Loop,
+    ast.ListComp: ModuleModel.visit_Comp,
+    ast.SetComp: ModuleModel.visit_Comp,
+    ast.GeneratorExp: ModuleModel.visit_Comp,
+    ast.DictComp: ModuleModel.visit_Comp,
+    ast.Try: ModuleModel.visit_Try,
+    ast.TryStar: ModuleModel.visit_Try,
+    ast.With: ModuleModel.visit_With,
+    ast.AsyncWith: ModuleModel.visit_With,
+    ast.Assign: ModuleModel.visit_Assign,
+    ast.AnnAssign: ModuleModel.visit_Assign,
+    ast.AugAssign: ModuleModel.visit_AugAssign,
+    ast.Expr: ModuleModel.visit_Expr,
+    ast.Return: ModuleModel.visit_Return,
+    ast.Yield: ModuleModel.visit_Yield,
+    ast.YieldFrom: ModuleModel.visit_Yield,
+    ast.Call: ModuleModel.visit_Call,
+    ast.Await: ModuleModel.visit_Await,
+    ast.Global: ModuleModel.visit_Global,
+    ast.Attribute: ModuleModel.visit_Attribute,
+    ast.If: ModuleModel.visit_If,
+}
 
 
 # --- worker pools ----------------------------------------------------------------------

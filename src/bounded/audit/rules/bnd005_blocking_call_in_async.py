@@ -84,6 +84,12 @@ def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
         )
 
 
+# Every import path a name must be bound to for a call through it to be in _BLOCKING_CALLS
+# ("time", "urllib", "urllib.request", "urllib.request.urlopen"...).
+_BLOCKING_ROOTS = frozenset(
+    q.rsplit(".", n)[0] for q in _BLOCKING_CALLS for n in range(q.count(".") + 1)
+)
+
 CALLS: dict[str, CallHook] = dict.fromkeys(_BLOCKING_CALLS, _blocking)
 CALLS.update(dict.fromkeys(_SYNC_CLIENT_CTORS, _sync_client))
 
@@ -98,7 +104,12 @@ def function(m: ModuleModel, node: Function) -> None:
     """Tell the run how a method of this name is defined: async, or sync and blocking."""
     if not m.classes or node.name in _BUILTIN_METHODS:
         return
-    how = 2 if isinstance(node, ast.AsyncFunctionDef) else 1 if _blocks(m, node) else 0
+    if isinstance(node, ast.AsyncFunctionDef):
+        how = 2
+    else:
+        # nothing imported so far can name a blocking call: skip walking the body
+        can_block = not _BLOCKING_ROOTS.isdisjoint(m.imports.values())
+        how = 1 if can_block and _blocks(m, node) else 0
     if how:
         m.facts.blocking[node.name] = m.facts.blocking.get(node.name, 0) | how
 
