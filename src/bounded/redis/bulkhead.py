@@ -221,7 +221,7 @@ class RedisBulkhead:
             self._command, (op, self._limit, self._backend.lease * _US, *tokens)
         )
         self._seen_in_use = int(reply[1])
-        return bool(reply[0]), int(reply[3])
+        return bool(reply[0]), int(reply[2])
 
     async def _release(self, token: str) -> None:
         if token == _LOCAL:

@@ -4,8 +4,7 @@
 -- KEYS[3]: queue leases (sorted set, token -> expiry; a dead process's tickets lapse)
 -- KEYS[4]: ticket counter; KEYS[5]: release channel (published to, never stored)
 -- ARGV: op, limit, lease_us, tokens...
--- Reply: {granted (1/0), holders now, microseconds until the earliest lease expires,
---         the token's ticket when it is left queued (0 otherwise)}
+-- Reply: {granted (1/0), holders now, the token's ticket when it is left queued (0 otherwise)}
 local holders, queue, alive, counter, channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op = ARGV[1]
 local limit = tonumber(ARGV[2])
@@ -70,13 +69,8 @@ end
 for _, key in ipairs({holders, queue, alive, counter}) do
   redis.call('PEXPIRE', key, 2 * until_ms + 1000)
 end
-local earliest = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')
-local next_expiry = lease
-if #earliest > 0 then
-  next_expiry = math.max(tonumber(earliest[2]) - now, 0)
-end
 local ticket = 0
 if (op == 'acquire' or op == 'try') and granted == 0 then
   ticket = tonumber(redis.call('ZSCORE', queue, ARGV[4]) or 0)
 end
-return {granted, redis.call('ZCARD', holders), string.format('%.17g', next_expiry), ticket}
+return {granted, redis.call('ZCARD', holders), ticket}
