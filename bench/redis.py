@@ -159,6 +159,17 @@ async def _cost(url: str, prefix: str) -> Section:
     def spread(name: str) -> str:
         return f"{ratio[name]:.2f}x (rounds {min(ratios[name]):.2f}-{max(ratios[name]):.2f})"
 
+    # names[7:]: our path's floor, then each script through that path
+    median_us = {name: statistics.median(r[name] for r in rounds) / 1000 for name in names}
+    floor, gcra_script, window_script = names[7:10]
+
+    def split(acquire: str, script: str) -> str:
+        return (
+            f"{median_us[acquire] / median_us[floor]:.2f}x the floor, the script "
+            f"{median_us[script] - median_us[floor]:.0f} µs over it, our Python "
+            f"{median_us[acquire] - median_us[script]:.0f} µs"
+        )
+
     return Section(
         title="Redis rate limiter: uncontended acquire vs a bare EVALSHA and vs limits",
         unit="ns/op",
@@ -201,6 +212,8 @@ async def _cost(url: str, prefix: str) -> Section:
             "so its floor (the no-op through RedisBackend.run) is below the reference. The "
             "diagnostic rows split what is left: the script on the server with the "
             "acquire's arguments (through RedisBackend.run), then the limiter's own Python.",
+            f"Against our path's floor: gcra acquire {split(names[1], gcra_script)}; "
+            f"sliding_window acquire {split(names[2], window_script)}.",
         ],
     )
 
