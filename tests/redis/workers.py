@@ -1,4 +1,4 @@
-"""Worker processes for the cross-process tests and the benchmark (spawned, not forked)."""
+"""Worker processes for the cross-process tests (bench/redis.py has its own, for the 10 s runs)."""
 
 from __future__ import annotations
 
