@@ -438,3 +438,13 @@ def test_a_chat_bot_command_is_not_a_cli_command() -> None:
     assert [f.code for f in check_source(source, "bot.py")] == ["BND005"]
     cli = source.replace("import discord.ext.commands", "import discord.ext.commands, typer")
     assert check_source(cli, "cli.py") == []
+
+
+def test_a_handler_task_is_kept_by_an_emitter_that_keeps_what_handlers_return() -> None:
+    # Playwright's objects (pyee's AsyncIOEventEmitter) schedule and keep a returned future
+    handler = "    page.on('download', lambda d: asyncio.create_task(save(d)))\n"
+    source = "import asyncio\n{}\nasync def save(d): ...\n\ndef attach(page):\n" + handler
+    kept = source.format("from playwright.async_api import Page")
+    assert check_source(kept, "app/m.py") == []
+    dropped = source.format("from pyee import EventEmitter")
+    assert [(f.line, f.code) for f in check_source(dropped, "app/m.py")] == [(6, "BND009")]

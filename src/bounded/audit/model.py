@@ -161,6 +161,11 @@ _SIMPLE_KINDS = {
     "asyncio.get_event_loop": "loop",
     "asyncio.new_event_loop": "loop",
     "asyncio.get_event_loop_policy": "policy",
+    # async servers and clients whose start_background_task returns an asyncio task
+    "socketio.AsyncServer": "spawner",
+    "socketio.AsyncClient": "spawner",
+    "engineio.AsyncServer": "spawner",
+    "engineio.AsyncClient": "spawner",
 }
 CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
 LIFECYCLE = CLOSERS | {"__exit__", "__del__", "stop", "cleanup", "dispose", "close_all"}
@@ -275,7 +280,7 @@ class Scope:
         self.stopping = False  # an event was set: a shutdown path
         self.params: frozenset[str] = frozenset()
         self.globals: set[str] = set()
-        # name -> kind ("thread", "executor", "future", "loop", "policy", "bound",
+        # name -> kind ("thread", "executor", "future", "loop", "policy", "bound", "spawner",
         # "breaker:<lib>", "sync_client:<what>" built here, "sync_obj:<what>" obtained,
         # "sync_iter:<what>" a blocking iterator)
         self.kinds: dict[str, str] = {}
