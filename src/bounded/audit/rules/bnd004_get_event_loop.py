@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 class _State:
     defaults: set[int] = field(default_factory=set)  # ids of calls in module-level defaults
 
+
 RULE = Rule(
     "BND004",
     "get-event-loop",
