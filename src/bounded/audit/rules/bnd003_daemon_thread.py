@@ -20,14 +20,15 @@ if TYPE_CHECKING:
 RULE = Rule(
     "BND003",
     "daemon-thread",
-    "A thread used as a timeout: started, then join(timeout)/result(timeout), and the caller "
-    "goes on while the work may still run.",
+    "A thread used as a timeout: started, then join(timeout)/result(timeout) or a deadline "
+    "around run_in_executor/to_thread, and the caller goes on while the work may still run.",
     "use `await bounded.to_thread(fn, ...)` with `asyncio.timeout(...)`, or a "
     "non-daemon thread that is joined",
 )
 # A shutdown path may bound its wait for a thread it told to stop.
 _TEARDOWN_NAME = re.compile(
-    r"stop|close|shutdown|exit|__del__|join|terminate|cleanup|dispose|teardown|quit|finali",
+    r"stop|close|shutdown|exit|__del__|join|terminate|cleanup|dispose|teardown|quit|finali"
+    r"|disconnect",
     re.IGNORECASE,
 )
 
@@ -56,6 +57,13 @@ def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
             m.state(_State).daemons.append(
                 (node, message, m.call_targets.get(id(node)), starter, background)
             )
+
+
+def _tearing_down(m: ModuleModel) -> bool:
+    """A shutdown path (a ``stop``/``close``-style function, or one that set an event to
+    tell its threads to stop): it may bound its wait for the threads it stops."""
+    scope = m.scope
+    return scope.stopping or _TEARDOWN_NAME.search(scope.name) is not None
 
 
 def _on_shutdown(m: ModuleModel, node: ast.Call | None) -> bool:
@@ -136,9 +144,8 @@ def _class_built(value: ast.expr) -> str | None:
 def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if timeout_arg(node, 0) is None:
         return
-    scope = m.scope
-    if scope.stopping or _TEARDOWN_NAME.search(scope.name):
-        return  # a shutdown path that signalled the thread to stop bounds its wait
+    if _tearing_down(m):
+        return
     if m.kind_of(func.value) == "thread":
         m.report(node, RULE.code, _TIMEOUT_JOIN)
         return
@@ -216,7 +223,7 @@ def _wait_for(m: ModuleModel, node: ast.Call, q: str) -> None:
     """``asyncio.wait_for(loop.run_in_executor(...), t)``: the timeout cancels the future,
     not the thread."""
     work = node.args[0] if node.args else None
-    if timeout_arg(node, 1) is None or not isinstance(work, ast.Call):
+    if timeout_arg(node, 1) is None or not isinstance(work, ast.Call) or _tearing_down(m):
         return
     func = work.func
     to_thread = m.qualname(func) == "asyncio.to_thread"
@@ -241,7 +248,7 @@ def _run_sync(m: ModuleModel, node: ast.Call, q: str) -> None:
     ):
         return
     enclosing = m.scope.node
-    if enclosing is None:
+    if enclosing is None or _tearing_down(m):
         return
     for sub in ast.walk(enclosing):
         if (
