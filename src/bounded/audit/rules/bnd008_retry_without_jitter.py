@@ -9,7 +9,14 @@ import re
 from collections.abc import Callable
 
 from bounded.audit.core import Rule
-from bounded.audit.model import CallHook, Function, Loop, ModuleModel, ProjectFacts
+from bounded.audit.model import (
+    CallHook,
+    Function,
+    Loop,
+    ModuleModel,
+    ProjectFacts,
+    param_default,
+)
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
@@ -108,9 +115,12 @@ def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.Try
                 target = stmt.targets[0]
                 if isinstance(target, ast.Name):
                     on_failure.setdefault(target.id, []).append(stmt.value)
+    # the pause set on success: in the ``try`` body, or before it as the round's default
+    # (``pause = INTERVAL; try: ... except: pause = RETRY_PAUSE``)
+    before = loop.body[: loop.body.index(node)] if node in loop.body else []
     on_success = {
         t.id
-        for stmt in node.body
+        for stmt in [*before, *node.body]
         for sub in ast.walk(stmt)
         if isinstance(sub, ast.Assign)
         for t in sub.targets
@@ -725,6 +735,7 @@ def _deterministic(
                 continue
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
                 continue  # delay.total_seconds() * 2**n
+            func = _fallback(m, func, assigned) or func
             helper = _helper(m, func)
             if helper is not None:
                 if _returns_deterministic(m, helper):
@@ -762,6 +773,23 @@ def _settings_entry(node: ast.Subscript) -> bool:
         and not _SERVER_DELAY.search(key.value)
         and not _RANDOMISH.search(key.value)
     )
+
+
+def _fallback(m: ModuleModel, func: ast.expr, assigned: Assigned) -> ast.Name | None:
+    """The project function a called name stands for when nothing is injected:
+    ``delay = retry_delay or default_backoff`` or a parameter ``retry_delay=default_backoff``."""
+    if not isinstance(func, ast.Name):
+        return None
+    values = assigned(func.id)
+    if not values and func.id in m.scope.params:
+        default = param_default(m.scope.node, func.id)
+        values = [default] if default is not None else []
+    if len(values) != 1:
+        return None
+    value = values[0]
+    if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
+        value = value.values[-1]
+    return value if isinstance(value, ast.Name) and value.id != func.id else None
 
 
 def _helper_name(func: ast.expr) -> str | None:
