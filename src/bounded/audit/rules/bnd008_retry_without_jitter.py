@@ -540,7 +540,73 @@ def _calls_again(stmt: ast.stmt, name: str) -> bool:
     )
 
 
-CALLS: dict[str, CallHook] = dict.fromkeys(_SLEEPS, _sleep)
+# tenacity waits with no random component, and those that combine other waits
+_FIXED_WAITS = frozenset({"wait_fixed", "wait_exponential", "wait_incrementing", "wait_none"})
+_COMBINED_WAITS = frozenset({"wait_chain", "wait_combine"})
+_BACKOFF_GENERATORS = frozenset({"backoff.expo", "backoff.fibo", "backoff.constant"})
+
+
+def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``@retry(wait=wait_exponential(...))``, ``AsyncRetrying(wait=wait_fixed(2))`` or
+    ``backoff.on_exception(backoff.expo, ..., jitter=None)``: the library retries on a
+    schedule without jitter. Its default (tenacity: no wait; backoff: full jitter) or any
+    wait we cannot see into is not a finding."""
+    if m.is_script:
+        return
+    if q.startswith("backoff."):
+        jitter = next((kw.value for kw in node.keywords if kw.arg == "jitter"), None)
+        wait = node.args[0] if node.args else None
+        if not (
+            isinstance(jitter, ast.Constant)
+            and jitter.value is None
+            and wait is not None
+            and m.qualname(wait) in _BACKOFF_GENERATORS
+        ):
+            return
+    else:
+        wait = next((kw.value for kw in node.keywords if kw.arg == "wait"), None)
+        if wait is None or not _fixed_wait(m, wait):
+            return
+    m.report(
+        node,
+        RULE.code,
+        "retry library waits a deterministic schedule (no random component): clients "
+        "retry in lock-step (add jitter)",
+    )
+
+
+def _fixed_wait(m: ModuleModel, wait: ast.expr) -> bool:
+    """A tenacity wait built only from fixed, exponential or incrementing waits."""
+    if isinstance(wait, ast.BinOp) and isinstance(wait.op, ast.Add):
+        return _fixed_wait(m, wait.left) and _fixed_wait(m, wait.right)
+    if not isinstance(wait, ast.Call):
+        return False
+    q = m.qualname(wait.func) or ""
+    if not q.startswith("tenacity."):
+        return False
+    name = q.rpartition(".")[2]
+    if name in _COMBINED_WAITS:
+        return (
+            bool(wait.args)
+            and not wait.keywords
+            and all(not isinstance(a, ast.Starred) and _fixed_wait(m, a) for a in wait.args)
+        )
+    return name in _FIXED_WAITS
+
+
+CALLS: dict[str, CallHook] = {
+    **dict.fromkeys(_SLEEPS, _sleep),
+    **dict.fromkeys(
+        (
+            "tenacity.retry",
+            "tenacity.Retrying",
+            "tenacity.AsyncRetrying",
+            "backoff.on_exception",
+            "backoff.on_predicate",
+        ),
+        _retry_library,
+    ),
+}
 
 
 def _delay_of(call: ast.Call) -> ast.expr | None:
