@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ from bounded.audit.model import (
     Scope,
     resource_of,
 )
-from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.names import candidate_calls, dotted, is_self_attr
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -64,6 +65,107 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
             f"{dotted(base.func) or 'the factory'}() builds a new {what} on every call and this "
             "call never closes it: a connection pool per operation",
         )
+
+
+# An imported client or session class the table does not know (``HttpxAiohttpClient``).
+_CLIENT_CLASS = re.compile(r"[A-Z]\w*(?:Client|Session)")
+# Where an await is caught or leaves the function's own flow.
+_GUARDED = (ast.Try, ast.TryStar, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def function(m: ModuleModel, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+    """``client = LibClient() if given is None else given`` ... awaits ... ``await
+    client.aclose()``: the function closes a client of a class the table does not know,
+    which says it must be closed, but only at the end of its normal path, so an exception
+    in the awaits before the close leaks it."""
+    if not isinstance(fn, ast.AsyncFunctionDef):
+        return
+    body = fn.body
+    for i, stmt in enumerate(body):
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            continue
+        name = stmt.targets[0].id
+        call = next((c for c in candidate_calls(stmt.value) if _unknown_client(m, c)), None)
+        if call is None:
+            continue
+        end = next((j for j in range(i + 1, len(body)) if _closes(body[j], name)), None)
+        if (
+            end is not None
+            and any(_awaits_unguarded(s) for s in body[i + 1 : end])
+            and not _kept_or_guarded(body[i + 1 :], name)
+        ):
+            m.report(
+                call,
+                RULE.code,
+                f"{dotted(call.func)} bound to {name!r} is closed only on the success path: "
+                "use `async with` or close it in `finally`",
+            )
+
+
+def _unknown_client(m: ModuleModel, call: ast.Call) -> bool:
+    q = m.qualname(call.func)
+    return (
+        q is not None
+        and _CLIENT_CLASS.fullmatch(q.rpartition(".")[2]) is not None
+        and resource_of(m, call) is None
+        and m.factory_result(call) is None
+    )
+
+
+def _closes(stmt: ast.stmt, name: str) -> bool:
+    """``[await] name.aclose()``, or that alone under an ``if``, as a plain statement."""
+    if isinstance(stmt, ast.If) and len(stmt.body) == 1 and not stmt.orelse:
+        stmt = stmt.body[0]
+    if not isinstance(stmt, ast.Expr):
+        return False
+    call = stmt.value.value if isinstance(stmt.value, ast.Await) else stmt.value
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr in ("aclose", "close")
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == name
+    )
+
+
+def _awaits_unguarded(stmt: ast.stmt) -> bool:
+    """An await (``async for``/``async with``) in `stmt` outside any ``try`` and any
+    nested function: one that can raise past the close."""
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):
+            return True
+        if not isinstance(node, _GUARDED):
+            stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _kept_or_guarded(body: list[ast.stmt], name: str) -> bool:
+    """The name is returned, yielded, stored on an object, entered, or closed in a
+    ``finally``: someone else owns it, or the close is already guarded."""
+    for stmt in body:
+        for node in ast.walk(stmt):
+            value: ast.expr | None = None
+            if isinstance(node, ast.Return | ast.Yield | ast.YieldFrom) or (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Attribute | ast.Subscript) for t in node.targets)
+            ):
+                value = node.value
+            elif isinstance(node, ast.withitem):
+                value = node.context_expr
+            elif isinstance(node, ast.Try | ast.TryStar) and any(
+                _closes(s, name) for s in node.finalbody
+            ):
+                return True
+            elts = value.elts if isinstance(value, ast.Tuple | ast.List | ast.Set) else [value]
+            if any(isinstance(e, ast.Name) and e.id == name for e in elts):
+                return True
+    return False
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
