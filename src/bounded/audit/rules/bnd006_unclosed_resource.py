@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 from bounded.audit.core import Rule
 from bounded.audit.model import (
     ASYNC_RESOURCES,
+    CLOSERS,
     LIFECYCLE,
     ClassScope,
+    Function,
     ModuleModel,
     ProjectFacts,
     Scope,
@@ -189,12 +191,121 @@ def scope_end(m: ModuleModel, scope: Scope) -> None:
                 )
 
 
+# ``Redis.from_url(...)``, ``module.Redis(...)``: a client built through a name the
+# imports do not resolve (a module chosen at run time).
+_REBUILT_CLIENT = re.compile(r"(?:^|\.)(?:from_url|(?:Strict)?Redis|Valkey)$")
+
+
+class _Rebuilt:
+    __slots__ = ("by_class",)
+
+    def __init__(self) -> None:
+        # class node -> (method, attribute, the call that builds the client, what)
+        self.by_class: dict[ast.ClassDef, list[tuple[Function, str, ast.Call, str]]] = {}
+
+
+def assign(
+    m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
+) -> None:
+    """``self.redis = Redis.from_url(...)`` in a method other than ``__init__``: remembered
+    for `class_end`, which asks whether a retry loop calls the method again."""
+    target = targets[0]
+    if not (
+        len(targets) == 1
+        and isinstance(target, ast.Attribute)
+        and is_self_attr(target)
+        and isinstance(value, ast.Call)
+        and m.classes
+        and m.scope.name != "__init__"
+    ):
+        return
+    method = m.scope.node
+    cls = m.classes[-1]
+    if not (isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef) and method in cls.node.body):
+        return
+    what = resource_of(m, value, per_call=True)
+    if what is None and _REBUILT_CLIENT.search(dotted(value.func) or ""):
+        what = f"{dotted(value.func)}() client"
+    if what is not None:
+        m.state(_Rebuilt).by_class.setdefault(cls.node, []).append(
+            (method, target.attr, value, what)
+        )
+
+
+def _report_rebuilt(m: ModuleModel, cls: ClassScope) -> None:
+    """A method that builds ``self.x`` again without closing the one there, called from a
+    loop of a coroutine (a reconnect): every reconnect leaks the previous client."""
+    rebuilt = m.state(_Rebuilt).by_class.pop(cls.node, None)
+    if not rebuilt:
+        return
+    methods = [
+        item for item in cls.node.body if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
+    for method, attr, call, what in rebuilt:
+        if _closes_attr(method, attr) or _tests_attr(method, attr):
+            continue  # closes the old one first, or builds it only when there is none
+        callers = [
+            caller
+            for caller in methods
+            if isinstance(caller, ast.AsyncFunctionDef)
+            and caller is not method
+            and _calls_in_loop(caller, method.name)
+        ]
+        if callers and not any(_closes_attr(caller, attr) for caller in callers):
+            m.report(
+                call,
+                RULE.code,
+                f"{what} re-created on self.{attr} by {method.name}(), which a loop calls "
+                "again, without closing the previous one: each reconnect leaks its connections",
+            )
+
+
+def _closes_attr(fn: Function, attr: str) -> bool:
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr in CLOSERS
+        and is_self_attr(sub.func.value)
+        and getattr(sub.func.value, "attr", None) == attr
+        for sub in ast.walk(fn)
+    )
+
+
+def _tests_attr(fn: Function, attr: str) -> bool:
+    """An ``if``/``while`` on ``self.<attr>`` (``if self.redis is None:``): built lazily."""
+    return any(
+        isinstance(sub, ast.If | ast.While | ast.IfExp)
+        and any(
+            isinstance(n, ast.Attribute) and n.attr == attr and is_self_attr(n)
+            for n in ast.walk(sub.test)
+        )
+        for sub in ast.walk(fn)
+    )
+
+
+def _calls_in_loop(fn: Function, name: str) -> bool:
+    """`fn` calls ``self.<name>()`` inside one of its loops."""
+    return any(
+        isinstance(loop, ast.For | ast.AsyncFor | ast.While)
+        and any(
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == name
+            and is_self_attr(sub.func)
+            for stmt in loop.body
+            for sub in ast.walk(stmt)
+        )
+        for loop in ast.walk(fn)
+    )
+
+
 def class_end(m: ModuleModel, cls: ClassScope) -> None:
     """A class with a close-style method (its own or a base's) must close what it stores.
 
     A class with no lifecycle at all is a long-lived holder (a provider, a settings object);
     whether it leaks depends on how often it is built, which the code does not say.
     """
+    _report_rebuilt(m, cls)
     touched: set[str] | None = None
     for attr, (call, what) in cls.pending.items():
         if attr in cls.closed:
