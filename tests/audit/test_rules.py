@@ -383,6 +383,29 @@ def test_a_deterministic_backoff_helper_in_another_module_is_seen() -> None:
     assert _project({"app/caller.py": caller}) == []  # not seen: the benefit of the doubt
 
 
+def test_an_injected_delay_function_defaulting_to_another_modules_helper_is_seen() -> None:
+    helper = "def default_backoff(retry):\n    return 2 ** min(retry, 9) / 1000\n"
+    jittered = (
+        "import random\ndef default_backoff(retry):\n    return random.uniform(0, 2 ** retry)\n"
+    )
+    caller = (
+        "import asyncio\n"
+        "from app.net import default_backoff\n"
+        "async def post(op, retry_delay=None):\n"
+        "    delay_func = retry_delay or default_backoff\n"
+        "    for retry in range(5):\n"
+        "        try:\n"
+        "            return await op()\n"
+        "        except OSError:\n"
+        "            await asyncio.sleep(delay_func(retry))\n"
+    )
+    assert _project({"app/net.py": helper, "app/caller.py": caller}) == [
+        ("app/caller.py", 9, "BND008")
+    ]
+    assert _project({"app/net.py": jittered, "app/caller.py": caller}) == []
+    assert _project({"app/caller.py": caller}) == []  # not seen: the benefit of the doubt
+
+
 def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:
     body = (
         "import asyncio\n"

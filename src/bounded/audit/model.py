@@ -735,7 +735,7 @@ class ModuleModel:
                 and isinstance(receiver, ast.Name)
                 and receiver.id in self.scope.params
             ):
-                default = _param_default(self.scope.node, receiver.id)
+                default = param_default(self.scope.node, receiver.id)
                 q = self.qualname(default) if default is not None else None
                 return _library_object(f"{q}.from_pretrained") if q else None
         if name is None:
@@ -1460,7 +1460,7 @@ def _executor_of_class(func: ast.expr) -> str | None:
     return "executor:" + name if name.endswith("Executor") and name[:1].isupper() else None
 
 
-def _param_default(node: ast.AST | None, name: str) -> ast.expr | None:
+def param_default(node: ast.AST | None, name: str) -> ast.expr | None:
     """The default value of parameter `name` of function `node`, if any."""
     if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
         return None

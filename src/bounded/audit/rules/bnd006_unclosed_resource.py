@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
 from bounded.audit.model import (
     ASYNC_RESOURCES,
+    CLOSERS,
     LIFECYCLE,
     ClassScope,
+    Function,
     ModuleModel,
     ProjectFacts,
     Scope,
     resource_of,
 )
-from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.names import candidate_calls, dotted, is_self_attr
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -66,6 +69,107 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
         )
 
 
+# An imported client or session class the table does not know (``HttpxAiohttpClient``).
+_CLIENT_CLASS = re.compile(r"[A-Z]\w*(?:Client|Session)")
+# Where an await is caught or leaves the function's own flow.
+_GUARDED = (ast.Try, ast.TryStar, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def function(m: ModuleModel, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+    """``client = LibClient() if given is None else given`` ... awaits ... ``await
+    client.aclose()``: the function closes a client of a class the table does not know,
+    which says it must be closed, but only at the end of its normal path, so an exception
+    in the awaits before the close leaks it."""
+    if not isinstance(fn, ast.AsyncFunctionDef):
+        return
+    body = fn.body
+    for i, stmt in enumerate(body):
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+        ):
+            continue
+        name = stmt.targets[0].id
+        call = next((c for c in candidate_calls(stmt.value) if _unknown_client(m, c)), None)
+        if call is None:
+            continue
+        end = next((j for j in range(i + 1, len(body)) if _closes(body[j], name)), None)
+        if (
+            end is not None
+            and any(_awaits_unguarded(s) for s in body[i + 1 : end])
+            and not _kept_or_guarded(body[i + 1 :], name)
+        ):
+            m.report(
+                call,
+                RULE.code,
+                f"{dotted(call.func)} bound to {name!r} is closed only on the success path: "
+                "use `async with` or close it in `finally`",
+            )
+
+
+def _unknown_client(m: ModuleModel, call: ast.Call) -> bool:
+    q = m.qualname(call.func)
+    return (
+        q is not None
+        and _CLIENT_CLASS.fullmatch(q.rpartition(".")[2]) is not None
+        and resource_of(m, call) is None
+        and m.factory_result(call) is None
+    )
+
+
+def _closes(stmt: ast.stmt, name: str) -> bool:
+    """``[await] name.aclose()``, or that alone under an ``if``, as a plain statement."""
+    if isinstance(stmt, ast.If) and len(stmt.body) == 1 and not stmt.orelse:
+        stmt = stmt.body[0]
+    if not isinstance(stmt, ast.Expr):
+        return False
+    call = stmt.value.value if isinstance(stmt.value, ast.Await) else stmt.value
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr in ("aclose", "close")
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id == name
+    )
+
+
+def _awaits_unguarded(stmt: ast.stmt) -> bool:
+    """An await (``async for``/``async with``) in `stmt` outside any ``try`` and any
+    nested function: one that can raise past the close."""
+    stack: list[ast.AST] = [stmt]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Await | ast.AsyncFor | ast.AsyncWith):
+            return True
+        if not isinstance(node, _GUARDED):
+            stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _kept_or_guarded(body: list[ast.stmt], name: str) -> bool:
+    """The name is returned, yielded, stored on an object, entered, or closed in a
+    ``finally``: someone else owns it, or the close is already guarded."""
+    for stmt in body:
+        for node in ast.walk(stmt):
+            value: ast.expr | None = None
+            if isinstance(node, ast.Return | ast.Yield | ast.YieldFrom) or (
+                isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Attribute | ast.Subscript) for t in node.targets)
+            ):
+                value = node.value
+            elif isinstance(node, ast.withitem):
+                value = node.context_expr
+            elif isinstance(node, ast.Try | ast.TryStar) and any(
+                _closes(s, name) for s in node.finalbody
+            ):
+                return True
+            elts = value.elts if isinstance(value, ast.Tuple | ast.List | ast.Set) else [value]
+            if any(isinstance(e, ast.Name) and e.id == name for e in elts):
+                return True
+    return False
+
+
 def scope_end(m: ModuleModel, scope: Scope) -> None:
     for name, last in scope.pending.items():
         if name in scope.escaped:
@@ -87,12 +191,121 @@ def scope_end(m: ModuleModel, scope: Scope) -> None:
                 )
 
 
+# ``Redis.from_url(...)``, ``module.Redis(...)``: a client built through a name the
+# imports do not resolve (a module chosen at run time).
+_REBUILT_CLIENT = re.compile(r"(?:^|\.)(?:from_url|(?:Strict)?Redis|Valkey)$")
+
+
+class _Rebuilt:
+    __slots__ = ("by_class",)
+
+    def __init__(self) -> None:
+        # class node -> (method, attribute, the call that builds the client, what)
+        self.by_class: dict[ast.ClassDef, list[tuple[Function, str, ast.Call, str]]] = {}
+
+
+def assign(
+    m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
+) -> None:
+    """``self.redis = Redis.from_url(...)`` in a method other than ``__init__``: remembered
+    for `class_end`, which asks whether a retry loop calls the method again."""
+    target = targets[0]
+    if not (
+        len(targets) == 1
+        and isinstance(target, ast.Attribute)
+        and is_self_attr(target)
+        and isinstance(value, ast.Call)
+        and m.classes
+        and m.scope.name != "__init__"
+    ):
+        return
+    method = m.scope.node
+    cls = m.classes[-1]
+    if not (isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef) and method in cls.node.body):
+        return
+    what = resource_of(m, value, per_call=True)
+    if what is None and _REBUILT_CLIENT.search(dotted(value.func) or ""):
+        what = f"{dotted(value.func)}() client"
+    if what is not None:
+        m.state(_Rebuilt).by_class.setdefault(cls.node, []).append(
+            (method, target.attr, value, what)
+        )
+
+
+def _report_rebuilt(m: ModuleModel, cls: ClassScope) -> None:
+    """A method that builds ``self.x`` again without closing the one there, called from a
+    loop of a coroutine (a reconnect): every reconnect leaks the previous client."""
+    rebuilt = m.state(_Rebuilt).by_class.pop(cls.node, None)
+    if not rebuilt:
+        return
+    methods = [
+        item for item in cls.node.body if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
+    for method, attr, call, what in rebuilt:
+        if _closes_attr(method, attr) or _tests_attr(method, attr):
+            continue  # closes the old one first, or builds it only when there is none
+        callers = [
+            caller
+            for caller in methods
+            if isinstance(caller, ast.AsyncFunctionDef)
+            and caller is not method
+            and _calls_in_loop(caller, method.name)
+        ]
+        if callers and not any(_closes_attr(caller, attr) for caller in callers):
+            m.report(
+                call,
+                RULE.code,
+                f"{what} re-created on self.{attr} by {method.name}(), which a loop calls "
+                "again, without closing the previous one: each reconnect leaks its connections",
+            )
+
+
+def _closes_attr(fn: Function, attr: str) -> bool:
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr in CLOSERS
+        and is_self_attr(sub.func.value)
+        and getattr(sub.func.value, "attr", None) == attr
+        for sub in ast.walk(fn)
+    )
+
+
+def _tests_attr(fn: Function, attr: str) -> bool:
+    """An ``if``/``while`` on ``self.<attr>`` (``if self.redis is None:``): built lazily."""
+    return any(
+        isinstance(sub, ast.If | ast.While | ast.IfExp)
+        and any(
+            isinstance(n, ast.Attribute) and n.attr == attr and is_self_attr(n)
+            for n in ast.walk(sub.test)
+        )
+        for sub in ast.walk(fn)
+    )
+
+
+def _calls_in_loop(fn: Function, name: str) -> bool:
+    """`fn` calls ``self.<name>()`` inside one of its loops."""
+    return any(
+        isinstance(loop, ast.For | ast.AsyncFor | ast.While)
+        and any(
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == name
+            and is_self_attr(sub.func)
+            for stmt in loop.body
+            for sub in ast.walk(stmt)
+        )
+        for loop in ast.walk(fn)
+    )
+
+
 def class_end(m: ModuleModel, cls: ClassScope) -> None:
     """A class with a close-style method (its own or a base's) must close what it stores.
 
     A class with no lifecycle at all is a long-lived holder (a provider, a settings object);
     whether it leaks depends on how often it is built, which the code does not say.
     """
+    _report_rebuilt(m, cls)
     touched: set[str] | None = None
     for attr, (call, what) in cls.pending.items():
         if attr in cls.closed:

@@ -9,7 +9,14 @@ import re
 from collections.abc import Callable
 
 from bounded.audit.core import Rule
-from bounded.audit.model import CallHook, Function, Loop, ModuleModel, ProjectFacts
+from bounded.audit.model import (
+    CallHook,
+    Function,
+    Loop,
+    ModuleModel,
+    ProjectFacts,
+    param_default,
+)
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
@@ -108,9 +115,12 @@ def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.Try
                 target = stmt.targets[0]
                 if isinstance(target, ast.Name):
                     on_failure.setdefault(target.id, []).append(stmt.value)
+    # the pause set on success: in the ``try`` body, or before it as the round's default
+    # (``pause = INTERVAL; try: ... except: pause = RETRY_PAUSE``)
+    before = loop.body[: loop.body.index(node)] if node in loop.body else []
     on_success = {
         t.id
-        for stmt in node.body
+        for stmt in [*before, *node.body]
         for sub in ast.walk(stmt)
         if isinstance(sub, ast.Assign)
         for t in sub.targets
@@ -530,7 +540,73 @@ def _calls_again(stmt: ast.stmt, name: str) -> bool:
     )
 
 
-CALLS: dict[str, CallHook] = dict.fromkeys(_SLEEPS, _sleep)
+# tenacity waits with no random component, and those that combine other waits
+_FIXED_WAITS = frozenset({"wait_fixed", "wait_exponential", "wait_incrementing", "wait_none"})
+_COMBINED_WAITS = frozenset({"wait_chain", "wait_combine"})
+_BACKOFF_GENERATORS = frozenset({"backoff.expo", "backoff.fibo", "backoff.constant"})
+
+
+def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``@retry(wait=wait_exponential(...))``, ``AsyncRetrying(wait=wait_fixed(2))`` or
+    ``backoff.on_exception(backoff.expo, ..., jitter=None)``: the library retries on a
+    schedule without jitter. Its default (tenacity: no wait; backoff: full jitter) or any
+    wait we cannot see into is not a finding."""
+    if m.is_script:
+        return
+    if q.startswith("backoff."):
+        jitter = next((kw.value for kw in node.keywords if kw.arg == "jitter"), None)
+        wait = node.args[0] if node.args else None
+        if not (
+            isinstance(jitter, ast.Constant)
+            and jitter.value is None
+            and wait is not None
+            and m.qualname(wait) in _BACKOFF_GENERATORS
+        ):
+            return
+    else:
+        wait = next((kw.value for kw in node.keywords if kw.arg == "wait"), None)
+        if wait is None or not _fixed_wait(m, wait):
+            return
+    m.report(
+        node,
+        RULE.code,
+        "retry library waits a deterministic schedule (no random component): clients "
+        "retry in lock-step (add jitter)",
+    )
+
+
+def _fixed_wait(m: ModuleModel, wait: ast.expr) -> bool:
+    """A tenacity wait built only from fixed, exponential or incrementing waits."""
+    if isinstance(wait, ast.BinOp) and isinstance(wait.op, ast.Add):
+        return _fixed_wait(m, wait.left) and _fixed_wait(m, wait.right)
+    if not isinstance(wait, ast.Call):
+        return False
+    q = m.qualname(wait.func) or ""
+    if not q.startswith("tenacity."):
+        return False
+    name = q.rpartition(".")[2]
+    if name in _COMBINED_WAITS:
+        return (
+            bool(wait.args)
+            and not wait.keywords
+            and all(not isinstance(a, ast.Starred) and _fixed_wait(m, a) for a in wait.args)
+        )
+    return name in _FIXED_WAITS
+
+
+CALLS: dict[str, CallHook] = {
+    **dict.fromkeys(_SLEEPS, _sleep),
+    **dict.fromkeys(
+        (
+            "tenacity.retry",
+            "tenacity.Retrying",
+            "tenacity.AsyncRetrying",
+            "backoff.on_exception",
+            "backoff.on_predicate",
+        ),
+        _retry_library,
+    ),
+}
 
 
 def _delay_of(call: ast.Call) -> ast.expr | None:
@@ -725,6 +801,7 @@ def _deterministic(
                 continue
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
                 continue  # delay.total_seconds() * 2**n
+            func = _fallback(m, func, assigned) or func
             helper = _helper(m, func)
             if helper is not None:
                 if _returns_deterministic(m, helper):
@@ -762,6 +839,23 @@ def _settings_entry(node: ast.Subscript) -> bool:
         and not _SERVER_DELAY.search(key.value)
         and not _RANDOMISH.search(key.value)
     )
+
+
+def _fallback(m: ModuleModel, func: ast.expr, assigned: Assigned) -> ast.Name | None:
+    """The project function a called name stands for when nothing is injected:
+    ``delay = retry_delay or default_backoff`` or a parameter ``retry_delay=default_backoff``."""
+    if not isinstance(func, ast.Name):
+        return None
+    values = assigned(func.id)
+    if not values and func.id in m.scope.params:
+        default = param_default(m.scope.node, func.id)
+        values = [default] if default is not None else []
+    if len(values) != 1:
+        return None
+    value = values[0]
+    if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
+        value = value.values[-1]
+    return value if isinstance(value, ast.Name) and value.id != func.id else None
 
 
 def _helper_name(func: ast.expr) -> str | None:
