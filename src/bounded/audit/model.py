@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from bounded.audit.core import Edit
-from bounded.audit.names import candidate_calls, dotted, is_constant_size, is_self_attr
+from bounded.audit.names import (
+    candidate_calls,
+    constructed_class,
+    dotted,
+    is_constant_size,
+    is_self_attr,
+)
 
 __all__ = [
     "ASYNC_RESOURCES",
@@ -299,7 +305,17 @@ class Scope:
 class ClassScope:
     """A class being walked: what its methods store on ``self`` and what they close."""
 
-    __slots__ = ("bases", "closed", "grown", "kinds", "lifecycle", "name", "node", "pending")
+    __slots__ = (
+        "bases",
+        "built",
+        "closed",
+        "grown",
+        "kinds",
+        "lifecycle",
+        "name",
+        "node",
+        "pending",
+    )
 
     def __init__(self, node: ast.ClassDef) -> None:
         self.node = node
@@ -309,6 +325,7 @@ class ClassScope:
         self.pending: dict[str, Resource] = {}  # self attribute -> the resource stored there
         self.closed: set[str] = set()  # self attributes some method closes
         self.grown: set[str] = set()  # self attributes grown outside __init__
+        self.built: dict[str, str] = {}  # self attribute -> the class it was built from
         # the class defines a close/aclose/__aexit__-style method: it manages its resources
         self.lifecycle = any(
             isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in LIFECYCLE
@@ -332,8 +349,13 @@ class ProjectFacts:
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
-    # time.sleep), bit 2 an async def
+    # time.sleep), bit 2 an async def, bit 4 a sync def that does not
     blocking: dict[str, int] = field(default_factory=dict)
+    # class name -> its methods -> whether the definition is sync code that blocks
+    methods: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # module-level function name -> the modules (paths without ".py") whose definition of
+    # it is sync code that blocks
+    blocking_functions: dict[str, set[str]] = field(default_factory=dict)
     # coroutine function name -> whether any definition of it awaits (False: they only compute)
     awaits: dict[str, bool] = field(default_factory=dict)
     # private function name -> the positions and keywords its callers pass data for
@@ -367,6 +389,22 @@ class ProjectFacts:
         seen.add(name)
         reads = self.listings.get(name, set())
         return "" in reads or any(self.returns_listing(other, seen) for other in reads - seen)
+
+    def method_blocks(self, class_name: str, name: str, seen: set[str] | None = None) -> bool:
+        """True if method `name` of `class_name`, or else of the first base in the run that
+        defines it, is sync code that blocks (False for a class the run does not define)."""
+        seen = set() if seen is None else seen
+        if class_name in seen:
+            return False
+        seen.add(class_name)
+        defined = self.methods.get(class_name, {})
+        if name in defined:
+            return defined[name]
+        return any(
+            self.method_blocks(base.rsplit(".", 1)[-1], name, seen)
+            for bases, _, _ in self.classes.get(class_name, ())
+            for base in bases
+        )
 
     def manages_lifecycle(self, class_name: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run has a close-style method."""
@@ -1016,6 +1054,9 @@ class ModuleModel:
                 self.call_targets[id(inner)] = self.scoped(target)
                 if isinstance(target, ast.Attribute):
                     self.lifetime.add(id(inner))  # self.conn = await connect(...)
+                    built = constructed_class(inner)
+                    if built is not None and is_self_attr(target) and self.classes:
+                        self.classes[-1].built[target.attr] = built
             kind = self.kind_of_value(value)
             if kind is None and isinstance(node, ast.AnnAssign):
                 kind = self.annotation_kind(node.annotation)

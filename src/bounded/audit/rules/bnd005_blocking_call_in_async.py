@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import (
@@ -15,7 +16,7 @@ from bounded.audit.model import (
     ModuleModel,
     ProjectFacts,
 )
-from bounded.audit.names import dotted, root_name
+from bounded.audit.names import constructed_class, dotted, is_self_attr, root_name
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -101,17 +102,33 @@ _BUILTIN_METHODS = frozenset(
 
 
 def function(m: ModuleModel, node: Function) -> None:
-    """Tell the run how a method of this name is defined: async, or sync and blocking."""
-    if not m.classes or node.name in _BUILTIN_METHODS:
-        return
+    """Tell the run how a method or a module's function is defined: async, or sync code that
+    blocks or not."""
+    in_class = bool(m.classes)
+    if (in_class and node.name in _BUILTIN_METHODS) or (not in_class and len(m.scopes) > 1):
+        return  # a built-in type's method name, or a function nested in another
+    if in_class and not any(item is node for item in m.classes[-1].node.body):
+        return  # a function nested in a method
+    blocks = False
     if isinstance(node, ast.AsyncFunctionDef):
         how = 2
     else:
         # nothing imported so far can name a blocking call: skip walking the body
-        can_block = not _BLOCKING_ROOTS.isdisjoint(m.imports.values())
-        how = 1 if can_block and _blocks(m, node) else 0
-    if how:
-        m.facts.blocking[node.name] = m.facts.blocking.get(node.name, 0) | how
+        blocks = not _BLOCKING_ROOTS.isdisjoint(m.imports.values()) and _blocks(m, node)
+        how = 1 if blocks else 4
+    facts = m.facts
+    if in_class:
+        facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
+        methods = facts.methods.setdefault(m.classes[-1].name, {})
+        methods[node.name] = methods.get(node.name, True) and blocks
+    elif blocks:
+        facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
+
+
+def _module_path(path: str) -> str:
+    """``pkg/mod`` for ``pkg/mod.py`` and ``pkg/mod/__init__.py``."""
+    stem = path.replace("\\", "/").removesuffix(".py")
+    return stem.removesuffix("/__init__")
 
 
 def _blocks(m: ModuleModel, node: Function) -> bool:
@@ -126,9 +143,109 @@ def _blocks(m: ModuleModel, node: Function) -> bool:
     return False
 
 
-def _if_only_blocking(name: str) -> Callable[[ProjectFacts], bool]:
+def _if_blocking(name: str, cls: str | None) -> Callable[[ProjectFacts], bool]:
+    """Keep a call of method `name` on an instance of `cls` if that class's method blocks;
+    on an object of unknown class, if every definition of `name` in the run blocks."""
+
     def keep(facts: ProjectFacts) -> bool:
-        return facts.blocking.get(name, 0) == 1
+        if cls is None:
+            return facts.blocking.get(name, 0) == 1
+        return facts.method_blocks(cls, name)
+
+    return keep
+
+
+def _receiver_class(m: ModuleModel, receiver: ast.expr) -> str | None:
+    """The class of the object a method is called on, by evidence: ``self`` in a class, a
+    name or ``self.x`` built from a class (``server = Server(...)``, ``Server().start()``),
+    a parameter annotated with one. "" when the object is known to be something else (a
+    thread, a client), None when nothing is known."""
+    if isinstance(receiver, ast.Name):
+        if receiver.id == "self" and m.classes:
+            return m.classes[-1].name
+        if m.kind_of(receiver) is not None:
+            return ""
+        values = m.assignments(receiver.id)
+        if values:
+            built = {constructed_class(v.value if isinstance(v, ast.Await) else v) for v in values}
+            return built.pop() if len(built) == 1 else None
+        return _annotated_class(m, receiver.id)
+    if isinstance(receiver, ast.Call):
+        return constructed_class(receiver)
+    if is_self_attr(receiver) and m.classes:
+        if m.kind_of(receiver) is not None:
+            return ""
+        return m.classes[-1].built.get(cast(ast.Attribute, receiver).attr)
+    return None
+
+
+def _annotated_class(m: ModuleModel, name: str) -> str | None:
+    """The class parameter `name` is annotated with (``server: Server``, ``"Server"``)."""
+    for scope in reversed(m.scopes):
+        if name not in scope.params:
+            continue
+        node = scope.node
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            return None
+        args = node.args
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs):
+            if arg.arg == name and arg.annotation is not None:
+                annotation = arg.annotation
+                if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+                    text: str | None = annotation.value
+                else:
+                    text = dotted(annotation)
+                last = (text or "").rpartition(".")[2]
+                return last if last[:1].isupper() and last.isidentifier() else None
+        return None
+    return None
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """A function of the run's modules (this one, or imported by absolute name) that is
+    sync code and blocks, called inside ``async def``."""
+    if not m.scopes[-1].is_async or id(node) in m.awaited:
+        return
+    func = node.func
+    q = m.qualname(func)
+    if q is None:
+        if not isinstance(func, ast.Name):
+            return
+        fn = m.functions.get(func.id)
+        if (
+            fn is None
+            or fn.col_offset  # a method: only module-level functions are called by bare name
+            or func.id in m.scope.params
+            or m.assignments(func.id)
+        ):
+            return
+        name, module = func.id, _module_path(m.path)
+    else:
+        package, _, name = q.rpartition(".")
+        if not package or q in m.hooks.calls or package.partition(".")[0] in _STDLIB:
+            return
+        module = package.replace(".", "/")
+    if cli_command(m):
+        return
+    m.defer(
+        node,
+        RULE.code,
+        f"{name}() is sync code of this code base that blocks (sync HTTP or sleep): calling "
+        "it inside async def blocks the event loop",
+        _if_blocking_function(name, module),
+    )
+
+
+_STDLIB = frozenset(sys.stdlib_module_names)
+
+
+def _if_blocking_function(name: str, module: str) -> Callable[[ProjectFacts], bool]:
+    """Keep a call of function `name` of `module` (``pkg/mod``) if its definition in the run
+    blocks."""
+    suffix = "/" + module
+
+    def keep(facts: ProjectFacts) -> bool:
+        return any(("/" + path).endswith(suffix) for path in facts.blocking_functions.get(name, ()))
 
     return keep
 
@@ -145,13 +262,16 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         and m.qualname(func) is None  # a method, not a module's function
         and not cli_command(m)
     ):
-        m.defer(
-            node,
-            RULE.code,
-            f".{attr}() is defined in this code base only as sync code that blocks (sync "
-            "HTTP or sleep): calling it inside async def blocks the event loop",
-            _if_only_blocking(attr),
-        )
+        cls = _receiver_class(m, receiver)
+        if cls != "":
+            where = f"of {cls} is" if cls else "is defined in this code base only as"
+            m.defer(
+                node,
+                RULE.code,
+                f".{attr}() {where} sync code that blocks (sync HTTP or sleep): calling it "
+                "inside async def blocks the event loop",
+                _if_blocking(attr, cls),
+            )
     if isinstance(receiver, ast.Call):
         kind = m.kind_of_value(receiver)
         if kind == "sync_client:requests.Session" and attr in _REQUESTS_VERBS:
