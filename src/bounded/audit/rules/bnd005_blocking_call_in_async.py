@@ -158,18 +158,15 @@ def _if_blocking(name: str, cls: str | None) -> Callable[[ProjectFacts], bool]:
 def _receiver_class(m: ModuleModel, receiver: ast.expr) -> str | None:
     """The class of the object a method is called on, by evidence: ``self`` in a class, a
     name or ``self.x`` built from a class (``server = Server(...)``, ``Server().start()``),
-    a parameter annotated with one. "" when the object is known to be something else (a
-    thread, a client), None when nothing is known."""
+    a parameter annotated with one, an item of a parameter annotated as a sequence of one
+    (``for node in nodes`` with ``nodes: Sequence[ImageNode]``). "" when the object is known
+    to be something else (a thread, a client), None when nothing is known."""
     if isinstance(receiver, ast.Name):
         if receiver.id == "self" and m.classes:
             return m.classes[-1].name
         if m.kind_of(receiver) is not None:
             return ""
-        values = m.assignments(receiver.id)
-        if values:
-            built = {constructed_class(v.value if isinstance(v, ast.Await) else v) for v in values}
-            return built.pop() if len(built) == 1 else None
-        return _annotated_class(m, receiver.id)
+        return _class_of(m, receiver.id)
     if isinstance(receiver, ast.Call):
         return constructed_class(receiver)
     if is_self_attr(receiver) and m.classes:
@@ -179,26 +176,58 @@ def _receiver_class(m: ModuleModel, receiver: ast.expr) -> str | None:
     return None
 
 
-def _annotated_class(m: ModuleModel, name: str) -> str | None:
-    """The class parameter `name` is annotated with (``server: Server``, ``"Server"``)."""
+def _class_of(m: ModuleModel, name: str, *, item: bool = False) -> str | None:
+    """The class of what `name` holds (`item`: of the items it holds), from the innermost
+    scope that binds it: every value assigned to it is built from that class, or it is a
+    parameter annotated with it."""
     for scope in reversed(m.scopes):
-        if name not in scope.params:
-            continue
-        node = scope.node
-        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            return None
-        args = node.args
-        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs):
-            if arg.arg == name and arg.annotation is not None:
-                annotation = arg.annotation
-                if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
-                    text: str | None = annotation.value
-                else:
-                    text = dotted(annotation)
-                last = (text or "").rpartition(".")[2]
-                return last if last[:1].isupper() and last.isidentifier() else None
-        return None
+        values = scope.assigned.get(name)
+        if values is not None:
+            if item:
+                return None
+            found = {
+                _class_of(m, v.id, item=True)
+                if isinstance(v, ast.Name) and v.id != name
+                # a loop's target is recorded with the iterable it walks
+                else constructed_class(v.value if isinstance(v, ast.Await) else v)
+                for v in values
+            }
+            return found.pop() if len(found) == 1 else None
+        if name in scope.params:
+            return _annotated_class(scope.node, name, item=item)
     return None
+
+
+# Annotations that hold one class: ``Optional[Server]``, and the items of a sequence.
+_OPTIONAL = frozenset({"Optional"})
+_SEQUENCES = frozenset(
+    {"Sequence", "List", "list", "Iterable", "Iterator", "Collection", "Set", "set"}
+)
+
+
+def _annotated_class(node: ast.AST | None, name: str, *, item: bool = False) -> str | None:
+    """The class parameter `name` of function `node` is annotated with (``server: Server``,
+    ``"Server"``, ``Optional[Server]``); `item`: of its items (``Sequence[Server]``)."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return None
+    args = node.args
+    annotation = next(
+        (a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.arg == name),
+        None,
+    )
+    if isinstance(annotation, ast.Subscript):
+        outer = (dotted(annotation.value) or "").rpartition(".")[2]
+        if outer not in (_SEQUENCES if item else _OPTIONAL):
+            return None
+        annotation = annotation.slice
+    elif item:
+        return None
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        text: str | None = annotation.value
+    else:
+        text = dotted(annotation) if isinstance(annotation, ast.expr) else None
+    last = (text or "").rpartition(".")[2]
+    return last if last[:1].isupper() and last.isidentifier() else None
 
 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
