@@ -16,10 +16,10 @@ from bounded.audit.model import (
     ModuleModel,
     ProjectFacts,
 )
-from bounded.audit.names import constructed_class, dotted, is_self_attr, root_name
+from bounded.audit.names import constructed_class, dotted, is_self_attr, root_name, timeout_arg
 
 if TYPE_CHECKING:
-    from bounded.audit.model import CallHook
+    from bounded.audit.model import CallHook, MethodHook
 
 RULE = Rule(
     "BND005",
@@ -37,6 +37,10 @@ _BLOCKING_CALLS: dict[str, str] = {
     "time.sleep": "time.sleep() blocks the event loop; use `await asyncio.sleep(...)`",
     "urllib.request.urlopen": "urllib.request.urlopen() is blocking network I/O",
     "psycopg.connect": "psycopg.connect() is a blocking (sync) connection",
+    "concurrent.futures.as_completed": (
+        "concurrent.futures.as_completed() waits for the pool's threads to finish"
+    ),
+    "concurrent.futures.wait": "concurrent.futures.wait() waits for the pool's threads to finish",
 }
 for _verb in _REQUESTS_VERBS - {"send"}:
     _BLOCKING_CALLS[f"requests.{_verb}"] = f"requests.{_verb}() is blocking HTTP"
@@ -51,8 +55,30 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not cli_command(m):
+    if m.in_async and not _polls(node, q) and not cli_command(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
+
+
+def _polls(node: ast.Call, q: str) -> bool:
+    """``concurrent.futures.wait(fs, timeout=0)``: a look at which futures are done."""
+    timeout = timeout_arg(node, 1) if q.startswith("concurrent.futures.") else None
+    return isinstance(timeout, ast.Constant) and timeout.value == 0
+
+
+def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    """``future.result()`` of a thread pool's ``submit(...)`` waits for the thread."""
+    receiver = func.value
+    if (
+        m.in_async
+        and (m.kind_of_value(receiver) == "future" or m.kind_of(receiver) == "future")
+        and not cli_command(m)
+    ):
+        m.report(
+            node,
+            RULE.code,
+            "result() of a thread pool's future inside async def waits for the thread: it "
+            "blocks the event loop",
+        )
 
 
 _CLI_FRAMEWORKS = frozenset({"typer", "cyclopts", "click", "asyncclick"})
@@ -93,6 +119,7 @@ _BLOCKING_ROOTS = frozenset(
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_BLOCKING_CALLS, _blocking)
 CALLS.update(dict.fromkeys(_SYNC_CLIENT_CTORS, _sync_client))
+METHODS: dict[str, MethodHook] = {"result": _future_result}
 
 
 # Method names of the built-in types: a call may well be on a dict or a str.
