@@ -170,8 +170,8 @@ class Project:
             self.facts.blocking[name] = self.facts.blocking.get(name, 0) | how
         for class_name, methods in facts.methods.items():
             known = self.facts.methods.setdefault(class_name, {})
-            for name, blocks in methods.items():
-                known[name] = known.get(name, True) and blocks
+            for name, how in methods.items():
+                known[name] = known.get(name, how) & how
         for name, modules in facts.blocking_functions.items():
             self.facts.blocking_functions.setdefault(name, set()).update(modules)
         for name, deterministic in facts.helpers.items():

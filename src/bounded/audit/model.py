@@ -141,6 +141,16 @@ _TEST_CASES = frozenset(
         "unittest.async_case.IsolatedAsyncioTestCase",
     }
 )
+# Calls that wait for a child process to exit.
+CHILD_PROCESS_CALLS = {
+    "subprocess.run": "subprocess.run() blocks until the child exits",
+    "subprocess.call": "subprocess.call() blocks until the child exits",
+    "subprocess.check_call": "subprocess.check_call() blocks until the child exits",
+    "subprocess.check_output": "subprocess.check_output() blocks until the child exits",
+    "os.system": "os.system() blocks until the command exits",
+}
+# Methods of a `subprocess.Popen` (kind "process") that wait for the child to exit.
+PROCESS_WAITS = frozenset({"wait", "communicate"})
 BREAKER_CTORS = {
     "bounded.CircuitBreaker": "bounded",
     "bounded.breaker.CircuitBreaker": "bounded",
@@ -163,6 +173,7 @@ _SIMPLE_KINDS = {
     "threading.Timer": "thread",
     "concurrent.futures.ThreadPoolExecutor": "executor",
     "concurrent.futures.thread.ThreadPoolExecutor": "executor",
+    "subprocess.Popen": "process",
     "asyncio.get_running_loop": "loop",
     "asyncio.get_event_loop": "loop",
     "asyncio.new_event_loop": "loop",
@@ -281,7 +292,7 @@ class Scope:
         self.stopping = False  # an event was set: a shutdown path
         self.params: frozenset[str] = frozenset()
         self.globals: set[str] = set()
-        # name -> kind ("thread", "executor", "future", "loop", "policy", "bound",
+        # name -> kind ("thread", "executor", "future", "process", "loop", "policy", "bound",
         # "breaker:<lib>", "sync_client:<what>" built here, "sync_obj:<what>" obtained,
         # "sync_iter:<what>" a blocking iterator)
         self.kinds: dict[str, str] = {}
@@ -349,10 +360,11 @@ class ProjectFacts:
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
-    # time.sleep), bit 2 an async def, bit 4 a sync def that does not
+    # time.sleep), bit 2 an async def, bit 4 a sync def that does not block, bit 8 a sync
+    # def that only waits for a child process
     blocking: dict[str, int] = field(default_factory=dict)
-    # class name -> its methods -> whether the definition is sync code that blocks
-    methods: dict[str, dict[str, bool]] = field(default_factory=dict)
+    # class name -> its methods -> how the definition blocks (1, 8 as above; 0 not)
+    methods: dict[str, dict[str, int]] = field(default_factory=dict)
     # module-level function name -> the modules (paths without ".py") whose definition of
     # it is sync code that blocks
     blocking_functions: dict[str, set[str]] = field(default_factory=dict)
@@ -390,21 +402,23 @@ class ProjectFacts:
         reads = self.listings.get(name, set())
         return "" in reads or any(self.returns_listing(other, seen) for other in reads - seen)
 
-    def method_blocks(self, class_name: str, name: str, seen: set[str] | None = None) -> bool:
-        """True if method `name` of `class_name`, or else of the first base in the run that
-        defines it, is sync code that blocks (False for a class the run does not define)."""
+    def method_blocks(self, class_name: str, name: str, seen: set[str] | None = None) -> int:
+        """How method `name` of `class_name`, or else of the first base in the run that
+        defines it, blocks (bits 1 and 8 of `blocking`; 0 for a class the run does not
+        define)."""
         seen = set() if seen is None else seen
         if class_name in seen:
-            return False
+            return 0
         seen.add(class_name)
         defined = self.methods.get(class_name, {})
         if name in defined:
             return defined[name]
-        return any(
-            self.method_blocks(base.rsplit(".", 1)[-1], name, seen)
-            for bases, _, _ in self.classes.get(class_name, ())
-            for base in bases
-        )
+        for bases, _, _ in self.classes.get(class_name, ()):
+            for base in bases:
+                how = self.method_blocks(base.rsplit(".", 1)[-1], name, seen)
+                if how:
+                    return how
+        return 0
 
     def manages_lifecycle(self, class_name: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run has a close-style method."""

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import (
+    CHILD_PROCESS_CALLS,
     LANGCHAIN_TWINS,
+    PROCESS_WAITS,
     SYNC_CLIENTS,
     Function,
     Loop,
@@ -114,7 +116,9 @@ def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
 # Every import path a name must be bound to for a call through it to be in _BLOCKING_CALLS
 # ("time", "urllib", "urllib.request", "urllib.request.urlopen"...).
 _BLOCKING_ROOTS = frozenset(
-    q.rsplit(".", n)[0] for q in _BLOCKING_CALLS for n in range(q.count(".") + 1)
+    q.rsplit(".", n)[0]
+    for q in (*_BLOCKING_CALLS, *CHILD_PROCESS_CALLS)
+    for n in range(q.count(".") + 1)
 )
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_BLOCKING_CALLS, _blocking)
@@ -136,19 +140,20 @@ def function(m: ModuleModel, node: Function) -> None:
         return  # a built-in type's method name, or a function nested in another
     if in_class and not any(item is node for item in m.classes[-1].node.body):
         return  # a function nested in a method
-    blocks = False
+    blocks = 0
     if isinstance(node, ast.AsyncFunctionDef):
         how = 2
+    elif _BLOCKING_ROOTS.isdisjoint(m.imports.values()):
+        how = 4  # nothing imported so far can name a blocking call: skip walking the body
     else:
-        # nothing imported so far can name a blocking call: skip walking the body
-        blocks = not _BLOCKING_ROOTS.isdisjoint(m.imports.values()) and _blocks(m, node)
-        how = 1 if blocks else 4
+        blocks = _blocks(m, node)
+        how = blocks or 4
     facts = m.facts
     if in_class:
         facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
         methods = facts.methods.setdefault(m.classes[-1].name, {})
-        methods[node.name] = methods.get(node.name, True) and blocks
-    elif blocks:
+        methods[node.name] = methods.get(node.name, blocks) & blocks
+    elif blocks == _BLOCKS:
         facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
 
 
@@ -158,26 +163,48 @@ def _module_path(path: str) -> str:
     return stem.removesuffix("/__init__")
 
 
-def _blocks(m: ModuleModel, node: Function) -> bool:
-    """The body (not nested functions) calls a blocking function directly."""
+# How a sync def blocks (the bits of `ProjectFacts.blocking`): on a remote peer or a set
+# time (BND005), or only on a child process (the opt-in BND012).
+_BLOCKS = 1
+_WAITS_FOR_CHILD = 8
+
+
+def _blocks(m: ModuleModel, node: Function) -> int:
+    """How the body (not nested functions) blocks by a call it makes directly: _BLOCKS,
+    _WAITS_FOR_CHILD (``subprocess.run``, ``self.proc.wait()`` of a ``Popen``), or 0."""
+    how = 0
     stack: list[ast.AST] = list(node.body)
     while stack:
         sub = stack.pop()
-        if isinstance(sub, ast.Call) and m.qualname(sub.func) in _BLOCKING_CALLS:
-            return True
+        if isinstance(sub, ast.Call):
+            func = sub.func
+            q = m.qualname(func)
+            if q in _BLOCKING_CALLS:
+                return _BLOCKS
+            if q in CHILD_PROCESS_CALLS or (
+                isinstance(func, ast.Attribute)
+                and func.attr in PROCESS_WAITS
+                and m.kind_of(func.value) == "process"
+            ):
+                how = _WAITS_FOR_CHILD
         if not isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             stack.extend(ast.iter_child_nodes(sub))
-    return False
+    return how
 
 
-def _if_blocking(name: str, cls: str | None) -> Callable[[ProjectFacts], bool]:
-    """Keep a call of method `name` on an instance of `cls` if that class's method blocks;
-    on an object of unknown class, if every definition of `name` in the run blocks."""
+def _if_blocking(name: str, cls: str | None, how: int) -> Callable[[ProjectFacts], bool]:
+    """Keep a call of method `name` on an instance of `cls` if that class's method blocks
+    so (`how`); on an object of unknown class, if every definition of `name` in the run
+    blocks one way or the other, and so for the weaker _WAITS_FOR_CHILD when not all block
+    on a peer."""
 
     def keep(facts: ProjectFacts) -> bool:
-        if cls is None:
-            return facts.blocking.get(name, 0) == 1
-        return facts.method_blocks(cls, name)
+        if cls is not None:
+            return facts.method_blocks(cls, name) == how
+        defined = facts.blocking.get(name, 0)
+        if how == _BLOCKS:
+            return defined == _BLOCKS
+        return defined & _WAITS_FOR_CHILD != 0 and defined & ~(_BLOCKS | _WAITS_FOR_CHILD) == 0
 
     return keep
 
@@ -326,7 +353,14 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
                 RULE.code,
                 f".{attr}() {where} sync code that blocks (sync HTTP or sleep): calling it "
                 "inside async def blocks the event loop",
-                _if_blocking(attr, cls),
+                _if_blocking(attr, cls, _BLOCKS),
+            )
+            m.defer(
+                node,
+                "BND012",
+                f".{attr}() {where} sync code that waits for a child process to exit: "
+                "calling it inside async def blocks the event loop while the child runs",
+                _if_blocking(attr, cls, _WAITS_FOR_CHILD),
             )
     if isinstance(receiver, ast.Call):
         kind = m.kind_of_value(receiver)
