@@ -450,6 +450,7 @@ NodeHook = Callable[["ModuleModel", ast.Call], None]
 DroppedHook = Callable[["ModuleModel", ast.Call, ast.stmt | None], None]
 AssignHook = Callable[["ModuleModel", ast.Assign | ast.AnnAssign, list[ast.expr], ast.expr], None]
 LoopHook = Callable[["ModuleModel", Loop, list[ast.Try | ast.TryStar]], None]
+WithHook = Callable[["ModuleModel", ast.AsyncWith], None]
 FunctionHook = Callable[["ModuleModel", Function], None]
 ScopeHook = Callable[["ModuleModel", Scope], None]
 ClassHook = Callable[["ModuleModel", ClassScope], None]
@@ -468,6 +469,7 @@ class Hooks:
     dropped_call: list[DroppedHook] = field(default_factory=list)
     assign: list[AssignHook] = field(default_factory=list)
     loop: list[LoopHook] = field(default_factory=list)
+    async_with: list[WithHook] = field(default_factory=list)
     function: list[FunctionHook] = field(default_factory=list)
     scope_end: list[ScopeHook] = field(default_factory=list)
     class_end: list[ClassHook] = field(default_factory=list)
@@ -1031,6 +1033,8 @@ class ModuleModel:
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         if isinstance(node, ast.AsyncWith):
             self.scope.awaits = True
+            for with_hook in self.hooks.async_with:
+                with_hook(self, node)
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
