@@ -471,3 +471,35 @@ def test_a_blocking_function_or_method_of_another_module_is_resolved_by_import()
     assert _project(files) == [("app/caller.py", 5, "BND005"), ("app/caller.py", 7, "BND005")]
     # the defining module not in the run: nothing says the function blocks
     assert _project({"app/caller.py": caller, "app/other.py": other}) == []
+
+
+def test_a_handler_task_is_kept_by_an_emitter_that_keeps_what_handlers_return() -> None:
+    # Playwright's objects (pyee's AsyncIOEventEmitter) schedule and keep a returned future
+    handler = "    page.on('download', lambda d: asyncio.create_task(save(d)))\n"
+    source = "import asyncio\n{}\nasync def save(d): ...\n\ndef attach(page):\n" + handler
+    kept = source.format("from playwright.async_api import Page")
+    assert check_source(kept, "app/m.py") == []
+    dropped = source.format("from pyee import EventEmitter")
+    assert [(f.line, f.code) for f in check_source(dropped, "app/m.py")] == [(6, "BND009")]
+
+
+def test_a_thread_pool_subclass_in_another_module_makes_result_timeout_a_finding() -> None:
+    pools = (
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "class BaseExecutor(ThreadPoolExecutor): ...\n"
+        "class ContextThreadPoolExecutor(BaseExecutor): ...\n"
+        "class LoggingExecutor: ...\n"
+    )
+    caller = (
+        "from app.pools import ContextThreadPoolExecutor, LoggingExecutor\n"
+        "def run(fn, timeout):\n"
+        "    with ContextThreadPoolExecutor(max_workers=1) as pool:\n"
+        "        future = pool.submit(fn)\n"
+        "        return future.result(timeout=timeout)\n"
+        "def log(fn, timeout):\n"
+        "    pool = LoggingExecutor()\n"
+        "    return pool.submit(fn).result(timeout=timeout)\n"
+    )
+    assert _project({"app/pools.py": pools, "app/caller.py": caller}) == [
+        ("app/caller.py", 5, "BND003")
+    ]

@@ -69,12 +69,15 @@ def test_bulkhead_never_exceeds_never_leaks_never_strands(
         tasks: list[asyncio.Task[None]] = []
         holding: set[asyncio.Task[None] | None] = set()
         violations: list[str] = []
+        limits = [limit]  # every limit in force: a shrink does not take back a granted slot
 
         async def worker() -> None:
+            since = len(limits) - 1
             await bh.acquire()
             holding.add(asyncio.current_task())  # type: ignore[arg-type]
-            if bh.in_use > bh.limit:
-                violations.append(f"granted at in_use={bh.in_use} > limit={bh.limit}")
+            ceiling = max(limits[since:])
+            if bh.in_use > ceiling:
+                violations.append(f"granted at in_use={bh.in_use} > every limit since ({ceiling})")
             released = asyncio.Event()
             holders.append(released)
             try:
@@ -103,6 +106,7 @@ def test_bulkhead_never_exceeds_never_leaks_never_strands(
                     waiting[0].cancel()
             elif op == "resize":
                 bh.limit = arg
+                limits.append(arg)
             elif op == "sleep":
                 await asyncio.sleep(arg * 0.4)
             for _ in range(3):
@@ -142,6 +146,8 @@ race_ops = st.lists(
 @SETTINGS
 @given(limit=st.integers(1, 3), ops=race_ops)
 @example(limit=1, ops=[("spawn", 0), ("spawn", 0), ("settle", 0), *STRANDING_RACE])
+# Granted under a raised limit, then the limit shrinks before the waiter resumes: legal.
+@example(limit=1, ops=[("spawn", 0), ("spawn", 0), ("settle", 0), ("resize", 2), ("resize", 1)])
 def test_bulkhead_never_strands_a_waiter_and_never_lets_one_be_overtaken(
     limit: int, ops: list[tuple[str, int]]
 ) -> None:
@@ -154,6 +160,9 @@ def test_bulkhead_never_strands_a_waiter_and_never_lets_one_be_overtaken(
         tasks: list[asyncio.Task[None]] = []
         violations: list[str] = []
         suspects: list[tuple[int, set[int]]] = []
+        # Every limit in force, in order: a waiter may be granted under any limit set
+        # since it arrived, and a shrink does not take back a slot already granted.
+        limits = [limit]
 
         def waiting() -> list[int]:
             return [
@@ -162,9 +171,11 @@ def test_bulkhead_never_strands_a_waiter_and_never_lets_one_be_overtaken(
 
         async def worker(me: int) -> None:
             arrived.append(me)
+            since = len(limits) - 1
             await bh.acquire()
-            if bh.in_use > bh.limit:
-                violations.append(f"granted at in_use={bh.in_use} > limit={bh.limit}")
+            ceiling = max(limits[since:])
+            if bh.in_use > ceiling:
+                violations.append(f"granted at in_use={bh.in_use} > every limit since ({ceiling})")
             # Earlier arrivals not seen holding yet: granted before us but not resumed, or
             # overtaken. `settle` tells which.
             earlier = {i for i in waiting() if arrived.index(i) < arrived.index(me)}
@@ -207,6 +218,7 @@ def test_bulkhead_never_strands_a_waiter_and_never_lets_one_be_overtaken(
                 release(holding[arg % len(holding)])
             elif op == "resize":
                 bh.limit = arg
+                limits.append(arg)
             elif op == "settle":
                 await settle()
         await settle()

@@ -178,6 +178,11 @@ _SIMPLE_KINDS = {
     "asyncio.get_event_loop": "loop",
     "asyncio.new_event_loop": "loop",
     "asyncio.get_event_loop_policy": "policy",
+    # async servers and clients whose start_background_task returns an asyncio task
+    "socketio.AsyncServer": "spawner",
+    "socketio.AsyncClient": "spawner",
+    "engineio.AsyncServer": "spawner",
+    "engineio.AsyncClient": "spawner",
 }
 CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
 LIFECYCLE = CLOSERS | {"__exit__", "__del__", "stop", "cleanup", "dispose", "close_all"}
@@ -293,6 +298,7 @@ class Scope:
         self.params: frozenset[str] = frozenset()
         self.globals: set[str] = set()
         # name -> kind ("thread", "executor", "future", "process", "loop", "policy", "bound",
+        # "spawner", "executor:<Class>"/"future:<Class>" of a class that may be a thread pool,
         # "breaker:<lib>", "sync_client:<what>" built here, "sync_obj:<what>" obtained,
         # "sync_iter:<what>" a blocking iterator)
         self.kinds: dict[str, str] = {}
@@ -419,6 +425,19 @@ class ProjectFacts:
                 if how:
                     return how
         return 0
+
+    def derives_from(self, class_name: str, base: str, seen: set[str] | None = None) -> bool:
+        """True if `class_name` has a base named `base` in the run, directly or through
+        its bases."""
+        seen = set() if seen is None else seen
+        if class_name in seen:
+            return False
+        seen.add(class_name)
+        return any(
+            name == base or self.derives_from(name, base, seen)
+            for bases, _, _ in self.classes.get(class_name, ())
+            for name in (b.rsplit(".", 1)[-1] for b in bases)
+        )
 
     def manages_lifecycle(self, class_name: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` or one of its bases in the run has a close-style method."""
@@ -712,15 +731,15 @@ class ModuleModel:
         if not isinstance(value, ast.Call):
             return None
         func = value.func
-        if (
-            isinstance(func, ast.Attribute)
-            and func.attr == "submit"
-            and self.kind_of(func.value) == "executor"
-        ):
-            return "future"
+        if isinstance(func, ast.Attribute) and func.attr == "submit":
+            pool = self.kind_of(func.value) or ""
+            if pool == "executor":
+                return "future"
+            if pool.startswith("executor:"):
+                return "future:" + pool[9:]  # from a pool of a class the run may define
         q = self.qualname(func)
         if q is None:
-            return self._built_or_returned_kind(value)
+            return self._built_or_returned_kind(value) or _executor_of_class(func)
         kind = _SIMPLE_KINDS.get(q)
         if kind is not None:
             return kind
@@ -733,7 +752,7 @@ class ModuleModel:
             return "breaker:" + BREAKER_CTORS[q]
         if q in BOUNDED_CTORS:
             return "bound"
-        return None
+        return None if q.startswith("concurrent.") else _executor_of_class(func)
 
     def annotation_kind(self, annotation: ast.expr) -> str | None:
         """The kind an annotation promises: a blocking library's type (``chromadb.Collection``)."""
@@ -1490,6 +1509,14 @@ def _library_object(q: str) -> str | None:
     elif root.startswith("langchain") and last[:1].isupper():
         return "sync_obj:LangChain"
     return None
+
+
+def _executor_of_class(func: ast.expr) -> str | None:
+    """``executor:<Class>`` for an instance of a class named like an executor
+    (``ContextThreadPoolExecutor(...)``): whether it is a thread pool, the run's class
+    definitions tell (:meth:`ProjectFacts.derives_from`)."""
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return "executor:" + name if name.endswith("Executor") and name[:1].isupper() else None
 
 
 def _param_default(node: ast.AST | None, name: str) -> ast.expr | None:

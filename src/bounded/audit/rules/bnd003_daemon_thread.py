@@ -1,4 +1,5 @@
-"""BND003: threads used as timeouts; the daemon threads nobody joins go to BND014 (opt-in)."""
+"""BND003: threads used as timeouts (join/result with a timeout, a deadline around work sent
+to a thread); the daemon threads nobody joins go to BND014 (opt-in)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,15 @@ if TYPE_CHECKING:
 RULE = Rule(
     "BND003",
     "daemon-thread",
-    "A thread used as a timeout: started, then join(timeout)/result(timeout), and the caller "
-    "goes on while the work may still run.",
+    "A thread used as a timeout: started, then join(timeout)/result(timeout) or a deadline "
+    "around run_in_executor/to_thread, and the caller goes on while the work may still run.",
     "use `await bounded.to_thread(fn, ...)` with `asyncio.timeout(...)`, or a "
     "non-daemon thread that is joined",
 )
 # A shutdown path may bound its wait for a thread it told to stop.
 _TEARDOWN_NAME = re.compile(
-    r"stop|close|shutdown|exit|__del__|join|terminate|cleanup|dispose|teardown|quit|finali",
+    r"stop|close|shutdown|exit|__del__|join|terminate|cleanup|dispose|teardown|quit|finali"
+    r"|disconnect",
     re.IGNORECASE,
 )
 
@@ -55,6 +57,13 @@ def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
             m.state(_State).daemons.append(
                 (node, message, m.call_targets.get(id(node)), starter, background)
             )
+
+
+def _tearing_down(m: ModuleModel) -> bool:
+    """A shutdown path (a ``stop``/``close``-style function, or one that set an event to
+    tell its threads to stop): it may bound its wait for the threads it stops."""
+    scope = m.scope
+    return scope.stopping or _TEARDOWN_NAME.search(scope.name) is not None
 
 
 def _on_shutdown(m: ModuleModel, node: ast.Call | None) -> bool:
@@ -98,9 +107,6 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
         m.state(_State).at_import.add(node.func.id)
 
 
-CALLS: dict[str, CallHook] = {"threading.Thread": _thread, "threading.Timer": _thread}
-
-
 def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
@@ -138,9 +144,8 @@ def _class_built(value: ast.expr) -> str | None:
 def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if timeout_arg(node, 0) is None:
         return
-    scope = m.scope
-    if scope.stopping or _TEARDOWN_NAME.search(scope.name):
-        return  # a shutdown path that signalled the thread to stop bounds its wait
+    if _tearing_down(m):
+        return
     if m.kind_of(func.value) == "thread":
         m.report(node, RULE.code, _TIMEOUT_JOIN)
         return
@@ -192,17 +197,87 @@ def _set_daemon(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
         m.state(_State).daemons.append((node, message, m.scoped(func.value), None, False))
 
 
+_TIMEOUT_RESULT = (
+    "worker thread used as a timeout: submit(...).result(timeout) returns with the "
+    "thread still running (and `with ThreadPoolExecutor()` waits for it)"
+)
+
+
 def _result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if timeout_arg(node, 0) is None:
         return
     receiver = func.value
-    if m.kind_of_value(receiver) == "future" or m.kind_of(receiver) == "future":
+    kind = m.kind_of_value(receiver) or m.kind_of(receiver) or ""
+    if kind == "future":
+        m.report(node, RULE.code, _TIMEOUT_RESULT)
+    elif kind.startswith("future:"):
+        # from a pool of a class the run defines: a ThreadPoolExecutor subclass or not
+        m.defer(node, RULE.code, _TIMEOUT_RESULT, _thread_pool(kind[7:]))
+
+
+def _thread_pool(cls: str) -> Callable[[ProjectFacts], bool]:
+    return lambda facts: facts.derives_from(cls, "ThreadPoolExecutor")
+
+
+def _wait_for(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``asyncio.wait_for(loop.run_in_executor(...), t)``: the timeout cancels the future,
+    not the thread."""
+    work = node.args[0] if node.args else None
+    if timeout_arg(node, 1) is None or not isinstance(work, ast.Call) or _tearing_down(m):
+        return
+    func = work.func
+    to_thread = m.qualname(func) == "asyncio.to_thread"
+    if to_thread or (isinstance(func, ast.Attribute) and func.attr == "run_in_executor"):
+        what = "asyncio.to_thread" if to_thread else "run_in_executor"
         m.report(
             node,
             RULE.code,
-            "worker thread used as a timeout: submit(...).result(timeout) returns with the "
-            "thread still running (and `with ThreadPoolExecutor()` waits for it)",
+            f"thread used as a timeout: wait_for({what}(...)) gives up at the timeout with "
+            "the thread still running",
         )
+
+
+def _run_sync(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``anyio.to_thread.run_sync(fn, abandon_on_cancel=True)`` under ``anyio.fail_after``
+    or ``move_on_after``: the deadline abandons the thread, which runs on."""
+    if not any(
+        kw.arg in ("abandon_on_cancel", "cancellable")
+        and isinstance(kw.value, ast.Constant)
+        and kw.value.value is True
+        for kw in node.keywords
+    ):
+        return
+    enclosing = m.scope.node
+    if enclosing is None or _tearing_down(m):
+        return
+    for sub in ast.walk(enclosing):
+        if (
+            isinstance(sub, ast.With | ast.AsyncWith)
+            and sub.lineno <= node.lineno <= (sub.end_lineno or sub.lineno)
+            and any(
+                isinstance(item.context_expr, ast.Call)
+                and m.qualname(item.context_expr.func) in _ANYIO_DEADLINES
+                for item in sub.items
+            )
+        ):
+            m.report(
+                node,
+                RULE.code,
+                "thread used as a timeout: the deadline abandons to_thread.run_sync(..., "
+                "abandon_on_cancel=True) with the thread still running",
+            )
+            return
+
+
+_ANYIO_DEADLINES = frozenset({"anyio.fail_after", "anyio.move_on_after"})
+
+
+CALLS: dict[str, CallHook] = {
+    "threading.Thread": _thread,
+    "threading.Timer": _thread,
+    "asyncio.wait_for": _wait_for,
+    "anyio.to_thread.run_sync": _run_sync,
+}
 
 
 METHODS: dict[str, MethodHook] = {"join": _join, "setDaemon": _set_daemon, "result": _result}

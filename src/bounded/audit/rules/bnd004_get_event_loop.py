@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ModuleModel, ProjectFacts
+from bounded.audit.model import Function, ModuleModel, ProjectFacts
+from bounded.audit.names import is_self_attr
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
+
+
+@dataclass(slots=True)
+class _State:
+    defaults: set[int] = field(default_factory=set)  # ids of calls in module-level defaults
+
 
 RULE = Rule(
     "BND004",
@@ -58,7 +66,10 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
     if m.in_async:
         return  # the running loop: BND010
     if len(m.scopes) == 1:
-        message = f"{what} at module level: no loop is running (use asyncio.run(main()))"
+        where = "at module level"
+        if id(node) in m.state(_State).defaults:
+            where = "as a default argument value (evaluated once, when the def runs at import)"
+        message = f"{what} {where}: no loop is running (use asyncio.run(main()))"
         m.report(node, RULE.code, message)
         return
     message = (
@@ -82,28 +93,43 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
 
 
 def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
-    """The function drives the loop it gets (``run_until_complete``/``run_forever``): the
-    code itself expects to run without one."""
+    """The function drives the loop it gets (``run_until_complete``/``run_forever``), or
+    stores it on ``self`` where a method of its class drives it: the code itself expects
+    to run without one."""
     enclosing = m.scope.node
     if enclosing is None:
         return False
-    names = {
-        target.id
-        for sub in ast.walk(enclosing)
-        if isinstance(sub, ast.Assign) and sub.value is node
-        for target in sub.targets
-        if isinstance(target, ast.Name)
-    }
+    names: set[str] = set()
+    attrs: set[str] = set()
     for sub in ast.walk(enclosing):
+        if isinstance(sub, ast.Assign) and (
+            sub.value is node or (isinstance(sub.value, ast.BoolOp) and node in sub.value.values)
+        ):  # loop = get_event_loop(), self._loop = loop or get_event_loop()
+            for target in sub.targets:
+                if isinstance(target, ast.Name):
+                    names.add(target.id)
+                elif isinstance(target, ast.Attribute) and is_self_attr(target):
+                    attrs.add(target.attr)
+    if any(
+        receiver is node or (isinstance(receiver, ast.Name) and receiver.id in names)
+        for receiver in _driven(enclosing)
+    ):
+        return True
+    return bool(attrs and m.classes) and any(
+        isinstance(receiver, ast.Attribute) and is_self_attr(receiver) and receiver.attr in attrs
+        for receiver in _driven(m.classes[-1].node)
+    )
+
+
+def _driven(tree: ast.AST) -> Iterator[ast.expr]:
+    """The receivers of ``run_until_complete``/``run_forever`` calls in `tree`."""
+    for sub in ast.walk(tree):
         if (
             isinstance(sub, ast.Call)
             and isinstance(sub.func, ast.Attribute)
             and sub.func.attr in _DRIVES
         ):
-            receiver = sub.func.value
-            if receiver is node or (isinstance(receiver, ast.Name) and receiver.id in names):
-                return True
-    return False
+            yield sub.func.value
 
 
 def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:
@@ -207,6 +233,18 @@ def _loop_argument(m: ModuleModel, node: ast.Call, q: str) -> None:
 def _policy(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if is_policy_get_event_loop(m, func):
         _report(m, node, "policy.get_event_loop()")
+
+
+def function(m: ModuleModel, node: Function) -> None:
+    """Note the calls in a module-level def's default values: they run at import."""
+    if len(m.scopes) != 1:
+        return  # a nested def's defaults run with the function around it
+    args = node.args
+    for default in (*args.defaults, *args.kw_defaults):
+        if default is not None and not isinstance(default, ast.Constant | ast.Name):
+            m.state(_State).defaults.update(
+                id(sub) for sub in ast.walk(default) if isinstance(sub, ast.Call)
+            )
 
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_LOOP_ARG_REMOVED, _loop_argument)

@@ -37,7 +37,22 @@ _CALLBACK_REGISTRARS = (
     "add_reader",
     "add_writer",
 )
+# Event emitters' handler registration: the emitter calls the handler and drops its result.
+_HANDLER_REGISTRARS = (
+    "on",
+    "once",
+    "add_listener",
+    "addListener",
+    "add_event_listener",
+    "addEventListener",
+)
+# Emitters that schedule and keep the future a handler returns (pyee's AsyncIOEventEmitter,
+# which Playwright's objects are): a module using one may rely on that.
+_KEEPING_EMITTERS = ("pyee.asyncio", "pyee.AsyncIOEventEmitter", "playwright")
 _LOOP_GETTERS = ("asyncio.get_running_loop", "asyncio.get_event_loop")
+# Library methods that return the asyncio task they start: python-socketio's and
+# python-engineio's async server and client (their sync twins return a thread).
+_SPAWNER_METHODS = frozenset({"start_background_task"})
 
 
 @dataclass(slots=True)
@@ -67,6 +82,19 @@ def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> 
     elif isinstance(func, ast.Attribute) and func.attr == "create_task" and _loopish(m, func):
         message = (
             "result of loop.create_task() dropped: the task can be garbage-collected mid-flight"
+        )
+    elif (
+        statement is not None
+        and isinstance(func, ast.Attribute)
+        and func.attr in _SPAWNER_METHODS
+        and not is_self_attr(func)
+        and (m.kind_of(func.value) == "spawner" or m.in_async)
+    ):
+        # sio.start_background_task(fn): an async server's (by its binding, or called from a
+        # coroutine, where a sync server's thread would make no sense) returns a task
+        message = (
+            f"result of {func.attr}() dropped: the async server returns the asyncio task it "
+            "started, which can be garbage-collected mid-flight"
         )
     elif statement is not None and isinstance(func, ast.Name | ast.Attribute):
         # a helper that returns the task it created (``self._schedule_event(coro)``)
@@ -187,9 +215,13 @@ def _body_of(fn: ast.AST) -> list[ast.stmt]:
 
 
 def _callback(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    handler = func.attr in _HANDLER_REGISTRARS
     for arg in node.args:
         if isinstance(arg, ast.Lambda) and isinstance(arg.body, ast.Call):
-            dropped_call(m, arg.body, None)  # fut.add_done_callback(lambda _: create_task(...))
+            # fut.add_done_callback(lambda _: create_task(...)), emitter.on("x", lambda e: ...)
+            if handler and _keeping_emitter(m):
+                return
+            dropped_call(m, arg.body, None)
     if func.attr != "add_done_callback" or len(node.args) != 1:
         return
     # task.add_done_callback(X.discard): X is where this module keeps its tasks
@@ -202,7 +234,14 @@ def _callback(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
             state.class_sets[m.classes[-1]] = cast(ast.Attribute, arg.value).attr
 
 
-METHODS: dict[str, MethodHook] = dict.fromkeys(_CALLBACK_REGISTRARS, _callback)
+def _keeping_emitter(m: ModuleModel) -> bool:
+    """The module imports an emitter that keeps the futures its handlers return."""
+    return any(q.startswith(_KEEPING_EMITTERS) for q in m.imports.values())
+
+
+METHODS: dict[str, MethodHook] = dict.fromkeys(
+    (*_CALLBACK_REGISTRARS, *_HANDLER_REGISTRARS), _callback
+)
 
 
 def module_end(m: ModuleModel) -> None:
