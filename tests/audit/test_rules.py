@@ -463,6 +463,39 @@ def test_a_chat_bot_command_is_not_a_cli_command() -> None:
     assert check_source(cli, "cli.py") == []
 
 
+def test_a_blocking_function_or_method_of_another_module_is_resolved_by_import() -> None:
+    net = (
+        "import time\n"
+        "def wait_for_endpoint(url):\n"
+        "    time.sleep(0.1)\n"
+        "class Deployer:\n"
+        "    def start(self):\n"
+        "        time.sleep(1)\n"
+    )
+    other = (
+        "def wait_for_endpoint(url):\n"
+        "    return url\n"
+        "class Server:\n"
+        "    def start(self):\n"
+        "        pass\n"
+    )
+    caller = (
+        "from app.net import wait_for_endpoint, Deployer\n"
+        "from app.other import Server\n"
+        "import app.other\n"
+        "async def connect(url):\n"
+        "    wait_for_endpoint(url)\n"
+        "    app.other.wait_for_endpoint(url)\n"
+        "    Deployer().start()\n"
+        "    server = Server()\n"
+        "    server.start()\n"
+    )
+    files = {"app/net.py": net, "app/other.py": other, "app/caller.py": caller}
+    assert _project(files) == [("app/caller.py", 5, "BND005"), ("app/caller.py", 7, "BND005")]
+    # the defining module not in the run: nothing says the function blocks
+    assert _project({"app/caller.py": caller, "app/other.py": other}) == []
+
+
 def test_a_handler_task_is_kept_by_an_emitter_that_keeps_what_handlers_return() -> None:
     # Playwright's objects (pyee's AsyncIOEventEmitter) schedule and keep a returned future
     handler = "    page.on('download', lambda d: asyncio.create_task(save(d)))\n"

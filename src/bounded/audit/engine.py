@@ -168,6 +168,12 @@ class Project:
             self.facts.callers[name] = self.facts.callers.get(name, 0) | where
         for name, how in facts.blocking.items():
             self.facts.blocking[name] = self.facts.blocking.get(name, 0) | how
+        for class_name, methods in facts.methods.items():
+            known = self.facts.methods.setdefault(class_name, {})
+            for name, how in methods.items():
+                known[name] = known.get(name, how) & how
+        for name, modules in facts.blocking_functions.items():
+            self.facts.blocking_functions.setdefault(name, set()).update(modules)
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
         for name, awaits in facts.awaits.items():

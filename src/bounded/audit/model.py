@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from bounded.audit.core import Edit
-from bounded.audit.names import candidate_calls, dotted, is_constant_size, is_self_attr
+from bounded.audit.names import (
+    candidate_calls,
+    constructed_class,
+    dotted,
+    is_constant_size,
+    is_self_attr,
+)
 
 __all__ = [
     "ASYNC_RESOURCES",
@@ -135,6 +141,16 @@ _TEST_CASES = frozenset(
         "unittest.async_case.IsolatedAsyncioTestCase",
     }
 )
+# Calls that wait for a child process to exit.
+CHILD_PROCESS_CALLS = {
+    "subprocess.run": "subprocess.run() blocks until the child exits",
+    "subprocess.call": "subprocess.call() blocks until the child exits",
+    "subprocess.check_call": "subprocess.check_call() blocks until the child exits",
+    "subprocess.check_output": "subprocess.check_output() blocks until the child exits",
+    "os.system": "os.system() blocks until the command exits",
+}
+# Methods of a `subprocess.Popen` (kind "process") that wait for the child to exit.
+PROCESS_WAITS = frozenset({"wait", "communicate"})
 BREAKER_CTORS = {
     "bounded.CircuitBreaker": "bounded",
     "bounded.breaker.CircuitBreaker": "bounded",
@@ -157,6 +173,7 @@ _SIMPLE_KINDS = {
     "threading.Timer": "thread",
     "concurrent.futures.ThreadPoolExecutor": "executor",
     "concurrent.futures.thread.ThreadPoolExecutor": "executor",
+    "subprocess.Popen": "process",
     "asyncio.get_running_loop": "loop",
     "asyncio.get_event_loop": "loop",
     "asyncio.new_event_loop": "loop",
@@ -280,8 +297,8 @@ class Scope:
         self.stopping = False  # an event was set: a shutdown path
         self.params: frozenset[str] = frozenset()
         self.globals: set[str] = set()
-        # name -> kind ("thread", "executor", "future", "loop", "policy", "bound", "spawner",
-        # "executor:<Class>"/"future:<Class>" of a class that may be a thread pool,
+        # name -> kind ("thread", "executor", "future", "process", "loop", "policy", "bound",
+        # "spawner", "executor:<Class>"/"future:<Class>" of a class that may be a thread pool,
         # "breaker:<lib>", "sync_client:<what>" built here, "sync_obj:<what>" obtained,
         # "sync_iter:<what>" a blocking iterator)
         self.kinds: dict[str, str] = {}
@@ -305,7 +322,17 @@ class Scope:
 class ClassScope:
     """A class being walked: what its methods store on ``self`` and what they close."""
 
-    __slots__ = ("bases", "closed", "grown", "kinds", "lifecycle", "name", "node", "pending")
+    __slots__ = (
+        "bases",
+        "built",
+        "closed",
+        "grown",
+        "kinds",
+        "lifecycle",
+        "name",
+        "node",
+        "pending",
+    )
 
     def __init__(self, node: ast.ClassDef) -> None:
         self.node = node
@@ -315,6 +342,7 @@ class ClassScope:
         self.pending: dict[str, Resource] = {}  # self attribute -> the resource stored there
         self.closed: set[str] = set()  # self attributes some method closes
         self.grown: set[str] = set()  # self attributes grown outside __init__
+        self.built: dict[str, str] = {}  # self attribute -> the class it was built from
         # the class defines a close/aclose/__aexit__-style method: it manages its resources
         self.lifecycle = any(
             isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in LIFECYCLE
@@ -338,8 +366,14 @@ class ProjectFacts:
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
-    # time.sleep), bit 2 an async def
+    # time.sleep), bit 2 an async def, bit 4 a sync def that does not block, bit 8 a sync
+    # def that only waits for a child process
     blocking: dict[str, int] = field(default_factory=dict)
+    # class name -> its methods -> how the definition blocks (1, 8 as above; 0 not)
+    methods: dict[str, dict[str, int]] = field(default_factory=dict)
+    # module-level function name -> the modules (paths without ".py") whose definition of
+    # it is sync code that blocks
+    blocking_functions: dict[str, set[str]] = field(default_factory=dict)
     # coroutine function name -> whether any definition of it awaits (False: they only compute)
     awaits: dict[str, bool] = field(default_factory=dict)
     # private function name -> the positions and keywords its callers pass data for
@@ -373,6 +407,24 @@ class ProjectFacts:
         seen.add(name)
         reads = self.listings.get(name, set())
         return "" in reads or any(self.returns_listing(other, seen) for other in reads - seen)
+
+    def method_blocks(self, class_name: str, name: str, seen: set[str] | None = None) -> int:
+        """How method `name` of `class_name`, or else of the first base in the run that
+        defines it, blocks (bits 1 and 8 of `blocking`; 0 for a class the run does not
+        define)."""
+        seen = set() if seen is None else seen
+        if class_name in seen:
+            return 0
+        seen.add(class_name)
+        defined = self.methods.get(class_name, {})
+        if name in defined:
+            return defined[name]
+        for bases, _, _ in self.classes.get(class_name, ()):
+            for base in bases:
+                how = self.method_blocks(base.rsplit(".", 1)[-1], name, seen)
+                if how:
+                    return how
+        return 0
 
     def derives_from(self, class_name: str, base: str, seen: set[str] | None = None) -> bool:
         """True if `class_name` has a base named `base` in the run, directly or through
@@ -417,6 +469,7 @@ NodeHook = Callable[["ModuleModel", ast.Call], None]
 DroppedHook = Callable[["ModuleModel", ast.Call, ast.stmt | None], None]
 AssignHook = Callable[["ModuleModel", ast.Assign | ast.AnnAssign, list[ast.expr], ast.expr], None]
 LoopHook = Callable[["ModuleModel", Loop, list[ast.Try | ast.TryStar]], None]
+WithHook = Callable[["ModuleModel", ast.AsyncWith], None]
 FunctionHook = Callable[["ModuleModel", Function], None]
 ScopeHook = Callable[["ModuleModel", Scope], None]
 ClassHook = Callable[["ModuleModel", ClassScope], None]
@@ -435,6 +488,7 @@ class Hooks:
     dropped_call: list[DroppedHook] = field(default_factory=list)
     assign: list[AssignHook] = field(default_factory=list)
     loop: list[LoopHook] = field(default_factory=list)
+    async_with: list[WithHook] = field(default_factory=list)
     function: list[FunctionHook] = field(default_factory=list)
     scope_end: list[ScopeHook] = field(default_factory=list)
     class_end: list[ClassHook] = field(default_factory=list)
@@ -998,6 +1052,8 @@ class ModuleModel:
     def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
         if isinstance(node, ast.AsyncWith):
             self.scope.awaits = True
+            for with_hook in self.hooks.async_with:
+                with_hook(self, node)
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
@@ -1035,6 +1091,9 @@ class ModuleModel:
                 self.call_targets[id(inner)] = self.scoped(target)
                 if isinstance(target, ast.Attribute):
                     self.lifetime.add(id(inner))  # self.conn = await connect(...)
+                    built = constructed_class(inner)
+                    if built is not None and is_self_attr(target) and self.classes:
+                        self.classes[-1].built[target.attr] = built
             kind = self.kind_of_value(value)
             if kind is None and isinstance(node, ast.AnnAssign):
                 kind = self.annotation_kind(node.annotation)

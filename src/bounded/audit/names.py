@@ -6,6 +6,7 @@ import ast
 
 __all__ = [
     "candidate_calls",
+    "constructed_class",
     "dotted",
     "is_constant_size",
     "is_self_attr",
@@ -42,6 +43,16 @@ def is_self_attr(node: ast.expr) -> bool:
         and isinstance(node.value, ast.Name)
         and node.value.id == "self"
     )
+
+
+def constructed_class(call: ast.expr) -> str | None:
+    """``Server`` for ``Server(...)`` or ``pkg.Server(...)``: the class a call builds, by the
+    capitalised spelling classes have; None for any other call or value."""
+    if not isinstance(call, ast.Call):
+        return None
+    name = dotted(call.func)
+    last = name.rpartition(".")[2] if name is not None else ""
+    return last if last[:1].isupper() else None
 
 
 def candidate_calls(value: ast.expr) -> list[ast.Call]:

@@ -3,11 +3,12 @@
 Each module defines ``RULE`` (code, name, summary, fix) and the hooks it needs on the
 semantic model's pass (see `bounded.audit.model.Hooks`): ``CALLS`` (by qualified name),
 ``METHODS`` (by attribute), and any of the functions ``every_call``,
-``async_method_call``, ``dropped_call``, ``assign``, ``loop``, ``function``, ``scope_end``,
-``class_end``, ``module_end``. An opt-in rule whose ``RULE.parent`` names a default rule
-holds that rule's weaker evidence: the parent's check reports it, so the parent's hooks
-run when either code is selected. The module, its fixture (``tests/audit/fixtures``) and its
-page (``docs/rules``) share the name ``RULE.slug``, e.g. ``bnd001_unbounded_gather``.
+``async_method_call``, ``dropped_call``, ``assign``, ``loop``, ``async_with``, ``function``,
+``scope_end``, ``class_end``, ``module_end``. An opt-in rule whose ``RULE.parent`` names a
+default rule holds that rule's weaker evidence: the parent's check reports it, so the
+parent's hooks run when either code is selected. The module, its fixture
+(``tests/audit/fixtures``) and its page (``docs/rules``) share the name ``RULE.slug``, e.g.
+``bnd001_unbounded_gather``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ _LIST_HOOKS = (
     "dropped_call",
     "assign",
     "loop",
+    "async_with",
     "function",
     "scope_end",
     "class_end",

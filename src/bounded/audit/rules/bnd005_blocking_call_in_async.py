@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import (
+    CHILD_PROCESS_CALLS,
     LANGCHAIN_TWINS,
+    PROCESS_WAITS,
     SYNC_CLIENTS,
     Function,
     Loop,
     ModuleModel,
     ProjectFacts,
 )
-from bounded.audit.names import dotted, root_name
+from bounded.audit.names import constructed_class, dotted, is_self_attr, root_name, timeout_arg
 
 if TYPE_CHECKING:
-    from bounded.audit.model import CallHook
+    from bounded.audit.model import CallHook, MethodHook
 
 RULE = Rule(
     "BND005",
@@ -36,6 +39,10 @@ _BLOCKING_CALLS: dict[str, str] = {
     "time.sleep": "time.sleep() blocks the event loop; use `await asyncio.sleep(...)`",
     "urllib.request.urlopen": "urllib.request.urlopen() is blocking network I/O",
     "psycopg.connect": "psycopg.connect() is a blocking (sync) connection",
+    "concurrent.futures.as_completed": (
+        "concurrent.futures.as_completed() waits for the pool's threads to finish"
+    ),
+    "concurrent.futures.wait": "concurrent.futures.wait() waits for the pool's threads to finish",
 }
 for _verb in _REQUESTS_VERBS - {"send"}:
     _BLOCKING_CALLS[f"requests.{_verb}"] = f"requests.{_verb}() is blocking HTTP"
@@ -50,8 +57,30 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not cli_command(m):
+    if m.in_async and not _polls(node, q) and not cli_command(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
+
+
+def _polls(node: ast.Call, q: str) -> bool:
+    """``concurrent.futures.wait(fs, timeout=0)``: a look at which futures are done."""
+    timeout = timeout_arg(node, 1) if q.startswith("concurrent.futures.") else None
+    return isinstance(timeout, ast.Constant) and timeout.value == 0
+
+
+def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    """``future.result()`` of a thread pool's ``submit(...)`` waits for the thread."""
+    receiver = func.value
+    if (
+        m.in_async
+        and (m.kind_of_value(receiver) == "future" or m.kind_of(receiver) == "future")
+        and not cli_command(m)
+    ):
+        m.report(
+            node,
+            RULE.code,
+            "result() of a thread pool's future inside async def waits for the thread: it "
+            "blocks the event loop",
+        )
 
 
 _CLI_FRAMEWORKS = frozenset({"typer", "cyclopts", "click", "asyncclick"})
@@ -87,11 +116,14 @@ def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
 # Every import path a name must be bound to for a call through it to be in _BLOCKING_CALLS
 # ("time", "urllib", "urllib.request", "urllib.request.urlopen"...).
 _BLOCKING_ROOTS = frozenset(
-    q.rsplit(".", n)[0] for q in _BLOCKING_CALLS for n in range(q.count(".") + 1)
+    q.rsplit(".", n)[0]
+    for q in (*_BLOCKING_CALLS, *CHILD_PROCESS_CALLS)
+    for n in range(q.count(".") + 1)
 )
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_BLOCKING_CALLS, _blocking)
 CALLS.update(dict.fromkeys(_SYNC_CLIENT_CTORS, _sync_client))
+METHODS: dict[str, MethodHook] = {"result": _future_result}
 
 
 # Method names of the built-in types: a call may well be on a dict or a str.
@@ -101,34 +133,202 @@ _BUILTIN_METHODS = frozenset(
 
 
 def function(m: ModuleModel, node: Function) -> None:
-    """Tell the run how a method of this name is defined: async, or sync and blocking."""
-    if not m.classes or node.name in _BUILTIN_METHODS:
-        return
+    """Tell the run how a method or a module's function is defined: async, or sync code that
+    blocks or not."""
+    in_class = bool(m.classes)
+    if (in_class and node.name in _BUILTIN_METHODS) or (not in_class and len(m.scopes) > 1):
+        return  # a built-in type's method name, or a function nested in another
+    if in_class and not any(item is node for item in m.classes[-1].node.body):
+        return  # a function nested in a method
+    blocks = 0
     if isinstance(node, ast.AsyncFunctionDef):
         how = 2
+    elif _BLOCKING_ROOTS.isdisjoint(m.imports.values()):
+        how = 4  # nothing imported so far can name a blocking call: skip walking the body
     else:
-        # nothing imported so far can name a blocking call: skip walking the body
-        can_block = not _BLOCKING_ROOTS.isdisjoint(m.imports.values())
-        how = 1 if can_block and _blocks(m, node) else 0
-    if how:
-        m.facts.blocking[node.name] = m.facts.blocking.get(node.name, 0) | how
+        blocks = _blocks(m, node)
+        how = blocks or 4
+    facts = m.facts
+    if in_class:
+        facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
+        methods = facts.methods.setdefault(m.classes[-1].name, {})
+        methods[node.name] = methods.get(node.name, blocks) & blocks
+    elif blocks == _BLOCKS:
+        facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
 
 
-def _blocks(m: ModuleModel, node: Function) -> bool:
-    """The body (not nested functions) calls a blocking function directly."""
+def _module_path(path: str) -> str:
+    """``pkg/mod`` for ``pkg/mod.py`` and ``pkg/mod/__init__.py``."""
+    stem = path.replace("\\", "/").removesuffix(".py")
+    return stem.removesuffix("/__init__")
+
+
+# How a sync def blocks (the bits of `ProjectFacts.blocking`): on a remote peer or a set
+# time (BND005), or only on a child process (the opt-in BND012).
+_BLOCKS = 1
+_WAITS_FOR_CHILD = 8
+
+
+def _blocks(m: ModuleModel, node: Function) -> int:
+    """How the body (not nested functions) blocks by a call it makes directly: _BLOCKS,
+    _WAITS_FOR_CHILD (``subprocess.run``, ``self.proc.wait()`` of a ``Popen``), or 0."""
+    how = 0
     stack: list[ast.AST] = list(node.body)
     while stack:
         sub = stack.pop()
-        if isinstance(sub, ast.Call) and m.qualname(sub.func) in _BLOCKING_CALLS:
-            return True
+        if isinstance(sub, ast.Call):
+            func = sub.func
+            q = m.qualname(func)
+            if q in _BLOCKING_CALLS:
+                return _BLOCKS
+            if q in CHILD_PROCESS_CALLS or (
+                isinstance(func, ast.Attribute)
+                and func.attr in PROCESS_WAITS
+                and m.kind_of(func.value) == "process"
+            ):
+                how = _WAITS_FOR_CHILD
         if not isinstance(sub, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             stack.extend(ast.iter_child_nodes(sub))
-    return False
+    return how
 
 
-def _if_only_blocking(name: str) -> Callable[[ProjectFacts], bool]:
+def _if_blocking(name: str, cls: str | None, how: int) -> Callable[[ProjectFacts], bool]:
+    """Keep a call of method `name` on an instance of `cls` if that class's method blocks
+    so (`how`); on an object of unknown class, if every definition of `name` in the run
+    blocks one way or the other, and so for the weaker _WAITS_FOR_CHILD when not all block
+    on a peer."""
+
     def keep(facts: ProjectFacts) -> bool:
-        return facts.blocking.get(name, 0) == 1
+        if cls is not None:
+            return facts.method_blocks(cls, name) == how
+        defined = facts.blocking.get(name, 0)
+        if how == _BLOCKS:
+            return defined == _BLOCKS
+        return defined & _WAITS_FOR_CHILD != 0 and defined & ~(_BLOCKS | _WAITS_FOR_CHILD) == 0
+
+    return keep
+
+
+def _receiver_class(m: ModuleModel, receiver: ast.expr) -> str | None:
+    """The class of the object a method is called on, by evidence: ``self`` in a class, a
+    name or ``self.x`` built from a class (``server = Server(...)``, ``Server().start()``),
+    a parameter annotated with one, an item of a parameter annotated as a sequence of one
+    (``for node in nodes`` with ``nodes: Sequence[ImageNode]``). "" when the object is known
+    to be something else (a thread, a client), None when nothing is known."""
+    if isinstance(receiver, ast.Name):
+        if receiver.id == "self" and m.classes:
+            return m.classes[-1].name
+        if m.kind_of(receiver) is not None:
+            return ""
+        return _class_of(m, receiver.id)
+    if isinstance(receiver, ast.Call):
+        return constructed_class(receiver)
+    if is_self_attr(receiver) and m.classes:
+        if m.kind_of(receiver) is not None:
+            return ""
+        return m.classes[-1].built.get(cast(ast.Attribute, receiver).attr)
+    return None
+
+
+def _class_of(m: ModuleModel, name: str, *, item: bool = False) -> str | None:
+    """The class of what `name` holds (`item`: of the items it holds), from the innermost
+    scope that binds it: every value assigned to it is built from that class, or it is a
+    parameter annotated with it."""
+    for scope in reversed(m.scopes):
+        values = scope.assigned.get(name)
+        if values is not None:
+            if item:
+                return None
+            found = {
+                _class_of(m, v.id, item=True)
+                if isinstance(v, ast.Name) and v.id != name
+                # a loop's target is recorded with the iterable it walks
+                else constructed_class(v.value if isinstance(v, ast.Await) else v)
+                for v in values
+            }
+            return found.pop() if len(found) == 1 else None
+        if name in scope.params:
+            return _annotated_class(scope.node, name, item=item)
+    return None
+
+
+# Annotations that hold one class: ``Optional[Server]``, and the items of a sequence.
+_OPTIONAL = frozenset({"Optional"})
+_SEQUENCES = frozenset(
+    {"Sequence", "List", "list", "Iterable", "Iterator", "Collection", "Set", "set"}
+)
+
+
+def _annotated_class(node: ast.AST | None, name: str, *, item: bool = False) -> str | None:
+    """The class parameter `name` of function `node` is annotated with (``server: Server``,
+    ``"Server"``, ``Optional[Server]``); `item`: of its items (``Sequence[Server]``)."""
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return None
+    args = node.args
+    annotation = next(
+        (a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.arg == name),
+        None,
+    )
+    if isinstance(annotation, ast.Subscript):
+        outer = (dotted(annotation.value) or "").rpartition(".")[2]
+        if outer not in (_SEQUENCES if item else _OPTIONAL):
+            return None
+        annotation = annotation.slice
+    elif item:
+        return None
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        text: str | None = annotation.value
+    else:
+        text = dotted(annotation) if isinstance(annotation, ast.expr) else None
+    last = (text or "").rpartition(".")[2]
+    return last if last[:1].isupper() and last.isidentifier() else None
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """A function of the run's modules (this one, or imported by absolute name) that is
+    sync code and blocks, called inside ``async def``."""
+    if not m.scopes[-1].is_async or id(node) in m.awaited:
+        return
+    func = node.func
+    q = m.qualname(func)
+    if q is None:
+        if not isinstance(func, ast.Name):
+            return
+        fn = m.functions.get(func.id)
+        if (
+            fn is None
+            or fn.col_offset  # a method: only module-level functions are called by bare name
+            or func.id in m.scope.params
+            or m.assignments(func.id)
+        ):
+            return
+        name, module = func.id, _module_path(m.path)
+    else:
+        package, _, name = q.rpartition(".")
+        if not package or q in m.hooks.calls or package.partition(".")[0] in _STDLIB:
+            return
+        module = package.replace(".", "/")
+    if cli_command(m):
+        return
+    m.defer(
+        node,
+        RULE.code,
+        f"{name}() is sync code of this code base that blocks (sync HTTP or sleep): calling "
+        "it inside async def blocks the event loop",
+        _if_blocking_function(name, module),
+    )
+
+
+_STDLIB = frozenset(sys.stdlib_module_names)
+
+
+def _if_blocking_function(name: str, module: str) -> Callable[[ProjectFacts], bool]:
+    """Keep a call of function `name` of `module` (``pkg/mod``) if its definition in the run
+    blocks."""
+    suffix = "/" + module
+
+    def keep(facts: ProjectFacts) -> bool:
+        return any(("/" + path).endswith(suffix) for path in facts.blocking_functions.get(name, ()))
 
     return keep
 
@@ -145,13 +345,23 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         and m.qualname(func) is None  # a method, not a module's function
         and not cli_command(m)
     ):
-        m.defer(
-            node,
-            RULE.code,
-            f".{attr}() is defined in this code base only as sync code that blocks (sync "
-            "HTTP or sleep): calling it inside async def blocks the event loop",
-            _if_only_blocking(attr),
-        )
+        cls = _receiver_class(m, receiver)
+        if cls != "":
+            where = f"of {cls} is" if cls else "is defined in this code base only as"
+            m.defer(
+                node,
+                RULE.code,
+                f".{attr}() {where} sync code that blocks (sync HTTP or sleep): calling it "
+                "inside async def blocks the event loop",
+                _if_blocking(attr, cls, _BLOCKS),
+            )
+            m.defer(
+                node,
+                "BND012",
+                f".{attr}() {where} sync code that waits for a child process to exit: "
+                "calling it inside async def blocks the event loop while the child runs",
+                _if_blocking(attr, cls, _WAITS_FOR_CHILD),
+            )
     if isinstance(receiver, ast.Call):
         kind = m.kind_of_value(receiver)
         if kind == "sync_client:requests.Session" and attr in _REQUESTS_VERBS:

@@ -11,11 +11,12 @@ import ast
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ModuleModel
+from bounded.audit.model import CHILD_PROCESS_CALLS, PROCESS_WAITS, ModuleModel
+from bounded.audit.names import dotted
 from bounded.audit.rules.bnd005_blocking_call_in_async import cli_command
 
 if TYPE_CHECKING:
-    from bounded.audit.model import CallHook
+    from bounded.audit.model import CallHook, MethodHook
 
 RULE = Rule(
     "BND012",
@@ -27,18 +28,52 @@ RULE = Rule(
     default=False,
     parent="BND005",
 )
-_CHILD_PROCESS = {
-    "subprocess.run": "subprocess.run() blocks until the child exits",
-    "subprocess.call": "subprocess.call() blocks until the child exits",
-    "subprocess.check_call": "subprocess.check_call() blocks until the child exits",
-    "subprocess.check_output": "subprocess.check_output() blocks until the child exits",
-    "os.system": "os.system() blocks until the command exits",
-}
 
 
 def _child_process(m: ModuleModel, node: ast.Call, q: str) -> None:
     if m.in_async and not cli_command(m):
-        m.report(node, RULE.code, _CHILD_PROCESS[q] + " inside async def")
+        m.report(node, RULE.code, CHILD_PROCESS_CALLS[q] + " inside async def")
 
 
-CALLS: dict[str, CallHook] = dict.fromkeys(_CHILD_PROCESS, _child_process)
+def _process_wait(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    """``proc.wait()`` / ``proc.communicate()`` of a ``subprocess.Popen``."""
+    receiver = func.value
+    if (
+        m.in_async
+        and (m.kind_of(receiver) == "process" or m.kind_of_value(receiver) == "process")
+        and not cli_command(m)
+        and not _exited(m, node, receiver)
+    ):
+        m.report(
+            node,
+            RULE.code,
+            f"Popen.{func.attr}() blocks until the child exits inside async def",
+        )
+
+
+CALLS: dict[str, CallHook] = dict.fromkeys(CHILD_PROCESS_CALLS, _child_process)
+METHODS: dict[str, MethodHook] = dict.fromkeys(PROCESS_WAITS, _process_wait)
+
+
+def _exited(m: ModuleModel, node: ast.Call, receiver: ast.expr) -> bool:
+    """`node` is inside ``if proc.poll() is not None:``: the child has exited, so waiting
+    for it (or reading what is left in its pipes) returns at once."""
+    text = dotted(receiver)
+    scope = m.scope.node
+    if text is None or scope is None:
+        return False
+    for sub in ast.walk(scope):
+        if (
+            isinstance(sub, ast.If)
+            and isinstance(sub.test, ast.Compare)
+            and isinstance(sub.test.ops[0], ast.IsNot)
+            and isinstance(sub.test.comparators[0], ast.Constant)
+            and sub.test.comparators[0].value is None
+            and isinstance(sub.test.left, ast.Call)
+            and isinstance(sub.test.left.func, ast.Attribute)
+            and sub.test.left.func.attr == "poll"
+            and dotted(sub.test.left.func.value) == text
+            and any(inner is node for stmt in sub.body for inner in ast.walk(stmt))
+        ):
+            return True
+    return False
