@@ -128,11 +128,19 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("telethon", "1.45.0"),
     ("temporalio", "1.35.0"),
     ("neo4j", "6.4.1"),
+    # held out in round 12: chosen and read for faults by three readers before the rules
+    # were changed for round 11's misses, then read once with those rules frozen
+    ("llama-stack", "0.2.12"),
+    ("metagpt", "0.8.2"),
+    ("e2b", "2.63.0"),
+    ("aiobotocore", "3.10.0"),
+    ("g4f", "8.8.6"),
+    ("pydoll-python", "3.0.0"),
 )
-# The round read with the current rules frozen (11): scored apart (default and opt-in
+# The round read with the current rules frozen (12): scored apart (default and opt-in
 # rules); it becomes development when a rule changes after reading it.
 HELD_OUT: frozenset[str] = frozenset(
-    {"camel-ai", "mirascope", "magentic", "telethon", "temporalio", "neo4j"}
+    {"llama-stack", "metagpt", "e2b", "aiobotocore", "g4f", "pydoll-python"}
 )
 OPT_IN = sorted(code for code, rule in RULES.items() if rule.parent)
 LABELS = Path(__file__).with_name("audit_labels.json")
