@@ -21,11 +21,12 @@ RULE = Rule(
     "create one `bounded.DatabasePool` (or asyncpg.create_pool) at start-up and use "
     "`async with pool.connection() as conn`",
 )
+# Client-server drivers only: an embedded database (aiosqlite) opens a local file, with no
+# handshake, server process or connection limit to exhaust.
 _CONNECT_PER_OP = (
     "asyncpg.connect",
     "psycopg.AsyncConnection.connect",
     "aiomysql.connect",
-    "aiosqlite.connect",
     "aiopg.connect",
     "asyncmy.connect",
 )

@@ -115,6 +115,11 @@ def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
         for receiver in _driven(enclosing)
     ):
         return True
+    if any(
+        receiver is node or (isinstance(receiver, ast.Name) and receiver.id in names)
+        for receiver in _refused_if_running(enclosing)
+    ):
+        return True
     return bool(attrs and m.classes) and any(
         isinstance(receiver, ast.Attribute) and is_self_attr(receiver) and receiver.attr in attrs
         for receiver in _driven(m.classes[-1].node)
@@ -130,6 +135,21 @@ def _driven(tree: ast.AST) -> Iterator[ast.expr]:
             and sub.func.attr in _DRIVES
         ):
             yield sub.func.value
+
+
+def _refused_if_running(tree: ast.AST) -> Iterator[ast.expr]:
+    """The receivers of ``if loop.is_running(): raise ...`` in `tree`: code that refuses a
+    running loop expects to be called where none runs."""
+    for sub in ast.walk(tree):
+        if not (isinstance(sub, ast.If) and isinstance(sub.body[-1], ast.Raise)):
+            continue
+        test = sub.test
+        if (
+            isinstance(test, ast.Call)
+            and isinstance(test.func, ast.Attribute)
+            and test.func.attr == "is_running"
+        ):
+            yield test.func.value
 
 
 def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 
 from bounded.audit.core import Rule
+from bounded.audit.local_work import is_local_attempt
 from bounded.audit.model import (
     CallHook,
     Function,
@@ -313,6 +314,8 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
     if len(m.scopes) == 1 or m.is_script:
         return  # a one-off script: not a retry storm
+    if is_local_attempt(m, node):
+        return  # local files or this process's executor: no shared dependency to herd
     poll = _POLL_NAME.search(m.scope.name)
     if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
         return  # a loop over work items that pauses between them is pacing, not a retry
@@ -329,10 +332,11 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         )
     )
     if poll:
-        # a readiness wait paces its polls and gives up after a count of them, but one that
-        # never gives up, leaves on success and pauses a second or more after a caught
-        # failure retries an outage (`wait_for_connection` at every bridge's start-up)
-        if retrying and isinstance(loop, ast.While):
+        # a readiness wait paces its polls and gives up after a count of them (or at a
+        # deadline), but one that never gives up, leaves on success and pauses a second or
+        # more after a caught failure retries an outage (`wait_for_connection` at every
+        # bridge's start-up)
+        if retrying and isinstance(loop, ast.While) and not _gives_up_at_deadline(m, loop):
             _report_sleeps(
                 m,
                 [c for h in node.handlers for c in _sleeps_in(m, h.body) if _long_constant(m, c)],
@@ -371,6 +375,28 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     _report_sleeps(m, sleeps)
+
+
+_CLOCKS = frozenset({"time.time", "time.monotonic", "time.perf_counter"})
+
+
+def _gives_up_at_deadline(m: ModuleModel, loop: ast.While) -> bool:
+    """The loop's condition, or an ``if`` in its body that raises, compares a clock
+    (``if time.time() - start > timeout: raise TimeoutError``): a bounded wait."""
+    tests = [loop.test] + [
+        sub.test
+        for sub in ast.walk(loop)
+        if isinstance(sub, ast.If) and sub.body and isinstance(sub.body[-1], ast.Raise)
+    ]
+    return any(
+        isinstance(part, ast.Compare)
+        and any(
+            isinstance(call, ast.Call) and m.qualname(call.func) in _CLOCKS
+            for call in ast.walk(part)
+        )
+        for test in tests
+        for part in ast.walk(test)
+    )
 
 
 def _rearmed_by_failure(loop: Loop, node: ast.Try | ast.TryStar) -> bool:

@@ -50,6 +50,7 @@ _HANDLER_REGISTRARS = (
 # which Playwright's objects are): a module using one may rely on that.
 _KEEPING_EMITTERS = ("pyee.asyncio", "pyee.AsyncIOEventEmitter", "playwright")
 _LOOP_GETTERS = ("asyncio.get_running_loop", "asyncio.get_event_loop")
+_LOOP_GETTER_NAMES = frozenset(name.rpartition(".")[2] for name in _LOOP_GETTERS)
 # Library methods that return the asyncio task they start: python-socketio's and
 # python-engineio's async server and client (their sync twins return a thread).
 _SPAWNER_METHODS = frozenset({"start_background_task"})
@@ -122,7 +123,9 @@ def _returns_task(name: str) -> Callable[[ProjectFacts], bool]:
 def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
     receiver = func.value
     if isinstance(receiver, ast.Call):
-        return m.qualname(receiver.func) in _LOOP_GETTERS
+        # asyncio's getters, or a project's wrapper of the same name (`helpers.get_running_loop()`)
+        name = m.qualname(receiver.func) or dotted(receiver.func) or ""
+        return name in _LOOP_GETTERS or name.rpartition(".")[2] in _LOOP_GETTER_NAMES
     if isinstance(receiver, ast.Name | ast.Attribute):
         tail = (dotted(receiver) or "").rsplit(".", 1)[-1]
         return (
@@ -176,14 +179,9 @@ def _never_read(m: ModuleModel, name: str) -> bool:
         if fn is None:
             return False
         declared = False
-        receivers: set[int] = set()  # task.add_done_callback(cb) keeps nothing alive
+        receivers: set[int] = set()  # uses of the task that keep nothing alive
         for sub in ast.walk(fn):
-            if (
-                isinstance(sub, ast.Attribute)
-                and sub.attr == "add_done_callback"
-                and isinstance(sub.value, ast.Name)
-            ):
-                receivers.add(id(sub.value))
+            receivers.update(_not_kept_by(m, sub))
             if (
                 isinstance(sub, ast.Name)
                 and sub.id == name
@@ -198,6 +196,30 @@ def _never_read(m: ModuleModel, name: str) -> bool:
         if not declared:
             return True
     return False
+
+
+# Methods of a task that keep no reference to it: a callback, a name, a tag.
+_TAGGING_METHODS = frozenset({"add_done_callback", "set_name"})
+
+
+def _not_kept_by(m: ModuleModel, node: ast.AST) -> list[int]:
+    """The ids of the names `node` uses without keeping what they hold:
+    ``task.add_done_callback(cb)``, ``task.attr = x``, ``setattr(task, "tag", x)``, and
+    ``asyncio.run_coroutine_threadsafe(task, loop)``, which takes only a coroutine (a task
+    raises TypeError at once and is left running unreferenced)."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and (node.attr in _TAGGING_METHODS or isinstance(node.ctx, ast.Store))
+    ):
+        return [id(node.value)]
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name):
+        func = node.func
+        if (isinstance(func, ast.Name) and func.id == "setattr") or m.qualname(
+            func
+        ) == "asyncio.run_coroutine_threadsafe":
+            return [id(node.args[0])]
+    return []
 
 
 def _body_of(fn: ast.AST) -> list[ast.stmt]:
