@@ -69,6 +69,8 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         and not _POLL_NAME.search(m.scope.name)
         and _leaves(node.body)
     ):
+        for name in _tested_calls(node.body):
+            m.state(_Attempts).called[name] = counters
         # for attempt in range(n): ... return on success ... sleep; continue: a pause that
         # follows the attempt's I/O (after a failed status or an unsuccessful result) is a
         # backoff; one before the I/O paces a poll for a result that is not ready yet
@@ -456,25 +458,95 @@ def _until_obtained(loop: Loop) -> bool:
 def _report_sleeps(m: ModuleModel, sleeps: list[ast.Call], counters: tuple[str, ...] = ()) -> None:
     """Report the sleeps whose delay is deterministic; `counters` names the generators of
     other modules the loop counts attempts with (the finding waits for their definitions)."""
-    message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
     for call in sleeps:
-        delay = _delay_of(call)
-        if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
-            continue  # sleep(poll_interval): a status poll, paced on purpose
-        if _read_from_error(m, delay):
-            continue  # sleep(e.seconds): the delay the server's error asked for
-        unknown: list[str] = []
-        if not _deterministic(m, delay, set(), m.assignments, unknown):
+        judged = _judge(m, call)
+        if judged is not None:
+            _emit(m, judged, counters)
+
+
+# a sleep to report: the call, its code and message, and the delay helpers of other
+# modules it waits for
+_Judged = tuple[ast.Call, str, str, tuple[str, ...]]
+
+
+def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
+    """The finding for a retry's sleep, if its delay is deterministic."""
+    delay = _delay_of(call)
+    if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
+        return None  # sleep(poll_interval): a status poll, paced on purpose
+    if _read_from_error(m, delay):
+        return None  # sleep(e.seconds): the delay the server's error asked for
+    unknown: list[str] = []
+    if not _deterministic(m, delay, set(), m.assignments, unknown):
+        return None
+    if _short_constant(m, delay):
+        return call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)", ()
+    message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
+    return call, RULE.code, message, tuple(unknown)
+
+
+def _emit(m: ModuleModel, judged: _Judged, counters: tuple[str, ...]) -> None:
+    call, code, message, unknown = judged
+    if not unknown and not counters:
+        m.report(call, code, message)
+    else:
+        m.defer(call, code, message, _if_confirmed(unknown, counters))
+
+
+class _Attempts:
+    __slots__ = ("called", "failing")
+
+    def __init__(self) -> None:
+        # helper name -> its sleeps before it returns a failure
+        self.failing: dict[str, list[_Judged]] = {}
+        # function name -> what the loop over attempts that tests its result counts with
+        self.called: dict[str, tuple[str, ...]] = {}
+
+
+def _before_failed_return(m: ModuleModel, sleep: ast.Call) -> bool:
+    """The sleep is a statement of an ``except`` handler that ends by returning a failure
+    (``return False``/``None``): the helper pauses, then tells its caller to try again."""
+    for sub in ast.walk(m.scope.node or sleep):
+        if not isinstance(sub, ast.ExceptHandler):
             continue
-        code, text = (
-            (SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)")
-            if _short_constant(m, delay)
-            else (RULE.code, message)
+        last = sub.body[-1]
+        if (
+            isinstance(last, ast.Return)
+            and (
+                last.value is None
+                or (isinstance(last.value, ast.Constant) and last.value.value in (False, None))
+            )
+            and any(
+                isinstance(stmt, ast.Expr) and sleep in (stmt.value, _awaited(stmt.value))
+                for stmt in sub.body
+            )
+        ):
+            return True
+    return False
+
+
+def _tested_calls(body: list[ast.stmt]) -> set[str]:
+    """The functions (``name(...)``, ``self.name(...)``) whose result the loop tests or
+    keeps (``if not await self._try_connect(attempt): continue``)."""
+    found: set[str] = set()
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        value = (
+            node.test
+            if isinstance(node, ast.If)
+            else node.value
+            if isinstance(node, ast.Assign)
+            else None
         )
-        if not unknown and not counters:
-            m.report(call, code, text)
-            continue
-        m.defer(call, code, text, _if_confirmed(tuple(unknown), counters))
+        for sub in ast.walk(value) if value is not None else ():
+            call = _awaited(sub) if isinstance(sub, ast.Await) else sub
+            if isinstance(call, ast.Call) and _helper_name(call.func):
+                found.add(_helper_name(call.func) or "")
+        stack.extend(ast.iter_child_nodes(node))
+    return found
 
 
 def _read_from_error(m: ModuleModel, delay: ast.expr) -> bool:
@@ -498,6 +570,13 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
     of a retry driven from elsewhere (a hook, a callback, a recursive call)."""
     scope = m.scope
     if len(m.scopes) == 1 or scope.loop_depth or m.is_script:
+        return
+    if _before_failed_return(m, node):
+        # ``except OSError: sleep(self._delay); return False`` in a helper: a backoff if
+        # a loop over attempts calls it (settled at the module's end)
+        judged = _judge(m, node)
+        if judged is not None:
+            m.state(_Attempts).failing.setdefault(scope.name, []).append(judged)
         return
     if _POLL_NAME.search(scope.name) and not _after_failure(scope.node, node):
         return  # a readiness poll pauses while not ready; one in an `except` retries a failure
@@ -1028,7 +1107,12 @@ class _Results:
 
 def module_end(m: ModuleModel) -> None:
     """Tell the other modules of the run which delay helpers here are deterministic, and
-    which generators yield attempt numbers."""
+    which generators yield attempt numbers; report the helpers' failure pauses that a loop
+    over attempts here retries."""
+    attempts = m.state(_Attempts)
+    for name, counters in attempts.called.items():
+        for judged in attempts.failing.get(name, ()):
+            _emit(m, judged, counters)
     for name, fn in m.functions.items():
         if _DELAY_HELPER.search(name):
             m.facts.helpers[name] = _returns_deterministic(m, fn)
