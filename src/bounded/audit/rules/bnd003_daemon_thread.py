@@ -227,13 +227,35 @@ def _wait_for(m: ModuleModel, node: ast.Call, q: str) -> None:
     if timeout_arg(node, 1) is None or work is None or _tearing_down(m):
         return
     what = _thread_work(m, work, 5)
-    if what is not None:
+    if what is not None and not (isinstance(work, ast.Name) and _tracked(m, work.id)):
         m.report(
             node,
             RULE.code,
             f"thread used as a timeout: wait_for({what}(...)) gives up at the timeout with "
             "the thread still running",
         )
+
+
+def _tracked(m: ModuleModel, name: str) -> bool:
+    """The function keeps the future it timed out on (``self.stuck = task``) or checks
+    whether it finished (``task.done()``): the still-running work is not forgotten."""
+    for sub in ast.walk(m.scope.node or ast.Pass()):
+        if (
+            isinstance(sub, ast.Assign)
+            and isinstance(sub.value, ast.Name)
+            and sub.value.id == name
+            and any(isinstance(t, ast.Attribute | ast.Subscript) for t in sub.targets)
+        ):
+            return True
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == "done"
+            and isinstance(sub.func.value, ast.Name)
+            and sub.func.value.id == name
+        ):
+            return True
+    return False
 
 
 _TASK_WRAPPERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
