@@ -51,6 +51,8 @@ Assigned = Callable[[str], list[ast.expr]]
 
 
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
+    if _dials_loopback(node):
+        return  # retries a server on this machine (a child process): no fleet, no herd
     for try_node in tries:
         _check(m, node, try_node)
     if (
@@ -108,6 +110,20 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
             _report_sleeps(m, _requeued_sleeps(m, node))
+
+
+_LOOPBACK = re.compile(r"^\w+://(?:localhost|127\.0\.0\.1|\[::1\])(?:[:/]|$)")
+
+
+def _dials_loopback(loop: Loop) -> bool:
+    """The loop's body names a loopback URL (``f"ws://localhost:{port}"``)."""
+    return any(
+        isinstance(sub, ast.Constant)
+        and isinstance(sub.value, str)
+        and _LOOPBACK.match(sub.value) is not None
+        for stmt in loop.body
+        for sub in ast.walk(stmt)
+    )
 
 
 def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.TryStar) -> None:
