@@ -15,6 +15,7 @@ from bounded.audit.model import (
     Loop,
     ModuleModel,
     ProjectFacts,
+    Scope,
     param_default,
 )
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
@@ -51,7 +52,7 @@ Assigned = Callable[[str], list[ast.expr]]
 
 
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
-    if _dials_loopback(node):
+    if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
     for try_node in tries:
         _check(m, node, try_node)
@@ -113,6 +114,24 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
 
 
 _LOOPBACK = re.compile(r"^\w+://(?:localhost|127\.0\.0\.1|\[::1\])(?:[:/]|$)")
+
+
+class _Loopback:
+    __slots__ = ("named",)
+
+    def __init__(self) -> None:
+        self.named: bool | None = None
+
+
+def _names_loopback(m: ModuleModel) -> bool:
+    """The module's source has a loopback URL somewhere (checked once per module)."""
+    state = m.state(_Loopback)
+    if state.named is None:
+        state.named = any(host in m.source for host in _LOOPBACK_HOSTS)
+    return state.named
+
+
+_LOOPBACK_HOSTS = (b"://localhost", b"://127.0.0.1", b"://[::1]")
 
 
 def _dials_loopback(loop: Loop) -> bool:
@@ -1121,10 +1140,16 @@ class _Results:
         self.by_function: dict[ast.AST, bool] = {}
 
 
+def scope_end(m: ModuleModel, scope: Scope) -> None:
+    """Tell the other modules of the run whether this generator yields attempt numbers."""
+    if scope.is_generator and isinstance(scope.node, ast.FunctionDef):
+        counters = m.facts.counters
+        counters[scope.name] = counters.get(scope.name, True) and _yields_count(scope.node)
+
+
 def module_end(m: ModuleModel) -> None:
-    """Tell the other modules of the run which delay helpers here are deterministic, and
-    which generators yield attempt numbers; report the helpers' failure pauses that a loop
-    over attempts here retries."""
+    """Tell the other modules of the run which delay helpers here are deterministic; report
+    the helpers' failure pauses that a loop over attempts here retries."""
     attempts = m.state(_Attempts)
     for name, counters in attempts.called.items():
         for judged in attempts.failing.get(name, ()):
@@ -1132,7 +1157,3 @@ def module_end(m: ModuleModel) -> None:
     for name, fn in m.functions.items():
         if _DELAY_HELPER.search(name):
             m.facts.helpers[name] = _returns_deterministic(m, fn)
-        if isinstance(fn, ast.FunctionDef) and any(
-            isinstance(sub, ast.Yield) for sub in ast.walk(fn)
-        ):
-            m.facts.counters[name] = _yields_count(fn)
