@@ -383,6 +383,32 @@ def test_a_deterministic_backoff_helper_in_another_module_is_seen() -> None:
     assert _project({"app/caller.py": caller}) == []  # not seen: the benefit of the doubt
 
 
+def test_a_generator_of_attempt_numbers_in_another_module_makes_a_retry_loop() -> None:
+    counter = (
+        "def retry_range(retries):\n"
+        "    attempt = 0\n"
+        "    while attempt != retries:\n"
+        "        attempt += 1\n"
+        "        yield attempt\n"
+    )
+    items = "def retry_range(client):\n    for page in client.pages():\n        yield page\n"
+    caller = (
+        "import asyncio\n"
+        "from .helpers import retry_range\n"
+        "async def call(op, retries):\n"
+        "    for attempt in retry_range(retries):\n"
+        "        try:\n"
+        "            return await op()\n"
+        "        except OSError:\n"
+        "            await asyncio.sleep(2)\n"
+    )
+    assert _project({"app/helpers.py": counter, "app/caller.py": caller}) == [
+        ("app/caller.py", 8, "BND008")
+    ]
+    assert _project({"app/helpers.py": items, "app/caller.py": caller}) == []
+    assert _project({"app/caller.py": caller}) == []  # not seen: maybe a loop over items
+
+
 def test_an_injected_delay_function_defaulting_to_another_modules_helper_is_seen() -> None:
     helper = "def default_backoff(retry):\n    return 2 ** min(retry, 9) / 1000\n"
     jittered = (

@@ -176,6 +176,8 @@ class Project:
             self.facts.blocking_functions.setdefault(name, set()).update(modules)
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
+        for name, counts in facts.counters.items():
+            self.facts.counters[name] = self.facts.counters.get(name, True) and counts
         for name, awaits in facts.awaits.items():
             self.facts.awaits[name] = self.facts.awaits.get(name, False) or awaits
         for name, fed in facts.fed.items():

@@ -365,6 +365,8 @@ class ProjectFacts:
     # keyed by the name, a method call on any other object by "." + name
     callers: dict[str, int] = field(default_factory=dict)
     helpers: dict[str, bool] = field(default_factory=dict)  # backoff helper -> deterministic
+    # generator name -> whether every definition yields only a counter (an attempt number)
+    counters: dict[str, bool] = field(default_factory=dict)
     # method name -> how the run defines it: bit 1 a sync def that blocks (sync HTTP,
     # time.sleep), bit 2 an async def, bit 4 a sync def that does not block, bit 8 a sync
     # def that only waits for a child process

@@ -221,20 +221,102 @@ def _thread_pool(cls: str) -> Callable[[ProjectFacts], bool]:
 
 def _wait_for(m: ModuleModel, node: ast.Call, q: str) -> None:
     """``asyncio.wait_for(loop.run_in_executor(...), t)``: the timeout cancels the future,
-    not the thread."""
+    not the thread. The work may be bound first (``task = run_in_executor(...)``), wrapped
+    in a task, or in a local coroutine that only awaits it."""
     work = node.args[0] if node.args else None
-    if timeout_arg(node, 1) is None or not isinstance(work, ast.Call) or _tearing_down(m):
+    if timeout_arg(node, 1) is None or work is None or _tearing_down(m):
         return
-    func = work.func
-    to_thread = m.qualname(func) == "asyncio.to_thread"
-    if to_thread or (isinstance(func, ast.Attribute) and func.attr == "run_in_executor"):
-        what = "asyncio.to_thread" if to_thread else "run_in_executor"
+    what = _thread_work(m, work, 5)
+    if what is not None and not (isinstance(work, ast.Name) and _tracked(m, work.id)):
         m.report(
             node,
             RULE.code,
             f"thread used as a timeout: wait_for({what}(...)) gives up at the timeout with "
             "the thread still running",
         )
+
+
+def _tracked(m: ModuleModel, name: str) -> bool:
+    """The function keeps the future it timed out on (``self.stuck = task``) or checks
+    whether it finished (``task.done()``): the still-running work is not forgotten."""
+    for sub in ast.walk(m.scope.node or ast.Pass()):
+        if (
+            isinstance(sub, ast.Assign)
+            and isinstance(sub.value, ast.Name)
+            and sub.value.id == name
+            and any(isinstance(t, ast.Attribute | ast.Subscript) for t in sub.targets)
+        ):
+            return True
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == "done"
+            and isinstance(sub.func.value, ast.Name)
+            and sub.func.value.id == name
+        ):
+            return True
+    return False
+
+
+_TASK_WRAPPERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
+
+
+def _thread_work(m: ModuleModel, work: ast.expr, depth: int) -> str | None:
+    """ "asyncio.to_thread" or "run_in_executor" when awaiting `work` waits on a thread:
+    the call itself, a name this function bound only to one, a task wrapping one, or a
+    call of a coroutine function whose one statement (maybe in a ``try``) awaits one."""
+    if depth == 0:
+        return None
+    if isinstance(work, ast.Name):
+        values = [
+            v
+            for v in m.assignments(work.id)
+            if not (isinstance(v, ast.Constant) and v.value is None)
+        ]
+        found = {_thread_work(m, v, depth - 1) for v in values}
+        return found.pop() if len(found) == 1 and None not in found else None
+    if isinstance(work, ast.Await):
+        return _thread_work(m, work.value, depth - 1)
+    if not isinstance(work, ast.Call):
+        return None
+    func = work.func
+    q = m.qualname(func)
+    if q == "asyncio.to_thread":
+        return q
+    if isinstance(func, ast.Attribute) and func.attr == "run_in_executor":
+        return "run_in_executor"
+    if q in _TASK_WRAPPERS or (isinstance(func, ast.Attribute) and func.attr == "create_task"):
+        return _thread_work(m, work.args[0], depth - 1) if work.args else None
+    fn = m.function_named(func.id) if isinstance(func, ast.Name) else None
+    body = fn.body if isinstance(fn, ast.AsyncFunctionDef) else []
+    if len(body) == 1 and isinstance(body[0], ast.Try):
+        body = body[0].body  # try: await asyncio.to_thread(input) except ...: pass
+    if len(body) == 1:
+        stmt = body[0]
+        value = stmt.value if isinstance(stmt, ast.Expr | ast.Return) else None
+        if isinstance(value, ast.Await):
+            return _thread_work(m, value.value, depth - 1)
+    return None
+
+
+def _as_completed(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``with ThreadPoolExecutor() as pool: ... as_completed(futures, timeout=t)``: the
+    timeout leaves the pool's threads running, and the ``with`` then waits for them."""
+    if timeout_arg(node, 1) is None or _tearing_down(m) or m.scope.node is None:
+        return
+    for sub in ast.walk(m.scope.node):
+        if (
+            isinstance(sub, ast.With)
+            and sub.lineno < node.lineno <= (sub.end_lineno or sub.lineno)
+            and any(m.kind_of_value(item.context_expr) == "executor" for item in sub.items)
+        ):
+            m.report(
+                node,
+                RULE.code,
+                "worker threads used as a timeout: as_completed(..., timeout) gives up with the "
+                "threads still running (and the `with` waits for them)",
+            )
+            return
 
 
 def _run_sync(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -276,6 +358,7 @@ CALLS: dict[str, CallHook] = {
     "threading.Thread": _thread,
     "threading.Timer": _thread,
     "asyncio.wait_for": _wait_for,
+    "concurrent.futures.as_completed": _as_completed,
     "anyio.to_thread.run_sync": _run_sync,
 }
 

@@ -16,6 +16,7 @@ from bounded.audit.model import (
     Loop,
     ModuleModel,
     ProjectFacts,
+    Scope,
     param_default,
 )
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
@@ -45,12 +46,15 @@ _POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
 # Helpers whose result may be a delay, remembered for the other modules of the run.
 _DELAY_HELPER = re.compile(r"backoff|delay|sleep|interval|retry|wait", re.IGNORECASE)
 _DISCONNECTS = re.compile(
-    r"Connection|Disconnect|ConnectError|ConnectTimeout|Closed|OSError|socket\.error", re.I
+    r"Connection|Disconnect|ConnectError|ConnectTimeout|Closed|OSError|IOError|socket\.error",
+    re.I,
 )
 Assigned = Callable[[str], list[ast.expr]]
 
 
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
+    if _names_loopback(m) and _dials_loopback(node):
+        return  # retries a server on this machine (a child process): no fleet, no herd
     for try_node in tries:
         _check(m, node, try_node)
     if (
@@ -61,18 +65,22 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
     ):
         for try_node in tries:
             _failure_sets_pause(m, node, try_node)
+    counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
     if (
-        isinstance(node, ast.For | ast.AsyncFor)
-        and _counts_attempts(node.iter)
+        counters is not None
         and len(m.scopes) > 1
         and not m.is_script
         and not _POLL_NAME.search(m.scope.name)
         and _leaves(node.body)
     ):
+        for name in _tested_calls(node.body):
+            m.state(_Attempts).called[name] = counters
         # for attempt in range(n): ... return on success ... sleep; continue: a pause that
         # follows the attempt's I/O (after a failed status or an unsuccessful result) is a
         # backoff; one before the I/O paces a poll for a result that is not ready yet
         first_io = _first_io_line(m, node.body)
+        if first_io is None and isinstance(m.scope.node, ast.FunctionDef):
+            first_io = _checked_result_line(node.body)  # sync code: no await marks the I/O
         _report_sleeps(
             m,
             [
@@ -80,6 +88,7 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
                 for call in _sleeps_in(m, node.body, into_try=True)
                 if first_io is not None and first_io < call.lineno
             ],
+            counters,
         )
 
     if (
@@ -103,6 +112,38 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
             _report_sleeps(m, _requeued_sleeps(m, node))
+
+
+_LOOPBACK = re.compile(r"^\w+://(?:localhost|127\.0\.0\.1|\[::1\])(?:[:/]|$)")
+
+
+class _Loopback:
+    __slots__ = ("named",)
+
+    def __init__(self) -> None:
+        self.named: bool | None = None
+
+
+def _names_loopback(m: ModuleModel) -> bool:
+    """The module's source has a loopback URL somewhere (checked once per module)."""
+    state = m.state(_Loopback)
+    if state.named is None:
+        state.named = any(host in m.source for host in _LOOPBACK_HOSTS)
+    return state.named
+
+
+_LOOPBACK_HOSTS = (b"://localhost", b"://127.0.0.1", b"://[::1]")
+
+
+def _dials_loopback(loop: Loop) -> bool:
+    """The loop's body names a loopback URL (``f"ws://localhost:{port}"``)."""
+    return any(
+        isinstance(sub, ast.Constant)
+        and isinstance(sub.value, str)
+        and _LOOPBACK.match(sub.value) is not None
+        for stmt in loop.body
+        for sub in ast.walk(stmt)
+    )
 
 
 def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.TryStar) -> None:
@@ -297,6 +338,30 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
     return min(lines) if lines else None
 
 
+def _checked_result_line(body: list[ast.stmt]) -> int | None:
+    """The line of the round's first ``res = client.call(...)`` whose result a later ``if``
+    of the round tests before it returns or breaks (``if res.is_succeeded(): return``):
+    the attempt of a synchronous retry loop."""
+    for i, stmt in enumerate(body):
+        if not (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Attribute)
+        ):
+            continue
+        name = stmt.targets[0].id
+        for later in body[i + 1 :]:
+            if (
+                isinstance(later, ast.If)
+                and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(later.test))
+                and _leaves(later.body)
+            ):
+                return stmt.lineno
+    return None
+
+
 def _leaves(body: list[ast.stmt]) -> bool:
     """A return or break of this loop (not of a loop or function nested in it)."""
     stack: list[ast.AST] = list(body)
@@ -317,7 +382,8 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
     poll = _POLL_NAME.search(m.scope.name)
-    if isinstance(loop, ast.For | ast.AsyncFor) and not _counts_attempts(loop.iter):
+    counters = _counts_attempts(m, loop.iter) if isinstance(loop, ast.For | ast.AsyncFor) else ()
+    if counters is None:
         return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
     retrying = (
@@ -360,7 +426,7 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
         # attempt follows a failure, wherever it is in the round
         after = loop.body[loop.body.index(node) + 1 :]
         sleeps.extend(_sleeps_in(m, [*after, *(s for h in node.handlers for s in h.body)]))
-        _report_sleeps(m, sleeps)
+        _report_sleeps(m, sleeps, counters)
         return
     for handler in node.handlers:
         # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
@@ -374,7 +440,7 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
             sleeps.extend(_sleeps_in(m, handler.body))
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
-    _report_sleeps(m, sleeps)
+    _report_sleeps(m, sleeps, counters)
 
 
 _CLOCKS = frozenset({"time.time", "time.monotonic", "time.perf_counter"})
@@ -450,22 +516,114 @@ def _until_obtained(loop: Loop) -> bool:
     return False
 
 
-def _report_sleeps(m: ModuleModel, sleeps: list[ast.Call]) -> None:
-    message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
+def _report_sleeps(m: ModuleModel, sleeps: list[ast.Call], counters: tuple[str, ...] = ()) -> None:
+    """Report the sleeps whose delay is deterministic; `counters` names the generators of
+    other modules the loop counts attempts with (the finding waits for their definitions)."""
     for call in sleeps:
-        delay = _delay_of(call)
-        if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
-            continue  # sleep(poll_interval): a status poll, paced on purpose
-        unknown: list[str] = []
-        if not _deterministic(m, delay, set(), m.assignments, unknown):
+        judged = _judge(m, call)
+        if judged is not None:
+            _emit(m, judged, counters)
+
+
+# a sleep to report: the call, its code and message, and the delay helpers of other
+# modules it waits for
+_Judged = tuple[ast.Call, str, str, tuple[str, ...]]
+
+
+def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
+    """The finding for a retry's sleep, if its delay is deterministic."""
+    delay = _delay_of(call)
+    if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
+        return None  # sleep(poll_interval): a status poll, paced on purpose
+    if _read_from_error(m, delay):
+        return None  # sleep(e.seconds): the delay the server's error asked for
+    unknown: list[str] = []
+    if not _deterministic(m, delay, set(), m.assignments, unknown):
+        return None
+    if _short_constant(m, delay):
+        return call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)", ()
+    message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
+    return call, RULE.code, message, tuple(unknown)
+
+
+def _emit(m: ModuleModel, judged: _Judged, counters: tuple[str, ...]) -> None:
+    call, code, message, unknown = judged
+    if not unknown and not counters:
+        m.report(call, code, message)
+    else:
+        m.defer(call, code, message, _if_confirmed(unknown, counters))
+
+
+class _Attempts:
+    __slots__ = ("called", "failing")
+
+    def __init__(self) -> None:
+        # helper name -> its sleeps before it returns a failure
+        self.failing: dict[str, list[_Judged]] = {}
+        # function name -> what the loop over attempts that tests its result counts with
+        self.called: dict[str, tuple[str, ...]] = {}
+
+
+def _before_failed_return(m: ModuleModel, sleep: ast.Call) -> bool:
+    """The sleep is a statement of an ``except`` handler that ends by returning a failure
+    (``return False``/``None``): the helper pauses, then tells its caller to try again."""
+    for sub in ast.walk(m.scope.node or sleep):
+        if not isinstance(sub, ast.ExceptHandler):
             continue
-        if _short_constant(m, delay):
-            m.report(call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)")
+        last = sub.body[-1]
+        if (
+            isinstance(last, ast.Return)
+            and (
+                last.value is None
+                or (isinstance(last.value, ast.Constant) and last.value.value in (False, None))
+            )
+            and any(
+                isinstance(stmt, ast.Expr) and sleep in (stmt.value, _awaited(stmt.value))
+                for stmt in sub.body
+            )
+        ):
+            return True
+    return False
+
+
+def _tested_calls(body: list[ast.stmt]) -> set[str]:
+    """The functions (``name(...)``, ``self.name(...)``) whose result the loop tests or
+    keeps (``if not await self._try_connect(attempt): continue``)."""
+    found: set[str] = set()
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
             continue
-        if not unknown:
-            m.report(call, RULE.code, message)
-            continue
-        m.defer(call, RULE.code, message, _if_helpers_deterministic(tuple(unknown)))
+        value = (
+            node.test
+            if isinstance(node, ast.If)
+            else node.value
+            if isinstance(node, ast.Assign)
+            else None
+        )
+        for sub in ast.walk(value) if value is not None else ():
+            call = _awaited(sub) if isinstance(sub, ast.Await) else sub
+            if isinstance(call, ast.Call) and _helper_name(call.func):
+                found.add(_helper_name(call.func) or "")
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _read_from_error(m: ModuleModel, delay: ast.expr) -> bool:
+    """The delay reads an attribute of a caught exception (``except FloodWait as e:
+    sleep(e.seconds)``): the server said how long to wait."""
+    errors = {
+        sub.name
+        for sub in ast.walk(m.scope.node or delay)
+        if isinstance(sub, ast.ExceptHandler) and sub.name
+    }
+    return any(
+        isinstance(sub, ast.Attribute)
+        and isinstance(sub.value, ast.Name)
+        and sub.value.id in errors
+        for sub in ast.walk(delay)
+    )
 
 
 def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -473,6 +631,13 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
     of a retry driven from elsewhere (a hook, a callback, a recursive call)."""
     scope = m.scope
     if len(m.scopes) == 1 or scope.loop_depth or m.is_script:
+        return
+    if _before_failed_return(m, node):
+        # ``except OSError: sleep(self._delay); return False`` in a helper: a backoff if
+        # a loop over attempts calls it (settled at the module's end)
+        judged = _judge(m, node)
+        if judged is not None:
+            m.state(_Attempts).failing.setdefault(scope.name, []).append(judged)
         return
     if _POLL_NAME.search(scope.name) and not _after_failure(scope.node, node):
         return  # a readiness poll pauses while not ready; one in an `except` retries a failure
@@ -725,22 +890,57 @@ def _literal(m: ModuleModel, delay: ast.expr) -> ast.expr | None:
     return None if rebound else found
 
 
-def _if_helpers_deterministic(names: tuple[str, ...]) -> Callable[[ProjectFacts], bool]:
+def _if_confirmed(
+    helpers: tuple[str, ...], counters: tuple[str, ...]
+) -> Callable[[ProjectFacts], bool]:
     def keep(facts: ProjectFacts) -> bool:
-        # helpers defined in another module of the run, deterministic there
-        return all(facts.helpers.get(name, False) for name in names)
+        # delay helpers defined in another module of the run, deterministic there, and
+        # generators defined there that yield attempt numbers
+        return all(facts.helpers.get(name, False) for name in helpers) and all(
+            facts.counters.get(name, False) for name in counters
+        )
 
     return keep
 
 
-def _counts_attempts(iterable: ast.expr) -> bool:
-    """``range(n)``, ``itertools.count()``, ``enumerate(range(n))``: attempts, not items."""
-    if isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name | ast.Attribute):
-        name = dotted(iterable.func) or ""
-        if name == "enumerate" and iterable.args:
-            return _counts_attempts(iterable.args[0])
-        return name in ("range", "count", "itertools.count")
-    return False
+def _counts_attempts(m: ModuleModel, iterable: ast.expr) -> tuple[str, ...] | None:
+    """What makes the loop count attempts, not items: ``()`` for ``range(n)``,
+    ``itertools.count()``, ``enumerate(range(n))`` or a generator of this module that yields
+    a counter (``for attempt in retry_range(retries)``); ``(name,)`` for a generator of
+    another module, which must yield one (settled at the run's end); None otherwise."""
+    if not (isinstance(iterable, ast.Call) and isinstance(iterable.func, ast.Name | ast.Attribute)):
+        return None
+    name = dotted(iterable.func) or ""
+    if name == "enumerate" and iterable.args:
+        return _counts_attempts(m, iterable.args[0])
+    if name in ("range", "count", "itertools.count"):
+        return ()
+    fn = _helper(m, iterable.func)
+    if fn is not None:
+        return () if _yields_count(fn) else None
+    # maybe an imported generator (``from .helpers import retry_range``), not a local
+    # callable nor a method of an object
+    func = iterable.func
+    if not isinstance(func, ast.Name) or func.id in m.scope.params or m.assignments(func.id):
+        return None
+    return (func.id,)
+
+
+def _yields_count(fn: Function) -> bool:
+    """A generator whose every ``yield`` gives a counter it increments (``attempt += 1;
+    yield attempt``): the attempt numbers of a retry loop."""
+    yields = [sub for sub in ast.walk(fn) if isinstance(sub, ast.Yield | ast.YieldFrom)]
+    counters = {
+        sub.target.id
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.AugAssign)
+        and isinstance(sub.op, ast.Add)
+        and isinstance(sub.target, ast.Name)
+    }
+    return bool(yields) and all(
+        isinstance(y, ast.Yield) and isinstance(y.value, ast.Name) and y.value.id in counters
+        for y in yields
+    )
 
 
 def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
@@ -839,7 +1039,7 @@ def _deterministic(
                 continue
             return False  # a call we cannot see into: give it the benefit of the doubt
         if isinstance(sub, ast.Subscript):
-            if _settings_entry(sub):
+            if _settings_entry(sub) or _constant_table(sub, assigned):
                 continue  # self.options["reconnect_time_wait"]: configured, like a field
             return False  # e.g. a header value: the server chose the delay
         if isinstance(sub, ast.Name | ast.Attribute):
@@ -852,6 +1052,21 @@ def _deterministic(
                     if not _deterministic(m, value, seen, assigned, unknown):
                         return False
     return True
+
+
+def _constant_table(node: ast.Subscript, assigned: Assigned) -> bool:
+    """An entry of a local list of literal delays (``delays = [1, 2, 4]; delays[attempt]``):
+    a fixed schedule."""
+    table = node.value
+    values = assigned(table.id) if isinstance(table, ast.Name) else []
+    return bool(values) and all(
+        isinstance(value, ast.List | ast.Tuple)
+        and value.elts
+        and all(
+            isinstance(e, ast.Constant) and isinstance(e.value, int | float) for e in value.elts
+        )
+        for value in values
+    )
 
 
 def _settings_entry(node: ast.Subscript) -> bool:
@@ -951,8 +1166,20 @@ class _Results:
         self.by_function: dict[ast.AST, bool] = {}
 
 
+def scope_end(m: ModuleModel, scope: Scope) -> None:
+    """Tell the other modules of the run whether this generator yields attempt numbers."""
+    if scope.is_generator and isinstance(scope.node, ast.FunctionDef):
+        counters = m.facts.counters
+        counters[scope.name] = counters.get(scope.name, True) and _yields_count(scope.node)
+
+
 def module_end(m: ModuleModel) -> None:
-    """Tell the other modules of the run which delay helpers here are deterministic."""
+    """Tell the other modules of the run which delay helpers here are deterministic; report
+    the helpers' failure pauses that a loop over attempts here retries."""
+    attempts = m.state(_Attempts)
+    for name, counters in attempts.called.items():
+        for judged in attempts.failing.get(name, ()):
+            _emit(m, judged, counters)
     for name, fn in m.functions.items():
         if _DELAY_HELPER.search(name):
             m.facts.helpers[name] = _returns_deterministic(m, fn)
