@@ -316,15 +316,16 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
             continue  # the close path hands it on (a helper, a loop over the clients)
         if _built_and_returned(cls, attr):
             continue  # a factory method: each call builds a new one for its caller to close
-        message = (
-            f"{what} stored on self.{attr} but the class never closes it "
-            f"(its close method does not call self.{attr}.aclose()/close())"
-        )
-        if not cls.bases:
-            if cls.lifecycle:
-                m.report(call, RULE.code, message)
-            continue
-        m.defer(call, RULE.code, message, _unless_a_base_closes(cls, attr))
+        for each, each_what in [*cls.rebound.get(attr, ()), (call, what)]:
+            message = (
+                f"{each_what} stored on self.{attr} but the class never closes it "
+                f"(its close method does not call self.{attr}.aclose()/close())"
+            )
+            if not cls.bases:
+                if cls.lifecycle:
+                    m.report(each, RULE.code, message)
+            else:
+                m.defer(each, RULE.code, message, _unless_a_base_closes(cls, attr))
 
 
 def _built_and_returned(cls: ClassScope, attr: str) -> bool:
