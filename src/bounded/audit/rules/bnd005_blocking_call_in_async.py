@@ -68,8 +68,13 @@ def _polls(node: ast.Call, q: str) -> bool:
 
 
 def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
-    """``future.result()`` of a thread pool's ``submit(...)`` waits for the thread."""
+    """``future.result()`` of a thread pool's ``submit(...)`` waits for the thread; of
+    ``asyncio.run_coroutine_threadsafe(...)``, for a loop to run the coroutine."""
     receiver = func.value
+    threadsafe = _threadsafe_call(m, receiver)
+    if threadsafe is not None:
+        _threadsafe_result(m, node, threadsafe)
+        return
     if (
         m.in_async
         and (m.kind_of_value(receiver) == "future" or m.kind_of(receiver) == "future")
@@ -80,6 +85,57 @@ def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
             RULE.code,
             "result() of a thread pool's future inside async def waits for the thread: it "
             "blocks the event loop",
+        )
+
+
+def _threadsafe_call(m: ModuleModel, receiver: ast.expr) -> ast.Call | None:
+    """The ``asyncio.run_coroutine_threadsafe(...)`` call whose future `receiver` is, itself
+    or every value this function binds to the name."""
+    if isinstance(receiver, ast.Call):
+        values: list[ast.expr] = [receiver]
+    elif isinstance(receiver, ast.Name):
+        values = m.scope.assigned.get(receiver.id, [])
+    else:
+        return None
+    calls = [
+        v
+        for v in values
+        if isinstance(v, ast.Call) and m.qualname(v.func) == "asyncio.run_coroutine_threadsafe"
+    ]
+    return calls[0] if calls and len(calls) == len(values) else None
+
+
+def _threadsafe_result(m: ModuleModel, node: ast.Call, threadsafe: ast.Call) -> None:
+    """Inside ``async def`` the wait blocks this loop (forever when the target loop is this
+    one); in sync code, onto the loop ``asyncio.get_running_loop()`` gave this function, it
+    blocks that loop's own thread, which can then never run the coroutine."""
+    if m.in_async:
+        if not cli_command(m):
+            m.report(
+                node,
+                RULE.code,
+                "result() of asyncio.run_coroutine_threadsafe(...) inside async def blocks the "
+                "event loop until a loop runs the coroutine (a deadlock if that loop is this "
+                "one); `await asyncio.wrap_future(...)` or await the coroutine",
+            )
+        return
+    loop = threadsafe.args[1] if len(threadsafe.args) > 1 else None
+    loop = next((kw.value for kw in threadsafe.keywords if kw.arg == "loop"), loop)
+    values = m.scope.assigned.get(loop.id, []) if isinstance(loop, ast.Name) else []
+    running = [
+        v
+        for v in values
+        if isinstance(v, ast.Call) and m.qualname(v.func) == "asyncio.get_running_loop"
+    ]
+    if running and all(
+        v in running or (isinstance(v, ast.Constant) and v.value is None) for v in values
+    ):
+        m.report(
+            node,
+            RULE.code,
+            "result() of asyncio.run_coroutine_threadsafe(...) onto the running loop, on "
+            "that loop's own thread (asyncio.get_running_loop() succeeded here): the loop "
+            "blocks waiting for a coroutine only it can run, a deadlock",
         )
 
 
