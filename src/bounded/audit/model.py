@@ -106,6 +106,7 @@ SYNC_CLIENTS: dict[str, str] = {
     "google.genai.Client": "google-genai",
     "ollama.Client": "Ollama",
     "groq.Groq": "Groq",
+    "mistralai.Mistral": "Mistral",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
     # libraries that only do their I/O or heavy compute synchronously
@@ -375,6 +376,9 @@ class ProjectFacts:
     blocking: dict[str, int] = field(default_factory=dict)
     # class name -> its methods -> how the definition blocks (1, 8 as above; 0 not)
     methods: dict[str, dict[str, int]] = field(default_factory=dict)
+    # method name -> whether every definition of it is a sync def that calls its first
+    # parameter with the rest (``def _call(self, fn, *args, **kwargs): return fn(*args)``)
+    forwards: dict[str, bool] = field(default_factory=dict)
     # module-level function name -> the modules (paths without ".py") whose definition of
     # it is sync code that blocks
     blocking_functions: dict[str, set[str]] = field(default_factory=dict)

@@ -207,10 +207,29 @@ def function(m: ModuleModel, node: Function) -> None:
     facts = m.facts
     if in_class:
         facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
+        facts.forwards[node.name] = facts.forwards.get(node.name, True) and _forwards(node)
         methods = facts.methods.setdefault(m.classes[-1].name, {})
         methods[node.name] = methods.get(node.name, blocks) & blocks
     elif blocks == _BLOCKS:
         facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
+
+
+def _forwards(node: Function) -> bool:
+    """A sync method that calls its first parameter with its ``*args``
+    (``def _call(self, fn, *args, **kwargs): ... return fn(*args, **kwargs)``)."""
+    params = node.args.args
+    if isinstance(node, ast.AsyncFunctionDef) or node.args.vararg is None or len(params) < 2:
+        return False
+    fn, rest = params[1].arg, node.args.vararg.arg
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Name)
+        and sub.func.id == fn
+        and any(
+            isinstance(a, ast.Starred) and getattr(a.value, "id", None) == rest for a in sub.args
+        )
+        for sub in ast.walk(node)
+    )
 
 
 def _module_path(path: str) -> str:
@@ -427,15 +446,13 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         elif kind is not None and kind.startswith("sync_obj:") and id(node) not in m.awaited:
             _library_call(m, node, attr, kind.partition(":")[2])
         return
-    if root_name(func) is None:
+    if root_name(func) is None or id(node) in m.awaited:
         return
-    base: ast.expr = receiver
-    while isinstance(base, ast.Attribute) and not (
-        isinstance(base.value, ast.Name) and base.value.id == "self"
-    ):
-        base = base.value
+    if node.args:
+        _forwarded(m, node, attr)
+    base = _client_base(receiver)
     kind = m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None
-    if kind is None or id(node) in m.awaited:
+    if kind is None:
         return
     what = kind.partition(":")[2]
     if kind.startswith("sync_obj:"):
@@ -460,6 +477,37 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             RULE.code,
             f"call on a synchronous {what} client inside async def blocks the event loop",
         )
+
+
+def _client_base(receiver: ast.expr) -> ast.expr:
+    """The name or ``self.x`` an attribute chain starts from (``self.client`` of
+    ``self.client.chat.completions``)."""
+    while isinstance(receiver, ast.Attribute) and not (
+        isinstance(receiver.value, ast.Name) and receiver.value.id == "self"
+    ):
+        receiver = receiver.value
+    return receiver
+
+
+def _forwarded(m: ModuleModel, node: ast.Call, attr: str) -> None:
+    """``self._call(self.client.chat.complete, ...)``: a sync client's method handed to a
+    method that every definition in the run calls it from, synchronously."""
+    handed = node.args[0]
+    if not isinstance(handed, ast.Attribute) or "async" in handed.attr:
+        return
+    base = _client_base(handed.value)
+    kind = m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None
+    if kind is None or not kind.startswith("sync_client:") or kind.endswith(":requests.Session"):
+        return
+    if ".aio." in f"{dotted(handed) or ''}." or _LIBRARY_METHODS.get(kind[12:]) is not None:
+        return
+    m.defer(
+        node,
+        RULE.code,
+        f".{attr}() calls the synchronous {kind[12:]} client's .{handed.attr}() it is handed, "
+        "inside async def: it blocks the event loop",
+        lambda facts: facts.forwards.get(attr, False),
+    )
 
 
 # What of a library's object blocks where not every method does: LangChain's sync twins of
