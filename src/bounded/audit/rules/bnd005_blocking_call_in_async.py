@@ -499,7 +499,11 @@ def _forwarded(m: ModuleModel, node: ast.Call, attr: str) -> None:
     kind = m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None
     if kind is None or not kind.startswith("sync_client:") or kind.endswith(":requests.Session"):
         return
-    if ".aio." in f"{dotted(handed) or ''}." or _LIBRARY_METHODS.get(kind[12:]) is not None:
+    if (
+        ".aio." in f"{dotted(handed) or ''}."
+        or _LIBRARY_METHODS.get(kind[12:]) is not None
+        or (isinstance(base, ast.Name) and base.id in m.scope.kinds)  # built here: reported
+    ):
         return
     m.defer(
         node,
