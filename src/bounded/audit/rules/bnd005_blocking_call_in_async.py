@@ -88,6 +88,22 @@ def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
         )
 
 
+def _waits_on_a_loop(m: ModuleModel) -> None:
+    """The sync def being walked (a method or a module's function, not a nested def) waits
+    for a loop: a coroutine that calls it blocks as on sync HTTP (`function` recorded the
+    rest of how it is defined)."""
+    node = m.scope.node
+    if not isinstance(node, ast.FunctionDef):
+        return
+    facts = m.facts
+    if m.classes:
+        if any(item is node for item in m.classes[-1].node.body):
+            facts.blocking[node.name] = facts.blocking.get(node.name, 0) | _BLOCKS
+            facts.methods.setdefault(m.classes[-1].name, {})[node.name] = _BLOCKS
+    elif len(m.scopes) == 2:
+        facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
+
+
 def _threadsafe_call(m: ModuleModel, receiver: ast.expr) -> ast.Call | None:
     """The ``asyncio.run_coroutine_threadsafe(...)`` call whose future `receiver` is, itself
     or every value this function binds to the name."""
@@ -119,6 +135,7 @@ def _threadsafe_result(m: ModuleModel, node: ast.Call, threadsafe: ast.Call) -> 
                 "one); `await asyncio.wrap_future(...)` or await the coroutine",
             )
         return
+    _waits_on_a_loop(m)
     loop = threadsafe.args[1] if len(threadsafe.args) > 1 else None
     loop = next((kw.value for kw in threadsafe.keywords if kw.arg == "loop"), loop)
     values = m.scope.assigned.get(loop.id, []) if isinstance(loop, ast.Name) else []
@@ -388,8 +405,8 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     m.defer(
         node,
         RULE.code,
-        f"{name}() is sync code of this code base that blocks (sync HTTP or sleep): calling "
-        "it inside async def blocks the event loop",
+        f"{name}() is sync code of this code base that blocks (sync HTTP, sleep, a wait on "
+        "a loop): calling it inside async def blocks the event loop",
         _if_blocking_function(name, module),
     )
 
@@ -426,8 +443,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             m.defer(
                 node,
                 RULE.code,
-                f".{attr}() {where} sync code that blocks (sync HTTP or sleep): calling it "
-                "inside async def blocks the event loop",
+                f".{attr}() {where} sync code that blocks (sync HTTP, sleep, a wait on a "
+                "loop): calling it inside async def blocks the event loop",
                 _if_blocking(attr, cls, _BLOCKS),
             )
             m.defer(
