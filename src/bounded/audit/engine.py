@@ -151,10 +151,10 @@ class Project:
                 Finding(path, line, _char_column(lines, line, col), code, message, edit)
             )
         for item in model.deferred:
+            # two checks may defer the same place: `finish` keeps the first that holds
             key = (item.line, item.column, item.code)
             if item.code not in self.codes or key in seen or suppressed(item.line, item.code):
                 continue
-            seen.add(key)
             line_text = lines[item.line - 1 : item.line]
             self._deferred.append((path, line_text, item))
         return findings
@@ -172,6 +172,8 @@ class Project:
             known = self.facts.methods.setdefault(class_name, {})
             for name, how in methods.items():
                 known[name] = known.get(name, how) & how
+        for name, forwards in facts.forwards.items():
+            self.facts.forwards[name] = self.facts.forwards.get(name, True) and forwards
         for name, modules in facts.blocking_functions.items():
             self.facts.blocking_functions.setdefault(name, set()).update(modules)
         for name, deterministic in facts.helpers.items():
@@ -191,8 +193,11 @@ class Project:
     def finish(self) -> list[Finding]:
         """The findings that depended on the whole run, now that it has been read."""
         findings = []
+        kept: set[tuple[str, int, int, str]] = set()
         for path, line_text, item in self._deferred:
-            if item.keep(self.facts):
+            key = (path, item.line, item.column, item.code)
+            if key not in kept and item.keep(self.facts):
+                kept.add(key)
                 column = _char_column(line_text, 1, item.column)
                 findings.append(Finding(path, item.line, column, item.code, item.message))
         self._deferred.clear()

@@ -106,6 +106,7 @@ SYNC_CLIENTS: dict[str, str] = {
     "google.genai.Client": "google-genai",
     "ollama.Client": "Ollama",
     "groq.Groq": "Groq",
+    "mistralai.Mistral": "Mistral",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
     # libraries that only do their I/O or heavy compute synchronously
@@ -332,6 +333,7 @@ class ClassScope:
         "name",
         "node",
         "pending",
+        "rebound",
     )
 
     def __init__(self, node: ast.ClassDef) -> None:
@@ -340,6 +342,9 @@ class ClassScope:
         self.bases = tuple(b for b in (dotted(base) for base in node.bases) if b is not None)
         self.kinds: dict[str, str] = {}  # self attribute -> kind
         self.pending: dict[str, Resource] = {}  # self attribute -> the resource stored there
+        # self attribute -> earlier resources one method stored there before the pending one
+        # (``match api: case "a": self.c = A() case "b": self.c = B()``): they share its fate
+        self.rebound: dict[str, list[Resource]] = {}
         self.closed: set[str] = set()  # self attributes some method closes
         self.grown: set[str] = set()  # self attributes grown outside __init__
         self.built: dict[str, str] = {}  # self attribute -> the class it was built from
@@ -373,6 +378,9 @@ class ProjectFacts:
     blocking: dict[str, int] = field(default_factory=dict)
     # class name -> its methods -> how the definition blocks (1, 8 as above; 0 not)
     methods: dict[str, dict[str, int]] = field(default_factory=dict)
+    # method name -> whether every definition of it is a sync def that calls its first
+    # parameter with the rest (``def _call(self, fn, *args, **kwargs): return fn(*args)``)
+    forwards: dict[str, bool] = field(default_factory=dict)
     # module-level function name -> the modules (paths without ".py") whose definition of
     # it is sync code that blocks
     blocking_functions: dict[str, set[str]] = field(default_factory=dict)
@@ -1371,7 +1379,16 @@ class ModuleModel:
         if text is None:
             return  # stored in a container: owned by whoever holds it
         if text.startswith("self.") and self.classes:
-            self.classes[-1].pending[text[5:]] = (call, what)
+            cls, attr = self.classes[-1], text[5:]
+            earlier = cls.pending.get(attr)
+            method = scope.node
+            if (
+                earlier is not None
+                and isinstance(method, ast.FunctionDef | ast.AsyncFunctionDef)
+                and method.lineno <= earlier[0].lineno <= (method.end_lineno or 0)
+            ):
+                cls.rebound.setdefault(attr, []).append(earlier)
+            cls.pending[attr] = (call, what)
         else:
             self.module_pending[text] = (call, what)
 

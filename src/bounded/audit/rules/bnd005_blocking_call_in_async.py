@@ -68,8 +68,13 @@ def _polls(node: ast.Call, q: str) -> bool:
 
 
 def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
-    """``future.result()`` of a thread pool's ``submit(...)`` waits for the thread."""
+    """``future.result()`` of a thread pool's ``submit(...)`` waits for the thread; of
+    ``asyncio.run_coroutine_threadsafe(...)``, for a loop to run the coroutine."""
     receiver = func.value
+    threadsafe = _threadsafe_call(m, receiver)
+    if threadsafe is not None:
+        _threadsafe_result(m, node, threadsafe)
+        return
     if (
         m.in_async
         and (m.kind_of_value(receiver) == "future" or m.kind_of(receiver) == "future")
@@ -80,6 +85,74 @@ def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
             RULE.code,
             "result() of a thread pool's future inside async def waits for the thread: it "
             "blocks the event loop",
+        )
+
+
+def _waits_on_a_loop(m: ModuleModel) -> None:
+    """The sync def being walked (a method or a module's function, not a nested def) waits
+    for a loop: a coroutine that calls it blocks as on sync HTTP (`function` recorded the
+    rest of how it is defined)."""
+    node = m.scope.node
+    if not isinstance(node, ast.FunctionDef):
+        return
+    facts = m.facts
+    if m.classes:
+        if any(item is node for item in m.classes[-1].node.body):
+            facts.blocking[node.name] = facts.blocking.get(node.name, 0) | _BLOCKS
+            facts.methods.setdefault(m.classes[-1].name, {})[node.name] = _BLOCKS
+    elif len(m.scopes) == 2:
+        facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
+
+
+def _threadsafe_call(m: ModuleModel, receiver: ast.expr) -> ast.Call | None:
+    """The ``asyncio.run_coroutine_threadsafe(...)`` call whose future `receiver` is, itself
+    or every value this function binds to the name."""
+    if isinstance(receiver, ast.Call):
+        values: list[ast.expr] = [receiver]
+    elif isinstance(receiver, ast.Name):
+        values = m.scope.assigned.get(receiver.id, [])
+    else:
+        return None
+    calls = [
+        v
+        for v in values
+        if isinstance(v, ast.Call) and m.qualname(v.func) == "asyncio.run_coroutine_threadsafe"
+    ]
+    return calls[0] if calls and len(calls) == len(values) else None
+
+
+def _threadsafe_result(m: ModuleModel, node: ast.Call, threadsafe: ast.Call) -> None:
+    """Inside ``async def`` the wait blocks this loop (forever when the target loop is this
+    one); in sync code, onto the loop ``asyncio.get_running_loop()`` gave this function, it
+    blocks that loop's own thread, which can then never run the coroutine."""
+    if m.in_async:
+        if not cli_command(m):
+            m.report(
+                node,
+                RULE.code,
+                "result() of asyncio.run_coroutine_threadsafe(...) inside async def blocks the "
+                "event loop until a loop runs the coroutine (a deadlock if that loop is this "
+                "one); `await asyncio.wrap_future(...)` or await the coroutine",
+            )
+        return
+    _waits_on_a_loop(m)
+    loop = threadsafe.args[1] if len(threadsafe.args) > 1 else None
+    loop = next((kw.value for kw in threadsafe.keywords if kw.arg == "loop"), loop)
+    values = m.scope.assigned.get(loop.id, []) if isinstance(loop, ast.Name) else []
+    running = [
+        v
+        for v in values
+        if isinstance(v, ast.Call) and m.qualname(v.func) == "asyncio.get_running_loop"
+    ]
+    if running and all(
+        v in running or (isinstance(v, ast.Constant) and v.value is None) for v in values
+    ):
+        m.report(
+            node,
+            RULE.code,
+            "result() of asyncio.run_coroutine_threadsafe(...) onto the running loop, on "
+            "that loop's own thread (asyncio.get_running_loop() succeeded here): the loop "
+            "blocks waiting for a coroutine only it can run, a deadlock",
         )
 
 
@@ -151,10 +224,29 @@ def function(m: ModuleModel, node: Function) -> None:
     facts = m.facts
     if in_class:
         facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
+        facts.forwards[node.name] = facts.forwards.get(node.name, True) and _forwards(node)
         methods = facts.methods.setdefault(m.classes[-1].name, {})
         methods[node.name] = methods.get(node.name, blocks) & blocks
     elif blocks == _BLOCKS:
         facts.blocking_functions.setdefault(node.name, set()).add(_module_path(m.path))
+
+
+def _forwards(node: Function) -> bool:
+    """A sync method that calls its first parameter with its ``*args``
+    (``def _call(self, fn, *args, **kwargs): ... return fn(*args, **kwargs)``)."""
+    params = node.args.args
+    if isinstance(node, ast.AsyncFunctionDef) or node.args.vararg is None or len(params) < 2:
+        return False
+    fn, rest = params[1].arg, node.args.vararg.arg
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Name)
+        and sub.func.id == fn
+        and any(
+            isinstance(a, ast.Starred) and getattr(a.value, "id", None) == rest for a in sub.args
+        )
+        for sub in ast.walk(node)
+    )
 
 
 def _module_path(path: str) -> str:
@@ -313,8 +405,8 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     m.defer(
         node,
         RULE.code,
-        f"{name}() is sync code of this code base that blocks (sync HTTP or sleep): calling "
-        "it inside async def blocks the event loop",
+        f"{name}() is sync code of this code base that blocks (sync HTTP, sleep, a wait on "
+        "a loop): calling it inside async def blocks the event loop",
         _if_blocking_function(name, module),
     )
 
@@ -351,8 +443,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             m.defer(
                 node,
                 RULE.code,
-                f".{attr}() {where} sync code that blocks (sync HTTP or sleep): calling it "
-                "inside async def blocks the event loop",
+                f".{attr}() {where} sync code that blocks (sync HTTP, sleep, a wait on a "
+                "loop): calling it inside async def blocks the event loop",
                 _if_blocking(attr, cls, _BLOCKS),
             )
             m.defer(
@@ -371,15 +463,13 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         elif kind is not None and kind.startswith("sync_obj:") and id(node) not in m.awaited:
             _library_call(m, node, attr, kind.partition(":")[2])
         return
-    if root_name(func) is None:
+    if root_name(func) is None or id(node) in m.awaited:
         return
-    base: ast.expr = receiver
-    while isinstance(base, ast.Attribute) and not (
-        isinstance(base.value, ast.Name) and base.value.id == "self"
-    ):
-        base = base.value
+    if node.args:
+        _forwarded(m, node, attr)
+    base = _client_base(receiver)
     kind = m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None
-    if kind is None or id(node) in m.awaited:
+    if kind is None:
         return
     what = kind.partition(":")[2]
     if kind.startswith("sync_obj:"):
@@ -404,6 +494,41 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             RULE.code,
             f"call on a synchronous {what} client inside async def blocks the event loop",
         )
+
+
+def _client_base(receiver: ast.expr) -> ast.expr:
+    """The name or ``self.x`` an attribute chain starts from (``self.client`` of
+    ``self.client.chat.completions``)."""
+    while isinstance(receiver, ast.Attribute) and not (
+        isinstance(receiver.value, ast.Name) and receiver.value.id == "self"
+    ):
+        receiver = receiver.value
+    return receiver
+
+
+def _forwarded(m: ModuleModel, node: ast.Call, attr: str) -> None:
+    """``self._call(self.client.chat.complete, ...)``: a sync client's method handed to a
+    method that every definition in the run calls it from, synchronously."""
+    handed = node.args[0]
+    if not isinstance(handed, ast.Attribute) or "async" in handed.attr:
+        return
+    base = _client_base(handed.value)
+    kind = m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None
+    if kind is None or not kind.startswith("sync_client:") or kind.endswith(":requests.Session"):
+        return
+    if (
+        ".aio." in f"{dotted(handed) or ''}."
+        or _LIBRARY_METHODS.get(kind[12:]) is not None
+        or (isinstance(base, ast.Name) and base.id in m.scope.kinds)  # built here: reported
+    ):
+        return
+    m.defer(
+        node,
+        RULE.code,
+        f".{attr}() calls the synchronous {kind[12:]} client's .{handed.attr}() it is handed, "
+        "inside async def: it blocks the event loop",
+        lambda facts: facts.forwards.get(attr, False),
+    )
 
 
 # What of a library's object blocks where not every method does: LangChain's sync twins of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import (
@@ -22,7 +22,7 @@ from bounded.audit.model import (
 from bounded.audit.names import candidate_calls, dotted, is_self_attr
 
 if TYPE_CHECKING:
-    from bounded.audit.model import CallHook
+    from bounded.audit.model import CallHook, MethodHook
 
 RULE = Rule(
     "BND006",
@@ -44,6 +44,44 @@ def _created(m: ModuleModel, node: ast.Call, q: str) -> None:
 
 
 CALLS: dict[str, CallHook] = dict.fromkeys(ASYNC_RESOURCES, _created)
+
+
+def _entered_by_hand(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    """``await self.client.messages.stream(...).__aenter__()`` on a client the module
+    tracks: the manager is dropped, so its ``__aexit__`` (which closes the response) can
+    never run; the connection is freed only if the stream is read to its end."""
+    manager = func.value
+    if id(node) not in m.awaited or not (
+        isinstance(manager, ast.Call) and isinstance(manager.func, ast.Attribute)
+    ):
+        return
+    base = manager.func.value
+    while isinstance(base, ast.Attribute) and not is_self_attr(base):
+        base = base.value
+    if not (
+        (isinstance(base, ast.Name) and base.id in m.scope.pending)
+        or (
+            is_self_attr(base)
+            and m.classes
+            and cast(ast.Attribute, base).attr in m.classes[-1].pending
+        )
+    ):
+        return
+    fn = m.scope.node
+    if fn is None or any(
+        isinstance(sub, ast.Attribute) and sub.attr == "__aexit__" for sub in ast.walk(fn)
+    ):
+        return
+    m.report(
+        manager,
+        RULE.code,
+        f"{dotted(manager.func)}() entered by hand with `__aenter__()` and the manager dropped: "
+        "its `__aexit__` never runs, so the response is closed only if read to the end; use "
+        "`async with`",
+    )
+
+
+METHODS: dict[str, MethodHook] = {"__aenter__": _entered_by_hand}
 
 
 def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> None:
@@ -316,15 +354,16 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
             continue  # the close path hands it on (a helper, a loop over the clients)
         if _built_and_returned(cls, attr):
             continue  # a factory method: each call builds a new one for its caller to close
-        message = (
-            f"{what} stored on self.{attr} but the class never closes it "
-            f"(its close method does not call self.{attr}.aclose()/close())"
-        )
-        if not cls.bases:
-            if cls.lifecycle:
-                m.report(call, RULE.code, message)
-            continue
-        m.defer(call, RULE.code, message, _unless_a_base_closes(cls, attr))
+        for each, each_what in [*cls.rebound.get(attr, ()), (call, what)]:
+            message = (
+                f"{each_what} stored on self.{attr} but the class never closes it "
+                f"(its close method does not call self.{attr}.aclose()/close())"
+            )
+            if not cls.bases:
+                if cls.lifecycle:
+                    m.report(each, RULE.code, message)
+            else:
+                m.defer(each, RULE.code, message, _unless_a_base_closes(cls, attr))
 
 
 def _built_and_returned(cls: ClassScope, attr: str) -> bool:
