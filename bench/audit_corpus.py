@@ -136,11 +136,19 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("aiobotocore", "3.10.0"),
     ("g4f", "8.8.6"),
     ("pydoll-python", "3.0.0"),
+    # held out in round 13: chosen and read for faults by three readers before the rules
+    # were changed for round 12's misses, then read once with those rules frozen
+    ("openai", "3.57.0"),
+    ("anthropic", "2.14.0"),
+    ("asyncssh", "2.24.1"),
+    ("aiortc", "1.16.0"),
+    ("nodriver", "0.50.99"),
+    ("pymilvus", "3.0.2"),
 )
-# The round read with the current rules frozen (12): scored apart (default and opt-in
+# The round read with the current rules frozen (13): scored apart (default and opt-in
 # rules); it becomes development when a rule changes after reading it.
 HELD_OUT: frozenset[str] = frozenset(
-    {"llama-stack", "metagpt", "e2b", "aiobotocore", "g4f", "pydoll-python"}
+    {"openai", "anthropic", "asyncssh", "aiortc", "nodriver", "pymilvus"}
 )
 OPT_IN = sorted(code for code, rule in RULES.items() if rule.parent)
 LABELS = Path(__file__).with_name("audit_labels.json")
