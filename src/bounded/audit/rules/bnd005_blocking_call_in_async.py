@@ -48,6 +48,25 @@ for _verb in _REQUESTS_VERBS - {"send"}:
     _BLOCKING_CALLS[f"requests.{_verb}"] = f"requests.{_verb}() is blocking HTTP"
     _BLOCKING_CALLS[f"httpx.{_verb}"] = f"httpx.{_verb}() is blocking HTTP"
     _BLOCKING_CALLS[f"httpx2.{_verb}"] = f"httpx2.{_verb}() is blocking HTTP"
+# LiteLLM's module-level calls are sync HTTP to the provider; each has an ``a``-prefixed
+# coroutine twin (``litellm.acompletion``).
+for _call in (
+    "completion",
+    "text_completion",
+    "embedding",
+    "image_generation",
+    "transcription",
+    "speech",
+    "moderation",
+    "rerank",
+):
+    _BLOCKING_CALLS[f"litellm.{_call}"] = (
+        f"litellm.{_call}() is blocking HTTP (its coroutine is litellm.a{_call}())"
+    )
+# Hugging Face ``datasets``: downloads (or reads and prepares) a whole dataset synchronously.
+_BLOCKING_CALLS["datasets.load_dataset"] = (
+    "datasets.load_dataset() downloads and prepares the dataset synchronously"
+)
 # creating these inside async def is reported (a requests.Session is only reported when used)
 _SYNC_CLIENT_CTORS = {
     q: what
