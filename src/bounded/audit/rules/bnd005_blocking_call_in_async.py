@@ -562,11 +562,26 @@ _LIBRARY_METHODS: dict[str, frozenset[str]] = {
 }
 
 
+# A boto3 client's methods that build something locally, with no request.
+_BOTO3_LOCAL = frozenset(
+    {
+        "generate_presigned_url",
+        "generate_presigned_post",
+        "get_paginator",
+        "get_waiter",
+        "can_paginate",
+        "close",
+    }
+)
+
+
 def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
     """A method of an object a blocking library built, or one annotated with its type."""
     methods = _LIBRARY_METHODS.get(what)
     if (methods is not None and attr not in methods) or _lazy_stream(node, what):
         return
+    if what == "boto3" and (attr in _BOTO3_LOCAL or attr[:1].isupper() or _via_member(node)):
+        return  # a sub-resource (``s3.Bucket(name)``) or ``client.meta.events.register``
     if what == "LangChain":
         message = f".{attr}() is the sync twin of LangChain's `.a{attr}()`"
     elif what == "transformers":
@@ -574,6 +589,13 @@ def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
     else:
         message = f"call on a synchronous {what} client"
     m.report(node, RULE.code, message + " inside async def: it blocks the event loop")
+
+
+def _via_member(node: ast.Call) -> bool:
+    """The call is on a member of the object (``client.meta.events.register(...)``), not on
+    the object itself (``client.put_object(...)``, ``self.client.invoke_model(...)``)."""
+    receiver = cast(ast.Attribute, node.func).value
+    return isinstance(receiver, ast.Attribute) and not is_self_attr(receiver)
 
 
 def _lazy_stream(node: ast.Call, what: str) -> bool:
