@@ -76,7 +76,7 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not _polls(node, q) and not cli_command(m):
+    if m.in_async and not _polls(node, q) and not _mocked(node, q) and not cli_command(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
 
 
@@ -84,6 +84,11 @@ def _polls(node: ast.Call, q: str) -> bool:
     """``concurrent.futures.wait(fs, timeout=0)``: a look at which futures are done."""
     timeout = timeout_arg(node, 1) if q.startswith("concurrent.futures.") else None
     return isinstance(timeout, ast.Constant) and timeout.value == 0
+
+
+def _mocked(node: ast.Call, q: str) -> bool:
+    """``litellm.completion(..., mock_response="Hi")`` returns the mock without a request."""
+    return q.startswith("litellm.") and any(kw.arg == "mock_response" for kw in node.keywords)
 
 
 def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
