@@ -994,11 +994,19 @@ class ModuleModel:
         if test:
             self.test_classes.add(node.name)
         self._test_depth += test
-        for item in node.body:  # fields annotated with a blocking library's type
+        for item in node.body:  # fields and properties annotated with a blocking library's type
             if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
                 kind = self.annotation_kind(item.annotation)
                 if kind is not None:
                     cls.kinds[item.target.id] = kind
+            elif (
+                isinstance(item, ast.FunctionDef)
+                and item.returns is not None
+                and any(dotted(d) == "property" for d in item.decorator_list)
+            ):
+                kind = self.annotation_kind(item.returns)
+                if kind is not None:
+                    cls.kinds[item.name] = kind
         self.classes.append(cls)
         self.visit_all(node.body)
         self.classes.pop()
@@ -1515,9 +1523,16 @@ LANGCHAIN_TWINS = frozenset(
 )
 
 
+# boto3's clients and resources (or the annotation of one): every request is sync HTTP.
+_BOTO3_CLIENTS = frozenset({"boto3.client", "boto3.resource", "botocore.client.BaseClient"})
+
+
 def _library_object(q: str) -> str | None:
-    """The kind of an object a known library builds: a transformers model loaded with
-    ``from_pretrained`` or its token streamer, or a LangChain class (embeddings, runnables)."""
+    """The kind of an object a known library builds: a boto3 client, a transformers model
+    loaded with ``from_pretrained`` or its token streamer, or a LangChain class (embeddings,
+    runnables)."""
+    if q in _BOTO3_CLIENTS:
+        return "sync_obj:boto3"
     root = q.partition(".")[0]
     last = q.rpartition(".")[2]
     if root == "transformers":

@@ -48,6 +48,25 @@ for _verb in _REQUESTS_VERBS - {"send"}:
     _BLOCKING_CALLS[f"requests.{_verb}"] = f"requests.{_verb}() is blocking HTTP"
     _BLOCKING_CALLS[f"httpx.{_verb}"] = f"httpx.{_verb}() is blocking HTTP"
     _BLOCKING_CALLS[f"httpx2.{_verb}"] = f"httpx2.{_verb}() is blocking HTTP"
+# LiteLLM's module-level calls are sync HTTP to the provider; each has an ``a``-prefixed
+# coroutine twin (``litellm.acompletion``).
+for _call in (
+    "completion",
+    "text_completion",
+    "embedding",
+    "image_generation",
+    "transcription",
+    "speech",
+    "moderation",
+    "rerank",
+):
+    _BLOCKING_CALLS[f"litellm.{_call}"] = (
+        f"litellm.{_call}() is blocking HTTP (its coroutine is litellm.a{_call}())"
+    )
+# Hugging Face ``datasets``: downloads (or reads and prepares) a whole dataset synchronously.
+_BLOCKING_CALLS["datasets.load_dataset"] = (
+    "datasets.load_dataset() downloads and prepares the dataset synchronously"
+)
 # creating these inside async def is reported (a requests.Session is only reported when used)
 _SYNC_CLIENT_CTORS = {
     q: what
@@ -57,7 +76,7 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not _polls(node, q) and not cli_command(m):
+    if m.in_async and not _polls(node, q) and not _mocked(node, q) and not cli_command(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
 
 
@@ -65,6 +84,11 @@ def _polls(node: ast.Call, q: str) -> bool:
     """``concurrent.futures.wait(fs, timeout=0)``: a look at which futures are done."""
     timeout = timeout_arg(node, 1) if q.startswith("concurrent.futures.") else None
     return isinstance(timeout, ast.Constant) and timeout.value == 0
+
+
+def _mocked(node: ast.Call, q: str) -> bool:
+    """``litellm.completion(..., mock_response="Hi")`` returns the mock without a request."""
+    return q.startswith("litellm.") and any(kw.arg == "mock_response" for kw in node.keywords)
 
 
 def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -543,11 +567,26 @@ _LIBRARY_METHODS: dict[str, frozenset[str]] = {
 }
 
 
+# A boto3 client's methods that build something locally, with no request.
+_BOTO3_LOCAL = frozenset(
+    {
+        "generate_presigned_url",
+        "generate_presigned_post",
+        "get_paginator",
+        "get_waiter",
+        "can_paginate",
+        "close",
+    }
+)
+
+
 def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
     """A method of an object a blocking library built, or one annotated with its type."""
     methods = _LIBRARY_METHODS.get(what)
     if (methods is not None and attr not in methods) or _lazy_stream(node, what):
         return
+    if what == "boto3" and (attr in _BOTO3_LOCAL or attr[:1].isupper() or _via_member(node)):
+        return  # a sub-resource (``s3.Bucket(name)``) or ``client.meta.events.register``
     if what == "LangChain":
         message = f".{attr}() is the sync twin of LangChain's `.a{attr}()`"
     elif what == "transformers":
@@ -555,6 +594,13 @@ def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
     else:
         message = f"call on a synchronous {what} client"
     m.report(node, RULE.code, message + " inside async def: it blocks the event loop")
+
+
+def _via_member(node: ast.Call) -> bool:
+    """The call is on a member of the object (``client.meta.events.register(...)``), not on
+    the object itself (``client.put_object(...)``, ``self.client.invoke_model(...)``)."""
+    receiver = cast(ast.Attribute, node.func).value
+    return isinstance(receiver, ast.Attribute) and not is_self_attr(receiver)
 
 
 def _lazy_stream(node: ast.Call, what: str) -> bool:

@@ -344,6 +344,7 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
     whether it leaks depends on how often it is built, which the code does not say.
     """
     _report_rebuilt(m, cls)
+    _report_fresh_properties(m, cls)
     touched: set[str] | None = None
     for attr, (call, what) in cls.pending.items():
         if attr in cls.closed:
@@ -364,6 +365,58 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
                     m.report(each, RULE.code, message)
             else:
                 m.defer(each, RULE.code, message, _unless_a_base_closes(cls, attr))
+
+
+def _report_fresh_properties(m: ModuleModel, cls: ClassScope) -> None:
+    """``@property def client(self): return AsyncClient(...)`` whose class calls through it
+    (``await self.client.chat(...)``): every access builds a new client that nothing keeps,
+    so nothing can close it."""
+    body = cls.node.body
+    for prop in body:
+        if not isinstance(prop, ast.FunctionDef) or not any(
+            dotted(d) == "property" for d in prop.decorator_list
+        ):
+            continue
+        statements = [s for s in prop.body if not _is_docstring(s)]
+        if len(statements) != 1 or not isinstance(statements[0], ast.Return):
+            continue  # anything else may cache the client (``if self._c is None: ...``)
+        built = statements[0].value
+        if not isinstance(built, ast.Call):
+            continue
+        what = resource_of(m, built, per_call=True)
+        if what is None:
+            continue
+        use = _call_through(body, prop.name)
+        if use is not None:
+            m.report(
+                built,
+                RULE.code,
+                f"the {prop.name} property builds a new {what} on every access and "
+                f"self.{prop.name}.{use}() never closes it: a connection pool per operation",
+            )
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+
+
+def _call_through(body: list[ast.stmt], attr: str) -> str | None:
+    """The first method called on ``self.<attr>`` inline in the class's methods
+    (``self.client.chat.completions.create`` gives "chat.completions.create"), else None."""
+    for fn in body:
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) or fn.name == attr:
+            continue
+        for sub in ast.walk(fn):
+            if not isinstance(sub, ast.Call) or not isinstance(sub.func, ast.Attribute):
+                continue
+            path = [sub.func.attr]
+            receiver = sub.func.value
+            while isinstance(receiver, ast.Attribute) and not is_self_attr(receiver):
+                path.append(receiver.attr)
+                receiver = receiver.value
+            if is_self_attr(receiver) and cast(ast.Attribute, receiver).attr == attr:
+                return ".".join(reversed(path))
+    return None
 
 
 def _built_and_returned(cls: ClassScope, attr: str) -> bool:
