@@ -239,7 +239,7 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
 # JavaScript that reads or drives the page's own document, and JavaScript that reaches a
 # server from it (then the query is remote work after all).
 _DOM = re.compile(
-    r"\b(?:document|window|localStorage|sessionStorage|navigator)\b"
+    r"\b(?:document|window|localStorage|sessionStorage|navigator)\.[A-Za-z_$]"
     r"|querySelector|getElementBy|getBoundingClientRect"
 )
 _REMOTE_JS = re.compile(r"\bfetch\s*\(|XMLHttpRequest|WebSocket|\.submit\s*\(|location\.\w+\s*=")
@@ -363,13 +363,11 @@ def is_local_function(m: ModuleModel, fn: Function) -> bool:
     calls = [sub for sub in own if isinstance(sub, ast.Call)]
     # a class built only to call a text method on (``Decoder(...).decode(text)``)
     receivers = {
-        id(c.func.value)
-        for c in calls
-        if _string_call(c) and isinstance(c.func, ast.Attribute)
+        id(c.func.value) for c in calls if _string_call(c) and isinstance(c.func, ast.Attribute)
     }
     return bool(calls) and all(
         _string_call(c)
         or m.qualname(c.func) in _TEXT_FUNCTIONS
-        or (id(c) in receivers and isinstance(c.func, ast.Name) and c.func.id[:1].isupper())
+        or (id(c) in receivers and (callee_name(c) or "")[:1].isupper())
         for c in calls
     )
