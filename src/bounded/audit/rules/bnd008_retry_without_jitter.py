@@ -77,7 +77,7 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         and not m.is_script
         and not _POLL_NAME.search(m.scope.name)
         and _leaves(node.body)
-        and not (not tries and _awaits_finished_state(node.body))
+        and (tries or not _awaits_finished_state(node.body))
     ):
         for name in _tested_calls(node.body):
             m.state(_Attempts).called[name] = counters
