@@ -1,17 +1,19 @@
 """Positive evidence that a retried attempt does only work inside this process.
 
 A retry storm needs a shared dependency: many clients retrying one server together. An
-attempt that only touches local files, or only waits for work it handed to its own
-executor, has none, so its fixed pause herds nobody. Anything this module cannot show to
-be local (a call it does not know, an await of anything else) is not evidence.
+attempt that only touches local files, only waits for work it handed to its own
+executor, only queries the page of a browser it drives (a DOM read, a click) or only
+parses text has none, so its fixed pause herds nobody. Anything this module cannot show
+to be local (a call it does not know, an await of anything else) is not evidence.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Iterator
 
-from bounded.audit.model import ModuleModel, callee_name
+from bounded.audit.model import Function, ModuleModel, callee_name
 from bounded.audit.names import dotted
 
 # Path and file operations (pathlib, builtin open, os, shutil) and the string work around
@@ -58,21 +60,60 @@ _ON_EXECUTOR = frozenset({"run_in_executor", "to_thread"})
 
 
 def is_local_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
-    """The ``try`` only works on local files (catching file errors), or only waits for
-    work it hands to an executor (or for futures the code makes itself)."""
-    return _file_work(m, node) or _executor_work(m, node)
+    """The ``try`` only works on local files (catching file errors, or any error when every
+    call is plainly a file's), only waits for work it hands to an executor (or for futures
+    the code makes itself), or only queries a local browser's page."""
+    return _file_work(m, node) or _executor_work(m, node) or _page_work(m, node)
+
+
+def is_local_call(m: ModuleModel, call: ast.expr) -> bool:
+    """An (awaited) call that does work inside this process or its browser: a file
+    operation or a query of a browser page."""
+    return isinstance(call, ast.Call) and (
+        _file_call(m, call) or is_page_query(m, m.scope.node, call)
+    )
 
 
 def _file_work(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
-    """``try: path.write_text(...); tmp.replace(path) except OSError: ...``."""
-    if not node.handlers or not all(_catches_file_errors(h) for h in node.handlers):
+    """``try: path.write_text(...); tmp.replace(path) except OSError: ...``, or ``try: with
+    open(lock, "w") as f: f.write(...) except Exception: ...``."""
+    if not node.handlers:
         return False
     calls = [sub for sub in _own_nodes(node.body) if isinstance(sub, ast.Call)]
     if any(isinstance(sub, ast.Await) for sub in _own_nodes(node.body)):
         return False
+    if not all(_catches_file_errors(h) for h in node.handlers):
+        opened = _opened_files(node.body)
+        return bool(calls) and all(_plain_file_call(m, c, opened) for c in calls)
     return any(_file_call(m, c) for c in calls) and all(
         _file_call(m, c) or _string_call(c) for c in calls
     )
+
+
+def _opened_files(body: list[ast.stmt]) -> set[str]:
+    """The names ``with open(...) as f`` binds in `body`."""
+    return {
+        item.optional_vars.id
+        for sub in _own_nodes(body)
+        if isinstance(sub, ast.With)
+        for item in sub.items
+        if isinstance(item.optional_vars, ast.Name)
+        and isinstance(item.context_expr, ast.Call)
+        and isinstance(item.context_expr.func, ast.Name)
+        and item.context_expr.func.id == "open"
+    }
+
+
+def _plain_file_call(m: ModuleModel, call: ast.Call, opened: set[str]) -> bool:
+    """Builtin ``open``, an ``os``/``shutil``/``pathlib`` function, or a method of a file
+    the attempt opened: a call no other object could stand behind."""
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id == "open"
+    q = m.qualname(func)
+    if q is not None:
+        return q.startswith(_FILE_MODULES)
+    return isinstance(func, ast.Attribute) and dotted(func.value) in opened
 
 
 def _catches_file_errors(handler: ast.ExceptHandler) -> bool:
@@ -193,3 +234,140 @@ def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
             continue
         yield node
         stack.extend(ast.iter_child_nodes(node))
+
+
+# JavaScript that reads or drives the page's own document, and JavaScript that reaches a
+# server from it (then the query is remote work after all).
+_DOM = re.compile(
+    r"\b(?:document|window|localStorage|sessionStorage|navigator)\.[A-Za-z_$]"
+    r"|querySelector|getElementBy|getBoundingClientRect"
+)
+_REMOTE_JS = re.compile(r"\bfetch\s*\(|XMLHttpRequest|WebSocket|\.submit\s*\(|location\.\w+\s*=")
+# Methods of a page that load a document from a server: not a query of the local page.
+_NAVIGATION = frozenset(
+    {"get", "goto", "navigate", "reload", "go_back", "go_forward", "open", "fetch", "request"}
+)
+_PAUSES = frozenset({"asyncio.sleep", "trio.sleep", "anyio.sleep"})
+
+
+def is_page_query(m: ModuleModel, fn: ast.AST | None, call: ast.expr) -> bool:
+    """``page.evaluate("document.title")``, a call on an object `fn` so queries
+    (``page.select(...)``, ``page.mouse_click(x, y)``) or on an element such a call
+    returned, or a helper of this module whose every await is one: a question to the
+    page of a browser this process drives, not a request to a server."""
+    return _page_query(m, fn, call, set())
+
+
+def _page_query(m: ModuleModel, fn: ast.AST | None, call: ast.expr, seen: set[str]) -> bool:
+    if not isinstance(call, ast.Call):
+        return False
+    func = call.func
+    if isinstance(func, ast.Attribute) and func.attr in _NAVIGATION:
+        return False
+    scripts = [_script(arg) for arg in call.args]
+    if any(s is not None and _REMOTE_JS.search(s) for s in scripts):
+        return False
+    if isinstance(func, ast.Attribute) and (
+        any(s is not None and _DOM.search(s) for s in scripts)
+        or (fn is not None and dotted(func.value) in _pages_of(m, fn))
+    ):
+        return True
+    helper = m.called_function(func)
+    if helper is None or helper.name in seen:
+        return False
+    seen.add(helper.name)
+    awaits = [
+        sub.value
+        for sub in _own_nodes(helper.body)
+        if isinstance(sub, ast.Await) and not _is_pause(m, sub.value)
+    ]
+    return bool(awaits) and all(_page_query(m, helper, a, seen) for a in awaits)
+
+
+def _script(arg: ast.expr) -> str | None:
+    """The text of a string (the literal parts of an f-string) passed as JavaScript."""
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value
+    if isinstance(arg, ast.JoinedStr):
+        return "".join(
+            v.value for v in arg.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+        )
+    return None
+
+
+class _Pages:
+    __slots__ = ("by_function",)
+
+    def __init__(self) -> None:
+        self.by_function: dict[int, frozenset[str]] = {}
+
+
+def _pages_of(m: ModuleModel, fn: ast.AST) -> frozenset[str]:
+    """The objects `fn` runs page JavaScript on, and the elements it got from them."""
+    known = m.state(_Pages).by_function
+    found = known.get(id(fn))
+    if found is not None:
+        return found
+    pages = {
+        dotted(sub.func.value)
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr not in _NAVIGATION
+        and any((s := _script(a)) is not None and _DOM.search(s) for a in sub.args)
+    }
+    pages.discard(None)
+    elements = {
+        target.id
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Assign)
+        and isinstance(sub.value, ast.Await)
+        and isinstance(sub.value.value, ast.Call)
+        and isinstance(sub.value.value.func, ast.Attribute)
+        and dotted(sub.value.value.func.value) in pages
+        for target in sub.targets
+        if isinstance(target, ast.Name)
+    }
+    found = frozenset(str(p) for p in pages) | elements
+    known[id(fn)] = found
+    return found
+
+
+def _is_pause(m: ModuleModel, value: ast.expr) -> bool:
+    return isinstance(value, ast.Call) and m.qualname(value.func) in _PAUSES
+
+
+def _page_work(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
+    """Every await of the ``try`` (but its pauses) queries a local browser's page."""
+    fn = m.scope.node
+    own = list(_own_nodes(node.body))
+    if any(isinstance(sub, ast.AsyncWith | ast.AsyncFor) for sub in own):
+        return False
+    awaits = [sub.value for sub in own if isinstance(sub, ast.Await)]
+    queries = [a for a in awaits if not _is_pause(m, a)]
+    return bool(queries) and all(is_page_query(m, fn, a) for a in queries)
+
+
+# Calls that only parse or rebuild text: string methods, and the json codec.
+_TEXT_FUNCTIONS = frozenset({"json.loads", "json.dumps"})
+
+
+def is_local_function(m: ModuleModel, fn: Function) -> bool:
+    """A synchronous function whose every call parses or rebuilds text (``return
+    Decoder(strict=False).decode(output)``): retrying it retries local work."""
+    if not isinstance(fn, ast.FunctionDef):
+        return False
+    own = list(_own_nodes(fn.body))
+    if any(isinstance(sub, ast.Await | ast.Yield | ast.YieldFrom) for sub in own):
+        return False
+    calls = [sub for sub in own if isinstance(sub, ast.Call)]
+    # a class built only to call a text method on (``Decoder(...).decode(text)``)
+    receivers = {
+        id(c.func.value) for c in calls if _string_call(c) and isinstance(c.func, ast.Attribute)
+    }
+    return bool(calls) and all(
+        _string_call(c)
+        or m.qualname(c.func) in _TEXT_FUNCTIONS
+        or (id(c) in receivers and (callee_name(c) or "")[:1].isupper())
+        for c in calls
+    )

@@ -589,6 +589,19 @@ class ModuleModel:
             self._factories[name] = what
         return self._factories[name]
 
+    def called_function(self, func: ast.expr) -> Function | None:
+        """The module function or method that ``name(...)``, ``self.name(...)`` or
+        ``cls.name(...)`` calls."""
+        if isinstance(func, ast.Name):
+            return self.functions.get(func.id)
+        if (
+            isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id in ("self", "cls")
+        ):
+            return self.functions.get(func.attr)
+        return None
+
     def function_named(self, name: str) -> Function | None:
         """The module function or method `name`, else a function of that name nested in
         the scope being walked (``async def check(p): ...`` then ``check(p)``)."""

@@ -9,7 +9,12 @@ import re
 from collections.abc import Callable
 
 from bounded.audit.core import Rule
-from bounded.audit.local_work import is_local_attempt
+from bounded.audit.local_work import (
+    is_local_attempt,
+    is_local_call,
+    is_local_function,
+    is_page_query,
+)
 from bounded.audit.model import (
     CallHook,
     Function,
@@ -72,6 +77,7 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         and not m.is_script
         and not _POLL_NAME.search(m.scope.name)
         and _leaves(node.body)
+        and (tries or not _awaits_finished_state(node.body))
     ):
         for name in _tested_calls(node.body):
             m.state(_Attempts).called[name] = counters
@@ -108,7 +114,7 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         and not m.is_script
         and not _POLL_NAME.search(m.scope.name)
     ):
-        if _attempt_is_condition(node):
+        if _attempt_is_condition(m, node):
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
             _report_sleeps(m, _requeued_sleeps(m, node))
@@ -206,9 +212,10 @@ _PREDICATE = re.compile(
 )
 
 
-def _attempt_is_condition(loop: ast.While) -> bool:
+def _attempt_is_condition(m: ModuleModel, loop: ast.While) -> bool:
     """``while not await state.send(url):``: the loop's condition is the awaited result of
-    an attempt (an action, not a question about a state), so each round follows a failure."""
+    an attempt (an action, not a question about a state, nor a query of a browser page),
+    so each round follows a failure."""
     test = loop.test
     if not (isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)):
         return False
@@ -216,7 +223,12 @@ def _attempt_is_condition(loop: ast.While) -> bool:
     if not isinstance(call, ast.Call):
         return False
     name = (dotted(call.func) or "").rpartition(".")[2]
-    return bool(name) and not _PREDICATE.search(name) and not _POLL_NAME.search(name)
+    return (
+        bool(name)
+        and not _PREDICATE.search(name)
+        and not _POLL_NAME.search(name)
+        and not is_page_query(m, m.scope.node, call)
+    )
 
 
 _REQUEUE = frozenset({"appendleft", "put", "put_nowait", "insert", "append"})
@@ -320,7 +332,7 @@ _NOT_IO = frozenset({"sleep", "to_thread", "run_in_executor"})
 
 def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
     """The line of the first await (``async with``/``async for``) in `body` that is not a
-    pause or executor work: the attempt's I/O."""
+    pause, executor work or local work (a file, a browser page's DOM): the attempt's I/O."""
     lines = []
     stack: list[ast.AST] = list(body)
     while stack:
@@ -332,7 +344,7 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
         elif isinstance(node, ast.Await):
             value = node.value
             name = dotted(value.func) if isinstance(value, ast.Call) else None
-            if (name or "").rsplit(".", 1)[-1] not in _NOT_IO:
+            if (name or "").rsplit(".", 1)[-1] not in _NOT_IO and not is_local_call(m, value):
                 lines.append(node.lineno)
         stack.extend(ast.iter_child_nodes(node))
     return min(lines) if lines else None
@@ -371,6 +383,36 @@ def _leaves(body: list[ast.stmt]) -> bool:
             return True
         if not isinstance(node, _NESTED[:-1]):
             stack.extend(ast.iter_child_nodes(node))
+    return False
+
+
+def _awaits_finished_state(body: list[ast.stmt]) -> bool:
+    """The round leaves when a result equals a finished state (``if status == "finished":
+    return file_id``): with no ``try`` in the loop every failure leaves it too, so the
+    round only goes again while the job is not done yet: a poll of its status."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _NESTED[:-1]):
+            continue
+        if (
+            isinstance(node, ast.If)
+            and _leaves(node.body)
+            and any(
+                isinstance(part, ast.Compare)
+                and isinstance(part.ops[0], ast.Eq | ast.In)
+                and any(
+                    isinstance(c, ast.Constant)
+                    and isinstance(c.value, str)
+                    and _PREDICATE.search(c.value)
+                    for side in part.comparators
+                    for c in ast.walk(side)
+                )
+                for part in ast.walk(node.test)
+            )
+        ):
+            return True
+        stack.extend(ast.iter_child_nodes(node))
     return False
 
 
@@ -533,8 +575,12 @@ _Judged = tuple[ast.Call, str, str, tuple[str, ...]]
 def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     """The finding for a retry's sleep, if its delay is deterministic."""
     delay = _delay_of(call)
-    if delay is None or _POLL_DELAY.search(dotted(delay) or ""):
-        return None  # sleep(poll_interval): a status poll, paced on purpose
+    if delay is None or any(
+        _POLL_DELAY.search(dotted(sub) or "")
+        for sub in ast.walk(delay)
+        if isinstance(sub, ast.Name | ast.Attribute)
+    ):
+        return None  # sleep(max(delay, POLL_SECONDS)): a status poll, paced on purpose
     if _read_from_error(m, delay):
         return None  # sleep(e.seconds): the delay the server's error asked for
     unknown: list[str] = []
@@ -758,6 +804,12 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
         wait = next((kw.value for kw in node.keywords if kw.arg == "wait"), None)
         if wait is None or not _fixed_wait(m, wait):
             return
+        decorated = next(
+            (fn for fn in m.functions.values() if any(d is node for d in fn.decorator_list)),
+            None,
+        )
+        if decorated is not None and is_local_function(m, decorated):
+            return  # retries parsing text: no shared dependency to herd
     m.report(
         node,
         RULE.code,
@@ -817,7 +869,7 @@ def _exponential(m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assig
         if isinstance(sub, ast.Call):
             if isinstance(sub.func, ast.Name) and sub.func.id == "pow":
                 return True
-            helper = _helper(m, sub.func)
+            helper = m.called_function(sub.func)
             if helper is not None and f"{helper.name}()" not in seen:
                 seen.add(f"{helper.name}()")
                 returns, local = _returns_and_locals(helper)
@@ -915,7 +967,7 @@ def _counts_attempts(m: ModuleModel, iterable: ast.expr) -> tuple[str, ...] | No
         return _counts_attempts(m, iterable.args[0])
     if name in ("range", "count", "itertools.count"):
         return ()
-    fn = _helper(m, iterable.func)
+    fn = m.called_function(iterable.func)
     if fn is not None:
         return () if _yields_count(fn) else None
     # maybe an imported generator (``from .helpers import retry_range``), not a local
@@ -1028,7 +1080,7 @@ def _deterministic(
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
                 continue  # delay.total_seconds() * 2**n
             func = _fallback(m, func, assigned) or func
-            helper = _helper(m, func)
+            helper = m.called_function(func)
             if helper is not None:
                 if _returns_deterministic(m, helper):
                     continue  # await asyncio.sleep(self._backoff(attempt))
@@ -1104,19 +1156,6 @@ def _helper_name(func: ast.expr) -> str | None:
         return func.id
     if isinstance(func, ast.Attribute):
         return func.attr
-    return None
-
-
-def _helper(m: ModuleModel, func: ast.expr) -> Function | None:
-    """The module function or method that ``name(...)``/``self.name(...)`` calls."""
-    if isinstance(func, ast.Name):
-        return m.functions.get(func.id)
-    if (
-        isinstance(func, ast.Attribute)
-        and isinstance(func.value, ast.Name)
-        and func.value.id in ("self", "cls")
-    ):
-        return m.functions.get(func.attr)
     return None
 
 
