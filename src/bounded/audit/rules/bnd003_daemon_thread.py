@@ -7,7 +7,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import ClassScope, ModuleModel, ProjectFacts
@@ -111,6 +111,8 @@ def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
     built = _class_built(value)
+    if m.classes and _stops_a_loop(m.classes[-1].node, targets, value):
+        m.scope.stopping = True
     for target in targets:
         if built is not None:
             m.state(_State).instances[m.scoped(target)] = built
@@ -126,6 +128,33 @@ def assign(
             m.state(_State).daemons.append(
                 (node, message, m.scoped(target.value), None, background)
             )
+
+
+def _stops_a_loop(cls: ast.ClassDef, targets: list[ast.expr], value: ast.expr) -> bool:
+    """``self._stop = True`` where a ``while not self._stop`` loop of the class (or
+    ``self._running = False`` for ``while self._running``) is the thread's: a stop flag, so
+    the function is a shutdown path."""
+    if not (
+        len(targets) == 1
+        and is_self_attr(targets[0])
+        and isinstance(value, ast.Constant)
+        and isinstance(value.value, bool)
+    ):
+        return False
+    attr = cast(ast.Attribute, targets[0]).attr
+    for loop in ast.walk(cls):
+        if not isinstance(loop, ast.While):
+            continue
+        test = loop.test
+        terms = (
+            test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And) else [test]
+        )
+        for term in terms:
+            negated = isinstance(term, ast.UnaryOp) and isinstance(term.op, ast.Not)
+            flag = cast(ast.UnaryOp, term).operand if negated else term
+            if is_self_attr(flag) and cast(ast.Attribute, flag).attr == attr:
+                return value.value is negated  # the loop's condition turns false
+    return False
 
 
 def _class_built(value: ast.expr) -> str | None:
