@@ -511,6 +511,22 @@ def test_a_flask_view_runs_alone_on_its_loop() -> None:
     assert [f.line for f in check_source(fastapi, "views.py")] == [6, 8]
 
 
+def test_a_console_session_that_waits_on_input_runs_alone() -> None:
+    source = (
+        "import time\n"
+        "async def record():\n"
+        "    while input('next? ') != 'stop':\n"
+        "        time.sleep(1)\n"
+        "async def serve():\n"
+        "    time.sleep(1)\n"
+    )
+    # the console session is quiet; a coroutine that does not read the console is checked
+    assert [f.line for f in check_source(source, "record.py")] == [6]
+    # a function of the module named input is not the console
+    shadowed = source + "def input(prompt):\n    return prompt\n"
+    assert [f.line for f in check_source(shadowed, "record.py")] == [4, 6]
+
+
 def test_a_blocking_function_or_method_of_another_module_is_resolved_by_import() -> None:
     net = (
         "import time\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
@@ -164,15 +165,24 @@ _FLASK_APPS = frozenset({"flask.Flask", "flask.Blueprint"})
 _FLASK_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete"})
 
 
+@dataclass(slots=True)
+class _Interactive:
+    # coroutine node id -> whether it reads the console with input()
+    by_node: dict[int, bool] = field(default_factory=dict)
+
+
 def runs_alone(m: ModuleModel) -> bool:
     """The coroutine runs alone on its loop, so a blocking call there delays nothing else:
     a command of a CLI framework (``@app.command``, ``@app.default`` in a module that
-    imports typer, cyclopts or click), or a Flask view (``@app.route``, ``@bp.get`` in a
+    imports typer, cyclopts or click), a Flask view (``@app.route``, ``@bp.get`` in a
     module that imports ``Flask`` or ``Blueprint`` and not Quart, whose views share one
-    loop). A chat bot's ``@bot.command`` is neither."""
+    loop), or a console session that waits on a human with ``input()`` (it blocks its loop
+    on the console by design). A chat bot's ``@bot.command`` is none of these."""
     node = m.scope.node
     if not isinstance(node, ast.AsyncFunctionDef):
         return False
+    if _reads_console(m, node):
+        return True
     imported = m.imports.values()
     roots = {path.partition(".")[0] for path in imported}
     if not roots.isdisjoint(_CLI_FRAMEWORKS):
@@ -187,6 +197,24 @@ def runs_alone(m: ModuleModel) -> bool:
         if name.rpartition(".")[2] in methods and "." in name:
             return True
     return False
+
+
+def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
+    """The coroutine calls the built-in ``input()`` (not a name the module binds)."""
+    cache = m.state(_Interactive).by_node
+    found = cache.get(id(node))
+    if found is None:
+        found = cache[id(node)] = (
+            "input" not in m.imports
+            and "input" not in m.functions
+            and any(
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Name)
+                and sub.func.id == "input"
+                for sub in ast.walk(node)
+            )
+        )
+    return found
 
 
 def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
