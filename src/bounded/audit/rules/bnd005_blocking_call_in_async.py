@@ -169,6 +169,7 @@ _FLASK_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete"}
 class _Interactive:
     # coroutine node id -> whether it reads the console with input()
     by_node: dict[int, bool] = field(default_factory=dict)
+    maybe: bool | None = None  # the module's text has "input(" (None: not looked yet)
 
 
 def runs_alone(m: ModuleModel) -> bool:
@@ -201,7 +202,12 @@ def runs_alone(m: ModuleModel) -> bool:
 
 def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
     """The coroutine calls the built-in ``input()`` (not a name the module binds)."""
-    cache = m.state(_Interactive).by_node
+    state = m.state(_Interactive)
+    if state.maybe is None:
+        state.maybe = b"input(" in m.source
+    if not state.maybe:
+        return False
+    cache = state.by_node
     found = cache.get(id(node))
     if found is None:
         found = cache[id(node)] = (
