@@ -489,6 +489,44 @@ def test_a_chat_bot_command_is_not_a_cli_command() -> None:
     assert check_source(cli, "cli.py") == []
 
 
+def test_a_flask_view_runs_alone_on_its_loop() -> None:
+    source = (
+        "import requests\n"
+        "from flask import Flask\n"
+        "app = Flask(__name__)\n"
+        "@app.route('/deploy')\n"
+        "async def deploy():\n"
+        "    requests.get('https://example.com/deploy')\n"
+        "async def helper():\n"
+        "    requests.get('https://example.com/deploy')\n"
+    )
+    # the view is quiet; a coroutine that is not a view is still checked
+    assert [f.line for f in check_source(source, "views.py")] == [8]
+    blueprint = source.replace("Flask", "Blueprint").replace("app.route", "app.get")
+    assert [f.line for f in check_source(blueprint, "views.py")] == [8]
+    # Quart serves every view on one shared loop; a FastAPI-style router is not Flask
+    quart = source.replace("import requests\n", "import requests\nimport quart\n")
+    assert [f.line for f in check_source(quart, "views.py")] == [7, 9]
+    fastapi = source.replace("from flask import Flask", "from fastapi import FastAPI as Flask")
+    assert [f.line for f in check_source(fastapi, "views.py")] == [6, 8]
+
+
+def test_a_console_session_that_waits_on_input_runs_alone() -> None:
+    source = (
+        "import time\n"
+        "async def record():\n"
+        "    while input('next? ') != 'stop':\n"
+        "        time.sleep(1)\n"
+        "async def serve():\n"
+        "    time.sleep(1)\n"
+    )
+    # the console session is quiet; a coroutine that does not read the console is checked
+    assert [f.line for f in check_source(source, "record.py")] == [6]
+    # a function of the module named input is not the console
+    shadowed = source + "def input(prompt):\n    return prompt\n"
+    assert [f.line for f in check_source(shadowed, "record.py")] == [4, 6]
+
+
 def test_a_blocking_function_or_method_of_another_module_is_resolved_by_import() -> None:
     net = (
         "import time\n"

@@ -1414,6 +1414,9 @@ class ModuleModel:
             self.module_pending[text] = (call, what)
 
     def _note_close(self, receiver: ast.expr, scope: Scope) -> None:
+        if isinstance(receiver, ast.Call) and self.classes:
+            # self.get_client().__aexit__(...): the getter returns self._client
+            receiver = _getter_returns(self.classes[-1].node, receiver) or receiver
         if (
             isinstance(receiver, ast.Attribute)
             and isinstance(receiver.value, ast.Name)
@@ -1432,6 +1435,31 @@ class ModuleModel:
         if text.startswith("self.") and self.classes:
             self.classes[-1].closed.add(text[5:])
         self.module_closed.add(text)
+
+
+def _getter_returns(cls: ast.ClassDef, call: ast.Call) -> ast.expr | None:
+    """The ``self.x`` that every ``return`` of the class's method `call` makes, for a call
+    ``self.method()`` with no arguments (a lazy getter of a client it stores)."""
+    func = call.func
+    if call.args or call.keywords or not is_self_attr(func):
+        return None
+    name = cast(ast.Attribute, func).attr
+    method = next(
+        (
+            item
+            for item in cls.body
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name == name
+        ),
+        None,
+    )
+    if method is None:
+        return None
+    returns = [sub.value for sub in ast.walk(method) if isinstance(sub, ast.Return)]
+    first = returns[0] if returns else None
+    if first is None or not is_self_attr(first):
+        return None
+    text = dotted(first)
+    return first if all(v is not None and dotted(v) == text for v in returns) else None
 
 
 # Handlers by node type: plain functions, so that a model holds no reference to itself

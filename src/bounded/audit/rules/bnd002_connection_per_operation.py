@@ -54,8 +54,15 @@ def _connect(m: ModuleModel, node: ast.Call, q: str) -> None:
     m.state(_State).by_scope.setdefault(scope, []).append((node, message))
 
 
+def kept_from_start_up(m: ModuleModel, node: ast.Call) -> bool:
+    """The connection `node` opens is stored on an object by a start-up function
+    (``self.conn = psycopg2.connect(...)`` in ``initialize()``): one for the object's
+    lifetime, opened before it serves, not one per operation."""
+    return id(node) in m.lifetime and _STARTUP_NAME.search(m.scope.name) is not None
+
+
 def _sync_connect(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async:
+    if m.in_async and not kept_from_start_up(m, node):
         m.report(
             node,
             RULE.code,

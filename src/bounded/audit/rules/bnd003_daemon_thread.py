@@ -7,7 +7,7 @@ import ast
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import ClassScope, ModuleModel, ProjectFacts
@@ -46,6 +46,8 @@ class _State:
     instances: dict[tuple[object, str] | None, str] = field(default_factory=dict)
     # join(timeout) calls on objects not known to be threads, with what they are bound to
     joins: list[tuple[ast.Call, tuple[object, str] | None]] = field(default_factory=list)
+    # class node id -> the self flags its while loops test, with the value that ends them
+    stop_flags: dict[int, dict[str, bool]] = field(default_factory=dict)
 
 
 def _thread(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -111,6 +113,8 @@ def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
     built = _class_built(value)
+    if _stops_a_loop(m, targets, value):
+        m.scope.stopping = True
     for target in targets:
         if built is not None:
             m.state(_State).instances[m.scoped(target)] = built
@@ -126,6 +130,43 @@ def assign(
             m.state(_State).daemons.append(
                 (node, message, m.scoped(target.value), None, background)
             )
+
+
+def _stops_a_loop(m: ModuleModel, targets: list[ast.expr], value: ast.expr) -> bool:
+    """``self._stop = True`` where a ``while not self._stop`` loop of the class (or
+    ``self._running = False`` for ``while self._running``) is the thread's: a stop flag, so
+    the function is a shutdown path."""
+    if not (
+        m.classes
+        and len(targets) == 1
+        and is_self_attr(targets[0])
+        and isinstance(value, ast.Constant)
+        and isinstance(value.value, bool)
+    ):
+        return False
+    cls = m.classes[-1].node
+    flags = m.state(_State).stop_flags
+    stops = flags.get(id(cls))
+    if stops is None:
+        stops = flags[id(cls)] = _loop_flags(cls)
+    return stops.get(cast(ast.Attribute, targets[0]).attr) is value.value
+
+
+def _loop_flags(cls: ast.ClassDef) -> dict[str, bool]:
+    """The ``self`` flags the class's ``while`` loops test (alone or in an ``and``), with
+    the value that ends the loop: True for ``while not self._stop``."""
+    stops: dict[str, bool] = {}
+    for loop in ast.walk(cls):
+        if not isinstance(loop, ast.While):
+            continue
+        test = loop.test
+        and_ = isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And)
+        for term in cast(ast.BoolOp, test).values if and_ else [test]:
+            negated = isinstance(term, ast.UnaryOp) and isinstance(term.op, ast.Not)
+            flag = cast(ast.UnaryOp, term).operand if negated else term
+            if is_self_attr(flag):
+                stops.setdefault(cast(ast.Attribute, flag).attr, negated)
+    return stops
 
 
 def _class_built(value: ast.expr) -> str | None:

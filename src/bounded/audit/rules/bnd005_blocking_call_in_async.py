@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
@@ -19,6 +20,7 @@ from bounded.audit.model import (
     ProjectFacts,
 )
 from bounded.audit.names import constructed_class, dotted, is_self_attr, root_name, timeout_arg
+from bounded.audit.rules.bnd002_connection_per_operation import kept_from_start_up
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
@@ -76,7 +78,7 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not _polls(node, q) and not _mocked(node, q) and not cli_command(m):
+    if m.in_async and not _polls(node, q) and not _mocked(node, q) and not runs_alone(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
 
 
@@ -102,7 +104,7 @@ def _future_result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if (
         m.in_async
         and (m.kind_of_value(receiver) == "future" or m.kind_of(receiver) == "future")
-        and not cli_command(m)
+        and not runs_alone(m)
     ):
         m.report(
             node,
@@ -150,7 +152,7 @@ def _threadsafe_result(m: ModuleModel, node: ast.Call, threadsafe: ast.Call) -> 
     one); in sync code, onto the loop ``asyncio.get_running_loop()`` gave this function, it
     blocks that loop's own thread, which can then never run the coroutine."""
     if m.in_async:
-        if not cli_command(m):
+        if not runs_alone(m):
             m.report(
                 node,
                 RULE.code,
@@ -181,23 +183,68 @@ def _threadsafe_result(m: ModuleModel, node: ast.Call, threadsafe: ast.Call) -> 
 
 
 _CLI_FRAMEWORKS = frozenset({"typer", "cyclopts", "click", "asyncclick"})
+_CLI_DECORATORS = frozenset({"command", "default"})
+# Flask runs each async view to completion on a new loop of its own, per request.
+_FLASK_APPS = frozenset({"flask.Flask", "flask.Blueprint"})
+_FLASK_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete"})
 
 
-def cli_command(m: ModuleModel) -> bool:
-    """The coroutine is a command of a CLI framework (``@app.command``, ``@app.default``
-    in a module that imports typer, cyclopts or click): it runs alone on its loop, so a
-    blocking call there delays nothing else. A chat bot's ``@bot.command`` is not one."""
+@dataclass(slots=True)
+class _Interactive:
+    # coroutine node id -> whether it reads the console with input()
+    by_node: dict[int, bool] = field(default_factory=dict)
+    maybe: bool | None = None  # the module's text has "input(" (None: not looked yet)
+
+
+def runs_alone(m: ModuleModel) -> bool:
+    """The coroutine runs alone on its loop, so a blocking call there delays nothing else:
+    a command of a CLI framework (``@app.command``, ``@app.default`` in a module that
+    imports typer, cyclopts or click), a Flask view (``@app.route``, ``@bp.get`` in a
+    module that imports ``Flask`` or ``Blueprint`` and not Quart, whose views share one
+    loop), or a console session that waits on a human with ``input()`` (it blocks its loop
+    on the console by design). A chat bot's ``@bot.command`` is none of these."""
     node = m.scope.node
-    if not isinstance(node, ast.AsyncFunctionDef) or not any(
-        path.partition(".")[0] in _CLI_FRAMEWORKS for path in m.imports.values()
-    ):
+    if not isinstance(node, ast.AsyncFunctionDef):
+        return False
+    if _reads_console(m, node):
+        return True
+    imported = m.imports.values()
+    roots = {path.partition(".")[0] for path in imported}
+    if not roots.isdisjoint(_CLI_FRAMEWORKS):
+        methods = _CLI_DECORATORS
+    elif "quart" not in roots and not _FLASK_APPS.isdisjoint(imported):
+        methods = _FLASK_DECORATORS
+    else:
         return False
     for decorator in node.decorator_list:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
         name = dotted(target) or ""
-        if name.rpartition(".")[2] in ("command", "default") and "." in name:
+        if name.rpartition(".")[2] in methods and "." in name:
             return True
     return False
+
+
+def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
+    """The coroutine calls the built-in ``input()`` (not a name the module binds)."""
+    state = m.state(_Interactive)
+    if state.maybe is None:
+        state.maybe = b"input(" in m.source
+    if not state.maybe:
+        return False
+    cache = state.by_node
+    found = cache.get(id(node))
+    if found is None:
+        found = cache[id(node)] = (
+            "input" not in m.imports
+            and "input" not in m.functions
+            and any(
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Name)
+                and sub.func.id == "input"
+                for sub in ast.walk(node)
+            )
+        )
+    return found
 
 
 def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -424,7 +471,7 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
         if not package or q in m.hooks.calls or package.partition(".")[0] in _STDLIB:
             return
         module = package.replace(".", "/")
-    if cli_command(m):
+    if runs_alone(m):
         return
     m.defer(
         node,
@@ -459,7 +506,7 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         attr not in _BUILTIN_METHODS
         and id(node) not in m.awaited
         and m.qualname(func) is None  # a method, not a module's function
-        and not cli_command(m)
+        and not runs_alone(m)
     ):
         cls = _receiver_class(m, receiver)
         if cls != "":
@@ -507,6 +554,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
     if methods is not None and attr not in methods:
         return  # llama.cpp's close() frees memory: only inference blocks
     local = isinstance(base, ast.Name) and base.id in m.scope.kinds
+    if what in _DATABASES and _opens_at_start_up(m):
+        return  # schema set-up where the start-up method opens the connection it keeps
     if what == "requests.Session":
         if attr in _REQUESTS_VERBS:
             m.report(
@@ -518,6 +567,21 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             RULE.code,
             f"call on a synchronous {what} client inside async def blocks the event loop",
         )
+
+
+_DATABASES = frozenset({"psycopg2", "psycopg"})
+
+
+def _opens_at_start_up(m: ModuleModel) -> bool:
+    """The function being walked is a start-up method that opens a sync database
+    connection and keeps it (``self.conn = psycopg2.connect(...)`` in ``initialize()``)."""
+    node = m.scope.node
+    return node is not None and any(
+        isinstance(sub, ast.Call)
+        and SYNC_CLIENTS.get(m.qualname(sub.func) or "") in _DATABASES
+        and kept_from_start_up(m, sub)
+        for sub in ast.walk(node)
+    )
 
 
 def _client_base(receiver: ast.expr) -> ast.expr:
@@ -619,7 +683,7 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         and m.in_async
         and isinstance(node.iter, ast.Name | ast.Attribute)
         and (m.kind_of(node.iter) or "").startswith("sync_iter:")
-        and not cli_command(m)
+        and not runs_alone(m)
     ):
         what = (m.kind_of(node.iter) or "").partition(":")[2]
         m.report(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from bounded.audit.core import Rule
 from bounded.audit.model import CHILD_PROCESS_CALLS, PROCESS_WAITS, ModuleModel
 from bounded.audit.names import dotted
-from bounded.audit.rules.bnd005_blocking_call_in_async import cli_command
+from bounded.audit.rules.bnd005_blocking_call_in_async import runs_alone
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
@@ -31,7 +31,7 @@ RULE = Rule(
 
 
 def _child_process(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not cli_command(m):
+    if m.in_async and not runs_alone(m):
         m.report(node, RULE.code, CHILD_PROCESS_CALLS[q] + " inside async def")
 
 
@@ -41,7 +41,7 @@ def _process_wait(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if (
         m.in_async
         and (m.kind_of(receiver) == "process" or m.kind_of_value(receiver) == "process")
-        and not cli_command(m)
+        and not runs_alone(m)
         and not _exited(m, node, receiver)
     ):
         m.report(
