@@ -144,17 +144,12 @@ def _executor_work(m: ModuleModel, node: ast.Try | ast.TryStar, own: list[ast.AS
     fn = m.scope.node
     if fn is None:
         return False
-
-    def submits(value: ast.expr) -> bool:
-        return _submits_to_executor(m, value)
-
-    submitted = _names_bound_to(fn, submits)
     awaits = [sub.value for sub in own if isinstance(sub, ast.Await)]
-    return (
-        bool(awaits)
-        and any(submits(value) for value in _assigned_in(node))
-        and all(_waits_on(m, a, submitted) for a in awaits)
-    )
+    if not awaits or not any(_submits_to_executor(m, value) for value in _assigned_in(node)):
+        return False
+    # only now walk the whole enclosing function for the names bound to such work
+    submitted = _names_bound_to(fn, lambda value: _submits_to_executor(m, value))
+    return all(_waits_on(m, a, submitted) for a in awaits)
 
 
 def _waits_on(m: ModuleModel, awaited: ast.expr, local: set[str]) -> bool:
