@@ -63,7 +63,8 @@ def is_local_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
     """The ``try`` only works on local files (catching file errors, or any error when every
     call is plainly a file's), only waits for work it hands to an executor (or for futures
     the code makes itself), or only queries a local browser's page."""
-    return _file_work(m, node) or _executor_work(m, node) or _page_work(m, node)
+    own = list(_own_nodes(node.body))  # walked once, for all three kinds of evidence
+    return _file_work(m, node, own) or _executor_work(m, node, own) or _page_work(m, own)
 
 
 def is_local_call(m: ModuleModel, call: ast.expr) -> bool:
@@ -74,27 +75,27 @@ def is_local_call(m: ModuleModel, call: ast.expr) -> bool:
     )
 
 
-def _file_work(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
+def _file_work(m: ModuleModel, node: ast.Try | ast.TryStar, own: list[ast.AST]) -> bool:
     """``try: path.write_text(...); tmp.replace(path) except OSError: ...``, or ``try: with
-    open(lock, "w") as f: f.write(...) except Exception: ...``."""
+    open(lock, "w") as f: f.write(...) except Exception: ...`` (`own`: the body's nodes)."""
     if not node.handlers:
         return False
-    calls = [sub for sub in _own_nodes(node.body) if isinstance(sub, ast.Call)]
-    if any(isinstance(sub, ast.Await) for sub in _own_nodes(node.body)):
+    if any(isinstance(sub, ast.Await) for sub in own):
         return False
+    calls = [sub for sub in own if isinstance(sub, ast.Call)]
     if not all(_catches_file_errors(h) for h in node.handlers):
-        opened = _opened_files(node.body)
+        opened = _opened_files(own)
         return bool(calls) and all(_plain_file_call(m, c, opened) for c in calls)
     return any(_file_call(m, c) for c in calls) and all(
         _file_call(m, c) or _string_call(c) for c in calls
     )
 
 
-def _opened_files(body: list[ast.stmt]) -> set[str]:
-    """The names ``with open(...) as f`` binds in `body`."""
+def _opened_files(own: list[ast.AST]) -> set[str]:
+    """The names ``with open(...) as f`` binds among the nodes `own`."""
     return {
         item.optional_vars.id
-        for sub in _own_nodes(body)
+        for sub in own
         if isinstance(sub, ast.With)
         for item in sub.items
         if isinstance(item.optional_vars, ast.Name)
@@ -136,24 +137,19 @@ def _string_call(call: ast.Call) -> bool:
     return isinstance(call.func, ast.Attribute) and call.func.attr in _STRING_METHODS
 
 
-def _executor_work(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
+def _executor_work(m: ModuleModel, node: ast.Try | ast.TryStar, own: list[ast.AST]) -> bool:
     """Every await of the ``try`` is on work handed to an executor (``await
     asyncio.wait_for(loop.run_in_executor(self._executor, job.run), t)``, also through a
     name), or on a method of this module whose every await is on a future it made."""
     fn = m.scope.node
     if fn is None:
         return False
-
-    def submits(value: ast.expr) -> bool:
-        return _submits_to_executor(m, value)
-
-    submitted = _names_bound_to(fn, submits)
-    awaits = [sub.value for sub in _own_nodes(node.body) if isinstance(sub, ast.Await)]
-    return (
-        bool(awaits)
-        and any(submits(value) for value in _assigned_in(node))
-        and all(_waits_on(m, a, submitted) for a in awaits)
-    )
+    awaits = [sub.value for sub in own if isinstance(sub, ast.Await)]
+    if not awaits or not any(_submits_to_executor(m, value) for value in _assigned_in(node)):
+        return False
+    # only now walk the whole enclosing function for the names bound to such work
+    submitted = _names_bound_to(fn, lambda value: _submits_to_executor(m, value))
+    return all(_waits_on(m, a, submitted) for a in awaits)
 
 
 def _waits_on(m: ModuleModel, awaited: ast.expr, local: set[str]) -> bool:
@@ -337,10 +333,10 @@ def _is_pause(m: ModuleModel, value: ast.expr) -> bool:
     return isinstance(value, ast.Call) and m.qualname(value.func) in _PAUSES
 
 
-def _page_work(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
-    """Every await of the ``try`` (but its pauses) queries a local browser's page."""
+def _page_work(m: ModuleModel, own: list[ast.AST]) -> bool:
+    """Every await of the ``try`` (but its pauses) queries a local browser's page (`own`:
+    the nodes of its body)."""
     fn = m.scope.node
-    own = list(_own_nodes(node.body))
     if any(isinstance(sub, ast.AsyncWith | ast.AsyncFor) for sub in own):
         return False
     awaits = [sub.value for sub in own if isinstance(sub, ast.Await)]
