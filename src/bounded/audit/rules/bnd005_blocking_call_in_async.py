@@ -208,6 +208,8 @@ def runs_alone(m: ModuleModel) -> bool:
         return False
     if _reads_console(m, node):
         return True
+    if not node.decorator_list:
+        return False  # neither a command nor a view: skip reading the imports
     imported = m.imports.values()
     roots = {path.partition(".")[0] for path in imported}
     if not roots.isdisjoint(_CLI_FRAMEWORKS):
