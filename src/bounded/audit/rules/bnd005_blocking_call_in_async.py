@@ -208,6 +208,8 @@ def runs_alone(m: ModuleModel) -> bool:
         return False
     if _reads_console(m, node):
         return True
+    if not node.decorator_list:
+        return False  # neither a command nor a view: skip reading the imports
     imported = m.imports.values()
     roots = {path.partition(".")[0] for path in imported}
     if not roots.isdisjoint(_CLI_FRAMEWORKS):
@@ -678,14 +680,13 @@ def _lazy_stream(node: ast.Call, what: str) -> bool:
 
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
     """A plain ``for`` over a blocking iterator (a token streamer, a sync client's stream)."""
-    if (
-        isinstance(node, ast.For)
-        and m.in_async
-        and isinstance(node.iter, ast.Name | ast.Attribute)
-        and (m.kind_of(node.iter) or "").startswith("sync_iter:")
-        and not runs_alone(m)
+    if not (
+        isinstance(node, ast.For) and m.in_async and isinstance(node.iter, ast.Name | ast.Attribute)
     ):
-        what = (m.kind_of(node.iter) or "").partition(":")[2]
+        return
+    kind = m.kind_of(node.iter) or ""
+    if kind.startswith("sync_iter:") and not runs_alone(m):
+        what = kind.partition(":")[2]
         m.report(
             node,
             RULE.code,
