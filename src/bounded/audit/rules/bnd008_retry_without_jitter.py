@@ -60,22 +60,17 @@ Assigned = Callable[[str], list[ast.expr]]
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
     if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
+    counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
     for try_node in tries:
-        _check(m, node, try_node)
-    if (
-        isinstance(node, ast.While)
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
-    ):
+        _check(m, node, try_node, () if isinstance(node, ast.While) else counters)
+    # a function's loop, not a one-off script's nor a readiness poll's
+    retry_scope = len(m.scopes) > 1 and not m.is_script and not _POLL_NAME.search(m.scope.name)
+    if isinstance(node, ast.While) and retry_scope:
         for try_node in tries:
             _failure_sets_pause(m, node, try_node)
-    counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
     if (
         counters is not None
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
+        and retry_scope
         and _leaves(node.body)
         and (tries or not _awaits_finished_state(node.body))
     ):
@@ -97,23 +92,11 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             counters,
         )
 
-    if (
-        isinstance(node, ast.While)
-        and not tries
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
-        and _retries_until_result(node)
-    ):
+    if isinstance(node, ast.While) and not tries and retry_scope and _retries_until_result(node):
         # while not ok(result): sleep(delay * attempt); result = await request(); attempt += 1:
         # every pause follows a failed attempt (the one before the loop or the last round)
         _report_sleeps(m, _growing_sleeps(m, node))
-    if (
-        isinstance(node, ast.While)
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
-    ):
+    if isinstance(node, ast.While) and retry_scope:
         if _attempt_is_condition(m, node):
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
@@ -416,7 +399,11 @@ def _awaits_finished_state(body: list[ast.stmt]) -> bool:
     return False
 
 
-def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
+def _check(
+    m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar, counters: tuple[str, ...] | None
+) -> None:
+    """`counters`: what the loop counts attempts with (:func:`_counts_attempts`; ``()`` for
+    a ``while``)."""
     # a retry loop leaves on success (return/break), or counts attempts over a range;
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
     if len(m.scopes) == 1 or m.is_script:
@@ -424,7 +411,6 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
     poll = _POLL_NAME.search(m.scope.name)
-    counters = _counts_attempts(m, loop.iter) if isinstance(loop, ast.For | ast.AsyncFor) else ()
     if counters is None:
         return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
