@@ -364,7 +364,7 @@ def _leaves(body: list[ast.stmt]) -> bool:
         node = stack.pop()
         if isinstance(node, ast.Return | ast.Break):
             return True
-        if not isinstance(node, _NESTED[:-1]):
+        if not isinstance(node, _NESTED_BUT_TRY):
             stack.extend(ast.iter_child_nodes(node))
     return False
 
@@ -376,7 +376,7 @@ def _awaits_finished_state(body: list[ast.stmt]) -> bool:
     stack: list[ast.AST] = list(body)
     while stack:
         node = stack.pop()
-        if isinstance(node, _NESTED[:-1]):
+        if isinstance(node, _NESTED_BUT_TRY):
             continue
         if (
             isinstance(node, ast.If)
@@ -1021,6 +1021,7 @@ _NESTED = (
     ast.AsyncFor,
     ast.Try,
 )
+_NESTED_BUT_TRY = _NESTED[:-1]
 
 
 def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) -> list[ast.Call]:
@@ -1028,7 +1029,7 @@ def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) 
     ``try`` statements) nested in it."""
     found: list[ast.Call] = []
     stack: list[ast.AST] = list(body)
-    nested = _NESTED[:-1] if into_try else _NESTED
+    nested = _NESTED_BUT_TRY if into_try else _NESTED
     while stack:
         node = stack.pop()
         if isinstance(node, nested):
