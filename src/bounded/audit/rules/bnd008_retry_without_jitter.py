@@ -967,14 +967,17 @@ def _counts_attempts(m: ModuleModel, iterable: ast.expr) -> tuple[str, ...] | No
 def _yields_count(fn: Function) -> bool:
     """A generator whose every ``yield`` gives a counter it increments (``attempt += 1;
     yield attempt``): the attempt numbers of a retry loop."""
-    yields = [sub for sub in ast.walk(fn) if isinstance(sub, ast.Yield | ast.YieldFrom)]
-    counters = {
-        sub.target.id
-        for sub in ast.walk(fn)
-        if isinstance(sub, ast.AugAssign)
-        and isinstance(sub.op, ast.Add)
-        and isinstance(sub.target, ast.Name)
-    }
+    yields: list[ast.Yield | ast.YieldFrom] = []
+    counters: set[str] = set()
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Yield | ast.YieldFrom):
+            yields.append(sub)
+        elif (
+            isinstance(sub, ast.AugAssign)
+            and isinstance(sub.op, ast.Add)
+            and isinstance(sub.target, ast.Name)
+        ):
+            counters.add(sub.target.id)
     return bool(yields) and all(
         isinstance(y, ast.Yield) and isinstance(y.value, ast.Name) and y.value.id in counters
         for y in yields
