@@ -984,11 +984,16 @@ def _yields_count(fn: Function) -> bool:
     )
 
 
-def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
-    """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
+def _caught(handler: ast.ExceptHandler) -> list[str]:
+    """The dotted names of the exceptions `handler` catches ("" for one not a name)."""
     kind = handler.type
     names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
-    return any(_DISCONNECTS.search(dotted(n) or "") for n in names)
+    return [dotted(n) or "" for n in names]
+
+
+def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
+    """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
+    return any(_DISCONNECTS.search(name) for name in _caught(handler))
 
 
 def _goes_round_again(handler: ast.ExceptHandler) -> bool:
@@ -1001,9 +1006,7 @@ _IDLE = re.compile(r"Empty|StopIteration|StopAsyncIteration|Cancelled|KeyboardIn
 
 def _catches_idle(handler: ast.ExceptHandler) -> bool:
     """An ``except`` for no work yet (``queue.Empty``) or for leaving: a poll, not a retry."""
-    kind = handler.type
-    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
-    return any(_IDLE.search(dotted(n) or "") for n in names)
+    return any(_IDLE.search(name) for name in _caught(handler))
 
 
 def _exits_on_success(node: ast.Try | ast.TryStar) -> bool:
