@@ -22,6 +22,7 @@ from bounded.audit.model import (
     ModuleModel,
     ProjectFacts,
     Scope,
+    callee_name,
     param_default,
 )
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
@@ -635,9 +636,9 @@ def _tested_calls(body: list[ast.stmt]) -> set[str]:
             else None
         )
         for sub in ast.walk(value) if value is not None else ():
-            call = _awaited(sub) if isinstance(sub, ast.Await) else sub
-            if isinstance(call, ast.Call) and _helper_name(call.func):
-                found.add(_helper_name(call.func) or "")
+            name = callee_name(sub) if isinstance(sub, ast.Call) else None
+            if name:
+                found.add(name)
         stack.extend(ast.iter_child_nodes(node))
     return found
 
@@ -1072,13 +1073,13 @@ def _deterministic(
                 continue
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
                 continue  # delay.total_seconds() * 2**n
-            func = _fallback(m, func, assigned) or func
-            helper = m.called_function(func)
+            fallback = _fallback(m, func, assigned)
+            helper = m.called_function(fallback or func)
             if helper is not None:
                 if _returns_deterministic(m, helper):
                     continue  # await asyncio.sleep(self._backoff(attempt))
                 return False
-            name = _helper_name(func)
+            name = fallback.id if fallback is not None else callee_name(sub)
             if name is not None and _DELAY_HELPER.search(name):
                 unknown.append(name)  # another module of the run may define it
                 continue
@@ -1142,14 +1143,6 @@ def _fallback(m: ModuleModel, func: ast.expr, assigned: Assigned) -> ast.Name | 
     if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
         value = value.values[-1]
     return value if isinstance(value, ast.Name) and value.id != func.id else None
-
-
-def _helper_name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return None
 
 
 def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
