@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ClassScope, ModuleModel, ProjectFacts
+from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, ProjectFacts
 from bounded.audit.names import is_self_attr, timeout_arg
 from bounded.audit.rules.bnd014_background_daemon_thread import RULE as BACKGROUND
 
@@ -299,9 +299,6 @@ def _tracked(m: ModuleModel, name: str) -> bool:
     return False
 
 
-_TASK_WRAPPERS = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
-
-
 def _thread_work(m: ModuleModel, work: ast.expr, depth: int) -> str | None:
     """ "asyncio.to_thread" or "run_in_executor" when awaiting `work` waits on a thread:
     the call itself, a name this function bound only to one, a task wrapping one, or a
@@ -326,7 +323,7 @@ def _thread_work(m: ModuleModel, work: ast.expr, depth: int) -> str | None:
         return q
     if isinstance(func, ast.Attribute) and func.attr == "run_in_executor":
         return "run_in_executor"
-    if q in _TASK_WRAPPERS or (isinstance(func, ast.Attribute) and func.attr == "create_task"):
+    if q in TASK_FACTORIES or (isinstance(func, ast.Attribute) and func.attr == "create_task"):
         return _thread_work(m, work.args[0], depth - 1) if work.args else None
     fn = m.function_named(func.id) if isinstance(func, ast.Name) else None
     body = fn.body if isinstance(fn, ast.AsyncFunctionDef) else []

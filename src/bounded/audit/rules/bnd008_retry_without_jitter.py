@@ -22,6 +22,7 @@ from bounded.audit.model import (
     ModuleModel,
     ProjectFacts,
     Scope,
+    callee_name,
     param_default,
 )
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
@@ -60,22 +61,17 @@ Assigned = Callable[[str], list[ast.expr]]
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
     if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
+    counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
     for try_node in tries:
-        _check(m, node, try_node)
-    if (
-        isinstance(node, ast.While)
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
-    ):
+        _check(m, node, try_node, () if isinstance(node, ast.While) else counters)
+    # a function's loop, not a one-off script's nor a readiness poll's
+    retry_scope = len(m.scopes) > 1 and not m.is_script and not _POLL_NAME.search(m.scope.name)
+    if isinstance(node, ast.While) and retry_scope:
         for try_node in tries:
             _failure_sets_pause(m, node, try_node)
-    counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
     if (
         counters is not None
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
+        and retry_scope
         and _leaves(node.body)
         and (tries or not _awaits_finished_state(node.body))
     ):
@@ -97,23 +93,11 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             counters,
         )
 
-    if (
-        isinstance(node, ast.While)
-        and not tries
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
-        and _retries_until_result(node)
-    ):
+    if isinstance(node, ast.While) and not tries and retry_scope and _retries_until_result(node):
         # while not ok(result): sleep(delay * attempt); result = await request(); attempt += 1:
         # every pause follows a failed attempt (the one before the loop or the last round)
         _report_sleeps(m, _growing_sleeps(m, node))
-    if (
-        isinstance(node, ast.While)
-        and len(m.scopes) > 1
-        and not m.is_script
-        and not _POLL_NAME.search(m.scope.name)
-    ):
+    if isinstance(node, ast.While) and retry_scope:
         if _attempt_is_condition(m, node):
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
@@ -381,7 +365,7 @@ def _leaves(body: list[ast.stmt]) -> bool:
         node = stack.pop()
         if isinstance(node, ast.Return | ast.Break):
             return True
-        if not isinstance(node, _NESTED[:-1]):
+        if not isinstance(node, _NESTED_BUT_TRY):
             stack.extend(ast.iter_child_nodes(node))
     return False
 
@@ -393,7 +377,7 @@ def _awaits_finished_state(body: list[ast.stmt]) -> bool:
     stack: list[ast.AST] = list(body)
     while stack:
         node = stack.pop()
-        if isinstance(node, _NESTED[:-1]):
+        if isinstance(node, _NESTED_BUT_TRY):
             continue
         if (
             isinstance(node, ast.If)
@@ -416,7 +400,11 @@ def _awaits_finished_state(body: list[ast.stmt]) -> bool:
     return False
 
 
-def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
+def _check(
+    m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar, counters: tuple[str, ...] | None
+) -> None:
+    """`counters`: what the loop counts attempts with (:func:`_counts_attempts`; ``()`` for
+    a ``while``)."""
     # a retry loop leaves on success (return/break), or counts attempts over a range;
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
     if len(m.scopes) == 1 or m.is_script:
@@ -424,7 +412,6 @@ def _check(m: ModuleModel, loop: Loop, node: ast.Try | ast.TryStar) -> None:
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
     poll = _POLL_NAME.search(m.scope.name)
-    counters = _counts_attempts(m, loop.iter) if isinstance(loop, ast.For | ast.AsyncFor) else ()
     if counters is None:
         return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
@@ -649,9 +636,9 @@ def _tested_calls(body: list[ast.stmt]) -> set[str]:
             else None
         )
         for sub in ast.walk(value) if value is not None else ():
-            call = _awaited(sub) if isinstance(sub, ast.Await) else sub
-            if isinstance(call, ast.Call) and _helper_name(call.func):
-                found.add(_helper_name(call.func) or "")
+            name = callee_name(sub) if isinstance(sub, ast.Call) else None
+            if name:
+                found.add(name)
         stack.extend(ast.iter_child_nodes(node))
     return found
 
@@ -981,25 +968,33 @@ def _counts_attempts(m: ModuleModel, iterable: ast.expr) -> tuple[str, ...] | No
 def _yields_count(fn: Function) -> bool:
     """A generator whose every ``yield`` gives a counter it increments (``attempt += 1;
     yield attempt``): the attempt numbers of a retry loop."""
-    yields = [sub for sub in ast.walk(fn) if isinstance(sub, ast.Yield | ast.YieldFrom)]
-    counters = {
-        sub.target.id
-        for sub in ast.walk(fn)
-        if isinstance(sub, ast.AugAssign)
-        and isinstance(sub.op, ast.Add)
-        and isinstance(sub.target, ast.Name)
-    }
+    yields: list[ast.Yield | ast.YieldFrom] = []
+    counters: set[str] = set()
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Yield | ast.YieldFrom):
+            yields.append(sub)
+        elif (
+            isinstance(sub, ast.AugAssign)
+            and isinstance(sub.op, ast.Add)
+            and isinstance(sub.target, ast.Name)
+        ):
+            counters.add(sub.target.id)
     return bool(yields) and all(
         isinstance(y, ast.Yield) and isinstance(y.value, ast.Name) and y.value.id in counters
         for y in yields
     )
 
 
-def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
-    """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
+def _caught(handler: ast.ExceptHandler) -> list[str]:
+    """The dotted names of the exceptions `handler` catches ("" for one not a name)."""
     kind = handler.type
     names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
-    return any(_DISCONNECTS.search(dotted(n) or "") for n in names)
+    return [dotted(n) or "" for n in names]
+
+
+def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
+    """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
+    return any(_DISCONNECTS.search(name) for name in _caught(handler))
 
 
 def _goes_round_again(handler: ast.ExceptHandler) -> bool:
@@ -1012,9 +1007,7 @@ _IDLE = re.compile(r"Empty|StopIteration|StopAsyncIteration|Cancelled|KeyboardIn
 
 def _catches_idle(handler: ast.ExceptHandler) -> bool:
     """An ``except`` for no work yet (``queue.Empty``) or for leaving: a poll, not a retry."""
-    kind = handler.type
-    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
-    return any(_IDLE.search(dotted(n) or "") for n in names)
+    return any(_IDLE.search(name) for name in _caught(handler))
 
 
 def _exits_on_success(node: ast.Try | ast.TryStar) -> bool:
@@ -1035,6 +1028,7 @@ _NESTED = (
     ast.AsyncFor,
     ast.Try,
 )
+_NESTED_BUT_TRY = _NESTED[:-1]
 
 
 def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) -> list[ast.Call]:
@@ -1042,7 +1036,7 @@ def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) 
     ``try`` statements) nested in it."""
     found: list[ast.Call] = []
     stack: list[ast.AST] = list(body)
-    nested = _NESTED[:-1] if into_try else _NESTED
+    nested = _NESTED_BUT_TRY if into_try else _NESTED
     while stack:
         node = stack.pop()
         if isinstance(node, nested):
@@ -1079,13 +1073,13 @@ def _deterministic(
                 continue
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
                 continue  # delay.total_seconds() * 2**n
-            func = _fallback(m, func, assigned) or func
-            helper = m.called_function(func)
+            fallback = _fallback(m, func, assigned)
+            helper = m.called_function(fallback or func)
             if helper is not None:
                 if _returns_deterministic(m, helper):
                     continue  # await asyncio.sleep(self._backoff(attempt))
                 return False
-            name = _helper_name(func)
+            name = fallback.id if fallback is not None else callee_name(sub)
             if name is not None and _DELAY_HELPER.search(name):
                 unknown.append(name)  # another module of the run may define it
                 continue
@@ -1149,14 +1143,6 @@ def _fallback(m: ModuleModel, func: ast.expr, assigned: Assigned) -> ast.Name | 
     if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
         value = value.values[-1]
     return value if isinstance(value, ast.Name) and value.id != func.id else None
-
-
-def _helper_name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return None
 
 
 def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
