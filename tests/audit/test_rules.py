@@ -361,6 +361,14 @@ def test_opt_in_rules_are_off_by_default_and_name_their_parent() -> None:
     assert expand_codes(["ALL"]).isdisjoint(opt_in)
 
 
+def _seen_only_with_its_helper(path: str, helper: str, other: str, caller: str, line: int) -> None:
+    """`caller`'s retry loop is BND008 at `line` with `helper` at `path` in the run, and
+    quiet with `other` there instead or with no module there (the benefit of the doubt)."""
+    assert _project({path: helper, "app/caller.py": caller}) == [("app/caller.py", line, "BND008")]
+    assert _project({path: other, "app/caller.py": caller}) == []
+    assert _project({"app/caller.py": caller}) == []
+
+
 def test_a_deterministic_backoff_helper_in_another_module_is_seen() -> None:
     helper = "def compute_backoff(attempt):\n    return min(30, 2 ** attempt)\n"
     jittered = (
@@ -376,11 +384,7 @@ def test_a_deterministic_backoff_helper_in_another_module_is_seen() -> None:
         "        except OSError:\n"
         "            await asyncio.sleep(compute_backoff(attempt))\n"
     )
-    assert _project({"app/retry.py": helper, "app/caller.py": caller}) == [
-        ("app/caller.py", 8, "BND008")
-    ]
-    assert _project({"app/retry.py": jittered, "app/caller.py": caller}) == []
-    assert _project({"app/caller.py": caller}) == []  # not seen: the benefit of the doubt
+    _seen_only_with_its_helper("app/retry.py", helper, jittered, caller, 8)
 
 
 def test_a_generator_of_attempt_numbers_in_another_module_makes_a_retry_loop() -> None:
@@ -402,11 +406,8 @@ def test_a_generator_of_attempt_numbers_in_another_module_makes_a_retry_loop() -
         "        except OSError:\n"
         "            await asyncio.sleep(2)\n"
     )
-    assert _project({"app/helpers.py": counter, "app/caller.py": caller}) == [
-        ("app/caller.py", 8, "BND008")
-    ]
-    assert _project({"app/helpers.py": items, "app/caller.py": caller}) == []
-    assert _project({"app/caller.py": caller}) == []  # not seen: maybe a loop over items
+    # alone, not seen: maybe a loop over items
+    _seen_only_with_its_helper("app/helpers.py", counter, items, caller, 8)
 
 
 def test_an_injected_delay_function_defaulting_to_another_modules_helper_is_seen() -> None:
@@ -425,11 +426,7 @@ def test_an_injected_delay_function_defaulting_to_another_modules_helper_is_seen
         "        except OSError:\n"
         "            await asyncio.sleep(delay_func(retry))\n"
     )
-    assert _project({"app/net.py": helper, "app/caller.py": caller}) == [
-        ("app/caller.py", 9, "BND008")
-    ]
-    assert _project({"app/net.py": jittered, "app/caller.py": caller}) == []
-    assert _project({"app/caller.py": caller}) == []  # not seen: the benefit of the doubt
+    _seen_only_with_its_helper("app/net.py", helper, jittered, caller, 9)
 
 
 def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:

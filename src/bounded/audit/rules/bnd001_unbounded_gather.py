@@ -169,7 +169,7 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
                 strong,
                 resolvable,
                 [] if in_memory else via,
-                [] if in_memory else reads,
+                reads,  # empty when in memory: the any() above did not run
             )
         )
         return

@@ -112,12 +112,7 @@ def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
                     attrs.add(target.attr)
     if any(
         receiver is node or (isinstance(receiver, ast.Name) and receiver.id in names)
-        for receiver in _driven(enclosing)
-    ):
-        return True
-    if any(
-        receiver is node or (isinstance(receiver, ast.Name) and receiver.id in names)
-        for receiver in _refused_if_running(enclosing)
+        for receiver in _driven(enclosing, refused=True)
     ):
         return True
     return bool(attrs and m.classes) and any(
@@ -126,8 +121,10 @@ def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
     )
 
 
-def _driven(tree: ast.AST) -> Iterator[ast.expr]:
-    """The receivers of ``run_until_complete``/``run_forever`` calls in `tree`."""
+def _driven(tree: ast.AST, *, refused: bool = False) -> Iterator[ast.expr]:
+    """The receivers of ``run_until_complete``/``run_forever`` calls in `tree`, and with
+    `refused` of ``if loop.is_running(): raise ...`` too: code that refuses a running loop
+    expects to be called where none runs."""
     for sub in ast.walk(tree):
         if (
             isinstance(sub, ast.Call)
@@ -135,21 +132,14 @@ def _driven(tree: ast.AST) -> Iterator[ast.expr]:
             and sub.func.attr in _DRIVES
         ):
             yield sub.func.value
-
-
-def _refused_if_running(tree: ast.AST) -> Iterator[ast.expr]:
-    """The receivers of ``if loop.is_running(): raise ...`` in `tree`: code that refuses a
-    running loop expects to be called where none runs."""
-    for sub in ast.walk(tree):
-        if not (isinstance(sub, ast.If) and isinstance(sub.body[-1], ast.Raise)):
-            continue
-        test = sub.test
-        if (
-            isinstance(test, ast.Call)
-            and isinstance(test.func, ast.Attribute)
-            and test.func.attr == "is_running"
-        ):
-            yield test.func.value
+        elif refused and isinstance(sub, ast.If) and isinstance(sub.body[-1], ast.Raise):
+            test = sub.test
+            if (
+                isinstance(test, ast.Call)
+                and isinstance(test.func, ast.Attribute)
+                and test.func.attr == "is_running"
+            ):
+                yield test.func.value
 
 
 def _warning_made_error(m: ModuleModel, node: ast.Call) -> bool:

@@ -403,19 +403,15 @@ def _is_docstring(stmt: ast.stmt) -> bool:
 def _call_through(body: list[ast.stmt], attr: str) -> str | None:
     """The first method called on ``self.<attr>`` inline in the class's methods
     (``self.client.chat.completions.create`` gives "chat.completions.create"), else None."""
+    prefix = f"self.{attr}."
     for fn in body:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef) or fn.name == attr:
             continue
         for sub in ast.walk(fn):
-            if not isinstance(sub, ast.Call) or not isinstance(sub.func, ast.Attribute):
-                continue
-            path = [sub.func.attr]
-            receiver = sub.func.value
-            while isinstance(receiver, ast.Attribute) and not is_self_attr(receiver):
-                path.append(receiver.attr)
-                receiver = receiver.value
-            if is_self_attr(receiver) and cast(ast.Attribute, receiver).attr == attr:
-                return ".".join(reversed(path))
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute):
+                name = dotted(sub.func) or ""
+                if name.startswith(prefix):
+                    return name[len(prefix) :]
     return None
 
 

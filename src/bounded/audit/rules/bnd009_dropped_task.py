@@ -125,7 +125,7 @@ def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
     if isinstance(receiver, ast.Call):
         # asyncio's getters, or a project's wrapper of the same name (`helpers.get_running_loop()`)
         name = m.qualname(receiver.func) or dotted(receiver.func) or ""
-        return name in _LOOP_GETTERS or name.rpartition(".")[2] in _LOOP_GETTER_NAMES
+        return name.rpartition(".")[2] in _LOOP_GETTER_NAMES
     if isinstance(receiver, ast.Name | ast.Attribute):
         tail = (dotted(receiver) or "").rsplit(".", 1)[-1]
         return (
