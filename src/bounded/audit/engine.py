@@ -176,6 +176,9 @@ class Project:
             self.facts.forwards[name] = self.facts.forwards.get(name, True) and forwards
         for name, modules in facts.blocking_functions.items():
             self.facts.blocking_functions.setdefault(name, set()).update(modules)
+        for key, callees in facts.callees.items():
+            self.facts.callees.setdefault(key, set()).update(callees)
+        self.facts.settled = False
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic
         for name, counts in facts.counters.items():

@@ -384,6 +384,12 @@ class ProjectFacts:
     # module-level function name -> the modules (paths without ".py") whose definition of
     # it is sync code that blocks
     blocking_functions: dict[str, set[str]] = field(default_factory=dict)
+    # a sync def that blocks by no call it makes directly, as (module path, class name or
+    # "", name) -> what it calls that may block: ("f", module, name) a function of the run,
+    # ("m", class, name) a method of a known class, ("a", "", name) a method of an object
+    # of unknown class; the run settles which of them block through these calls
+    callees: dict[tuple[str, str, str], set[tuple[str, str, str]]] = field(default_factory=dict)
+    settled: bool = False  # `callees` has been folded into the blocking facts above
     # coroutine function name -> whether any definition of it awaits (False: they only compute)
     awaits: dict[str, bool] = field(default_factory=dict)
     # private function name -> the positions and keywords its callers pass data for

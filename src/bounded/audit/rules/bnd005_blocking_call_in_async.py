@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -41,6 +42,9 @@ _BLOCKING_CALLS: dict[str, str] = {
     "time.sleep": "time.sleep() blocks the event loop; use `await asyncio.sleep(...)`",
     "urllib.request.urlopen": "urllib.request.urlopen() is blocking network I/O",
     "psycopg.connect": "psycopg.connect() is a blocking (sync) connection",
+    "sqlite3.connect": (
+        "sqlite3.connect() opens a sync SQLite connection: its queries and commits block on disk"
+    ),
     "concurrent.futures.as_completed": (
         "concurrent.futures.as_completed() waits for the pool's threads to finish"
     ),
@@ -122,6 +126,9 @@ def _waits_on_a_loop(m: ModuleModel) -> None:
     if not isinstance(node, ast.FunctionDef):
         return
     facts = m.facts
+    key = m.state(_Summaries).keys.pop(id(node), None)
+    if key is not None:
+        del facts.callees[key]  # it blocks by a call of its own
     if m.classes:
         if any(item is node for item in m.classes[-1].node.body):
             facts.blocking[node.name] = facts.blocking.get(node.name, 0) | _BLOCKS
@@ -290,11 +297,15 @@ def function(m: ModuleModel, node: Function) -> None:
     if isinstance(node, ast.AsyncFunctionDef):
         how = 2
     elif _BLOCKING_ROOTS.isdisjoint(m.imports.values()):
-        how = 4  # nothing imported so far can name a blocking call: skip walking the body
+        how = _DOES_NOT_BLOCK  # nothing imported so far can name a blocking call: skip the body
     else:
         blocks = _blocks(m, node)
-        how = blocks or 4
+        how = blocks or _DOES_NOT_BLOCK
     facts = m.facts
+    if how == _DOES_NOT_BLOCK:
+        key = (_module_path(m.path), m.classes[-1].name if in_class else "", node.name)
+        facts.callees.setdefault(key, set())
+        m.state(_Summaries).keys[id(node)] = key
     if in_class:
         facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
         facts.forwards[node.name] = facts.forwards.get(node.name, True) and _forwards(node)
@@ -329,9 +340,111 @@ def _module_path(path: str) -> str:
 
 
 # How a sync def blocks (the bits of `ProjectFacts.blocking`): on a remote peer or a set
-# time (BND005), or only on a child process (the opt-in BND012).
+# time (BND005), not by a call it makes directly, or only on a child process (the opt-in
+# BND012).
 _BLOCKS = 1
+_DOES_NOT_BLOCK = 4
 _WAITS_FOR_CHILD = 8
+
+
+@dataclass(slots=True)
+class _Summaries:
+    # id of a sync def that blocks by no call it makes directly -> its `callees` key
+    keys: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+
+
+def _note_callee(m: ModuleModel, node: ast.Call) -> None:
+    """Record what the sync def being walked calls that may block (see `_settle`)."""
+    key = m.state(_Summaries).keys.get(id(m.scope.node))
+    if key is None:
+        return
+    func = node.func
+    q = m.qualname(func)
+    if q is not None:
+        package, _, name = q.rpartition(".")
+        if package and package.partition(".")[0] not in _STDLIB:
+            m.facts.callees[key].add(("f", package.replace(".", "/"), name))
+    elif isinstance(func, ast.Name):
+        if _module_function(m, func):
+            m.facts.callees[key].add(("f", key[0], func.id))
+    elif isinstance(func, ast.Attribute) and _calls_a_sync_client(m, node, func):
+        m.facts.callees[key].add(_BLOCKS_HERE)
+    elif isinstance(func, ast.Attribute) and func.attr not in _BUILTIN_METHODS:
+        cls = _receiver_class(m, func.value)
+        if cls is None:
+            m.facts.callees[key].add(("a", "", func.attr))
+        elif cls:
+            m.facts.callees[key].add(("m", cls, func.attr))
+
+
+# the callee a sync def records for a call that blocks, found as it is walked
+_BLOCKS_HERE = ("x", "", "")
+
+
+def _calls_a_sync_client(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> bool:
+    """`func` is a method of a sync client or of a blocking library's object that does I/O
+    (``self.s3.put_object(...)``, ``session.get(...)``)."""
+    receiver = func.value
+    if isinstance(receiver, ast.Call):
+        kind = m.kind_of_value(receiver) or ""
+    else:
+        base = _client_base(receiver)
+        kind = (m.kind_of(base) if isinstance(base, ast.Name | ast.Attribute) else None) or ""
+    sort, _, what = kind.partition(":")
+    if sort == "sync_obj":
+        return _library_blocks(node, func.attr, what)
+    return sort == "sync_client" and _client_blocks(node, func, what)
+
+
+def _module_function(m: ModuleModel, func: ast.Name) -> bool:
+    """A bare name that calls this module's function (not a method, parameter or local)."""
+    fn = m.functions.get(func.id)
+    return not (
+        fn is None
+        or fn.col_offset  # a method: only module-level functions are called by bare name
+        or func.id in m.scope.params
+        or m.assignments(func.id)
+    )
+
+
+def _settle(facts: ProjectFacts) -> None:
+    """Fold `callees` into the blocking facts, once per run: a sync def blocks if it calls,
+    through any depth of the run's own sync code, one that blocks by a call it makes."""
+    if facts.settled:
+        return
+    facts.settled = True
+    pending = {key: callees for key, callees in facts.callees.items() if callees}
+    left_by_method = Counter((cls, name) for _, cls, name in facts.callees)
+    left_by_name = Counter(name for _, cls, name in facts.callees if cls)
+    changed = True
+    while changed:
+        changed = False
+        for key, callees in list(pending.items()):
+            if not any(_callee_blocks(facts, callee) for callee in callees):
+                continue
+            del pending[key]
+            changed = True
+            module, cls, name = key
+            if not cls:
+                facts.blocking_functions.setdefault(name, set()).add(module)
+                continue
+            left_by_method[cls, name] -= 1
+            if not left_by_method[cls, name]:
+                facts.methods.setdefault(cls, {})[name] = _BLOCKS
+            left_by_name[name] -= 1
+            if not left_by_name[name]:
+                facts.blocking[name] = facts.blocking[name] & ~_DOES_NOT_BLOCK | _BLOCKS
+
+
+def _callee_blocks(facts: ProjectFacts, callee: tuple[str, str, str]) -> bool:
+    kind, where, name = callee
+    if kind == "x":
+        return True
+    if kind == "f":
+        return _function_blocks(facts, name, where)
+    if kind == "m":
+        return facts.method_blocks(where, name) == _BLOCKS
+    return facts.blocking.get(name, 0) == _BLOCKS
 
 
 def _blocks(m: ModuleModel, node: Function) -> int:
@@ -364,6 +477,7 @@ def _if_blocking(name: str, cls: str | None, how: int) -> Callable[[ProjectFacts
     on a peer."""
 
     def keep(facts: ProjectFacts) -> bool:
+        _settle(facts)
         if cls is not None:
             return facts.method_blocks(cls, name) == how
         defined = facts.blocking.get(name, 0)
@@ -452,20 +566,15 @@ def _annotated_class(node: ast.AST | None, name: str, *, item: bool = False) -> 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
     """A function of the run's modules (this one, or imported by absolute name) that is
     sync code and blocks, called inside ``async def``."""
-    if not m.scopes[-1].is_async or id(node) in m.awaited:
+    if not m.scopes[-1].is_async:
+        _note_callee(m, node)
+        return
+    if id(node) in m.awaited:
         return
     func = node.func
     q = m.qualname(func)
     if q is None:
-        if not isinstance(func, ast.Name):
-            return
-        fn = m.functions.get(func.id)
-        if (
-            fn is None
-            or fn.col_offset  # a method: only module-level functions are called by bare name
-            or func.id in m.scope.params
-            or m.assignments(func.id)
-        ):
+        if not isinstance(func, ast.Name) or not _module_function(m, func):
             return
         name, module = func.id, _module_path(m.path)
     else:
@@ -490,12 +599,19 @@ _STDLIB = frozenset(sys.stdlib_module_names)
 def _if_blocking_function(name: str, module: str) -> Callable[[ProjectFacts], bool]:
     """Keep a call of function `name` of `module` (``pkg/mod``) if its definition in the run
     blocks."""
-    suffix = "/" + module
 
     def keep(facts: ProjectFacts) -> bool:
-        return any(("/" + path).endswith(suffix) for path in facts.blocking_functions.get(name, ()))
+        _settle(facts)
+        return _function_blocks(facts, name, module)
 
     return keep
+
+
+def _function_blocks(facts: ProjectFacts, name: str, module: str) -> bool:
+    """Function `name` of `module` (``pkg/mod``, or its tail) is defined in the run as sync
+    code that blocks."""
+    suffix = "/" + module
+    return any(("/" + path).endswith(suffix) for path in facts.blocking_functions.get(name, ()))
 
 
 def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -548,22 +664,13 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
     if kind.startswith("sync_obj:"):
         _library_call(m, node, attr, what)
         return
-    if not kind.startswith("sync_client:") or ".aio." in f"{dotted(func) or ''}.":
-        return  # the client's async surface (``await client.aio.models.generate_content()``)
-    if _lazy_stream(node, what):
-        return  # iterating it blocks (reported at the loop), not building it
-    methods = _LIBRARY_METHODS.get(what)
-    if methods is not None and attr not in methods:
-        return  # llama.cpp's close() frees memory: only inference blocks
-    local = isinstance(base, ast.Name) and base.id in m.scope.kinds
+    if not kind.startswith("sync_client:") or not _client_blocks(node, func, what):
+        return
     if what in _DATABASES and _opens_at_start_up(m):
         return  # schema set-up where the start-up method opens the connection it keeps
     if what == "requests.Session":
-        if attr in _REQUESTS_VERBS:
-            m.report(
-                node, RULE.code, f"requests.Session.{attr}() is blocking HTTP inside async def"
-            )
-    elif not local and (what not in ("httpx.Client", "httpx2.Client") or attr in _REQUESTS_VERBS):
+        m.report(node, RULE.code, f"requests.Session.{attr}() is blocking HTTP inside async def")
+    elif not (isinstance(base, ast.Name) and base.id in m.scope.kinds):  # built here: reported
         m.report(
             node,
             RULE.code,
@@ -646,13 +753,33 @@ _BOTO3_LOCAL = frozenset(
 )
 
 
-def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
-    """A method of an object a blocking library built, or one annotated with its type."""
+def _library_blocks(node: ast.Call, attr: str, what: str) -> bool:
+    """Method `attr` of an object a blocking library built (``sync_obj:<what>``) blocks."""
     methods = _LIBRARY_METHODS.get(what)
     if (methods is not None and attr not in methods) or _lazy_stream(node, what):
+        return False
+    # not a sub-resource (``s3.Bucket(name)``) or ``client.meta.events.register``
+    return what != "boto3" or not (attr in _BOTO3_LOCAL or attr[:1].isupper() or _via_member(node))
+
+
+def _client_blocks(node: ast.Call, func: ast.Attribute, what: str) -> bool:
+    """Method `func` of a sync client (``sync_client:<what>``) does its I/O: not the client's
+    async surface (``client.aio.models.generate_content()``), not a lazy stream, and for an
+    HTTP session a request verb."""
+    if ".aio." in f"{dotted(func) or ''}." or _lazy_stream(node, what):
+        return False
+    methods = _LIBRARY_METHODS.get(what)
+    if methods is not None:
+        return func.attr in methods  # llama.cpp's close() frees memory: only inference blocks
+    if what in ("requests.Session", "httpx.Client", "httpx2.Client"):
+        return func.attr in _REQUESTS_VERBS
+    return True
+
+
+def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
+    """A method of an object a blocking library built, or one annotated with its type."""
+    if not _library_blocks(node, attr, what):
         return
-    if what == "boto3" and (attr in _BOTO3_LOCAL or attr[:1].isupper() or _via_member(node)):
-        return  # a sub-resource (``s3.Bucket(name)``) or ``client.meta.events.register``
     if what == "LangChain":
         message = f".{attr}() is the sync twin of LangChain's `.a{attr}()`"
     elif what == "transformers":
