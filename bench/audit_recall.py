@@ -39,6 +39,7 @@ ROUNDS: dict[int, tuple[str, ...]] = {
     12: ("llama-stack", "metagpt", "e2b", "aiobotocore", "g4f", "pydoll-python"),
     13: ("openai", "anthropic", "asyncssh", "aiortc", "nodriver", "pymilvus"),
     14: ("google-genai", "slack-sdk", "ollama", "chromadb", "aiohttp", "websockets"),
+    15: ("cohere", "mistralai", "langfuse", "redis", "elasticsearch", "semantic-router"),
 }
 _PLACE = re.compile(r"`?([^:`]+\.py):(\d+)")
 _MORE_LINES = re.compile(r"(?<![\w.]):(\d+)")

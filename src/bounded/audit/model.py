@@ -279,6 +279,7 @@ class Scope:
         "returned",
         "returns_task",
         "stopping",
+        "switched",
         "wrappers",
     )
 
@@ -293,6 +294,9 @@ class Scope:
         self.returned: list[ast.expr] = []  # the values its return statements return
         self.loop_depth = 0
         self.finally_depth = 0
+        # enclosing `if`s that pick a mode by a string (``provider == "s3"``,
+        # ``url.startswith("s3://")``): their bodies run for one configuration only
+        self.switched = 0
         self.guarded_loops = 0  # enclosing loops that acquire a bound or have a fixed size
         self.pool_loops = 0  # enclosing `for _ in range(workers)` loops
         self.stopping = False  # an event was set: a shutdown path
@@ -790,9 +794,12 @@ class ModuleModel:
         q = self.qualname(annotation)
         if q is None or "async" in q.lower():
             return None
-        what = _SYNC_PACKAGES.get(q.partition(".")[0])
+        package = q.partition(".")[0]
+        what = _SYNC_PACKAGES.get(package)
         if what is not None:
-            return "sync_obj:" + what
+            # the library's own modules annotate with its types: they are not its clients
+            own = f"/{package}/" in "/" + self.path.replace("\\", "/")
+            return None if own else "sync_obj:" + what
         return _library_object(q)
 
     def _built_or_returned_kind(self, call: ast.Call) -> str | None:
@@ -1235,12 +1242,16 @@ class ModuleModel:
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
         old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
+        switch = _string_switch(node.test)
+        scope = self.scope
+        scope.switched += switch
         self.legacy += old is True
         self.visit_all(node.body)
         self.legacy -= old is True
         self.legacy += old is False
         self.visit_all(node.orelse)
         self.legacy -= old is False
+        scope.switched -= switch
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         value = node.value
@@ -1626,6 +1637,26 @@ def _is_main_guard(test: ast.expr) -> bool:
         and isinstance(test.comparators[0], ast.Constant)
         and test.comparators[0].value == "__main__"
     )
+
+
+def _string_switch(test: ast.expr) -> bool:
+    """The test compares with a string constant (``mode == "async"``, ``"claude" in model``,
+    ``url.startswith("s3://")``): the branches pick a configuration, a provider or a mode."""
+    for sub in ast.walk(test):
+        if isinstance(sub, ast.Compare):
+            if any(
+                isinstance(operand, ast.Constant) and isinstance(operand.value, str)
+                for operand in (sub.left, *sub.comparators)
+            ):
+                return True
+        elif (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in ("startswith", "endswith")
+            and any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in sub.args)
+        ):
+            return True
+    return False
 
 
 def _legacy_branch(test: ast.expr) -> bool | None:

@@ -126,9 +126,7 @@ def _waits_on_a_loop(m: ModuleModel) -> None:
     if not isinstance(node, ast.FunctionDef):
         return
     facts = m.facts
-    key = m.state(_Summaries).keys.pop(id(node), None)
-    if key is not None:
-        del facts.callees[key]  # it blocks by a call of its own
+    _unsummarise(m)  # it blocks by a call of its own
     if m.classes:
         if any(item is node for item in m.classes[-1].node.body):
             facts.blocking[node.name] = facts.blocking.get(node.name, 0) | _BLOCKS
@@ -289,6 +287,10 @@ def function(m: ModuleModel, node: Function) -> None:
     """Tell the run how a method or a module's function is defined: async, or sync code that
     blocks or not."""
     in_class = bool(m.classes)
+    if isinstance(node, ast.AsyncFunctionDef):
+        # nested in a summarised sync def, it serves both colours (``if colour == "async":
+        # async def run(): ...; return run()``, then sync code): the caller picks the path
+        _unsummarise(m)
     if (in_class and node.name in _BUILTIN_METHODS) or (not in_class and len(m.scopes) > 1):
         return  # a built-in type's method name, or a function nested in another
     if in_class and not any(item is node for item in m.classes[-1].node.body):
@@ -353,11 +355,18 @@ class _Summaries:
     keys: dict[int, tuple[str, str, str]] = field(default_factory=dict)
 
 
+def _unsummarise(m: ModuleModel) -> None:
+    """Settle the sync def being walked apart from `callees`."""
+    key = m.state(_Summaries).keys.pop(id(m.scope.node), None)
+    if key is not None:
+        del m.facts.callees[key]
+
+
 def _note_callee(m: ModuleModel, node: ast.Call) -> None:
     """Record what the sync def being walked calls that may block (see `_settle`)."""
     key = m.state(_Summaries).keys.get(id(m.scope.node))
-    if key is None:
-        return
+    if key is None or m.scope.switched:
+        return  # not a summarised def, or a branch for one configuration only
     func = node.func
     q = m.qualname(func)
     if q is not None:
@@ -415,7 +424,6 @@ def _settle(facts: ProjectFacts) -> None:
     facts.settled = True
     pending = {key: callees for key, callees in facts.callees.items() if callees}
     left_by_method = Counter((cls, name) for _, cls, name in facts.callees)
-    left_by_name = Counter(name for _, cls, name in facts.callees if cls)
     changed = True
     while changed:
         changed = False
@@ -428,12 +436,11 @@ def _settle(facts: ProjectFacts) -> None:
             if not cls:
                 facts.blocking_functions.setdefault(name, set()).add(module)
                 continue
+            # a method of an object of unknown class (`blocking`) stays judged by its direct
+            # calls: through a chain, it is one branch of one definition too often
             left_by_method[cls, name] -= 1
             if not left_by_method[cls, name]:
                 facts.methods.setdefault(cls, {})[name] = _BLOCKS
-            left_by_name[name] -= 1
-            if not left_by_name[name]:
-                facts.blocking[name] = facts.blocking[name] & ~_DOES_NOT_BLOCK | _BLOCKS
 
 
 def _callee_blocks(facts: ProjectFacts, callee: tuple[str, str, str]) -> bool:
@@ -766,14 +773,16 @@ def _client_blocks(node: ast.Call, func: ast.Attribute, what: str) -> bool:
     """Method `func` of a sync client (``sync_client:<what>``) does its I/O: not the client's
     async surface (``client.aio.models.generate_content()``), not a lazy stream, and for an
     HTTP session a request verb."""
-    if ".aio." in f"{dotted(func) or ''}." or _lazy_stream(node, what):
-        return False
+    if ".aio." in f"{dotted(func) or ''}." or _lazy_stream(node, what) or func.attr == "close":
+        return False  # closing a sync client drops its sockets: it does not wait on a peer
     methods = _LIBRARY_METHODS.get(what)
     if methods is not None:
         return func.attr in methods  # llama.cpp's close() frees memory: only inference blocks
     if what in ("requests.Session", "httpx.Client", "httpx2.Client"):
         return func.attr in _REQUESTS_VERBS
-    return True
+    # the old SDK's ``client.count_tokens()`` runs a local tokenizer (the API's is
+    # ``client.messages.count_tokens()``)
+    return not (what == "Anthropic" and func.attr == "count_tokens" and not _via_member(node))
 
 
 def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
