@@ -587,3 +587,26 @@ def test_a_thread_pool_subclass_in_another_module_makes_result_timeout_a_finding
     assert _project({"app/pools.py": pools, "app/caller.py": caller}) == [
         ("app/caller.py", 5, "BND003")
     ]
+
+
+def test_a_blocking_chain_crosses_modules_and_stops_at_the_librarys_own_code() -> None:
+    store = (
+        "import chromadb\n"
+        "class Memory:\n"
+        "    collection: chromadb.Collection\n"
+        "    def nearest(self, text):\n"
+        "        return self.collection.query(query_texts=[text])\n"
+        "    def recall(self, text):\n"
+        "        return self.nearest(text)\n"
+    )
+    agent = (
+        "from pkg.store import Memory\n"
+        "async def answer(memory: Memory, text):\n"
+        "    return memory.recall(text)\n"
+    )
+    # recall() -> nearest() -> a chromadb query, two hops away in another module
+    assert _project({"pkg/store.py": store, "pkg/agent.py": agent}) == [
+        ("pkg/agent.py", 3, "BND005")
+    ]
+    # inside chromadb itself its types annotate its own objects, not its clients
+    assert _project({"chromadb/store.py": store, "chromadb/agent.py": agent}) == []
