@@ -98,6 +98,9 @@ _ROWS = re.compile(
     r"|(?:\w+_)?all(?:_\w+)?|\w+_many)$",
     re.IGNORECASE,
 )
+# Listings of one schema's parts (a collection's indexes, a table's columns or fields): the
+# schema sizes them, not the data stored under it.
+_SCHEMA_PARTS = re.compile(r"(?:^|_)(?:indexes|fields|columns)$", re.IGNORECASE)
 _KEYED_LOOKUP = re.compile(r"^_?a?(?:get|read|load|fetch_one|find_one)(?:_|$)", re.IGNORECASE)
 _LISTING_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob"})
 _LISTING_METHODS = frozenset({"glob", "rglob", "iterdir", "readlines", "splitlines", "split"})
@@ -344,6 +347,8 @@ def _data_sized(
         # a listing read, or an awaited transformation of data (``await serialize(records)``);
         # a keyed lookup (``get_info(task_id)``) reads the parts of one record
         name = callee_name(value) or ""
+        if _SCHEMA_PARTS.search(name):
+            return False  # await client.list_indexes(collection): one schema's parts
         if helpers is not None and _own(value):
             helpers.append(name)  # the project's own read: a listing if its body says so
         if _LISTING.match(name):
@@ -473,7 +478,10 @@ def _rows_read(m: ModuleModel, value: ast.expr) -> bool:
         ):
             return True
         call = v.value if isinstance(v, ast.Await) else None
-        if isinstance(call, ast.Call) and not _own(call) and _ROWS.match(callee_name(call) or ""):
+        if not isinstance(call, ast.Call) or _own(call):
+            continue
+        name = callee_name(call) or ""
+        if _ROWS.match(name) and not _SCHEMA_PARTS.search(name):
             return True
     return False
 

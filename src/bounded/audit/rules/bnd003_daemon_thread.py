@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
 from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, ProjectFacts
-from bounded.audit.names import is_self_attr, timeout_arg
+from bounded.audit.names import dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd014_background_daemon_thread import RULE as BACKGROUND
 
 if TYPE_CHECKING:
@@ -187,12 +187,103 @@ def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
         return
     if _tearing_down(m):
         return
+    thread = dotted(func.value)
+    if thread is not None and (_paces_until_end(m, thread) or _ends_it_on_timeout(m, node, thread)):
+        return
     if m.kind_of(func.value) == "thread":
         m.report(node, RULE.code, _TIMEOUT_JOIN)
         return
     # maybe an instance of a Thread subclass, or of a wrapper whose join(timeout) joins
     # threads: a later method may build it, so it is settled at the module's end
     m.state(_State).joins.append((node, m.scoped(func.value)))
+
+
+def _paces_until_end(m: ModuleModel, thread: str) -> bool:
+    """``while True: t.join(interval); if not t.is_alive(): break; ping()``: a loop that
+    runs until the thread ends, so each join(timeout) is a pause, not a deadline on work."""
+    loop = m.loops[-1][0] if m.loops and m.loops[-1][1] is m.scope else None
+    if not isinstance(loop, ast.While):
+        return False
+    if _alive_test(loop.test, thread) is True:
+        return True  # while t.is_alive(): t.join(1)
+    if not (isinstance(loop.test, ast.Constant) and loop.test.value):
+        return False  # a deadline or a count may end the loop with the thread running
+    return any(
+        isinstance(sub, ast.If)
+        and _alive_test(sub.test, thread) is False
+        and isinstance(sub.body[-1], ast.Break | ast.Return)
+        for stmt in loop.body
+        for sub in ast.walk(stmt)
+    )
+
+
+def _alive_test(test: ast.expr, thread: str) -> bool | None:
+    """True for ``thread.is_alive()``, False for ``not thread.is_alive()``, else None."""
+    negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
+    call = cast(ast.UnaryOp, test).operand if negated else test
+    if (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "is_alive"
+        and dotted(call.func.value) == thread
+    ):
+        return not negated
+    return None
+
+
+def _ends_it_on_timeout(m: ModuleModel, node: ast.Call, thread: str) -> bool:
+    """``t.join(timeout); if t.is_alive(): ...; self.close_socket()``: when the join times
+    out, the code closes what the thread reads from or sets its stop, which ends it: a
+    bounded shutdown, not a thread left running."""
+    fn = m.scope.node
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    rest = _after(fn.body, node) or []
+    for i, stmt in enumerate(rest):
+        if not isinstance(stmt, ast.If):
+            continue
+        alive = _alive_test(stmt.test, thread)
+        if alive is None:
+            continue
+        timed_out = stmt.body if alive else stmt.orelse
+        leaves = bool(timed_out) and isinstance(timed_out[-1], ast.Raise | ast.Return)
+        path = timed_out if leaves else [*timed_out, *rest[i + 1 :]]
+        return any(_ends_thread(m, sub, thread) for s in path for sub in ast.walk(s))
+    return False
+
+
+def _after(block: list[ast.stmt], node: ast.Call) -> list[ast.stmt] | None:
+    """The statements that run after the one of `block` (or of a block nested in it) that
+    holds `node`, innermost first; None if no statement holds it."""
+    for i, stmt in enumerate(block):
+        if not stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno):
+            continue
+        inner = [
+            *(getattr(stmt, name, ()) for name in ("body", "orelse", "finalbody")),
+            *(handler.body for handler in getattr(stmt, "handlers", ())),
+        ]
+        for nested in inner:
+            found = _after(nested, node)
+            if found is not None:
+                return [*found, *block[i + 1 :]]
+        return block[i + 1 :]
+    return None
+
+
+def _ends_thread(m: ModuleModel, node: ast.AST, thread: str) -> bool:
+    """A call that closes or stops something other than the thread (``self.sock.close()``,
+    ``self._stop.set()``), or a stop flag its loop reads (``self._stop = True``): what ends
+    the thread's work."""
+    if isinstance(node, ast.Assign):
+        return _stops_a_loop(m, node.targets, node.value)
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return False
+    func = node.func
+    receiver = dotted(func.value) or ""
+    if receiver == thread or func.attr == "join":
+        return False
+    name = receiver if func.attr == "set" else func.attr
+    return _TEARDOWN_NAME.search(name) is not None
 
 
 _TIMEOUT_JOIN = "thread used as a timeout: join(timeout) returns with the thread still running"

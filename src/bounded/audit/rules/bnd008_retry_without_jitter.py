@@ -573,10 +573,59 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     unknown: list[str] = []
     if not _deterministic(m, delay, set(), m.assignments, unknown):
         return None
+    if _random_start(m, call, delay):
+        return None
     if _short_constant(m, delay):
         return call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)", ()
     message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
     return call, RULE.code, message, tuple(unknown)
+
+
+def _random_start(m: ModuleModel, call: ast.Call, delay: ast.expr) -> bool:
+    """``if delay == MIN: sleep(random() * INITIAL) else: sleep(delay)``: a test of the delay
+    picks a random first pause over the sequence's next one. The random start spreads the
+    clients, and the deterministic pauses that follow keep the spread."""
+    state = {
+        dotted(sub)
+        for sub in ast.walk(delay)
+        if isinstance(sub, ast.Name | ast.Attribute) and dotted(sub) not in (None, "self", "cls")
+    }
+    for node in ast.walk(m.scope.node or call):
+        if not (isinstance(node, ast.If) and node.orelse) or not any(
+            isinstance(sub, ast.Name | ast.Attribute) and dotted(sub) in state
+            for sub in ast.walk(node.test)
+        ):
+            continue
+        for mine, other in ((node.body, node.orelse), (node.orelse, node.body)):
+            if any(sub is call for stmt in mine for sub in ast.walk(stmt)) and any(
+                _random(m, pause, 2)
+                for sleep in _sleeps_in(m, other)
+                if (pause := _delay_of(sleep)) is not None
+            ):
+                return True
+    return False
+
+
+def _random(m: ModuleModel, expr: ast.expr, depth: int) -> bool:
+    """The value draws a random number, directly or through the names it was assigned."""
+    for sub in ast.walk(expr):
+        if isinstance(sub, ast.Call) and _random_call(m, sub.func):
+            return True
+        if (
+            isinstance(sub, ast.Name)
+            and depth
+            and any(_random(m, value, depth - 1) for value in m.assignments(sub.id))
+        ):
+            return True
+    return False
+
+
+def _random_call(m: ModuleModel, func: ast.expr) -> bool:
+    """``random.uniform``, ``secrets.randbelow``, ``self._jitter``: a call that draws."""
+    q = m.qualname(func)
+    return (
+        q is not None and (q.startswith(_RANDOM_MODULES) or q == "random")
+    ) or _RANDOMISH.search(dotted(func) or "") is not None
 
 
 def _emit(m: ModuleModel, judged: _Judged, counters: tuple[str, ...]) -> None:
@@ -1061,14 +1110,11 @@ def _deterministic(
             fields.add(id(sub.value))
         if isinstance(sub, ast.Call):
             func = sub.func
-            q = m.qualname(func)
-            if q is not None:
-                if q.startswith(_RANDOM_MODULES) or q == "random":
-                    return False
-                if q.startswith("math.") or q in _PURE_QUALIFIED:
-                    continue
-            if _RANDOMISH.search(dotted(func) or ""):
+            if _random_call(m, func):
                 return False
+            q = m.qualname(func)
+            if q is not None and (q.startswith("math.") or q in _PURE_QUALIFIED):
+                continue
             if isinstance(func, ast.Name) and func.id in _PURE_CALLS:
                 continue
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
