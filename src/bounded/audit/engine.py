@@ -178,6 +178,7 @@ class Project:
             self.facts.blocking_functions.setdefault(name, set()).update(modules)
         for key, callees in facts.callees.items():
             self.facts.callees.setdefault(key, set()).update(callees)
+        self.facts.not_blocking |= facts.not_blocking
         self.facts.settled = False
         for name, deterministic in facts.helpers.items():
             self.facts.helpers[name] = self.facts.helpers.get(name, True) and deterministic

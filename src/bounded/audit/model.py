@@ -394,6 +394,9 @@ class ProjectFacts:
     # of unknown class; the run settles which of them block through these calls
     callees: dict[tuple[str, str, str], set[tuple[str, str, str]]] = field(default_factory=dict)
     settled: bool = False  # `callees` has been folded into the blocking facts above
+    # (class name, method name) with a definition that is async or only waits for a child
+    # process: a chain through another definition does not make the method block
+    not_blocking: set[tuple[str, str]] = field(default_factory=set)
     # coroutine function name -> whether any definition of it awaits (False: they only compute)
     awaits: dict[str, bool] = field(default_factory=dict)
     # private function name -> the positions and keywords its callers pass data for

@@ -16,6 +16,7 @@ that needs set-up (a server, a pool, a `ConcurrencyManager`) owns its lifetime.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import importlib.metadata
@@ -139,7 +140,7 @@ async def http_target(
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"url must be an http(s) URL, got {url!r}")
-    if not is_loopback(parts.hostname):
+    if not await asyncio.to_thread(is_loopback, parts.hostname):  # a name is looked up
         raise ValueError(f"url must point to a loopback address, got host {parts.hostname!r}")
     if http_client not in HTTP_CLIENTS:
         raise ValueError(

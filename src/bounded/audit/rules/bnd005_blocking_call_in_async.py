@@ -42,6 +42,13 @@ _BLOCKING_CALLS: dict[str, str] = {
     "time.sleep": "time.sleep() blocks the event loop; use `await asyncio.sleep(...)`",
     "urllib.request.urlopen": "urllib.request.urlopen() is blocking network I/O",
     "psycopg.connect": "psycopg.connect() is a blocking (sync) connection",
+    "socket.gethostbyname": "socket.gethostbyname() is a blocking DNS lookup",
+    "socket.gethostbyname_ex": "socket.gethostbyname_ex() is a blocking DNS lookup",
+    "socket.gethostbyaddr": "socket.gethostbyaddr() is a blocking reverse DNS lookup",
+    "socket.getaddrinfo": (
+        "socket.getaddrinfo() is a blocking DNS lookup (`await loop.getaddrinfo(...)`)"
+    ),
+    "socket.create_connection": "socket.create_connection() is a blocking DNS lookup and connect",
     "sqlite3.connect": (
         "sqlite3.connect() opens a sync SQLite connection: its queries and commits block on disk"
     ),
@@ -274,7 +281,56 @@ _BLOCKING_ROOTS = frozenset(
 
 CALLS: dict[str, CallHook] = dict.fromkeys(_BLOCKING_CALLS, _blocking)
 CALLS.update(dict.fromkeys(_SYNC_CLIENT_CTORS, _sync_client))
-METHODS: dict[str, MethodHook] = {"result": _future_result}
+
+
+def _thread_join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    """``thread.join()`` waits for a thread to end: on the loop, nothing else runs meanwhile
+    (a join bounded by under a second is a short pause, left alone)."""
+    if m.kind_of(func.value) != "thread" or id(node) in m.awaited:
+        return
+    timeout = timeout_arg(node, 0)
+    if (
+        isinstance(timeout, ast.Constant)
+        and isinstance(timeout.value, int | float)
+        and timeout.value < 1
+    ):
+        return
+    if not m.in_async:
+        _blocks_here(m)
+    elif not runs_alone(m):
+        m.report(
+            node,
+            RULE.code,
+            "join() of a thread inside async def blocks the event loop until the thread "
+            "ends; `await asyncio.to_thread(thread.join)`",
+        )
+
+
+def _credentials_refresh(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
+    """``credentials.refresh(google.auth.transport.requests.Request())``: a sync HTTP
+    request for a token."""
+    if not any(
+        isinstance(arg, ast.Call) and m.qualname(arg.func) == _GOOGLE_SYNC_REQUEST
+        for arg in node.args
+    ):
+        return
+    if not m.in_async:
+        _blocks_here(m)
+    elif not runs_alone(m):
+        m.report(
+            node,
+            RULE.code,
+            "refresh() with google.auth's sync transport Request() is blocking HTTP inside "
+            "async def; refresh in `asyncio.to_thread` or use google.auth's aio transport",
+        )
+
+
+_GOOGLE_SYNC_REQUEST = "google.auth.transport.requests.Request"
+METHODS: dict[str, MethodHook] = {
+    "result": _future_result,
+    "join": _thread_join,
+    "refresh": _credentials_refresh,
+}
 
 
 # Method names of the built-in types: a call may well be on a dict or a str.
@@ -297,7 +353,7 @@ def function(m: ModuleModel, node: Function) -> None:
         return  # a function nested in a method
     blocks = 0
     if isinstance(node, ast.AsyncFunctionDef):
-        how = 2
+        how = _ASYNC
     elif _BLOCKING_ROOTS.isdisjoint(m.imports.values()):
         how = _DOES_NOT_BLOCK  # nothing imported so far can name a blocking call: skip the body
     else:
@@ -309,6 +365,8 @@ def function(m: ModuleModel, node: Function) -> None:
         facts.callees.setdefault(key, set())
         m.state(_Summaries).keys[id(node)] = key
     if in_class:
+        if how in (_ASYNC, _WAITS_FOR_CHILD):
+            facts.not_blocking.add((m.classes[-1].name, node.name))
         facts.blocking[node.name] = facts.blocking.get(node.name, 0) | how
         facts.forwards[node.name] = facts.forwards.get(node.name, True) and _forwards(node)
         methods = facts.methods.setdefault(m.classes[-1].name, {})
@@ -341,10 +399,11 @@ def _module_path(path: str) -> str:
     return stem.removesuffix("/__init__")
 
 
-# How a sync def blocks (the bits of `ProjectFacts.blocking`): on a remote peer or a set
-# time (BND005), not by a call it makes directly, or only on a child process (the opt-in
-# BND012).
+# How a def blocks (the bits of `ProjectFacts.blocking`): a sync def on a remote peer or a
+# set time (BND005), an async def, a sync def not by a call it makes directly, or one only
+# on a child process (the opt-in BND012).
 _BLOCKS = 1
+_ASYNC = 2
 _DOES_NOT_BLOCK = 4
 _WAITS_FOR_CHILD = 8
 
@@ -353,6 +412,13 @@ _WAITS_FOR_CHILD = 8
 class _Summaries:
     # id of a sync def that blocks by no call it makes directly -> its `callees` key
     keys: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+
+
+def _blocks_here(m: ModuleModel) -> None:
+    """The sync def being walked blocks by a call it makes (found as it is walked)."""
+    key = m.state(_Summaries).keys.get(id(m.scope.node))
+    if key is not None and not m.scope.switched:
+        m.facts.callees[key].add(_BLOCKS_HERE)
 
 
 def _unsummarise(m: ModuleModel) -> None:
@@ -439,7 +505,7 @@ def _settle(facts: ProjectFacts) -> None:
             # a method of an object of unknown class (`blocking`) stays judged by its direct
             # calls: through a chain, it is one branch of one definition too often
             left_by_method[cls, name] -= 1
-            if not left_by_method[cls, name]:
+            if not left_by_method[cls, name] and (cls, name) not in facts.not_blocking:
                 facts.methods.setdefault(cls, {})[name] = _BLOCKS
 
 
