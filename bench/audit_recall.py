@@ -40,6 +40,14 @@ ROUNDS: dict[int, tuple[str, ...]] = {
     13: ("openai", "anthropic", "asyncssh", "aiortc", "nodriver", "pymilvus"),
     14: ("google-genai", "slack-sdk", "ollama", "chromadb", "aiohttp", "websockets"),
     15: ("cohere", "mistralai", "langfuse", "redis", "elasticsearch", "semantic-router"),
+    16: (
+        "litestar",
+        "agentops",
+        "faust-streaming",
+        "pinecone",
+        "discord-py-interactions",
+        "crewai-tools",
+    ),
 }
 _PLACE = re.compile(r"`?([^:`]+\.py):(\d+)")
 _MORE_LINES = re.compile(r"(?<![\w.]):(\d+)")
