@@ -295,15 +295,12 @@ def _thread_join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
         and timeout.value < 1
     ):
         return
-    if not m.in_async:
-        _blocks_here(m)
-    elif not runs_alone(m):
-        m.report(
-            node,
-            RULE.code,
-            "join() of a thread inside async def blocks the event loop until the thread "
-            "ends; `await asyncio.to_thread(thread.join)`",
-        )
+    _blocks_on(
+        m,
+        node,
+        "join() of a thread inside async def blocks the event loop until the thread ends; "
+        "`await asyncio.to_thread(thread.join)`",
+    )
 
 
 def _credentials_refresh(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
@@ -314,15 +311,21 @@ def _credentials_refresh(m: ModuleModel, node: ast.Call, func: ast.Attribute) ->
         for arg in node.args
     ):
         return
+    _blocks_on(
+        m,
+        node,
+        "refresh() with google.auth's sync transport Request() is blocking HTTP inside "
+        "async def; refresh in `asyncio.to_thread` or use google.auth's aio transport",
+    )
+
+
+def _blocks_on(m: ModuleModel, node: ast.Call, message: str) -> None:
+    """A blocking call found by its receiver or arguments: reported inside ``async def``,
+    and in a sync def, what makes it block in the chains."""
     if not m.in_async:
         _blocks_here(m)
     elif not runs_alone(m):
-        m.report(
-            node,
-            RULE.code,
-            "refresh() with google.auth's sync transport Request() is blocking HTTP inside "
-            "async def; refresh in `asyncio.to_thread` or use google.auth's aio transport",
-        )
+        m.report(node, RULE.code, message)
 
 
 _GOOGLE_SYNC_REQUEST = "google.auth.transport.requests.Request"
