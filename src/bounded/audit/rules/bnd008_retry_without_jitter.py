@@ -49,6 +49,8 @@ _SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
 # Functions that poll for a state (a server up, a job done): not a retry against an outage.
 _POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping", re.I)
 _POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
+# A count or spacing of health-check probes: a series of probes measures health.
+_PROBE = re.compile(r"probe|health", re.IGNORECASE)
 # Helpers whose result may be a delay, remembered for the other modules of the run.
 _DELAY_HELPER = re.compile(r"backoff|delay|sleep|interval|retry|wait", re.IGNORECASE)
 _DISCONNECTS = re.compile(
@@ -62,6 +64,8 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
     if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
     counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
+    if isinstance(node, ast.For | ast.AsyncFor) and counters is not None and _probe_series(m, node):
+        return  # probes at a configured spacing, however each one went: a measurement
     for try_node in tries:
         _check(m, node, try_node, () if isinstance(node, ast.While) else counters)
     # a function's loop, not a one-off script's nor a readiness poll's
@@ -102,6 +106,19 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
             _report_sleeps(m, _requeued_sleeps(m, node))
+
+
+def _probe_series(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
+    """``for attempt in range(probes): ... await asyncio.sleep(check.health_check_delay)``:
+    the loop's count, or a pause's delay, names a health-check probe setting."""
+    delays = [_delay_of(call) for call in _sleeps_in(m, loop.body, into_try=True)]
+    return any(
+        _PROBE.search(dotted(sub) or "")
+        for expr in [loop.iter, *delays]
+        if expr is not None
+        for sub in ast.walk(expr)
+        if isinstance(sub, ast.Name | ast.Attribute)
+    )
 
 
 _LOOPBACK = re.compile(r"^\w+://(?:localhost|127\.0\.0\.1|\[::1\])(?:[:/]|$)")
