@@ -36,6 +36,8 @@ _COMPLEMENT = {
     "BND013": {"BND008"},
     "BND003": {"BND014"},
     "BND014": {"BND003"},
+    # a client built and closed (or leaked) inside a coroutine is also one per call
+    "BND006": {"BND002"},
 }
 CHECKED = [code for code in RULES if code != "BND000"]
 
@@ -427,6 +429,32 @@ def test_an_injected_delay_function_defaulting_to_another_modules_helper_is_seen
         "            await asyncio.sleep(delay_func(retry))\n"
     )
     _seen_only_with_its_helper("app/net.py", helper, jittered, caller, 9)
+
+
+def test_a_lone_http_client_per_call_needs_more_evidence() -> None:
+    one = (
+        "import httpx\n\n"
+        "async def refresh_prices(self):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        self.prices = (await client.get(URL)).json()\n"
+    )
+    assert check_source(one, "app/m.py", codes=["BND002"]) == []
+    # a second one per call: the module shares no client, each of its operations pays
+    two = one + (
+        "\nasync def search(q):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        return await client.get(URL, params={'q': q})\n"
+    )
+    assert [f.line for f in check_source(two, "app/m.py", codes=["BND002"])] == [4, 8]
+    # alone, but the default of a client the caller may pass, or built in a loop
+    default = one.replace("httpx.AsyncClient()", "shared or httpx.AsyncClient()")
+    assert [f.line for f in check_source(default, "app/m.py", codes=["BND002"])] == [4]
+    looped = "import httpx\n\nasync def fetch_each(urls):\n    for u in urls:\n" + (
+        "        async with httpx.AsyncClient() as c:\n            await c.get(u)\n"
+    )
+    assert [f.line for f in check_source(looped, "app/m.py", codes=["BND002"])] == [5]
+    # a command-line tool's module: a command runs once per process
+    assert check_source(two, "pkg/cli/commands.py", codes=["BND002"]) == []
 
 
 def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:

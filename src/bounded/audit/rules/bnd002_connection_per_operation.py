@@ -1,4 +1,5 @@
-"""BND002: a new database connection (or MCP client session) per operation instead of a pool."""
+"""BND002: a new database connection, HTTP client or MCP client session per operation
+instead of a shared pool."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
 from bounded.audit.model import ModuleModel, Scope, callee_name
-from bounded.audit.names import dotted
+from bounded.audit.names import candidate_calls, dotted
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -17,9 +18,10 @@ if TYPE_CHECKING:
 RULE = Rule(
     "BND002",
     "connection-per-operation",
-    "A new database connection per operation instead of a pool.",
-    "create one `bounded.DatabasePool` (or asyncpg.create_pool) at start-up and use "
-    "`async with pool.connection() as conn`",
+    "A new database connection, HTTP client or MCP session per operation instead of a shared pool.",
+    "create one `bounded.DatabasePool` (or asyncpg.create_pool) or one HTTP client "
+    "(`bounded.HttpClient`) at start-up and share it: `async with pool.connection() as "
+    "conn`, `await client.get(...)`",
 )
 # Client-server drivers only: an embedded database (aiosqlite) opens a local file, with no
 # handshake, server process or connection limit to exhaust.
@@ -75,11 +77,175 @@ CALLS["psycopg2.connect"] = _sync_connect
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
+    _http_clients_end(m, scope)
     found = m.state(_State).by_scope.pop(scope, None)
     if found is None or scope.is_generator:
         return  # a generator (an async context manager) holds its connection for its lifetime
     for node, message in found:
         m.report(node, RULE.code, message)
+
+
+# Async HTTP clients: each owns a connection pool, so one per call opens (and closes) a
+# TCP + TLS connection per operation.
+_HTTP_CLIENTS = ("aiohttp.ClientSession", "httpx.AsyncClient", "httpx2.AsyncClient")
+# A connector or transport handed in as a shared object (not built in the call): the
+# client borrows a pool that outlives it.
+_SHARED_POOL = frozenset({"connector", "transport"})
+# Calls that hold an HTTP connection open for as long as a session with a peer lasts (a
+# websocket, a server-sent event stream): a client per such connection is not per request.
+_LONG_LIVED = frozenset({"ws_connect", "websocket_connect", "aconnect_ws", "aconnect_sse"})
+# Authentication and discovery run once per login, token lifetime or connection (an OAuth
+# code exchange, device-flow polling, a token refresh or revocation, a JWKS or well-known
+# metadata fetch, client registration), and a wait for a server to come up once at
+# start-up. Checking a presented token (verify/validate/introspect_token) runs per
+# request: not matched.
+_ONCE_PER_LOGIN = re.compile(
+    r"auth|login|user_?info|jwks|discover|regist|well_known|wait_for"
+    r"|(?:get|fetch|exchange|refresh|revoke|poll|request)\w*token",
+    re.IGNORECASE,
+)
+
+
+@dataclass(slots=True)
+class _Clients:
+    # the clients each function being walked builds, and whether in a loop
+    by_scope: dict[Scope, list[tuple[ast.Call, str, bool]]] = field(default_factory=dict)
+    # the module's clients built per call: the call, its message, and whether the evidence
+    # stands alone (built in a loop, or as the default of a client the caller may pass)
+    per_call: list[tuple[ast.Call, str, bool]] = field(default_factory=list)
+
+
+def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
+    scope = m.scope
+    if (
+        not m.in_async
+        or id(node) in m.lifetime  # self._session = ClientSession(): one per object
+        or m.is_script
+        or _STARTUP_NAME.search(scope.name)
+        or _ONCE_PER_LOGIN.search(scope.name)
+        or _in_cli(m.path)
+        or any(
+            kw.arg in _SHARED_POOL and not isinstance(kw.value, ast.Call) for kw in node.keywords
+        )
+    ):
+        return
+    m.state(_Clients).by_scope.setdefault(scope, []).append((node, q, scope.loop_depth > 0))
+
+
+CALLS.update(dict.fromkeys(_HTTP_CLIENTS, _http_client))
+
+
+def _in_cli(path: str) -> bool:
+    """A module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
+    once per process, so a client it opens serves one invocation."""
+    parts = path.replace("\\", "/").split("/")
+    return "cli" in parts[:-1] or parts[-1] == "cli.py"
+
+
+def _http_clients_end(m: ModuleModel, scope: Scope) -> None:
+    """Keep the clients `scope` builds and drops (closed or not) by the end of the call."""
+    state = m.state(_Clients)
+    clients = state.by_scope.pop(scope, None)
+    fn = scope.node
+    if clients is None or fn is None:
+        return
+    parents: dict[int, ast.AST] = {}
+    stack: list[ast.AST] = [fn]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Call) and callee_name(node) in _LONG_LIVED:
+            return
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, _NESTED):
+                parents[id(child)] = node
+                stack.append(child)
+    for call, q, in_loop in clients:
+        binding = _binding(call, parents)
+        if binding is None:
+            continue  # returned, passed on or stored: whoever gets it decides its lifetime
+        name, defaulted = binding
+        if name and _kept(fn, name):
+            continue
+        # session = passed_in if passed_in else ClientSession(): the default path
+        defaulted = defaulted or any(
+            call not in candidate_calls(value) for value in scope.assigned.get(name, ())
+        )
+        if in_loop:
+            message = f"{q}() in a loop: a new HTTP connection pool per item"
+        elif defaulted:
+            message = (
+                f"{q}() in {scope.name}() when no client is passed in: a new HTTP "
+                "connection pool per call"
+            )
+        else:
+            message = f"{q}() in {scope.name}(): a new HTTP connection pool per call"
+        state.per_call.append((call, message, in_loop or defaulted))
+
+
+_NESTED = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+
+
+def _binding(call: ast.Call, parents: dict[int, ast.AST]) -> tuple[str, bool] | None:
+    """The local name `call`'s client is bound to ("" for a temporary:
+    ``ClientSession().get(url)``), and whether it is the default of an alternative
+    (``session or ClientSession()``); None if it goes anywhere else."""
+    child: ast.AST = call
+    parent = parents.get(id(call))
+    defaulted = False
+    while isinstance(parent, ast.Await | ast.BoolOp | ast.IfExp):
+        defaulted = defaulted or not isinstance(parent, ast.Await)
+        child, parent = parent, parents.get(id(parent))
+    if isinstance(parent, ast.withitem):
+        target = parent.optional_vars
+        return (target.id if isinstance(target, ast.Name) else "", defaulted)
+    if isinstance(parent, ast.Assign) and len(parent.targets) == 1:
+        target = parent.targets[0]
+        return (target.id, defaulted) if isinstance(target, ast.Name) else None
+    if isinstance(parent, ast.Attribute) and parent.value is child:
+        return ("", defaulted)
+    return None
+
+
+def _kept(fn: ast.AST, name: str) -> bool:
+    """The client `name` outlives the call: returned, yielded, stored on an object or in
+    a container, or handed to a constructor or an exit stack."""
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Return | ast.Yield) and _mentions(sub.value, name):
+            return True
+        if (
+            isinstance(sub, ast.Assign)
+            and _mentions(sub.value, name)
+            and not all(isinstance(t, ast.Name) for t in sub.targets)
+        ):
+            return True
+        if isinstance(sub, ast.Call):
+            callee = callee_name(sub) or ""
+            if (callee[:1].isupper() or callee in _TAKE_OVER) and any(
+                _mentions(arg, name) for arg in (*sub.args, *(kw.value for kw in sub.keywords))
+            ):
+                return True
+    return False
+
+
+_TAKE_OVER = frozenset({"enter_async_context", "push_async_callback"})
+
+
+def _mentions(node: ast.AST | None, name: str) -> bool:
+    if isinstance(node, ast.Tuple | ast.List):
+        return any(_mentions(e, name) for e in node.elts)
+    return isinstance(node, ast.Name) and node.id == name
+
+
+def _report_http_clients(m: ModuleModel) -> None:
+    """A client per call is reported where the evidence stands alone (in a loop, or the
+    default of an injectable client), or where the module builds one per call in two or
+    more places: it has no shared client, so each of its operations pays a connection. A
+    lone per-call client is more often a once-per-lifetime step (a price table fetched and
+    cached, a call hung up at its end)."""
+    per_call = m.state(_Clients).per_call
+    for call, message, alone in per_call:
+        if alone or len(per_call) > 1:
+            m.report(call, RULE.code, message)
 
 
 # An MCP client session: for a stdio server, a new server process.
@@ -181,6 +347,7 @@ def _opens_mcp_session(m: ModuleModel, call: ast.Call) -> bool:
 
 
 def module_end(m: ModuleModel) -> None:
+    _report_http_clients(m)
     for call, function in m.state(_Sessions).single_use:
         if function is not None and any(isinstance(sub, ast.Yield) for sub in ast.walk(function)):
             continue  # a generator holds its session for its lifetime
