@@ -193,6 +193,8 @@ class Project:
         self.facts.timed_joins |= facts.timed_joins
         for name, reads in facts.listings.items():
             self.facts.listings.setdefault(name, set()).update(reads)
+        for name, attrs in facts.connection_errors.items():
+            self.facts.connection_errors.setdefault(name, set()).update(attrs)
 
     def finish(self) -> list[Finding]:
         """The findings that depended on the whole run, now that it has been read."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -409,19 +409,37 @@ class ProjectFacts:
     # coroutine name -> the functions of the run whose results it returns ("": a listing
     # read's result, or what it computed from one)
     listings: dict[str, set[str]] = field(default_factory=dict)
+    # class name -> its attributes bound to a tuple of exception classes one of which is a
+    # lost connection (``ERRORS_ALLOW_RETRY = (ConnectionError, TimeoutError)``)
+    connection_errors: dict[str, set[str]] = field(default_factory=dict)
 
-    def closes(self, class_name: str, attr: str, seen: set[str] | None = None) -> bool:
+    def lineage(self, class_name: str) -> Iterator[str]:
+        """`class_name` and its bases in the run, each once (by simple name)."""
+        seen: set[str] = set()
+        stack = [class_name]
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            yield name
+            for bases, _, _ in self.classes.get(name, ()):
+                stack.extend(base.rsplit(".", 1)[-1] for base in bases)
+
+    def closes(self, class_name: str, attr: str) -> bool:
         """True if `class_name` or one of its bases in the run closes ``self.<attr>``."""
-        seen = set() if seen is None else seen
-        if class_name in seen:
-            return False
-        seen.add(class_name)
-        for bases, closed, _ in self.classes.get(class_name, ()):
-            if attr in closed:
-                return True
-            if any(self.closes(base.rsplit(".", 1)[-1], attr, seen) for base in bases):
-                return True
-        return False
+        return any(
+            attr in closed
+            for name in self.lineage(class_name)
+            for _, closed, _ in self.classes.get(name, ())
+        )
+
+    def names_connection_error(self, class_name: str, attr: str) -> bool:
+        """True if `class_name` or one of its bases in the run binds `attr` to a tuple of
+        exception classes that names a lost connection."""
+        return any(
+            attr in self.connection_errors.get(name, ()) for name in self.lineage(class_name)
+        )
 
     def returns_listing(self, name: str, seen: set[str] | None = None) -> bool:
         """True if coroutine `name` returns a listing read's result, itself or through

@@ -1,4 +1,5 @@
-"""BND008: a retry or reconnect loop that sleeps a constant or deterministic delay (no jitter)."""
+"""BND008: a retry or reconnect loop that sleeps a constant or deterministic delay (no jitter),
+or that retries a lost connection with no pause at all."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bounded.audit.local_work import (
 )
 from bounded.audit.model import (
     CallHook,
+    ClassScope,
     Function,
     Loop,
     ModuleModel,
@@ -31,8 +33,8 @@ from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 RULE = Rule(
     "BND008",
     "retry-without-jitter",
-    "A retry or reconnect loop that sleeps a constant or deterministic backoff: every client "
-    "retries in lock-step.",
+    "A retry or reconnect loop that sleeps a constant or deterministic backoff, or none at "
+    "all: every client retries in lock-step.",
     "use `bounded.Retry(on=..., backoff=bounded.Backoff(jitter='full'))` or add "
     "`random.uniform(...)` to the delay",
 )
@@ -53,10 +55,10 @@ _POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
 _PROBE = re.compile(r"probe|health", re.IGNORECASE)
 # Helpers whose result may be a delay, remembered for the other modules of the run.
 _DELAY_HELPER = re.compile(r"backoff|delay|sleep|interval|retry|wait", re.IGNORECASE)
-_DISCONNECTS = re.compile(
-    r"Connection|Disconnect|ConnectError|ConnectTimeout|Closed|OSError|IOError|socket\.error",
-    re.I,
-)
+# A lost connection; the OSError family adds a file's failures to it.
+_LOST_CONNECTION = r"Connection|Disconnect|ConnectError|ConnectTimeout|Closed|socket\.error"
+_LOST = re.compile(_LOST_CONNECTION, re.IGNORECASE)
+_DISCONNECTS = re.compile(_LOST_CONNECTION + r"|OSError|IOError", re.IGNORECASE)
 Assigned = Callable[[str], list[ast.expr]]
 
 
@@ -106,6 +108,8 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             _report_sleeps(m, _sleeps_in(m, node.body))  # each round follows a failure
         else:
             _report_sleeps(m, _requeued_sleeps(m, node))
+    if retry_scope and (counters is not None or isinstance(node, ast.While)):
+        _report_hot_retries(m, node, tries, counters or ())
 
 
 def _probe_series(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
@@ -432,17 +436,7 @@ def _check(
     if counters is None:
         return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
-    retrying = (
-        _exits_on_success(node)
-        or _until_obtained(loop)
-        or (
-            direct
-            and any(
-                isinstance(stmt, ast.Return | ast.Break)
-                for stmt in loop.body[loop.body.index(node) + 1 :]
-            )
-        )
-    )
+    retrying = _leaves_on_success(loop, node)
     if poll:
         # a readiness wait paces its polls and gives up after a count of them (or at a
         # deadline), but one that never gives up, leaves on success and pauses a second or
@@ -487,6 +481,23 @@ def _check(
     if direct and retrying:
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     _report_sleeps(m, sleeps, counters)
+
+
+def _leaves_on_success(loop: Loop, node: ast.Try | ast.TryStar) -> bool:
+    """The loop leaves once the ``try`` succeeds: it returns or breaks in the ``try``, right
+    after it, or obtains what the loop's condition waits for."""
+    direct = any(stmt is node for stmt in loop.body)
+    return (
+        _exits_on_success(node)
+        or _until_obtained(loop)
+        or (
+            direct
+            and any(
+                isinstance(stmt, ast.Return | ast.Break)
+                for stmt in loop.body[loop.body.index(node) + 1 :]
+            )
+        )
+    )
 
 
 _CLOCKS = frozenset({"time.time", "time.monotonic", "time.perf_counter"})
@@ -1051,11 +1062,373 @@ def _yields_count(fn: Function) -> bool:
     )
 
 
+# --- a retry with no pause at all --------------------------------------------------------
+
+# Calls that pause the round: a sleep, an event's wait, a backoff or delay helper.
+_PAUSING = re.compile(r"sleep|backoff|delay|pause|throttle|cool_?down|^wait$", re.IGNORECASE)
+# What a failed round may move on to instead of the target that failed.
+_TARGET = re.compile(
+    r"host|node|server|endpoint|url|uri|addr|replica|broker|peer|target|primary|master|"
+    r"leader|shard|region|index|idx|cursor",
+    re.IGNORECASE,
+)
+# A name that records the target that failed (``last_failed_node_name``), not a new one.
+_FAILED = re.compile(r"fail|last|prev|error|bad|dead", re.IGNORECASE)
+_FAILOVER = re.compile(
+    r"^next$|rotate|fail_?over|switch|advance|cycle|mark_|remove|discard|ban|blacklist|"
+    r"exclude|choose|pick|select",
+    re.IGNORECASE,
+)
+
+
+def _report_hot_retries(
+    m: ModuleModel, loop: Loop, tries: list[ast.Try | ast.TryStar], counters: tuple[str, ...]
+) -> None:
+    """A retry loop whose attempt calls a remote service and whose handler, on a lost
+    connection, goes round again with no pause anywhere in the round: every client
+    re-hits the recovering service at once. `counters`: the generators of other modules
+    the loop counts attempts with (:func:`_counts_attempts`)."""
+    found = [
+        (node, handler, *retry)
+        for node in tries
+        for handler in node.handlers
+        if (retry := _retry_branch(m, handler)) is not None
+    ]
+    if not found or _one_retry(loop) or _walks_items(loop) or _pauses(m, loop, tries):
+        return
+    for node, handler, branch, lookups in found:
+        if (
+            # falling out of the handler goes round again only from the round's end
+            not (loop.body[-1] is node or isinstance(branch[-1], ast.Continue))
+            or _moves_on(branch)
+            or _retries_once(handler, branch)
+            or _reconnects_unseen(m, branch)
+            or not _leaves_on_success(loop, node)
+            or is_local_attempt(m, node)
+            or not _remote_attempt(m, node)
+        ):
+            continue
+        m.defer(_retry_line(branch), RULE.code, _HOT_MESSAGE, _if_hot(lookups, counters))
+
+
+_HOT_MESSAGE = (
+    "retry loop tries the remote call again at once after a lost connection, no pause at "
+    "all: every client re-hits the recovering service together (back off with jitter)"
+)
+
+
+def _if_hot(lookups: _Lookups, counters: tuple[str, ...]) -> Callable[[ProjectFacts], bool]:
+    confirmed = _if_confirmed((), counters)
+
+    def keep(facts: ProjectFacts) -> bool:
+        # the class attributes name a lost connection, and the loop counts attempts
+        return confirmed(facts) and (
+            not lookups or any(facts.names_connection_error(c, a) for c, a in lookups)
+        )
+
+    return keep
+
+
+def _pauses(m: ModuleModel, loop: Loop, tries: list[ast.Try | ast.TryStar]) -> bool:
+    """The round pauses somewhere: a pausing call in the loop, or a helper of this module
+    called outside the attempts (a handler's reconnect) that pauses."""
+    attempts = {id(stmt) for node in tries for stmt in node.body}
+    stack: list[tuple[ast.AST, bool]] = [(n, False) for n in (*loop.body, *loop.orelse)]
+    if isinstance(loop, ast.While):
+        stack.append((loop.test, False))
+    while stack:
+        node, in_attempt = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        if isinstance(node, ast.Call):
+            if _pausing_call(m, node):
+                return True
+            helper = None if in_attempt else m.called_function(node.func)
+            if helper is not None and _helper_pauses(m, helper):
+                return True
+        inside = in_attempt or id(node) in attempts
+        stack.extend((child, inside) for child in ast.iter_child_nodes(node))
+    return False
+
+
+def _helper_pauses(m: ModuleModel, fn: Function) -> bool:
+    """`fn`, or a helper of this module it calls (``_maybe_try_reconnect`` calling
+    ``_try_reconnect``), makes a pausing call."""
+    known = m.state(_Pausing).by_function
+    if fn not in known:
+        known[fn] = False  # recursion: no pause found on this path
+        known[fn] = any(
+            isinstance(sub, ast.Call)
+            and (
+                _pausing_call(m, sub)
+                or (
+                    (helper := m.called_function(sub.func)) is not None
+                    and _helper_pauses(m, helper)
+                )
+            )
+            for sub in ast.walk(fn)
+        )
+    return known[fn]
+
+
+def _pausing_call(m: ModuleModel, call: ast.Call) -> bool:
+    return m.qualname(call.func) in _SLEEPS or _PAUSING.search(callee_name(call) or "") is not None
+
+
+class _Pausing:
+    __slots__ = ("by_function",)
+
+    def __init__(self) -> None:
+        self.by_function: dict[ast.AST, bool] = {}
+
+
+def _walks_items(loop: Loop) -> bool:
+    """``for i in range(len(hosts))``, or a round that indexes by the loop's counter or by
+    an index it advances (``hosts[attempt % len(hosts)]``, ``pubsubs[self._poll_index]``
+    after ``self._poll_index += 1``): each round tries the next target, a failover."""
+    moving = {
+        dotted(sub.target)
+        for stmt in loop.body
+        for sub in ast.walk(stmt)
+        if isinstance(sub, ast.AugAssign)
+    }
+    if isinstance(loop, ast.For | ast.AsyncFor):
+        it = loop.iter
+        if isinstance(it, ast.Call) and dotted(it.func) == "enumerate" and it.args:
+            it = it.args[0]
+        if isinstance(it, ast.Call) and any(
+            isinstance(a, ast.Call) and dotted(a.func) == "len" for a in it.args
+        ):
+            return True
+        moving |= {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
+    moving.discard(None)
+    return any(
+        isinstance(sub, ast.Subscript)
+        and any(
+            dotted(n) in moving
+            for n in ast.walk(sub.slice)
+            if isinstance(n, ast.Name | ast.Attribute)
+        )
+        for stmt in loop.body
+        for sub in ast.walk(stmt)
+    )
+
+
+def _one_retry(loop: Loop) -> bool:
+    """``for _ in range(2)``: one more try, as on a stale pooled connection the server
+    closed while idle; not a retry against an outage."""
+    it = loop.iter if isinstance(loop, ast.For | ast.AsyncFor) else None
+    return (
+        isinstance(it, ast.Call)
+        and dotted(it.func) == "range"
+        and len(it.args) == 1
+        and isinstance(it.args[0], ast.Constant)
+        and it.args[0].value == 2
+    )
+
+
+def _retries_once(handler: ast.ExceptHandler, branch: list[ast.stmt]) -> bool:
+    """The branch spends a one-shot flag that the handler tests before it gives up
+    (``if not retry_stale: raise`` ... ``retry_stale = False``): a single retry."""
+    spent = {
+        dotted(t)
+        for stmt in branch
+        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant)
+        for t in stmt.targets
+    }
+    return any(
+        isinstance(stmt, ast.If)
+        and _ends_leaving(stmt.body)
+        and any(
+            dotted(n) in spent
+            for n in ast.walk(stmt.test)
+            if isinstance(n, ast.Name | ast.Attribute)
+        )
+        for stmt in handler.body
+    )
+
+
+# A call that reconnects or recovers: when the run cannot see it, it may back off itself.
+_RECONNECT = re.compile(r"connect|recover|restart|reset", re.IGNORECASE)
+
+
+def _reconnects_unseen(m: ModuleModel, branch: list[ast.stmt]) -> bool:
+    """The branch calls a reconnect this module does not define (an inherited
+    ``self._reconnect(exc)``): its own backoff may be the pause."""
+    return any(
+        isinstance(sub, ast.Call)
+        and _RECONNECT.search(callee_name(sub) or "")
+        and m.called_function(sub.func) is None
+        for stmt in branch
+        for sub in ast.walk(stmt)
+    )
+
+
+def _remote_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
+    """The ``try`` awaits I/O that is not local work, or (synchronous code) calls a method
+    or a library function that is not plainly local (a client's request)."""
+    if _first_io_line(m, node.body) is not None:
+        return True
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and not is_local_call(m, sub)
+        for stmt in node.body
+        for sub in ast.walk(stmt)
+    )
+
+
+# The classes of the run whose attributes name a tuple of errors: ``(class, attribute)``.
+_Lookups = list[tuple[str, str]]
+
+
+def _retry_branch(
+    m: ModuleModel, handler: ast.ExceptHandler
+) -> tuple[list[ast.stmt], _Lookups] | None:
+    """The statements a handler runs before going round again after a lost connection:
+    the whole handler, or the branch of its ``if`` that goes round while the other raises
+    (``if retries > 0 and type(e) in ERRORS_ALLOW_RETRY: retries -= 1; continue`` /
+    ``else: raise``); with the class attributes that must name a lost connection (settled
+    at the run's end). None if it never goes round, or not after a lost connection."""
+    body = handler.body
+    guard: ast.expr | None = None
+    branch: list[ast.stmt] | None = None
+    if _goes_round_again(handler):
+        branch = body
+        last = body[-1] if body else None
+        if isinstance(last, ast.If) and last.orelse:
+            if _ends_leaving(last.orelse) and not _ends_leaving(last.body):
+                guard, branch = last.test, [*body[:-1], *last.body]
+            elif _ends_leaving(last.body):
+                branch = [*body[:-1], *last.orelse]
+    else:
+        for stmt in body:
+            if isinstance(stmt, ast.If) and stmt.body and isinstance(stmt.body[-1], ast.Continue):
+                guard, branch = stmt.test, stmt.body
+                break
+    if not branch or _catches_idle(handler):
+        return None
+    lookups = _lost_connection(m, _caught_types(handler))
+    if lookups is None and guard is not None and handler.name is not None:
+        lookups = _tests_lost_connection(m, guard, handler.name)
+    return None if lookups is None else (branch, lookups)
+
+
+def _ends_leaving(body: list[ast.stmt]) -> bool:
+    return bool(body) and isinstance(body[-1], ast.Raise | ast.Return | ast.Break)
+
+
+def _caught_types(handler: ast.ExceptHandler) -> list[ast.expr]:
+    """The exception expressions `handler` catches."""
+    kind = handler.type
+    return kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+
+
+def _tests_lost_connection(m: ModuleModel, test: ast.expr, error: str) -> _Lookups | None:
+    """Whether the test asks if the caught error is a lost connection (``isinstance(e,
+    ConnectionError)``, ``type(e) in self.__class__.ERRORS_ALLOW_RETRY``), as for
+    :func:`_lost_connection`."""
+    for sub in ast.walk(test):
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Name)
+            and sub.func.id == "isinstance"
+            and len(sub.args) == 2
+            and isinstance(sub.args[0], ast.Name)
+            and sub.args[0].id == error
+        ):
+            kinds = sub.args[1]
+        elif (
+            isinstance(sub, ast.Compare)
+            and isinstance(sub.ops[0], ast.In)
+            and isinstance(sub.left, ast.Call)
+            and dotted(sub.left.func) == "type"
+            and any(isinstance(a, ast.Name) and a.id == error for a in sub.left.args)
+        ):
+            kinds = sub.comparators[0]
+        else:
+            continue
+        lookups = _lost_connection(m, kinds.elts if isinstance(kinds, ast.Tuple) else [kinds])
+        if lookups is not None:
+            return lookups
+    return None
+
+
+def _lost_connection(m: ModuleModel, kinds: list[ast.expr]) -> _Lookups | None:
+    """Whether one of the exception classes is a lost connection: ``[]`` when a name, a
+    module's tuple of them (``RETRYABLE = (ConnectionError, TimeoutError)``) or a
+    parameter's default says so; the class attributes that may
+    (``self.__class__.ERRORS_ALLOW_RETRY``, ``RedisCluster.ERRORS_ALLOW_RETRY``); None
+    when none can be."""
+    lookups: _Lookups = []
+    for kind in kinds:
+        if _LOST.search(dotted(kind) or ""):
+            return []
+        if isinstance(kind, ast.Name):
+            if _names_disconnect(_named_value(m, kind)):
+                return []
+        elif isinstance(kind, ast.Attribute):
+            owner = dotted(kind.value)
+            if owner in ("self", "cls", "self.__class__"):
+                owner = m.classes[-1].name if m.classes else None
+            if owner is not None:
+                lookups.append((owner.rpartition(".")[2], kind.attr))
+    return lookups or None
+
+
+def _named_value(m: ModuleModel, name: ast.Name) -> ast.expr | None:
+    """The value of the module constant `name` is, or for a parameter, its default or the
+    module constant that names (``retryable=RETRYABLE``)."""
+    value: ast.expr | None = name
+    if name.id in m.scope.params:
+        value = param_default(m.scope.node, name.id)
+    if isinstance(value, ast.Name):
+        values = m.scopes[0].assigned.get(value.id, [])
+        value = values[0] if len(values) == 1 else None
+    return value
+
+
+def _names_disconnect(value: ast.expr | None) -> bool:
+    """A tuple of exception classes, one of them a lost connection."""
+    return isinstance(value, ast.Tuple) and any(_LOST.search(dotted(e) or "") for e in value.elts)
+
+
+def class_end(m: ModuleModel, cls: ClassScope) -> None:
+    """Tell the run which of the class's attributes name a lost connection among errors."""
+    for stmt in cls.node.body:
+        if isinstance(stmt, ast.Assign) and _names_disconnect(stmt.value):
+            m.facts.connection_errors.setdefault(cls.name, set()).update(
+                t.id for t in stmt.targets if isinstance(t, ast.Name)
+            )
+
+
+def _moves_on(branch: list[ast.stmt]) -> bool:
+    """The branch, whatever the error, moves to another target before going round
+    (``self._host = next(hosts)``, ``self._rotate_endpoint()``): a failover, not a retry
+    of the service that failed."""
+    for stmt in branch:
+        if isinstance(stmt, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            names = [(dotted(t) or "").rpartition(".")[2] for t in targets]
+            if any(_TARGET.search(n) and not _FAILED.search(n) for n in names):
+                return True
+        for sub in ast.walk(stmt) if isinstance(stmt, ast.Expr | ast.Assign) else ():
+            if isinstance(sub, ast.Call) and _FAILOVER.search(callee_name(sub) or ""):
+                return True
+    return False
+
+
+def _retry_line(branch: list[ast.stmt]) -> ast.stmt:
+    """Where the branch spends an attempt (``retries -= 1``), else its ``continue``, else
+    its first statement."""
+    spent = next((s for s in branch if isinstance(s, ast.AugAssign)), None)
+    again = next((s for s in branch if isinstance(s, ast.Continue)), None)
+    return spent or again or branch[0]
+
+
 def _caught(handler: ast.ExceptHandler) -> list[str]:
     """The dotted names of the exceptions `handler` catches ("" for one not a name)."""
-    kind = handler.type
-    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
-    return [dotted(n) or "" for n in names]
+    return [dotted(n) or "" for n in _caught_types(handler)]
 
 
 def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
