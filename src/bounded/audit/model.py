@@ -28,6 +28,7 @@ from bounded.audit.names import (
     dotted,
     is_constant_size,
     is_self_attr,
+    string_switch,
 )
 
 __all__ = [
@@ -1263,7 +1264,7 @@ class ModuleModel:
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
         old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
-        switch = _string_switch(node.test)
+        switch = string_switch(node.test)
         scope = self.scope
         scope.switched += switch
         self.legacy += old is True
@@ -1658,26 +1659,6 @@ def _is_main_guard(test: ast.expr) -> bool:
         and isinstance(test.comparators[0], ast.Constant)
         and test.comparators[0].value == "__main__"
     )
-
-
-def _string_switch(test: ast.expr) -> bool:
-    """The test compares with a string constant (``mode == "async"``, ``"claude" in model``,
-    ``url.startswith("s3://")``): the branches pick a configuration, a provider or a mode."""
-    for sub in ast.walk(test):
-        if isinstance(sub, ast.Compare):
-            if any(
-                isinstance(operand, ast.Constant) and isinstance(operand.value, str)
-                for operand in (sub.left, *sub.comparators)
-            ):
-                return True
-        elif (
-            isinstance(sub, ast.Call)
-            and isinstance(sub.func, ast.Attribute)
-            and sub.func.attr in ("startswith", "endswith")
-            and any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in sub.args)
-        ):
-            return True
-    return False
 
 
 def _legacy_branch(test: ast.expr) -> bool | None:

@@ -93,3 +93,23 @@ def timeout_arg(call: ast.Call, position: int) -> ast.expr | None:
     if isinstance(value, ast.Constant) and value.value is None:
         return None
     return value
+
+
+def string_switch(test: ast.expr) -> bool:
+    """The test compares with a string constant (``mode == "async"``, ``"claude" in model``,
+    ``url.startswith("s3://")``): the branches pick a configuration, a provider or a mode."""
+    for sub in ast.walk(test):
+        if isinstance(sub, ast.Compare):
+            if any(
+                isinstance(operand, ast.Constant) and isinstance(operand.value, str)
+                for operand in (sub.left, *sub.comparators)
+            ):
+                return True
+        elif (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in ("startswith", "endswith")
+            and any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in sub.args)
+        ):
+            return True
+    return False

@@ -20,7 +20,14 @@ from bounded.audit.model import (
     ModuleModel,
     ProjectFacts,
 )
-from bounded.audit.names import constructed_class, dotted, is_self_attr, root_name, timeout_arg
+from bounded.audit.names import (
+    constructed_class,
+    dotted,
+    is_self_attr,
+    root_name,
+    string_switch,
+    timeout_arg,
+)
 from bounded.audit.rules.bnd002_connection_per_operation import kept_from_start_up
 
 if TYPE_CHECKING:
@@ -530,6 +537,8 @@ def _blocks(m: ModuleModel, node: Function) -> int:
     stack: list[ast.AST] = list(node.body)
     while stack:
         sub = stack.pop()
+        if isinstance(sub, ast.If) and string_switch(sub.test):
+            continue  # a branch for one configuration only (as in the chains)
         if isinstance(sub, ast.Call):
             func = sub.func
             q = m.qualname(func)
