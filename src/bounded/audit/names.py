@@ -97,19 +97,20 @@ def timeout_arg(call: ast.Call, position: int) -> ast.expr | None:
 
 def string_switch(test: ast.expr) -> bool:
     """The test compares with a string constant (``mode == "async"``, ``"claude" in model``,
-    ``url.startswith("s3://")``): the branches pick a configuration, a provider or a mode."""
-    for sub in ast.walk(test):
-        if isinstance(sub, ast.Compare):
-            if any(
-                isinstance(operand, ast.Constant) and isinstance(operand.value, str)
-                for operand in (sub.left, *sub.comparators)
-            ):
-                return True
-        elif (
-            isinstance(sub, ast.Call)
-            and isinstance(sub.func, ast.Attribute)
-            and sub.func.attr in ("startswith", "endswith")
-            and any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in sub.args)
-        ):
-            return True
-    return False
+    ``url.startswith("s3://")``, alone or under ``and``/``or``/``not``): the branches pick a
+    configuration, a provider or a mode."""
+    if isinstance(test, ast.BoolOp):
+        return any(string_switch(value) for value in test.values)
+    if isinstance(test, ast.UnaryOp):
+        return string_switch(test.operand)
+    if isinstance(test, ast.Compare):
+        return any(
+            isinstance(operand, ast.Constant) and isinstance(operand.value, str)
+            for operand in (test.left, *test.comparators)
+        )
+    return (
+        isinstance(test, ast.Call)
+        and isinstance(test.func, ast.Attribute)
+        and test.func.attr in ("startswith", "endswith")
+        and any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in test.args)
+    )
