@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.audit_corpus import LABELS, corpus_dir, fetch, label_of
+from bench.audit_corpus import LABELS, READ_ROUNDS, corpus_dir, fetch, label_of
 from bounded.audit import audit
 
 READERS = Path(__file__).with_name("audit_readers")
@@ -33,21 +33,6 @@ CLASSES = {
     "BREAKER_BYPASS": "BND007",
     "RETRY_NO_JITTER": "BND008",
     "DROPPED_TASK": "BND009",
-}
-ROUNDS: dict[int, tuple[str, ...]] = {
-    11: ("camel-ai", "mirascope", "magentic", "telethon", "temporalio", "neo4j"),
-    12: ("llama-stack", "metagpt", "e2b", "aiobotocore", "g4f", "pydoll-python"),
-    13: ("openai", "anthropic", "asyncssh", "aiortc", "nodriver", "pymilvus"),
-    14: ("google-genai", "slack-sdk", "ollama", "chromadb", "aiohttp", "websockets"),
-    15: ("cohere", "mistralai", "langfuse", "redis", "elasticsearch", "semantic-router"),
-    16: (
-        "litestar",
-        "agentops",
-        "faust-streaming",
-        "pinecone",
-        "discord-py-interactions",
-        "crewai-tools",
-    ),
 }
 _PLACE = re.compile(r"`?([^:`]+\.py):(\d+)")
 _MORE_LINES = re.compile(r"(?<![\w.]):(\d+)")
@@ -76,7 +61,7 @@ def entries(round_: int, roots: dict[str, Path]) -> list[Entry]:
             place = _PLACE.match(cells[2])
             if place is None:
                 continue
-            [project] = [p for p in ROUNDS[round_] if (roots[p] / place[1]).is_file()]
+            [project] = [p for p in READ_ROUNDS[round_] if (roots[p] / place[1]).is_file()]
             found.append(
                 Entry(
                     key=f"{project}:{cells[0]}",
@@ -96,7 +81,7 @@ def score(round_: int, roots: dict[str, Path], labels: dict[str, dict[str, list[
     """Print one round's recall: overall, by confidence, by rule and by project."""
     matches: dict[str, list[str]] = json.loads((READERS / "matches.json").read_text())
     labelled: dict[str, dict[str, str | None]] = {}  # project -> "path:line:code" -> label
-    for project in ROUNDS[round_]:
+    for project in READ_ROUNDS[round_]:
         root = roots[project]
         labelled[project] = {}
         for f in audit([root], use_config=False).findings:
@@ -136,14 +121,14 @@ def score(round_: int, roots: dict[str, Path], labels: dict[str, dict[str, list[
             by_rule[e.code] += 1
             hits_by_rule[e.code] += e.key in found
     print("  by rule: " + ", ".join(f"{c} {hits_by_rule[c]}/{by_rule[c]}" for c in sorted(by_rule)))
-    for project in ROUNDS[round_]:
+    for project in READ_ROUNDS[round_]:
         print(line(project, [e for e in listed if e.project == project]))
 
 
 def main() -> None:
     roots = fetch(corpus_dir())
     labels: dict[str, dict[str, list[str]]] = json.loads(LABELS.read_text())
-    for round_ in ROUNDS:
+    for round_ in READ_ROUNDS:
         score(round_, roots, labels)
 
 
