@@ -529,14 +529,13 @@ def _settle(facts: ProjectFacts) -> None:
 
 
 def _callee_blocks(facts: ProjectFacts, callee: tuple[str, str, str]) -> bool:
+    """A callee `_note_callee` recorded blocks, by what the run has settled so far."""
     kind, where, name = callee
     if kind == "x":
         return True
     if kind == "f":
         return _function_blocks(facts, name, where)
-    if kind == "m":
-        return facts.method_blocks(where, name) == _BLOCKS
-    return facts.blocking.get(name, 0) == _BLOCKS
+    return _method_blocks(facts, name, where if kind == "m" else None, _BLOCKS)
 
 
 def _blocks(m: ModuleModel, node: Function) -> int:
@@ -572,14 +571,19 @@ def _if_blocking(name: str, cls: str | None, how: int) -> Callable[[ProjectFacts
 
     def keep(facts: ProjectFacts) -> bool:
         _settle(facts)
-        if cls is not None:
-            return facts.method_blocks(cls, name) == how
-        defined = facts.blocking.get(name, 0)
-        if how == _BLOCKS:
-            return defined == _BLOCKS
-        return defined & _WAITS_FOR_CHILD != 0 and defined & ~(_BLOCKS | _WAITS_FOR_CHILD) == 0
+        return _method_blocks(facts, name, cls, how)
 
     return keep
+
+
+def _method_blocks(facts: ProjectFacts, name: str, cls: str | None, how: int) -> bool:
+    """Method `name` of `cls` (None: of an object of unknown class) blocks so (`how`)."""
+    if cls is not None:
+        return facts.method_blocks(cls, name) == how
+    defined = facts.blocking.get(name, 0)
+    if how == _BLOCKS:
+        return defined == _BLOCKS
+    return defined & _WAITS_FOR_CHILD != 0 and defined & ~(_BLOCKS | _WAITS_FOR_CHILD) == 0
 
 
 def _receiver_class(m: ModuleModel, receiver: ast.expr) -> str | None:
