@@ -638,3 +638,27 @@ def test_a_blocking_chain_crosses_modules_and_stops_at_the_librarys_own_code() -
     ]
     # inside chromadb itself its types annotate its own objects, not its clients
     assert _project({"chromadb/store.py": store, "chromadb/agent.py": agent}) == []
+
+
+def test_a_chain_makes_a_method_block_only_if_every_definition_of_it_does() -> None:
+    client = (
+        "import requests\n"
+        "class Client:\n"
+        "    def fetch(self):\n"
+        "        return self._get()\n"
+        "    def _get(self):\n"
+        "        return requests.get('https://example.com')\n"
+    )
+    caller = (
+        "from app.client import Client\n"
+        "async def main(client: Client):\n"
+        "    return client.fetch()\n"
+    )
+    assert _project({"app/client.py": client, "app/main.py": caller}) == [
+        ("app/main.py", 3, "BND005")
+    ]
+    # a class of the same name in another module whose fetch() does not block, or is async
+    cached = "class Client:\n    def fetch(self):\n        return self.cached\n"
+    for other in (cached, cached.replace("def fetch", "async def fetch")):
+        files = {"app/client.py": client, "app/aio/client.py": other, "app/main.py": caller}
+        assert _project(files) == [], other

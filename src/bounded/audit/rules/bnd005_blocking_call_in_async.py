@@ -424,10 +424,18 @@ class _Summaries:
     keys: dict[int, tuple[str, str, str]] = field(default_factory=dict)
 
 
+def _summary_key(m: ModuleModel) -> tuple[str, str, str] | None:
+    """The `callees` key of the sync def being walked, if it is summarised and the walk is
+    not in a branch for one configuration only."""
+    if m.scope.switched:
+        return None
+    return m.state(_Summaries).keys.get(id(m.scope.node))
+
+
 def _blocks_here(m: ModuleModel) -> None:
     """The sync def being walked blocks by a call it makes (found as it is walked)."""
-    key = m.state(_Summaries).keys.get(id(m.scope.node))
-    if key is not None and not m.scope.switched:
+    key = _summary_key(m)
+    if key is not None:
         m.facts.callees[key].add(_BLOCKS_HERE)
 
 
@@ -440,26 +448,27 @@ def _unsummarise(m: ModuleModel) -> None:
 
 def _note_callee(m: ModuleModel, node: ast.Call) -> None:
     """Record what the sync def being walked calls that may block (see `_settle`)."""
-    key = m.state(_Summaries).keys.get(id(m.scope.node))
-    if key is None or m.scope.switched:
-        return  # not a summarised def, or a branch for one configuration only
+    key = _summary_key(m)
+    if key is None:
+        return
+    callees = m.facts.callees[key]
     func = node.func
     q = m.qualname(func)
     if q is not None:
         package, _, name = q.rpartition(".")
         if package and package.partition(".")[0] not in _STDLIB:
-            m.facts.callees[key].add(("f", package.replace(".", "/"), name))
+            callees.add(("f", package.replace(".", "/"), name))
     elif isinstance(func, ast.Name):
         if _module_function(m, func):
-            m.facts.callees[key].add(("f", key[0], func.id))
+            callees.add(("f", key[0], func.id))
     elif isinstance(func, ast.Attribute) and _calls_a_sync_client(m, node, func):
-        m.facts.callees[key].add(_BLOCKS_HERE)
+        callees.add(_BLOCKS_HERE)
     elif isinstance(func, ast.Attribute) and func.attr not in _BUILTIN_METHODS:
         cls = _receiver_class(m, func.value)
         if cls is None:
-            m.facts.callees[key].add(("a", "", func.attr))
+            callees.add(("a", "", func.attr))
         elif cls:
-            m.facts.callees[key].add(("m", cls, func.attr))
+            callees.add(("m", cls, func.attr))
 
 
 # the callee a sync def records for a call that blocks, found as it is walked
@@ -520,14 +529,13 @@ def _settle(facts: ProjectFacts) -> None:
 
 
 def _callee_blocks(facts: ProjectFacts, callee: tuple[str, str, str]) -> bool:
+    """A callee `_note_callee` recorded blocks, by what the run has settled so far."""
     kind, where, name = callee
     if kind == "x":
         return True
     if kind == "f":
         return _function_blocks(facts, name, where)
-    if kind == "m":
-        return facts.method_blocks(where, name) == _BLOCKS
-    return facts.blocking.get(name, 0) == _BLOCKS
+    return _method_blocks(facts, name, where if kind == "m" else None, _BLOCKS)
 
 
 def _blocks(m: ModuleModel, node: Function) -> int:
@@ -563,14 +571,19 @@ def _if_blocking(name: str, cls: str | None, how: int) -> Callable[[ProjectFacts
 
     def keep(facts: ProjectFacts) -> bool:
         _settle(facts)
-        if cls is not None:
-            return facts.method_blocks(cls, name) == how
-        defined = facts.blocking.get(name, 0)
-        if how == _BLOCKS:
-            return defined == _BLOCKS
-        return defined & _WAITS_FOR_CHILD != 0 and defined & ~(_BLOCKS | _WAITS_FOR_CHILD) == 0
+        return _method_blocks(facts, name, cls, how)
 
     return keep
+
+
+def _method_blocks(facts: ProjectFacts, name: str, cls: str | None, how: int) -> bool:
+    """Method `name` of `cls` (None: of an object of unknown class) blocks so (`how`)."""
+    if cls is not None:
+        return facts.method_blocks(cls, name) == how
+    defined = facts.blocking.get(name, 0)
+    if how == _BLOCKS:
+        return defined == _BLOCKS
+    return defined & _WAITS_FOR_CHILD != 0 and defined & ~(_BLOCKS | _WAITS_FOR_CHILD) == 0
 
 
 def _receiver_class(m: ModuleModel, receiver: ast.expr) -> str | None:
