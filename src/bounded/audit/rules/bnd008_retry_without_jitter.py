@@ -428,13 +428,13 @@ def _check(
     a ``while``)."""
     # a retry loop leaves on success (return/break), or counts attempts over a range;
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
+    if counters is None:
+        return  # a loop over work items that pauses between them is pacing, not a retry
     if len(m.scopes) == 1 or m.is_script:
         return  # a one-off script: not a retry storm
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
     poll = _POLL_NAME.search(m.scope.name)
-    if counters is None:
-        return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
     retrying = _leaves_on_success(loop, node)
     if poll:
