@@ -15,6 +15,7 @@ from bounded.audit.local_work import (
     is_local_call,
     is_local_function,
     is_page_query,
+    own_nodes,
 )
 from bounded.audit.model import (
     CallHook,
@@ -339,11 +340,7 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
     """The line of the first await (``async with``/``async for``) in `body` that is not a
     pause, executor work or local work (a file, a browser page's DOM): the attempt's I/O."""
     lines = []
-    stack: list[ast.AST] = list(body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            continue
+    for node in own_nodes(body):
         if isinstance(node, ast.AsyncWith | ast.AsyncFor):
             lines.append(node.lineno)
         elif isinstance(node, ast.Await):
@@ -351,7 +348,6 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
             name = dotted(value.func) if isinstance(value, ast.Call) else None
             if (name or "").rsplit(".", 1)[-1] not in _NOT_IO and not is_local_call(m, value):
                 lines.append(node.lineno)
-        stack.extend(ast.iter_child_nodes(node))
     return min(lines) if lines else None
 
 
@@ -700,11 +696,7 @@ def _tested_calls(body: list[ast.stmt]) -> set[str]:
     """The functions (``name(...)``, ``self.name(...)``) whose result the loop tests or
     keeps (``if not await self._try_connect(attempt): continue``)."""
     found: set[str] = set()
-    stack: list[ast.AST] = list(body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            continue
+    for node in own_nodes(body):
         value = (
             node.test
             if isinstance(node, ast.If)
@@ -716,7 +708,6 @@ def _tested_calls(body: list[ast.stmt]) -> set[str]:
             name = callee_name(sub) if isinstance(sub, ast.Call) else None
             if name:
                 found.add(name)
-        stack.extend(ast.iter_child_nodes(node))
     return found
 
 
