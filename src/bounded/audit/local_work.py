@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from bounded.audit.model import Function, ModuleModel, callee_name
-from bounded.audit.names import dotted
+from bounded.audit.names import caught_types, dotted
 
 # Path and file operations (pathlib, builtin open, os, shutil) and the string work around
 # them; methods here that other objects also have (replace, split) are local on those too.
@@ -118,8 +118,7 @@ def _plain_file_call(m: ModuleModel, call: ast.Call, opened: set[str]) -> bool:
 
 
 def _catches_file_errors(handler: ast.ExceptHandler) -> bool:
-    kind = handler.type
-    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+    names = caught_types(handler)
     return bool(names) and all(dotted(n) in _FILE_ERRORS for n in names)
 
 

@@ -28,7 +28,7 @@ from bounded.audit.model import (
     callee_name,
     param_default,
 )
-from bounded.audit.names import dotted, is_self_attr, timeout_arg
+from bounded.audit.names import caught_types, dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -1299,7 +1299,7 @@ def _retry_branch(
                 break
     if not branch or _catches_idle(handler):
         return None
-    lookups = _lost_connection(m, _caught_types(handler))
+    lookups = _lost_connection(m, caught_types(handler))
     if lookups is None and guard is not None and handler.name is not None:
         lookups = _tests_lost_connection(m, guard, handler.name)
     return None if lookups is None else (branch, lookups)
@@ -1307,12 +1307,6 @@ def _retry_branch(
 
 def _ends_leaving(body: list[ast.stmt]) -> bool:
     return bool(body) and isinstance(body[-1], ast.Raise | ast.Return | ast.Break)
-
-
-def _caught_types(handler: ast.ExceptHandler) -> list[ast.expr]:
-    """The exception expressions `handler` catches."""
-    kind = handler.type
-    return kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
 
 
 def _tests_lost_connection(m: ModuleModel, test: ast.expr, error: str) -> _Lookups | None:
@@ -1419,7 +1413,7 @@ def _retry_line(branch: list[ast.stmt]) -> ast.stmt:
 
 def _caught(handler: ast.ExceptHandler) -> list[str]:
     """The dotted names of the exceptions `handler` catches ("" for one not a name)."""
-    return [dotted(n) or "" for n in _caught_types(handler)]
+    return [dotted(n) or "" for n in caught_types(handler)]
 
 
 def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
