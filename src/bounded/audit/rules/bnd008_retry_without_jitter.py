@@ -262,7 +262,7 @@ def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
     found: list[ast.Call] = []
     if not taken:
         return found
-    for block in _blocks_of(loop.body):
+    for block in _blocks_of(loop.body, _NESTED):  # not in nested loops, functions or ``try``
         for stmt, after in itertools.pairwise(block):
             sleep = _awaited(stmt.value) if isinstance(stmt, ast.Expr) else None
             put = (_awaited(after.value) or after.value) if isinstance(after, ast.Expr) else None
@@ -281,13 +281,14 @@ def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
     return found
 
 
-def _blocks_of(body: list[ast.stmt]) -> list[list[ast.stmt]]:
-    """`body` and the statement lists nested in it (not in nested loops or functions)."""
+def _blocks_of(body: list[ast.stmt], nested: tuple[type[ast.AST], ...]) -> list[list[ast.stmt]]:
+    """`body` and the statement lists nested in it (branches, handlers), not those inside
+    a statement of a `nested` kind."""
     blocks = [body]
     stack: list[ast.stmt] = list(body)
     while stack:
         stmt = stack.pop()
-        if isinstance(stmt, _NESTED):
+        if isinstance(stmt, nested):
             continue
         for name in ("body", "orelse", "finalbody"):
             inner = getattr(stmt, name, None)
@@ -783,7 +784,7 @@ def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
     name = m.scope.name
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
-    for block in _blocks(fn):
+    for block in _blocks_of(fn.body, (ast.FunctionDef, ast.AsyncFunctionDef)):
         for i, stmt in enumerate(block):
             if not (stmt.lineno <= sleep.lineno <= (stmt.end_lineno or stmt.lineno)):
                 continue
@@ -795,25 +796,6 @@ def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
 
 def _awaited(expr: ast.expr) -> ast.expr | None:
     return expr.value if isinstance(expr, ast.Await) else None
-
-
-def _blocks(fn: Function) -> list[list[ast.stmt]]:
-    """Every statement list of `fn` (bodies, branches, handlers), not of nested functions."""
-    found: list[list[ast.stmt]] = []
-    stack: list[ast.AST] = [fn]
-    while stack:
-        node = stack.pop()
-        for field in ("body", "orelse", "finalbody", "handlers"):
-            block = getattr(node, field, None)
-            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
-                found.append(block)
-            if isinstance(block, list):
-                stack.extend(
-                    child
-                    for child in block
-                    if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-                )
-    return found
 
 
 def _calls_again(stmt: ast.stmt, name: str) -> bool:
