@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from bounded.audit.model import Function, ModuleModel, callee_name
-from bounded.audit.names import dotted
+from bounded.audit.names import caught_types, dotted
 
 # Path and file operations (pathlib, builtin open, os, shutil) and the string work around
 # them; methods here that other objects also have (replace, split) are local on those too.
@@ -63,7 +63,7 @@ def is_local_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
     """The ``try`` only works on local files (catching file errors, or any error when every
     call is plainly a file's), only waits for work it hands to an executor (or for futures
     the code makes itself), or only queries a local browser's page."""
-    own = list(_own_nodes(node.body))  # walked once, for all three kinds of evidence
+    own = list(own_nodes(node.body))  # walked once, for all three kinds of evidence
     return _file_work(m, node, own) or _executor_work(m, node, own) or _page_work(m, own)
 
 
@@ -118,8 +118,7 @@ def _plain_file_call(m: ModuleModel, call: ast.Call, opened: set[str]) -> bool:
 
 
 def _catches_file_errors(handler: ast.ExceptHandler) -> bool:
-    kind = handler.type
-    names = kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+    names = caught_types(handler)
     return bool(names) and all(dotted(n) in _FILE_ERRORS for n in names)
 
 
@@ -174,7 +173,7 @@ def _waits_on(m: ModuleModel, awaited: ast.expr, local: set[str]) -> bool:
     if method is None:
         return False
     futures = _names_bound_to(method, _makes_future)
-    inner = [sub.value for sub in _own_nodes(method.body) if isinstance(sub, ast.Await)]
+    inner = [sub.value for sub in own_nodes(method.body) if isinstance(sub, ast.Await)]
     return bool(inner) and all(isinstance(a, ast.Name) and a.id in futures for a in inner)
 
 
@@ -221,7 +220,7 @@ def _names_bound_to(tree: ast.AST, test: Callable[[ast.expr], bool]) -> set[str]
     }
 
 
-def _own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
+def own_nodes(body: list[ast.stmt]) -> Iterator[ast.AST]:
     """The nodes of `body`, not of the functions or classes nested in it."""
     stack: list[ast.AST] = list(body)
     while stack:
@@ -274,7 +273,7 @@ def _page_query(m: ModuleModel, fn: ast.AST | None, call: ast.expr, seen: set[st
     seen.add(helper.name)
     awaits = [
         sub.value
-        for sub in _own_nodes(helper.body)
+        for sub in own_nodes(helper.body)
         if isinstance(sub, ast.Await) and not _is_pause(m, sub.value)
     ]
     return bool(awaits) and all(_page_query(m, helper, a, seen) for a in awaits)
@@ -353,7 +352,7 @@ def is_local_function(m: ModuleModel, fn: Function) -> bool:
     Decoder(strict=False).decode(output)``): retrying it retries local work."""
     if not isinstance(fn, ast.FunctionDef):
         return False
-    own = list(_own_nodes(fn.body))
+    own = list(own_nodes(fn.body))
     if any(isinstance(sub, ast.Await | ast.Yield | ast.YieldFrom) for sub in own):
         return False
     calls = [sub for sub in own if isinstance(sub, ast.Call)]

@@ -6,6 +6,7 @@ import ast
 
 __all__ = [
     "candidate_calls",
+    "caught_types",
     "constructed_class",
     "dotted",
     "is_constant_size",
@@ -114,3 +115,9 @@ def string_switch(test: ast.expr) -> bool:
         and test.func.attr in ("startswith", "endswith")
         and any(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in test.args)
     )
+
+
+def caught_types(handler: ast.ExceptHandler) -> list[ast.expr]:
+    """The exception expressions an ``except`` clause names (none for a bare ``except:``)."""
+    kind = handler.type
+    return kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []

@@ -15,6 +15,7 @@ from bounded.audit.local_work import (
     is_local_call,
     is_local_function,
     is_page_query,
+    own_nodes,
 )
 from bounded.audit.model import (
     CallHook,
@@ -27,7 +28,7 @@ from bounded.audit.model import (
     callee_name,
     param_default,
 )
-from bounded.audit.names import dotted, is_self_attr, timeout_arg
+from bounded.audit.names import caught_types, dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -261,7 +262,7 @@ def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
     found: list[ast.Call] = []
     if not taken:
         return found
-    for block in _blocks_of(loop.body):
+    for block in _blocks_of(loop.body, _NESTED):  # not in nested loops, functions or ``try``
         for stmt, after in itertools.pairwise(block):
             sleep = _awaited(stmt.value) if isinstance(stmt, ast.Expr) else None
             put = (_awaited(after.value) or after.value) if isinstance(after, ast.Expr) else None
@@ -280,13 +281,14 @@ def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
     return found
 
 
-def _blocks_of(body: list[ast.stmt]) -> list[list[ast.stmt]]:
-    """`body` and the statement lists nested in it (not in nested loops or functions)."""
+def _blocks_of(body: list[ast.stmt], nested: tuple[type[ast.AST], ...]) -> list[list[ast.stmt]]:
+    """`body` and the statement lists nested in it (branches, handlers), not those inside
+    a statement of a `nested` kind."""
     blocks = [body]
     stack: list[ast.stmt] = list(body)
     while stack:
         stmt = stack.pop()
-        if isinstance(stmt, _NESTED):
+        if isinstance(stmt, nested):
             continue
         for name in ("body", "orelse", "finalbody"):
             inner = getattr(stmt, name, None)
@@ -339,11 +341,7 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
     """The line of the first await (``async with``/``async for``) in `body` that is not a
     pause, executor work or local work (a file, a browser page's DOM): the attempt's I/O."""
     lines = []
-    stack: list[ast.AST] = list(body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            continue
+    for node in own_nodes(body):
         if isinstance(node, ast.AsyncWith | ast.AsyncFor):
             lines.append(node.lineno)
         elif isinstance(node, ast.Await):
@@ -351,7 +349,6 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
             name = dotted(value.func) if isinstance(value, ast.Call) else None
             if (name or "").rsplit(".", 1)[-1] not in _NOT_IO and not is_local_call(m, value):
                 lines.append(node.lineno)
-        stack.extend(ast.iter_child_nodes(node))
     return min(lines) if lines else None
 
 
@@ -428,13 +425,13 @@ def _check(
     a ``while``)."""
     # a retry loop leaves on success (return/break), or counts attempts over a range;
     # a worker or polling loop (`while True: try: get() except Empty: sleep`) does not
+    if counters is None:
+        return  # a loop over work items that pauses between them is pacing, not a retry
     if len(m.scopes) == 1 or m.is_script:
         return  # a one-off script: not a retry storm
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
     poll = _POLL_NAME.search(m.scope.name)
-    if counters is None:
-        return  # a loop over work items that pauses between them is pacing, not a retry
     direct = any(stmt is node for stmt in loop.body)
     retrying = _leaves_on_success(loop, node)
     if poll:
@@ -700,11 +697,7 @@ def _tested_calls(body: list[ast.stmt]) -> set[str]:
     """The functions (``name(...)``, ``self.name(...)``) whose result the loop tests or
     keeps (``if not await self._try_connect(attempt): continue``)."""
     found: set[str] = set()
-    stack: list[ast.AST] = list(body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
-            continue
+    for node in own_nodes(body):
         value = (
             node.test
             if isinstance(node, ast.If)
@@ -716,7 +709,6 @@ def _tested_calls(body: list[ast.stmt]) -> set[str]:
             name = callee_name(sub) if isinstance(sub, ast.Call) else None
             if name:
                 found.add(name)
-        stack.extend(ast.iter_child_nodes(node))
     return found
 
 
@@ -792,7 +784,7 @@ def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
     name = m.scope.name
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
-    for block in _blocks(fn):
+    for block in _blocks_of(fn.body, (ast.FunctionDef, ast.AsyncFunctionDef)):
         for i, stmt in enumerate(block):
             if not (stmt.lineno <= sleep.lineno <= (stmt.end_lineno or stmt.lineno)):
                 continue
@@ -804,25 +796,6 @@ def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
 
 def _awaited(expr: ast.expr) -> ast.expr | None:
     return expr.value if isinstance(expr, ast.Await) else None
-
-
-def _blocks(fn: Function) -> list[list[ast.stmt]]:
-    """Every statement list of `fn` (bodies, branches, handlers), not of nested functions."""
-    found: list[list[ast.stmt]] = []
-    stack: list[ast.AST] = [fn]
-    while stack:
-        node = stack.pop()
-        for field in ("body", "orelse", "finalbody", "handlers"):
-            block = getattr(node, field, None)
-            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
-                found.append(block)
-            if isinstance(block, list):
-                stack.extend(
-                    child
-                    for child in block
-                    if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
-                )
-    return found
 
 
 def _calls_again(stmt: ast.stmt, name: str) -> bool:
@@ -1308,7 +1281,7 @@ def _retry_branch(
                 break
     if not branch or _catches_idle(handler):
         return None
-    lookups = _lost_connection(m, _caught_types(handler))
+    lookups = _lost_connection(m, caught_types(handler))
     if lookups is None and guard is not None and handler.name is not None:
         lookups = _tests_lost_connection(m, guard, handler.name)
     return None if lookups is None else (branch, lookups)
@@ -1316,12 +1289,6 @@ def _retry_branch(
 
 def _ends_leaving(body: list[ast.stmt]) -> bool:
     return bool(body) and isinstance(body[-1], ast.Raise | ast.Return | ast.Break)
-
-
-def _caught_types(handler: ast.ExceptHandler) -> list[ast.expr]:
-    """The exception expressions `handler` catches."""
-    kind = handler.type
-    return kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
 
 
 def _tests_lost_connection(m: ModuleModel, test: ast.expr, error: str) -> _Lookups | None:
@@ -1428,7 +1395,7 @@ def _retry_line(branch: list[ast.stmt]) -> ast.stmt:
 
 def _caught(handler: ast.ExceptHandler) -> list[str]:
     """The dotted names of the exceptions `handler` catches ("" for one not a name)."""
-    return [dotted(n) or "" for n in _caught_types(handler)]
+    return [dotted(n) or "" for n in caught_types(handler)]
 
 
 def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
