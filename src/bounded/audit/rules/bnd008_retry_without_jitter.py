@@ -388,10 +388,17 @@ def _leaves(body: list[ast.stmt]) -> bool:
     return False
 
 
+# The state a remote job ends in (``if state == "SUCCEEDED": break``).
+_END_STATE = re.compile(
+    r"^(?:succe(?:ss|eded|ssful)|fail(?:ed|ure)?|error(?:ed)?|cancel+ed|terminated|aborted)$",
+    re.IGNORECASE,
+)
+
+
 def _awaits_finished_state(body: list[ast.stmt]) -> bool:
     """The round leaves when a result equals a finished state (``if status == "finished":
-    return file_id``): with no ``try`` in the loop every failure leaves it too, so the
-    round only goes again while the job is not done yet: a poll of its status."""
+    return file_id``, ``if "SUCCEEDED" in state: break``): the round only goes again while
+    the job is not done yet, a poll of its status."""
     stack: list[ast.AST] = list(body)
     while stack:
         node = stack.pop()
@@ -406,8 +413,8 @@ def _awaits_finished_state(body: list[ast.stmt]) -> bool:
                 and any(
                     isinstance(c, ast.Constant)
                     and isinstance(c.value, str)
-                    and _PREDICATE.search(c.value)
-                    for side in part.comparators
+                    and (_PREDICATE.search(c.value) or _END_STATE.match(c.value))
+                    for side in (part.left, *part.comparators)
                     for c in ast.walk(side)
                 )
                 for part in ast.walk(node.test)
@@ -475,7 +482,9 @@ def _check(
             or (not paced and _goes_round_again(handler) and not _catches_idle(handler))
         ):
             sleeps.extend(_sleeps_in(m, handler.body))
-    if direct and retrying:
+    if direct and retrying and not _awaits_finished_state(node.body):
+        # a pause every round of a loop that leaves on a job's end state paces a status
+        # poll; one that leaves on any success retries
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
     _report_sleeps(m, sleeps, counters)
 
