@@ -759,6 +759,8 @@ class ModuleModel:
         while isinstance(node, ast.Attribute):
             attrs.append(node.attr)
             node = node.value
+            if isinstance(node, ast.Subscript) and _names_class(node.value):
+                node = node.value  # a generic class: AsyncConnection[Any].connect
         if not isinstance(node, ast.Name):
             return None
         base = self.imports.get(node.id)
@@ -1571,6 +1573,11 @@ def coroutine_call(m: ModuleModel, call: ast.Call) -> ast.Call:
         ):
             return call.args[0]
     return call
+
+
+def _names_class(node: ast.expr) -> bool:
+    """``AsyncConnection`` or ``psycopg.AsyncConnection``: by the capitalised spelling."""
+    return (dotted(node) or "").rpartition(".")[2][:1].isupper()
 
 
 def callee_name(call: ast.Call) -> str | None:
