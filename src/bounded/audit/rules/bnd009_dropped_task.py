@@ -120,6 +120,17 @@ def _returns_task(name: str) -> Callable[[ProjectFacts], bool]:
     return keep
 
 
+# Registrars that call a function later with the arguments given.
+_SCHEDULERS = frozenset({"call_soon", "call_soon_threadsafe", "call_later", "call_at"})
+
+
+def _names_task_factory(m: ModuleModel, arg: ast.expr) -> bool:
+    """``asyncio.create_task`` or ``loop.create_task`` passed as a function, not called."""
+    return m.qualname(arg) in TASK_FACTORIES or (
+        isinstance(arg, ast.Attribute) and arg.attr == "create_task" and _loopish(m, arg)
+    )
+
+
 def _loopish(m: ModuleModel, func: ast.Attribute) -> bool:
     receiver = func.value
     if isinstance(receiver, ast.Call):
@@ -164,10 +175,7 @@ def assign(
 
 
 def _creates_task(m: ModuleModel, call: ast.Call) -> bool:
-    func = call.func
-    return m.qualname(func) in TASK_FACTORIES or (
-        isinstance(func, ast.Attribute) and func.attr == "create_task" and _loopish(m, func)
-    )
+    return _names_task_factory(m, call.func)
 
 
 def _never_read(m: ModuleModel, name: str) -> bool:
@@ -239,6 +247,15 @@ def _body_of(fn: ast.AST) -> list[ast.stmt]:
 def _callback(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     handler = func.attr in _HANDLER_REGISTRARS
     for arg in node.args:
+        if func.attr in _SCHEDULERS and _names_task_factory(m, arg):
+            # loop.call_later(delay, loop.create_task, coro): the loop drops the task
+            cls = m.classes[-1] if m.classes else None
+            message = (
+                f"{func.attr}() runs {dotted(arg)}() and drops the task it returns: the task "
+                "can be garbage-collected mid-flight"
+            )
+            m.state(_State).dropped.append((node, None, cls, m.scope, message))
+            return
         if isinstance(arg, ast.Lambda) and isinstance(arg.body, ast.Call):
             # fut.add_done_callback(lambda _: create_task(...)), emitter.on("x", lambda e: ...)
             if handler and _keeping_emitter(m):
