@@ -135,6 +135,39 @@ def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
 CALLS.update(dict.fromkeys(_HTTP_CLIENTS, _http_client))
 
 
+# Sync and async SDK clients that each build a connection pool (and resolve credentials).
+_SDK_CLIENTS = (
+    "boto3.client",
+    "boto3.resource",
+    "openai.OpenAI",
+    "openai.AsyncOpenAI",
+    "openai.Client",
+    "openai.AsyncClient",
+    "anthropic.Anthropic",
+    "anthropic.AsyncAnthropic",
+    "sqlalchemy.create_engine",
+    "sqlalchemy.ext.asyncio.create_async_engine",
+    "weaviate.connect_to_weaviate_cloud",
+    "weaviate.connect_to_local",
+    "weaviate.connect_to_custom",
+)
+# The method an agent framework's tool runs once per tool call (LangChain's and CrewAI's
+# BaseTool): whatever it builds and drops is built again on every call.
+_TOOL_CALL = frozenset({"_run", "_arun"})
+
+
+def _tool_client(m: ModuleModel, node: ast.Call, q: str) -> None:
+    if m.scope.name in _TOOL_CALL and m.classes and id(node) not in m.lifetime:
+        m.report(
+            node,
+            RULE.code,
+            f"{q}() in {m.scope.name}(): a new client and connection pool per tool call",
+        )
+
+
+CALLS.update(dict.fromkeys(_SDK_CLIENTS, _tool_client))
+
+
 def _in_cli(path: str) -> bool:
     """A module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
     once per process, so a client it opens serves one invocation."""
