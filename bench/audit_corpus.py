@@ -168,6 +168,14 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("pinecone", "10.2.0"),
     ("discord-py-interactions", "5.16.0"),
     ("crewai-tools", "1.15.30"),
+    # held out in round 17: chosen and read for faults by three readers while the rules
+    # were changed for round 16, then read once with those rules frozen
+    ("deepeval", "4.3.1"),
+    ("openhands-ai", "0.9.8"),
+    ("langsmith", "0.15.1"),
+    ("gql", "4.4.0"),
+    ("composio", "0.30.0"),
+    ("jupyter-server", "2.21.1"),
 )
 # The rounds whose projects readers listed faults in before the audit ran (their lists are
 # in ``audit_readers/``; `bench.audit_recall` scores them).
@@ -185,6 +193,7 @@ READ_ROUNDS: dict[int, tuple[str, ...]] = {
         "discord-py-interactions",
         "crewai-tools",
     ),
+    17: ("deepeval", "openhands-ai", "langsmith", "gql", "composio", "jupyter-server"),
 }
 # The last round, read with the current rules frozen: scored apart (default and opt-in
 # rules); it becomes development when a rule changes after reading it.
