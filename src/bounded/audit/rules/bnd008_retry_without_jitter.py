@@ -856,6 +856,12 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
         )
         if decorated is not None and is_local_function(m, decorated):
             return  # retries parsing text: no shared dependency to herd
+        if (
+            decorated is not None
+            and _POLL_NAME.search(decorated.name)
+            and any(kw.arg == "stop" for kw in node.keywords)
+        ):
+            return  # a readiness wait that gives up (`_wait_until_alive`): a poll
     m.report(
         node,
         RULE.code,
