@@ -188,7 +188,11 @@ def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if _tearing_down(m):
         return
     thread = dotted(func.value)
-    if thread is not None and (_paces_until_end(m, thread) or _ends_it_on_timeout(m, node, thread)):
+    if thread is not None and (
+        _paces_until_end(m, thread)
+        or _ends_it_on_timeout(m, node, thread)
+        or _ended_before_join(m, node, thread)
+    ):
         return
     if m.kind_of(func.value) == "thread":
         m.report(node, RULE.code, _TIMEOUT_JOIN)
@@ -250,6 +254,29 @@ def _ends_it_on_timeout(m: ModuleModel, node: ast.Call, thread: str) -> bool:
         path = timed_out if leaves else [*timed_out, *rest[i + 1 :]]
         return any(_ends_thread(m, sub, thread) for s in path for sub in ast.walk(s))
     return False
+
+
+def _ended_before_join(m: ModuleModel, node: ast.Call, thread: str) -> bool:
+    """``t.start(); ...; sock.close(); t.join(5)``: between the start and the join the code
+    closes what the thread works on (or sets its stop), so the join waits a grace period
+    for a thread that is ending, not for work that goes on."""
+    fn = m.scope.node
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    started = [
+        sub.lineno
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr == "start"
+        and dotted(sub.func.value) == thread
+        and sub.lineno < node.lineno
+    ]
+    return bool(started) and any(
+        max(started) < sub.lineno < node.lineno and _ends_thread(m, sub, thread)
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Call | ast.Assign)
+    )
 
 
 def _after(block: list[ast.stmt], node: ast.Call) -> list[ast.stmt] | None:
