@@ -24,6 +24,7 @@ from typing import Any, TypeVar, cast
 from bounded.audit.core import Edit
 from bounded.audit.names import (
     candidate_calls,
+    class_name,
     constructed_class,
     dotted,
     is_constant_size,
@@ -759,7 +760,7 @@ class ModuleModel:
         while isinstance(node, ast.Attribute):
             attrs.append(node.attr)
             node = node.value
-            if isinstance(node, ast.Subscript) and _names_class(node.value):
+            if isinstance(node, ast.Subscript) and class_name(node.value):
                 node = node.value  # a generic class: AsyncConnection[Any].connect
         if not isinstance(node, ast.Name):
             return None
@@ -1573,11 +1574,6 @@ def coroutine_call(m: ModuleModel, call: ast.Call) -> ast.Call:
         ):
             return call.args[0]
     return call
-
-
-def _names_class(node: ast.expr) -> bool:
-    """``AsyncConnection`` or ``psycopg.AsyncConnection``: by the capitalised spelling."""
-    return (dotted(node) or "").rpartition(".")[2][:1].isupper()
 
 
 def callee_name(call: ast.Call) -> str | None:

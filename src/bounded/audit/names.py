@@ -7,6 +7,7 @@ import ast
 __all__ = [
     "candidate_calls",
     "caught_types",
+    "class_name",
     "constructed_class",
     "dotted",
     "is_constant_size",
@@ -46,14 +47,17 @@ def is_self_attr(node: ast.expr) -> bool:
     )
 
 
-def constructed_class(call: ast.expr) -> str | None:
-    """``Server`` for ``Server(...)`` or ``pkg.Server(...)``: the class a call builds, by the
-    capitalised spelling classes have; None for any other call or value."""
-    if not isinstance(call, ast.Call):
-        return None
-    name = dotted(call.func)
-    last = name.rpartition(".")[2] if name is not None else ""
+def class_name(node: ast.expr) -> str | None:
+    """``Server`` for ``Server`` or ``pkg.Server``: the class a name chain names, by the
+    capitalised spelling classes have; None for any other name or value."""
+    last = (dotted(node) or "").rpartition(".")[2]
     return last if last[:1].isupper() else None
+
+
+def constructed_class(call: ast.expr) -> str | None:
+    """``Server`` for ``Server(...)`` or ``pkg.Server(...)``: the class a call builds; None
+    for any other call or value."""
+    return class_name(call.func) if isinstance(call, ast.Call) else None
 
 
 def candidate_calls(value: ast.expr) -> list[ast.Call]:

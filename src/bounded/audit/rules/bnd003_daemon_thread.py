@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
+from bounded.audit.local_work import own_nodes
 from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, ProjectFacts
 from bounded.audit.names import dotted, is_self_attr, timeout_arg
 from bounded.audit.rules.bnd014_background_daemon_thread import RULE as BACKGROUND
@@ -263,20 +264,21 @@ def _ended_before_join(m: ModuleModel, node: ast.Call, thread: str) -> bool:
     fn = m.scope.node
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
-    started = [
-        sub.lineno
-        for sub in ast.walk(fn)
-        if isinstance(sub, ast.Call)
-        and isinstance(sub.func, ast.Attribute)
-        and sub.func.attr == "start"
-        and dotted(sub.func.value) == thread
-        and sub.lineno < node.lineno
-    ]
-    return bool(started) and any(
-        max(started) < sub.lineno < node.lineno and _ends_thread(m, sub, thread)
-        for sub in ast.walk(fn)
-        if isinstance(sub, ast.Call | ast.Assign)
-    )
+    started = 0  # the line of the thread's last start before the join
+    ended: list[int] = []  # the lines of what ends its work before the join
+    for sub in own_nodes(fn.body):
+        if not isinstance(sub, ast.Call | ast.Assign) or sub.lineno >= node.lineno:
+            continue
+        if (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr == "start"
+            and dotted(sub.func.value) == thread
+        ):
+            started = max(started, sub.lineno)
+        elif _ends_thread(m, sub, thread):
+            ended.append(sub.lineno)
+    return bool(started) and any(line > started for line in ended)
 
 
 def _after(block: list[ast.stmt], node: ast.Call) -> list[ast.stmt] | None:

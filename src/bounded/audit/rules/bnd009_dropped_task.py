@@ -109,6 +109,11 @@ def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> 
         return
     else:
         return
+    _drop(m, call, statement, message)
+
+
+def _drop(m: ModuleModel, call: ast.Call, statement: ast.stmt | None, message: str) -> None:
+    """Keep `call` as a dropped task, reported (and fixed where it can be) at the end."""
     cls = m.classes[-1] if m.classes else None
     m.state(_State).dropped.append((call, statement, cls, m.scope, message))
 
@@ -125,7 +130,8 @@ _SCHEDULERS = frozenset({"call_soon", "call_soon_threadsafe", "call_later", "cal
 
 
 def _names_task_factory(m: ModuleModel, arg: ast.expr) -> bool:
-    """``asyncio.create_task`` or ``loop.create_task`` passed as a function, not called."""
+    """``asyncio.create_task`` or ``loop.create_task``: a task factory (the function of a
+    call, or a function handed to a scheduler)."""
     return m.qualname(arg) in TASK_FACTORIES or (
         isinstance(arg, ast.Attribute) and arg.attr == "create_task" and _loopish(m, arg)
     )
@@ -249,12 +255,11 @@ def _callback(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     for arg in node.args:
         if func.attr in _SCHEDULERS and _names_task_factory(m, arg):
             # loop.call_later(delay, loop.create_task, coro): the loop drops the task
-            cls = m.classes[-1] if m.classes else None
             message = (
                 f"{func.attr}() runs {dotted(arg)}() and drops the task it returns: the task "
                 "can be garbage-collected mid-flight"
             )
-            m.state(_State).dropped.append((node, None, cls, m.scope, message))
+            _drop(m, node, None, message)
             return
         if isinstance(arg, ast.Lambda) and isinstance(arg.body, ast.Call):
             # fut.add_done_callback(lambda _: create_task(...)), emitter.on("x", lambda e: ...)
