@@ -27,6 +27,7 @@ from bounded.audit.names import (
     class_name,
     constructed_class,
     dotted,
+    flag_switch,
     is_constant_size,
     is_self_attr,
     string_switch,
@@ -1267,7 +1268,7 @@ class ModuleModel:
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
         old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
-        switch = string_switch(node.test)
+        switch = string_switch(node.test) or flag_switch(node.test, self.scope.node)
         scope = self.scope
         scope.switched += switch
         self.legacy += old is True

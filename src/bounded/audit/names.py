@@ -121,6 +121,30 @@ def string_switch(test: ast.expr) -> bool:
     )
 
 
+def flag_switch(test: ast.expr, function: ast.AST) -> bool:
+    """The test reads a flag `function` takes off by default (``if refresh and stale:``
+    with ``refresh: bool`` or ``refresh=False``): the branch runs only for the callers that
+    turn it on."""
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        return any(flag_switch(value, function) for value in test.values)
+    if not isinstance(test, ast.Name) or not isinstance(
+        function, ast.FunctionDef | ast.AsyncFunctionDef
+    ):
+        return False
+    args = function.args
+    positional = [*args.posonlyargs, *args.args]
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
+    pairs = [*zip(positional, [*defaults, *args.defaults]), *zip(args.kwonlyargs, args.kw_defaults)]
+    for param, default in pairs:
+        if param.arg != test.id:
+            continue
+        annotated = isinstance(param.annotation, ast.Name) and param.annotation.id == "bool"
+        if isinstance(default, ast.Constant) and isinstance(default.value, bool):
+            return default.value is False
+        return annotated and default is None
+    return False
+
+
 def caught_types(handler: ast.ExceptHandler) -> list[ast.expr]:
     """The exception expressions an ``except`` clause names (none for a bare ``except:``)."""
     kind = handler.type

@@ -23,6 +23,7 @@ from bounded.audit.model import (
 from bounded.audit.names import (
     constructed_class,
     dotted,
+    flag_switch,
     is_self_attr,
     root_name,
     string_switch,
@@ -545,8 +546,8 @@ def _blocks(m: ModuleModel, node: Function) -> int:
     stack: list[ast.AST] = list(node.body)
     while stack:
         sub = stack.pop()
-        if isinstance(sub, ast.If) and string_switch(sub.test):
-            continue  # a branch for one configuration only (as in the chains)
+        if isinstance(sub, ast.If) and (string_switch(sub.test) or flag_switch(sub.test, node)):
+            continue  # a branch for one configuration or an opt-in flag only (as in the chains)
         if isinstance(sub, ast.Call):
             func = sub.func
             q = m.qualname(func)
