@@ -457,6 +457,49 @@ def test_a_lone_http_client_per_call_needs_more_evidence() -> None:
     assert check_source(two, "pkg/cli/commands.py", codes=["BND002"]) == []
 
 
+def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> None:
+    hub = (
+        "import httpx\n\n"
+        "class Service:\n"
+        "    async def request(self, method, url):\n"
+        "        async with httpx.AsyncClient() as client:\n"
+        "            return await client.request(method, url)\n\n"
+        "    async def get(self, url):\n"
+        "        return await self.request('GET', url)\n\n"
+        "    async def post(self, url):\n"
+        "        return await self.request('POST', url)\n"
+    )
+    assert [f.line for f in check_source(hub, "app/m.py", codes=["BND002"])] == [5]
+    # one caller: maybe a once-per-lifetime step
+    one_caller = hub.replace("return await self.request('POST', url)", "return url")
+    assert check_source(one_caller, "app/m.py", codes=["BND002"]) == []
+    # a fetch that fills a cache on the object, or one session for a batch or its retries
+    cache = hub.replace(
+        "            return await client.request(method, url)\n",
+        "            self.table = await client.request(method, url)\n",
+    )
+    assert check_source(cache, "app/m.py", codes=["BND002"]) == []
+    batch = hub.replace(
+        "            return await client.request(method, url)\n",
+        "            for u in url:\n                await client.request(method, u)\n",
+    )
+    assert check_source(batch, "app/m.py", codes=["BND002"]) == []
+    # nested functions of the same name in two functions: not one function called twice
+    nested = (
+        "import httpx\n\n"
+        "def sync_path():\n"
+        "    return run()\n\n"
+        "def async_path(url):\n"
+        "    async def run():\n"
+        "        async with httpx.AsyncClient() as client:\n"
+        "            return await client.get(url)\n"
+        "    return run()\n\n"
+        "def other():\n"
+        "    return run()\n"
+    )
+    assert check_source(nested, "app/m.py", codes=["BND002"]) == []
+
+
 def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:
     body = (
         "import asyncio\n"

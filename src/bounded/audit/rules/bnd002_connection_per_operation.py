@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
 from bounded.audit.model import ModuleModel, Scope, callee_name
-from bounded.audit.names import candidate_calls, dotted
+from bounded.audit.names import candidate_calls, dotted, is_self_attr
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -113,6 +113,8 @@ class _Clients:
     # the module's clients built per call: the call, its message, and whether the evidence
     # stands alone (built in a loop, or as the default of a client the caller may pass)
     per_call: list[tuple[ast.Call, str, bool]] = field(default_factory=list)
+    # the functions those per-call clients are built in, and whether each is nested in another
+    builders: list[tuple[Scope, bool]] = field(default_factory=list)
 
 
 def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -213,6 +215,7 @@ def _http_clients_end(m: ModuleModel, scope: Scope) -> None:
         else:
             message = f"{q}() in {scope.name}(): a new HTTP connection pool per call"
         state.per_call.append((call, message, in_loop or defaulted))
+        state.builders.append((scope, len(m.scopes) > 2))
 
 
 _NESTED = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
@@ -275,10 +278,58 @@ def _report_http_clients(m: ModuleModel) -> None:
     more places: it has no shared client, so each of its operations pays a connection. A
     lone per-call client is more often a once-per-lifetime step (a price table fetched and
     cached, a call hung up at its end)."""
-    per_call = m.state(_Clients).per_call
+    state = m.state(_Clients)
+    per_call = state.per_call
+    if len(per_call) == 1 and not per_call[0][2] and _request_path(m, state.builders[0]):
+        call, message, _ = per_call[0]
+        m.report(call, RULE.code, message)  # the module's request path: every call pays
+        return
     for call, message, alone in per_call:
         if alone or len(per_call) > 1:
             m.report(call, RULE.code, message)
+
+
+def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
+    """The function that builds the lone client is the module's shared path for an
+    operation, not a once-per-lifetime step: two or more other functions of the module
+    call it (``self.request(...)`` from ``get()`` and ``post()``), it uses the client
+    outside any loop (not one session for a batch or for its retries) and keeps nothing on
+    the object (not a fetch that fills a cache)."""
+    scope, nested = builder
+    fn, name = scope.node, scope.name
+    if fn is None or nested:
+        return False  # a nested function: its name may be another's
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.For | ast.AsyncFor | ast.While) or (
+            isinstance(sub, ast.Assign | ast.AugAssign | ast.AnnAssign)
+            and any(is_self_attr(t) for t in _targets(sub))
+        ):
+            return False
+    callers = 0
+    for caller, fn in m.functions.items():
+        if caller != name and any(
+            isinstance(sub, ast.Call) and _calls_own(sub.func, name) for sub in ast.walk(fn)
+        ):
+            callers += 1
+            if callers == 2:
+                return True
+    return False
+
+
+def _targets(node: ast.Assign | ast.AugAssign | ast.AnnAssign) -> list[ast.expr]:
+    return node.targets if isinstance(node, ast.Assign) else [node.target]
+
+
+def _calls_own(func: ast.expr, name: str) -> bool:
+    """``name(...)``, ``self.name(...)`` or ``cls.name(...)``."""
+    if isinstance(func, ast.Name):
+        return func.id == name
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == name
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+    )
 
 
 # An MCP client session: for a stdio server, a new server process.
