@@ -484,6 +484,12 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
         "            for u in url:\n                await client.request(method, u)\n",
     )
     assert check_source(batch, "app/m.py", codes=["BND002"]) == []
+    # a key set fetched when the cached one is stale: once per key rotation
+    jwks = hub.replace("client.request(method, url)", "client.get(self._jwks_url)")
+    assert check_source(jwks, "app/m.py", codes=["BND002"]) == []
+    # the library re-exported by a shim of the package picks one of httpx and httpx2
+    shim = hub.replace("import httpx\n", "from pkg._httpx import httpx\n")
+    assert [f.line for f in check_source(shim, "app/m.py", codes=["BND002"])] == [5]
     # nested functions of the same name in two functions: not one function called twice
     nested = (
         "import httpx\n\n"

@@ -61,6 +61,8 @@ ASYNC_RESOURCES: dict[str, str] = {
     "redis.asyncio.Redis": "redis.asyncio.Redis",
     "redis.asyncio.from_url": "redis.asyncio client",
 }
+# HTTP libraries a package may re-export from a shim of its own (`from ._httpx import httpx`)
+_HTTP_MODULES = frozenset({"httpx", "httpx2", "aiohttp"})
 # A client built over a passed http client or connection pool owns no connections of its own.
 _BORROWED_POOL = frozenset({"http_client", "session", "client_session", "connection_pool"})
 
@@ -983,10 +985,15 @@ class ModuleModel:
                 self.imports_threading = True
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name in _HTTP_MODULES and (node.level or node.module not in _HTTP_MODULES):
+                # a package's shim that picks one HTTP library and re-exports it
+                # (`from langsmith._httpx import httpx`): the name is that library
+                self.imports[alias.asname or alias.name] = alias.name
         if node.level or not node.module:
             return
         for alias in node.names:
-            if alias.name != "*":
+            if alias.name != "*" and alias.name not in _HTTP_MODULES:
                 self.imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
         if node.module == "threading":
             self.imports_threading = True

@@ -293,8 +293,9 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
     """The function that builds the lone client is the module's shared path for an
     operation, not a once-per-lifetime step: two or more other functions of the module
     call it (``self.request(...)`` from ``get()`` and ``post()``), it uses the client
-    outside any loop (not one session for a batch or for its retries) and keeps nothing on
-    the object (not a fetch that fills a cache)."""
+    outside any loop (not one session for a batch or for its retries), keeps nothing on
+    the object (not a fetch that fills a cache) and fetches no authentication or discovery
+    address (``client.get(self._jwks_url)``: once per key rotation)."""
     scope, nested = builder
     fn, name = scope.node, scope.name
     if fn is None or nested:
@@ -303,6 +304,14 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
         if isinstance(sub, ast.For | ast.AsyncFor | ast.While) or (
             isinstance(sub, ast.Assign | ast.AugAssign | ast.AnnAssign)
             and any(is_self_attr(t) for t in _targets(sub))
+        ):
+            return False
+        if (
+            isinstance(sub, ast.Call)
+            and sub.args
+            and _ONCE_PER_LOGIN.search(ast.unparse(sub.args[0]))
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in _REQUESTS
         ):
             return False
     callers = 0
@@ -314,6 +323,9 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
             if callers == 2:
                 return True
     return False
+
+
+_REQUESTS = frozenset({"get", "post", "put", "patch", "delete", "request", "stream"})
 
 
 def _targets(node: ast.Assign | ast.AugAssign | ast.AnnAssign) -> list[ast.expr]:
