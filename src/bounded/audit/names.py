@@ -121,7 +121,7 @@ def string_switch(test: ast.expr) -> bool:
     )
 
 
-def flag_switch(test: ast.expr, function: ast.AST) -> bool:
+def flag_switch(test: ast.expr, function: ast.AST | None) -> bool:
     """The test reads a flag `function` takes off by default (``if refresh and stale:``
     with ``refresh: bool`` or ``refresh=False``): the branch runs only for the callers that
     turn it on."""
@@ -134,7 +134,10 @@ def flag_switch(test: ast.expr, function: ast.AST) -> bool:
     args = function.args
     positional = [*args.posonlyargs, *args.args]
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults))
-    pairs = [*zip(positional, [*defaults, *args.defaults]), *zip(args.kwonlyargs, args.kw_defaults)]
+    pairs = [
+        *zip(positional, [*defaults, *args.defaults], strict=True),
+        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+    ]
     for param, default in pairs:
         if param.arg != test.id:
             continue
