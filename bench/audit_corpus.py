@@ -176,6 +176,14 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("gql", "4.4.0"),
     ("composio", "0.30.0"),
     ("jupyter-server", "2.21.1"),
+    # held out in round 18: chosen and read for faults by three readers while the rules
+    # were changed for round 17, then read once with those rules frozen
+    ("opik", "2.2.122"),
+    ("agent-framework-core", "1.23.0"),
+    ("nemoguardrails", "0.24.1"),
+    ("r2r", "3.6.6"),
+    ("beeai-framework", "0.1.85"),
+    ("guardrails-ai", "0.11.0"),
 )
 # The rounds whose projects readers listed faults in before the audit ran (their lists are
 # in ``audit_readers/``; `bench.audit_recall` scores them).
@@ -194,6 +202,14 @@ READ_ROUNDS: dict[int, tuple[str, ...]] = {
         "crewai-tools",
     ),
     17: ("deepeval", "openhands-ai", "langsmith", "gql", "composio", "jupyter-server"),
+    18: (
+        "opik",
+        "agent-framework-core",
+        "nemoguardrails",
+        "r2r",
+        "beeai-framework",
+        "guardrails-ai",
+    ),
 }
 # The last round, read with the current rules frozen: scored apart (default and opt-in
 # rules); it becomes development when a rule changes after reading it.
