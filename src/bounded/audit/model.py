@@ -284,6 +284,7 @@ class Scope:
         "returned",
         "returns_task",
         "stopping",
+        "stored",
         "switched",
         "wrappers",
     )
@@ -324,6 +325,7 @@ class Scope:
         self.rebound: dict[str, list[Resource]] = {}
         self.closed: dict[str, bool] = {}  # name -> closed inside a finally block
         self.escaped: set[str] = set()  # local resources returned or handed to an owner
+        self.stored: dict[str, list[str]] = {}  # local resource -> self attributes it is on
         # name -> local resources passed to the call whose result it holds
         # (``result = from_openai(client)``): returning the name hands them over
         self.wrappers: dict[str, set[str]] = {}
@@ -1201,6 +1203,9 @@ class ModuleModel:
                 attr = cast(ast.Attribute, target).attr
                 self.classes[-1].pending[attr] = self.scope.pending[value.id]
                 self.scope.escaped.add(value.id)
+                self.scope.stored.setdefault(value.id, []).append(attr)
+                if value.id in self.scope.closed:
+                    self.classes[-1].closed.add(attr)  # already handed to an exit stack
             else:
                 self._mark_escaped(value)  # storing a local resource on an object hands it over
         if isinstance(value, ast.Dict | ast.List | ast.Tuple | ast.Set):
@@ -1381,6 +1386,12 @@ class ModuleModel:
                 # Owner(client), super().__init__(client), make(client=client): taken over
                 if owner or any(inner is k for k in keywords):
                     scope.escaped.add(inner.id)
+                if callee in _OWNERS:
+                    # stack.push_async_callback(close, client): the exit stack closes it, and
+                    # so what the attributes it is stored on hold
+                    scope.closed.setdefault(inner.id, True)
+                    if self.classes:
+                        self.classes[-1].closed.update(scope.stored.get(inner.id, ()))
             elif isinstance(inner, ast.Attribute) and inner.attr in CLOSERS:
                 # stack.push_async_callback(client.aclose), atexit.register(pool.close)
                 self._note_close(inner.value, scope)
