@@ -143,6 +143,8 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
     for expr in exprs:
         if isinstance(expr, ast.Name) and any(expr.id in s.cancelled for s in m.scopes):
             continue  # awaiting tasks just cancelled: teardown, not fan-out
+        if isinstance(expr, ast.Name) and _gathered_in_batches(m, node, expr.id):
+            continue
         element = _unbounded_element(m, expr)
         if element is None or _passes_limiter(m, element):
             continue
@@ -176,6 +178,37 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
             )
         )
         return
+
+
+def _gathered_in_batches(m: ModuleModel, node: ast.Call, name: str) -> bool:
+    """``for c in chunks: tasks.append(...); if len(tasks) >= 128: await gather(*tasks);
+    tasks = []``: the loop gathers each batch once it reaches a size the code sets."""
+    if not m.loops or m.loops[-1][1] is not m.scope:
+        return False
+    for sub in ast.walk(m.loops[-1][0]):
+        if (
+            isinstance(sub, ast.If)
+            and _measures(sub.test, name)
+            and any(inner is node for stmt in sub.body for inner in ast.walk(stmt))
+        ):
+            return True
+    return False
+
+
+def _measures(test: ast.expr, name: str) -> bool:
+    """``len(name) == N`` / ``>= N`` / ``> N`` with a constant N."""
+    return (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Eq | ast.GtE | ast.Gt)
+        and isinstance(test.comparators[0], ast.Constant | ast.Name | ast.Attribute)
+        and isinstance(test.left, ast.Call)
+        and isinstance(test.left.func, ast.Name)
+        and test.left.func.id == "len"
+        and len(test.left.args) == 1
+        and isinstance(test.left.args[0], ast.Name)
+        and test.left.args[0].id == name
+    )
 
 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
