@@ -871,7 +871,11 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
 
 
 def _fixed_wait(m: ModuleModel, wait: ast.expr) -> bool:
-    """A tenacity wait built only from fixed, exponential or incrementing waits."""
+    """A tenacity wait built only from fixed, exponential or incrementing waits, or a
+    function of the module that returns one applied to the retry state."""
+    if isinstance(wait, ast.Name):
+        fn = m.functions.get(wait.id)
+        return fn is not None and not fn.col_offset and _returns_fixed_wait(m, fn)
     if isinstance(wait, ast.BinOp) and isinstance(wait.op, ast.Add):
         return _fixed_wait(m, wait.left) and _fixed_wait(m, wait.right)
     if not isinstance(wait, ast.Call):
@@ -887,6 +891,23 @@ def _fixed_wait(m: ModuleModel, wait: ast.expr) -> bool:
             and all(not isinstance(a, ast.Starred) and _fixed_wait(m, a) for a in wait.args)
         )
     return name in _FIXED_WAITS
+
+
+def _returns_fixed_wait(m: ModuleModel, fn: Function) -> bool:
+    """``def _wait(state): ...; return tenacity.wait_exponential(min=5)(state)`` with
+    nothing random in the function (its other returns may honour a server's delay)."""
+    applied = False
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Call) and _random_call(m, sub.func):
+            return False
+        if (
+            isinstance(sub, ast.Return)
+            and isinstance(sub.value, ast.Call)
+            and isinstance(sub.value.func, ast.Call)
+            and _fixed_wait(m, sub.value.func)
+        ):
+            applied = True
+    return applied
 
 
 CALLS: dict[str, CallHook] = {
