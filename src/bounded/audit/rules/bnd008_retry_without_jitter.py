@@ -1483,10 +1483,56 @@ def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) 
         node = stack.pop()
         if isinstance(node, nested):
             continue
-        if isinstance(node, ast.Call) and m.qualname(node.func) in _SLEEPS:
+        if isinstance(node, ast.Call) and (
+            m.qualname(node.func) in _SLEEPS or _calls_sleep_helper(m, node)
+        ):
             found.append(node)
         stack.extend(ast.iter_child_nodes(node))
     return found
+
+
+def _calls_sleep_helper(m: ModuleModel, call: ast.Call) -> bool:
+    """``_wait(1, stop_event)`` of a module function that only waits its first parameter
+    (``time.sleep(seconds)``, ``stop_event.wait(seconds)`` to stop early, or another such
+    helper)."""
+    if not isinstance(call.func, ast.Name) or not call.args:
+        return False
+    fn = m.functions.get(call.func.id)
+    if fn is None or fn.col_offset:
+        return False
+    helpers = m.state(_SleepHelpers).by_function
+    known = helpers.get(fn)
+    if known is None:
+        helpers[fn] = False  # recursion: not a helper until shown to be one
+        known = helpers[fn] = _only_waits(m, fn)
+    return known
+
+
+def _only_waits(m: ModuleModel, fn: Function) -> bool:
+    params = fn.args.posonlyargs + fn.args.args
+    if not params or len(fn.body) > 4:
+        return False
+    delay = params[0].arg
+    slept = False
+    for sub in ast.walk(fn):
+        if not isinstance(sub, ast.Call):
+            continue
+        waits = (
+            m.qualname(sub.func) in _SLEEPS
+            or (isinstance(sub.func, ast.Attribute) and sub.func.attr == "wait")
+            or _calls_sleep_helper(m, sub)  # _wait() -> _sleep() -> time.sleep()
+        )
+        if not waits:
+            return False  # it does more than wait
+        slept = slept or any(isinstance(a, ast.Name) and a.id == delay for a in sub.args)
+    return slept
+
+
+class _SleepHelpers:
+    __slots__ = ("by_function",)
+
+    def __init__(self) -> None:
+        self.by_function: dict[ast.AST, bool] = {}
 
 
 def _deterministic(
