@@ -112,6 +112,11 @@ SYNC_CLIENTS: dict[str, str] = {
     "ollama.Client": "Ollama",
     "groq.Groq": "Groq",
     "mistralai.Mistral": "Mistral",
+    # supabase's sync client (its async one is create_async_client / AsyncClient)
+    "supabase.create_client": "supabase",
+    "supabase.client.create_client": "supabase",
+    "supabase.Client": "supabase",
+    "supabase.SyncClient": "supabase",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
     # libraries that only do their I/O or heavy compute synchronously
