@@ -216,16 +216,23 @@ class _Interactive:
     maybe: bool | None = None  # the module's text has "input(" (None: not looked yet)
 
 
+# Coroutines a service awaits once before it serves (or after it stops serving).
+_START_UP = frozenset({"initialize", "_initialize", "lifespan", "startup", "on_startup"})
+
+
 def runs_alone(m: ModuleModel) -> bool:
     """The coroutine runs alone on its loop, so a blocking call there delays nothing else:
-    a command of a CLI framework (``@app.command``, ``@app.default`` in a module that
-    imports typer, cyclopts or click), a Flask view (``@app.route``, ``@bp.get`` in a
+    a start-up step (``async def initialize``, ``lifespan``, ``startup``: before the
+    service serves), a command of a CLI framework (``@app.command``, ``@app.default`` in
+    a module that imports typer, cyclopts or click), a Flask view (``@app.route``, ``@bp.get`` in a
     module that imports ``Flask`` or ``Blueprint`` and not Quart, whose views share one
     loop), or a console session that waits on a human with ``input()`` (it blocks its loop
     on the console by design). A chat bot's ``@bot.command`` is none of these."""
     node = m.scope.node
     if not isinstance(node, ast.AsyncFunctionDef):
         return False
+    if node.name in _START_UP:
+        return True
     if _reads_console(m, node):
         return True
     if not node.decorator_list:
@@ -767,6 +774,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         return
     if what in _DATABASES and _opens_at_start_up(m):
         return  # schema set-up where the start-up method opens the connection it keeps
+    if runs_alone(m):
+        return
     if what == "requests.Session":
         m.report(node, RULE.code, f"requests.Session.{attr}() is blocking HTTP inside async def")
     elif not (isinstance(base, ast.Name) and base.id in m.scope.kinds):  # built here: reported
@@ -879,7 +888,7 @@ def _client_blocks(node: ast.Call, func: ast.Attribute, what: str) -> bool:
 
 def _library_call(m: ModuleModel, node: ast.Call, attr: str, what: str) -> None:
     """A method of an object a blocking library built, or one annotated with its type."""
-    if not _library_blocks(node, attr, what):
+    if not _library_blocks(node, attr, what) or runs_alone(m):
         return
     if what == "LangChain":
         message = f".{attr}() is the sync twin of LangChain's `.a{attr}()`"
