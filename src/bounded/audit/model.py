@@ -112,6 +112,9 @@ SYNC_CLIENTS: dict[str, str] = {
     "ollama.Client": "Ollama",
     "groq.Groq": "Groq",
     "mistralai.Mistral": "Mistral",
+    # the standard library's HTTP connections (their requests and responses block)
+    "http.client.HTTPSConnection": "http.client",
+    "http.client.HTTPConnection": "http.client",
     # supabase's sync client (its async one is create_async_client / AsyncClient)
     "supabase.create_client": "supabase",
     "supabase.client.create_client": "supabase",

@@ -92,7 +92,7 @@ _BLOCKING_CALLS["datasets.load_dataset"] = (
 _SYNC_CLIENT_CTORS = {
     q: what
     for q, what in SYNC_CLIENTS.items()
-    if what not in ("requests.Session", "psycopg2", "psycopg")
+    if what not in ("requests.Session", "psycopg2", "psycopg", "http.client")
 }
 
 
@@ -778,7 +778,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         return
     if what == "requests.Session":
         m.report(node, RULE.code, f"requests.Session.{attr}() is blocking HTTP inside async def")
-    elif not (isinstance(base, ast.Name) and base.id in m.scope.kinds):  # built here: reported
+    elif what == "http.client" or not (isinstance(base, ast.Name) and base.id in m.scope.kinds):
+        # one built here was reported where it was built, unless building it sends nothing
         m.report(
             node,
             RULE.code,
@@ -842,6 +843,8 @@ def _forwarded(m: ModuleModel, node: ast.Call, attr: str) -> None:
 _LIBRARY_METHODS: dict[str, frozenset[str]] = {
     "LangChain": LANGCHAIN_TWINS,
     "transformers": frozenset({"generate"}),
+    # building an http.client connection opens nothing: its request and response do
+    "http.client": frozenset({"request", "getresponse", "connect", "endheaders", "send"}),
     "llama.cpp": frozenset(
         {"create_completion", "create_chat_completion", "create_embedding", "embed", "generate"}
     ),
