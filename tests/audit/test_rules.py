@@ -506,6 +506,22 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     assert check_source(nested, "app/m.py", codes=["BND002"]) == []
 
 
+def test_retry_loops_of_a_command_line_tool_are_not_reported() -> None:
+    retry = (
+        "import time\n\n"
+        "def fetch(call):\n"
+        "    for attempt in range(5):\n"
+        "        try:\n"
+        "            return call()\n"
+        "        except ConnectionError:\n"
+        "            time.sleep(2)\n"
+    )
+    assert [f.line for f in check_source(retry, "pkg/client.py", codes=["BND008"])] == [8]
+    # one user's command: no fleet retries in step with it
+    assert check_source(retry, "pkg/cli/exports.py", codes=["BND008"]) == []
+    assert check_source(retry, "pkg/cli.py", codes=["BND008"]) == []
+
+
 def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:
     body = (
         "import asyncio\n"

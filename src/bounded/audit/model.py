@@ -584,6 +584,10 @@ class ModuleModel:
         self.loops: list[tuple[Loop, Scope, list[ast.Try | ast.TryStar]]] = []
         self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
         self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
+        # a module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
+        # once per process, for one user
+        parts = path.replace("\\", "/").split("/")
+        self.in_cli = "cli" in parts[:-1] or parts[-1] == "cli.py"
         self._states: dict[type, object] = {}
         self._factories: dict[str, str | None] = {}
 

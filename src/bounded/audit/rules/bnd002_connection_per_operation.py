@@ -125,7 +125,7 @@ def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
         or m.is_script
         or _STARTUP_NAME.search(scope.name)
         or _ONCE_PER_LOGIN.search(scope.name)
-        or _in_cli(m.path)
+        or m.in_cli
         or any(
             kw.arg in _SHARED_POOL and not isinstance(kw.value, ast.Call) for kw in node.keywords
         )
@@ -168,13 +168,6 @@ def _tool_client(m: ModuleModel, node: ast.Call, q: str) -> None:
 
 
 CALLS.update(dict.fromkeys(_SDK_CLIENTS, _tool_client))
-
-
-def _in_cli(path: str) -> bool:
-    """A module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
-    once per process, so a client it opens serves one invocation."""
-    parts = path.replace("\\", "/").split("/")
-    return "cli" in parts[:-1] or parts[-1] == "cli.py"
 
 
 def _http_clients_end(m: ModuleModel, scope: Scope) -> None:

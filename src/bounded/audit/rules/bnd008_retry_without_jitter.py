@@ -64,6 +64,8 @@ Assigned = Callable[[str], list[ast.expr]]
 
 
 def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None:
+    if m.in_cli:
+        return  # a command-line tool's command: one user's process, no fleet to herd
     if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
     counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
@@ -741,7 +743,7 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
     """A sleep outside any loop whose delay grows exponentially with a counter: the backoff
     of a retry driven from elsewhere (a hook, a callback, a recursive call)."""
     scope = m.scope
-    if len(m.scopes) == 1 or scope.loop_depth or m.is_script:
+    if len(m.scopes) == 1 or scope.loop_depth or m.is_script or m.in_cli:
         return
     if _before_failed_return(m, node):
         # ``except OSError: sleep(self._delay); return False`` in a helper: a backoff if
@@ -834,7 +836,7 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
     ``backoff.on_exception(backoff.expo, ..., jitter=None)``: the library retries on a
     schedule without jitter. Its default (tenacity: no wait; backoff: full jitter) or any
     wait we cannot see into is not a finding."""
-    if m.is_script:
+    if m.is_script or m.in_cli:
         return
     if q.startswith("backoff."):
         jitter = next((kw.value for kw in node.keywords if kw.arg == "jitter"), None)
