@@ -396,8 +396,11 @@ def _data_sized(
         if m.qualname(func) in _LISTING_CALLS:
             return True
         if isinstance(func, ast.Name) and func.id == "range":
-            # a stepped range counts batches the code sized (``range(0, len(xs), size)``)
-            return len(node.args) < 3 and not all(m.constant_int(a) for a in node.args)
+            # a stepped range counts batches the code sized (``range(0, len(xs), size)``);
+            # ``range(self.num_samples)`` counts what the object was configured with
+            return len(node.args) < 3 and not all(
+                m.constant_int(a) or _set_at_construction(m, a) for a in node.args
+            )
         if isinstance(func, ast.Attribute):
             if func.attr in _LISTING_METHODS:
                 return True
@@ -447,6 +450,31 @@ def _data_sized(
             m, node.orelse, depth + 1, via, params
         )
     return False
+
+
+def _set_at_construction(m: ModuleModel, node: ast.expr) -> bool:
+    """``self.num_samples`` that the class assigns only in ``__init__``: a setting fixed
+    when the object is built, not a size read from the input."""
+    if not (is_self_attr(node) and m.classes):
+        return False
+    attr = cast(ast.Attribute, node).attr
+    assigned_in_init = False
+    for fn in m.classes[-1].node.body:
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for sub in ast.walk(fn):
+            targets = (
+                sub.targets
+                if isinstance(sub, ast.Assign)
+                else [sub.target]
+                if isinstance(sub, ast.AugAssign | ast.AnnAssign)
+                else []
+            )
+            if any(is_self_attr(t) and cast(ast.Attribute, t).attr == attr for t in targets):
+                if fn.name != "__init__":
+                    return False
+                assigned_in_init = True
+    return assigned_in_init
 
 
 # A reply's field that holds the listing a request asked for (disco#items, a page of rows).
