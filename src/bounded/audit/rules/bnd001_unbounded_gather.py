@@ -399,7 +399,8 @@ def _data_sized(
             # a stepped range counts batches the code sized (``range(0, len(xs), size)``);
             # ``range(self.num_samples)`` counts what the object was configured with
             return len(node.args) < 3 and not all(
-                m.constant_int(a) or _set_at_construction(m, a) for a in node.args
+                m.constant_int(a) or _set_at_construction(m, a) or _batch_count(m, a)
+                for a in node.args
             )
         if isinstance(func, ast.Attribute):
             if func.attr in _LISTING_METHODS:
@@ -449,6 +450,19 @@ def _data_sized(
         return _data_sized(m, node.body, depth + 1, via, params, helpers) or _data_sized(
             m, node.orelse, depth + 1, via, params
         )
+    return False
+
+
+def _batch_count(m: ModuleModel, node: ast.expr, depth: int = 0) -> bool:
+    """``math.ceil(n / size)`` or ``n // size``, directly or through a name assigned only
+    that: how many batches of a size the code sets, one per item of the fan-out."""
+    if isinstance(node, ast.Call) and m.qualname(node.func) == "math.ceil" and node.args:
+        node = node.args[0]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div | ast.FloorDiv):
+        return True
+    if isinstance(node, ast.Name) and depth < 3:
+        values = m.assignments(node.id)
+        return bool(values) and all(_batch_count(m, v, depth + 1) for v in values)
     return False
 
 
