@@ -100,8 +100,8 @@ _LONG_LIVED = frozenset({"ws_connect", "websocket_connect", "aconnect_ws", "acon
 # start-up. Checking a presented token (verify/validate/introspect_token) runs per
 # request: not matched.
 _ONCE_PER_LOGIN = re.compile(
-    r"auth|login|user_?info|jwks|discover|regist|well_known|wait_for"
-    r"|(?:get|fetch|exchange|refresh|revoke|poll|request)\w*token",
+    r"auth|login|logout|sign_?out|user_?info|jwks|discover|regist|well_known|wait_for"
+    r"|(?:get|fetch|exchange|refresh|revoke|poll|request)\w*token|token\w*refresh",
     re.IGNORECASE,
 )
 
