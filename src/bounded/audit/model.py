@@ -65,6 +65,8 @@ ASYNC_RESOURCES: dict[str, str] = {
 _HTTP_MODULES = frozenset({"httpx", "httpx2", "aiohttp"})
 # A client built over a passed http client or connection pool owns no connections of its own.
 _BORROWED_POOL = frozenset({"http_client", "session", "client_session", "connection_pool"})
+# ... and so does one built over a transport it is handed (httpx's `transport=`).
+_SHARED_TRANSPORT = frozenset({"transport"})
 
 
 def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> str | None:
@@ -79,11 +81,22 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
         return None
     if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
         return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
+    if any(kw.arg in _SHARED_TRANSPORT and _made_elsewhere(m, kw.value) for kw in call.keywords):
+        return None  # AsyncClient(transport=_shared): the shared transport owns the pool
     if q in ASYNC_RESOURCES:
         return ASYNC_RESOURCES[q]
     if (per_call or m.scope.is_async) and _LIBRARY_CLIENT.fullmatch(q):
         return q
     return None
+
+
+def _made_elsewhere(m: ModuleModel, value: ast.expr) -> bool:
+    """A transport the call is handed, not one built for it in this function: an
+    attribute (``self._transport``), or a name the function neither assigns nor takes as
+    a parameter it builds (a module-level transport, a caller's)."""
+    if isinstance(value, ast.Attribute):
+        return True
+    return isinstance(value, ast.Name) and not m.scope.assigned.get(value.id)
 
 
 # `module.Client`, `module.AsyncClient` (an imported library's client class)
