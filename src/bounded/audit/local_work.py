@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from bounded.audit.model import Function, ModuleModel, callee_name
-from bounded.audit.names import caught_types, dotted
+from bounded.audit.names import assign_targets, caught_types, dotted
 
 # Path and file operations (pathlib, builtin open, os, shutil) and the string work around
 # them; methods here that other objects also have (replace, split) are local on those too.
@@ -215,7 +215,7 @@ def _names_bound_to(tree: ast.AST, test: Callable[[ast.expr], bool]) -> set[str]
         target.id
         for sub in ast.walk(tree)
         if isinstance(sub, ast.Assign | ast.AnnAssign) and sub.value and test(sub.value)
-        for target in (sub.targets if isinstance(sub, ast.Assign) else [sub.target])
+        for target in assign_targets(sub)
         if isinstance(target, ast.Name)
     }
 

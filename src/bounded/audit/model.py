@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 from bounded.audit.core import Edit
 from bounded.audit.names import (
+    assign_targets,
     candidate_calls,
     class_name,
     constructed_class,
@@ -30,6 +31,7 @@ from bounded.audit.names import (
     flag_switch,
     is_constant_size,
     is_self_attr,
+    own_callee,
     string_switch,
 )
 
@@ -92,8 +94,8 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
 
 def _made_elsewhere(m: ModuleModel, value: ast.expr) -> bool:
     """A transport the call is handed, not one built for it in this function: an
-    attribute (``self._transport``), or a name the function neither assigns nor takes as
-    a parameter it builds (a module-level transport, a caller's)."""
+    attribute (``self._transport``), or a name this function does not assign (a
+    module-level transport, or a caller's)."""
     if isinstance(value, ast.Attribute):
         return True
     return isinstance(value, ast.Name) and not m.scope.assigned.get(value.id)
@@ -655,15 +657,8 @@ class ModuleModel:
     def called_function(self, func: ast.expr) -> Function | None:
         """The module function or method that ``name(...)``, ``self.name(...)`` or
         ``cls.name(...)`` calls."""
-        if isinstance(func, ast.Name):
-            return self.functions.get(func.id)
-        if (
-            isinstance(func, ast.Attribute)
-            and isinstance(func.value, ast.Name)
-            and func.value.id in ("self", "cls")
-        ):
-            return self.functions.get(func.attr)
-        return None
+        name = own_callee(func)
+        return None if name is None else self.functions.get(name)
 
     def function_named(self, name: str) -> Function | None:
         """The module function or method `name`, else a function of that name nested in
@@ -1179,7 +1174,7 @@ class ModuleModel:
 
     def visit_Assign(self, node: ast.Assign | ast.AnnAssign) -> None:
         value = node.value
-        targets: list[ast.expr] = node.targets if isinstance(node, ast.Assign) else [node.target]
+        targets = assign_targets(node)
         if value is None:
             self.visit(targets[0])
             return
@@ -1230,7 +1225,7 @@ class ModuleModel:
                 self.scope.escaped.add(value.id)
                 self.scope.stored.setdefault(value.id, []).append(attr)
                 if value.id in self.scope.closed:
-                    self.classes[-1].closed.add(attr)  # already handed to an exit stack
+                    self.classes[-1].closed.add(attr)  # closed, or handed to an exit stack
             else:
                 self._mark_escaped(value)  # storing a local resource on an object hands it over
         if isinstance(value, ast.Dict | ast.List | ast.Tuple | ast.Set):

@@ -121,6 +121,25 @@ def string_switch(test: ast.expr) -> bool:
     )
 
 
+def own_callee(func: ast.expr) -> str | None:
+    """The name ``name(...)``, ``self.name(...)`` or ``cls.name(...)`` calls: a function
+    or method the module may define; None for any other callee."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if (
+        isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id in ("self", "cls")
+    ):
+        return func.attr
+    return None
+
+
+def assign_targets(node: ast.Assign | ast.AugAssign | ast.AnnAssign) -> list[ast.expr]:
+    """What an assignment statement binds."""
+    return node.targets if isinstance(node, ast.Assign) else [node.target]
+
+
 def flag_switch(test: ast.expr, function: ast.AST | None) -> bool:
     """The test reads a flag `function` takes off by default (``if refresh and stale:``
     with ``refresh: bool`` or ``refresh=False``): the branch runs only for the callers that

@@ -20,7 +20,7 @@ from bounded.audit.model import (
     is_pool_range,
     is_workerish,
 )
-from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.names import assign_targets, dotted, is_self_attr, own_callee
 from bounded.audit.rules.bnd011_injected_fan_out import RULE as INJECTED
 from bounded.audit.rules.bnd015_unproven_fan_out import RULE as UNPROVEN
 
@@ -477,13 +477,9 @@ def _set_at_construction(m: ModuleModel, node: ast.expr) -> bool:
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         for sub in ast.walk(fn):
-            targets = (
-                sub.targets
-                if isinstance(sub, ast.Assign)
-                else [sub.target]
-                if isinstance(sub, ast.AugAssign | ast.AnnAssign)
-                else []
-            )
+            if not isinstance(sub, ast.Assign | ast.AugAssign | ast.AnnAssign):
+                continue
+            targets = assign_targets(sub)
             if any(is_self_attr(t) and cast(ast.Attribute, t).attr == attr for t in targets):
                 if fn.name != "__init__":
                     return False
@@ -533,12 +529,7 @@ def scope_end(m: ModuleModel, scope: Scope) -> None:
 
 def _own(call: ast.Call) -> bool:
     """A call of a function or ``self``/``cls`` method the run may define."""
-    func = call.func
-    return isinstance(func, ast.Name) or (
-        isinstance(func, ast.Attribute)
-        and isinstance(func.value, ast.Name)
-        and func.value.id in ("self", "cls")
-    )
+    return own_callee(call.func) is not None
 
 
 def _rows_read(m: ModuleModel, value: ast.expr) -> bool:

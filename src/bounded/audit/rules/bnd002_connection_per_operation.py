@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
 from bounded.audit.model import ModuleModel, Scope, callee_name
-from bounded.audit.names import candidate_calls, dotted, is_self_attr
+from bounded.audit.names import assign_targets, candidate_calls, dotted, is_self_attr, own_callee
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -296,7 +296,7 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
     for sub in ast.walk(fn):
         if isinstance(sub, ast.For | ast.AsyncFor | ast.While) or (
             isinstance(sub, ast.Assign | ast.AugAssign | ast.AnnAssign)
-            and any(is_self_attr(t) for t in _targets(sub))
+            and any(is_self_attr(t) for t in assign_targets(sub))
         ):
             return False
         if (
@@ -308,9 +308,9 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
         ):
             return False
     callers = 0
-    for caller, fn in m.functions.items():
+    for caller, other in m.functions.items():
         if caller != name and any(
-            isinstance(sub, ast.Call) and _calls_own(sub.func, name) for sub in ast.walk(fn)
+            isinstance(sub, ast.Call) and own_callee(sub.func) == name for sub in ast.walk(other)
         ):
             callers += 1
             if callers == 2:
@@ -319,22 +319,6 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
 
 
 _REQUESTS = frozenset({"get", "post", "put", "patch", "delete", "request", "stream"})
-
-
-def _targets(node: ast.Assign | ast.AugAssign | ast.AnnAssign) -> list[ast.expr]:
-    return node.targets if isinstance(node, ast.Assign) else [node.target]
-
-
-def _calls_own(func: ast.expr, name: str) -> bool:
-    """``name(...)``, ``self.name(...)`` or ``cls.name(...)``."""
-    if isinstance(func, ast.Name):
-        return func.id == name
-    return (
-        isinstance(func, ast.Attribute)
-        and func.attr == name
-        and isinstance(func.value, ast.Name)
-        and func.value.id in ("self", "cls")
-    )
 
 
 # An MCP client session: for a stdio server, a new server process.

@@ -28,7 +28,7 @@ from bounded.audit.model import (
     callee_name,
     param_default,
 )
-from bounded.audit.names import caught_types, dotted, is_self_attr, timeout_arg
+from bounded.audit.names import caught_types, dotted, is_self_attr, own_callee, timeout_arg
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -814,15 +814,7 @@ def _calls_again(stmt: ast.stmt, name: str) -> bool:
     value = stmt.value if isinstance(stmt, ast.Return | ast.Expr | ast.Assign) else None
     if isinstance(value, ast.Await):
         value = value.value
-    if not isinstance(value, ast.Call):
-        return False
-    func = value.func
-    return (isinstance(func, ast.Name) and func.id == name) or (
-        isinstance(func, ast.Attribute)
-        and func.attr == name
-        and isinstance(func.value, ast.Name)
-        and func.value.id in ("self", "cls")
-    )
+    return isinstance(value, ast.Call) and own_callee(value.func) == name
 
 
 # tenacity waits with no random component, and those that combine other waits
