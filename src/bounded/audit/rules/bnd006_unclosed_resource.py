@@ -246,7 +246,17 @@ def assign(
     m: ModuleModel, node: ast.Assign | ast.AnnAssign, targets: list[ast.expr], value: ast.expr
 ) -> None:
     """``self.redis = Redis.from_url(...)`` in a method other than ``__init__``: remembered
-    for `class_end`, which asks whether a retry loop calls the method again."""
+    for `class_end`, which asks whether a retry loop calls the method again. Also
+    ``path = tempfile.mkstemp(...)[1]``: the open descriptor is dropped."""
+    if _drops_descriptor(m, value):
+        m.report(
+            value,
+            RULE.code,
+            "tempfile.mkstemp()[1] keeps the path and drops the open file descriptor "
+            "mkstemp returned: one descriptor leaks per call (close it with os.close, or "
+            "use NamedTemporaryFile(delete=False))",
+        )
+        return
     target = targets[0]
     if not (
         len(targets) == 1
@@ -268,6 +278,17 @@ def assign(
         m.state(_Rebuilt).by_class.setdefault(cls.node, []).append(
             (method, target.attr, value, what)
         )
+
+
+def _drops_descriptor(m: ModuleModel, value: ast.expr) -> bool:
+    """``tempfile.mkstemp(...)[1]``: the path of a file whose descriptor nothing keeps."""
+    return (
+        isinstance(value, ast.Subscript)
+        and isinstance(value.slice, ast.Constant)
+        and value.slice.value == 1
+        and isinstance(value.value, ast.Call)
+        and m.qualname(value.value.func) == "tempfile.mkstemp"
+    )
 
 
 def _report_rebuilt(m: ModuleModel, cls: ClassScope) -> None:
