@@ -506,6 +506,24 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     assert check_source(nested, "app/m.py", codes=["BND002"]) == []
 
 
+def test_an_endpoint_only_an_administrator_calls_is_not_an_operation_under_load() -> None:
+    routes = (
+        "import aiohttp\n"
+        "from fastapi import Depends\n\n"
+        "async def add_pipeline(form, user=Depends(get_admin_user)):\n"
+        "    async with aiohttp.ClientSession() as session:\n"
+        "        return await session.post(form.url)\n\n"
+        "async def inlet_filter(payload, user=Depends(get_verified_user)):\n"
+        "    async with aiohttp.ClientSession() as session:\n"
+        "        return await session.post(payload.url)\n\n"
+        "async def outlet_filter(payload, user=Depends(get_verified_user)):\n"
+        "    async with aiohttp.ClientSession() as session:\n"
+        "        return await session.post(payload.url)\n"
+    )
+    # the two per-message filters share no client; the admin action is not counted
+    assert [f.line for f in check_source(routes, "app/m.py", codes=["BND002"])] == [9, 13]
+
+
 def test_retry_loops_of_a_command_line_tool_are_not_reported() -> None:
     retry = (
         "import time\n\n"

@@ -129,9 +129,29 @@ def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
         or any(
             kw.arg in _SHARED_POOL and not isinstance(kw.value, ast.Call) for kw in node.keywords
         )
+        or _admin_only(scope.node)
     ):
         return
     m.state(_Clients).by_scope.setdefault(scope, []).append((node, q, scope.loop_depth > 0))
+
+
+_ADMIN = re.compile(r"admin", re.IGNORECASE)
+
+
+def _admin_only(fn: ast.AST | None) -> bool:
+    """An endpoint only an administrator may call (a parameter defaulted to
+    ``Depends(get_admin_user)`` or ``Security(...)`` of an admin check): a management
+    action, run by hand, not an operation under load."""
+    if not isinstance(fn, ast.AsyncFunctionDef):
+        return False
+    defaults = [*fn.args.defaults, *(d for d in fn.args.kw_defaults if d is not None)]
+    return any(
+        isinstance(d, ast.Call)
+        and callee_name(d) in ("Depends", "Security")
+        and d.args
+        and _ADMIN.search(dotted(d.args[0]) or "") is not None
+        for d in defaults
+    )
 
 
 CALLS.update(dict.fromkeys(_HTTP_CLIENTS, _http_client))
