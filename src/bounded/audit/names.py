@@ -5,14 +5,18 @@ from __future__ import annotations
 import ast
 
 __all__ = [
+    "assign_targets",
     "candidate_calls",
     "caught_types",
     "class_name",
     "constructed_class",
     "dotted",
+    "flag_switch",
     "is_constant_size",
     "is_self_attr",
+    "own_callee",
     "root_name",
+    "string_switch",
     "timeout_arg",
 ]
 

@@ -196,7 +196,7 @@ def _gathered_in_batches(m: ModuleModel, node: ast.Call, name: str) -> bool:
 
 
 def _measures(test: ast.expr, name: str) -> bool:
-    """``len(name) == N`` / ``>= N`` / ``> N`` with a constant N."""
+    """``len(name) == N`` / ``>= N`` / ``> N`` with N a literal or a named size."""
     return (
         isinstance(test, ast.Compare)
         and len(test.ops) == 1

@@ -322,9 +322,9 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
         if (
             isinstance(sub, ast.Call)
             and sub.args
-            and _ONCE_PER_LOGIN.search(ast.unparse(sub.args[0]))
             and isinstance(sub.func, ast.Attribute)
             and sub.func.attr in _REQUESTS
+            and _ONCE_PER_LOGIN.search(ast.unparse(sub.args[0]))
         ):
             return False
     callers = 0

@@ -1494,7 +1494,7 @@ def _calls_sleep_helper(m: ModuleModel, call: ast.Call) -> bool:
     fn = m.functions.get(call.func.id)
     if fn is None or fn.col_offset:
         return False
-    helpers = m.state(_SleepHelpers).by_function
+    helpers = m.state(_Results).only_waits
     known = helpers.get(fn)
     if known is None:
         helpers[fn] = False  # recursion: not a helper until shown to be one
@@ -1503,6 +1503,7 @@ def _calls_sleep_helper(m: ModuleModel, call: ast.Call) -> bool:
 
 
 def _only_waits(m: ModuleModel, fn: Function) -> bool:
+    """A short function whose every call waits and one of them waits its first parameter."""
     params = fn.args.posonlyargs + fn.args.args
     if not params or len(fn.body) > 4:
         return False
@@ -1520,13 +1521,6 @@ def _only_waits(m: ModuleModel, fn: Function) -> bool:
             return False  # it does more than wait
         slept = slept or any(isinstance(a, ast.Name) and a.id == delay for a in sub.args)
     return slept
-
-
-class _SleepHelpers:
-    __slots__ = ("by_function",)
-
-    def __init__(self) -> None:
-        self.by_function: dict[ast.AST, bool] = {}
 
 
 def _deterministic(
@@ -1664,10 +1658,13 @@ def _returns_and_locals(fn: Function) -> tuple[list[ast.expr], dict[str, list[as
 
 
 class _Results:
-    __slots__ = ("by_function",)
+    """What this module's functions were found to do, each worked out once."""
+
+    __slots__ = ("by_function", "only_waits")
 
     def __init__(self) -> None:
-        self.by_function: dict[ast.AST, bool] = {}
+        self.by_function: dict[ast.AST, bool] = {}  # returns a deterministic value
+        self.only_waits: dict[ast.AST, bool] = {}  # a sleep helper (`_calls_sleep_helper`)
 
 
 def scope_end(m: ModuleModel, scope: Scope) -> None:
