@@ -28,7 +28,14 @@ from bounded.audit.model import (
     callee_name,
     param_default,
 )
-from bounded.audit.names import caught_types, dotted, is_self_attr, own_callee, timeout_arg
+from bounded.audit.names import (
+    assign_targets,
+    caught_types,
+    dotted,
+    is_self_attr,
+    own_callee,
+    timeout_arg,
+)
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
 
 RULE = Rule(
@@ -40,6 +47,9 @@ RULE = Rule(
     "`random.uniform(...)` to the delay",
 )
 _SLEEPS = frozenset({"time.sleep", "asyncio.sleep", "trio.sleep", "anyio.sleep"})
+# An event a thread waits on for a delay so that shutdown can cut the pause short
+# (``self._shutdown_event.wait(delay)``): a sleep.
+_STOP_EVENT = re.compile(r"event|stop|shutdown|exit|clos|quit|cancel|terminat", re.IGNORECASE)
 _RANDOM_MODULES = ("random.", "secrets.", "numpy.random.")
 _RANDOMISH = re.compile(r"jitter|random|rand", re.IGNORECASE)
 # Calls that keep a delay deterministic (anything else we cannot see into is given the benefit).
@@ -113,6 +123,53 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
             _report_sleeps(m, _requeued_sleeps(m, node))
     if retry_scope and (counters is not None or isinstance(node, ast.While)):
         _report_hot_retries(m, node, tries, counters or ())
+    if retry_scope and isinstance(node, ast.While) and tries:
+        _report_sleeps(m, _backed_off(m, node, tries))
+
+
+_GROWS = (ast.Mult, ast.Pow, ast.LShift)
+
+
+def _backed_off(
+    m: ModuleModel, loop: ast.While, tries: list[ast.Try | ast.TryStar]
+) -> list[ast.Call]:
+    """``while True: try: connect(); interval = INITIAL; ... except Exception: log() ...
+    sleep(interval); interval = min(interval * 2, MAX)``: the pause grows with every round
+    and a successful attempt resets it, so it grows with consecutive failures."""
+    grown: set[str] = set()
+    for sub in own_nodes(loop.body):
+        target: ast.expr
+        if isinstance(sub, ast.AugAssign) and isinstance(sub.op, _GROWS):
+            target = sub.target
+        elif isinstance(sub, ast.Assign) and len(sub.targets) == 1:
+            target = sub.targets[0]
+            if not isinstance(target, ast.Name) or not any(
+                isinstance(op, ast.BinOp)
+                and isinstance(op.op, _GROWS)
+                and any(isinstance(n, ast.Name) and n.id == target.id for n in ast.walk(op))
+                for op in ast.walk(sub.value)
+            ):
+                continue
+        else:
+            continue
+        if isinstance(target, ast.Name):
+            grown.add(target.id)
+    reset = {
+        target.id
+        for node in tries
+        for stmt in node.body
+        for sub in ast.walk(stmt)
+        if isinstance(sub, ast.Assign)
+        for target in sub.targets
+        if isinstance(target, ast.Name)
+        and target.id in grown
+        and not any(isinstance(n, ast.Name) and n.id == target.id for n in ast.walk(sub.value))
+    }
+    return [
+        call
+        for call in _sleeps_in(m, loop.body, into_try=True)
+        if isinstance(delay := _delay_of(call), ast.Name) and delay.id in reset
+    ]
 
 
 def _probe_series(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
@@ -488,7 +545,50 @@ def _check(
         # a pause every round of a loop that leaves on a job's end state paces a status
         # poll; one that leaves on any success retries
         sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
-    _report_sleeps(m, sleeps, counters)
+    sleeps.extend(_paused_after_failure(m, node))
+    for block in (node.body, *(h.body for h in node.handlers)):
+        sleeps.extend(_before_reconnect(m, block))
+    _report_sleeps(m, list(dict.fromkeys(sleeps)), counters)
+
+
+def _paused_after_failure(m: ModuleModel, node: ast.Try | ast.TryStar) -> list[ast.Call]:
+    """``try: if retries > 0: sleep(delay); return await subscribe() except RpcError:
+    retries += 1``: the pause waits on a name only the failures set."""
+    failures = {
+        target.id
+        for handler in node.handlers
+        for sub in ast.walk(handler)
+        if isinstance(sub, ast.AugAssign | ast.Assign)
+        for target in assign_targets(sub)
+        if isinstance(target, ast.Name)
+    }
+    return [
+        call
+        for stmt in node.body
+        if isinstance(stmt, ast.If)
+        and any(isinstance(n, ast.Name) and n.id in failures for n in ast.walk(stmt.test))
+        for call in _sleeps_in(m, stmt.body)
+    ]
+
+
+_RECONNECT = re.compile(r"^_*(?:re)?(?:connect|subscribe)", re.IGNORECASE)
+
+
+def _before_reconnect(m: ModuleModel, block: list[ast.stmt]) -> list[ast.Call]:
+    """``sleep(RECONNECT_INTERVAL); await self._connect()``: the pause of a reconnect, in a
+    handler or after a stream ended, whatever else the loop paces."""
+    found: list[ast.Call] = []
+    for first, then in itertools.pairwise(block):
+        sleeps = _sleeps_in(m, [first])
+        if sleeps and any(
+            isinstance(sub, ast.Call) and _RECONNECT.search(callee_name(sub) or "")
+            for sub in ast.walk(then)
+        ):
+            found.extend(sleeps)
+    for stmt in block:
+        if isinstance(stmt, ast.If):
+            found.extend(_before_reconnect(m, stmt.body))
+    return found
 
 
 def _leaves_on_success(loop: Loop, node: ast.Try | ast.TryStar) -> bool:
@@ -922,7 +1022,7 @@ CALLS: dict[str, CallHook] = {
 def _delay_of(call: ast.Call) -> ast.expr | None:
     delay = call.args[0] if call.args else None
     for kw in call.keywords:
-        if kw.arg in ("delay", "seconds", "secs"):
+        if kw.arg in ("delay", "seconds", "secs", "timeout"):
             delay = kw.value
     return delay
 
@@ -1478,11 +1578,25 @@ def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) 
         if isinstance(node, nested):
             continue
         if isinstance(node, ast.Call) and (
-            m.qualname(node.func) in _SLEEPS or _calls_sleep_helper(m, node)
+            m.qualname(node.func) in _SLEEPS
+            or _stop_event_wait(node)
+            or _calls_sleep_helper(m, node)
         ):
             found.append(node)
         stack.extend(ast.iter_child_nodes(node))
     return found
+
+
+def _stop_event_wait(call: ast.Call) -> bool:
+    """``self._shutdown_event.wait(delay)``: a thread's pause that shutdown cuts short."""
+    func = call.func
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "wait"
+        and len(call.args) + len(call.keywords) == 1
+        and _delay_of(call) is not None
+        and _STOP_EVENT.search(dotted(func.value) or "") is not None
+    )
 
 
 def _calls_sleep_helper(m: ModuleModel, call: ast.Call) -> bool:
@@ -1546,6 +1660,8 @@ def _deterministic(
                 continue
             if isinstance(func, ast.Attribute) and func.attr in _PURE_METHODS:
                 continue  # delay.total_seconds() * 2**n
+            if _options_entry(sub):
+                continue  # options.get("factor"): configured, like a field
             fallback = _fallback(m, func, assigned)
             helper = m.called_function(fallback or func)
             if helper is not None:
@@ -1585,6 +1701,24 @@ def _constant_table(node: ast.Subscript, assigned: Assigned) -> bool:
             isinstance(e, ast.Constant) and isinstance(e.value, int | float) for e in value.elts
         )
         for value in values
+    )
+
+
+_OPTIONS = re.compile(r"option|config|setting|opts|cfg|kwargs", re.IGNORECASE)
+
+
+def _options_entry(call: ast.Call) -> bool:
+    """``options.get("factor")``: an entry of a mapping of options named by a constant."""
+    func = call.func
+    key = call.args[0] if call.args else None
+    return (
+        isinstance(func, ast.Attribute)
+        and func.attr == "get"
+        and _OPTIONS.search(dotted(func.value) or "") is not None
+        and isinstance(key, ast.Constant)
+        and isinstance(key.value, str)
+        and not _SERVER_DELAY.search(key.value)
+        and not _RANDOMISH.search(key.value)
     )
 
 
