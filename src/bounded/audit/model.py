@@ -842,6 +842,8 @@ class ModuleModel:
         if not isinstance(annotation, ast.Name | ast.Attribute):
             return None
         q = self.qualname(annotation)
+        if q in BOUNDED_CTORS:
+            return "bound"  # gate: asyncio.Semaphore handed in by the caller
         if q is None or "async" in q.lower():
             return None
         package = q.partition(".")[0]

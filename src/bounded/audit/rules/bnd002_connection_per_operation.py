@@ -81,8 +81,31 @@ def scope_end(m: ModuleModel, scope: Scope) -> None:
     found = m.state(_State).by_scope.pop(scope, None)
     if found is None or scope.is_generator:
         return  # a generator (an async context manager) holds its connection for its lifetime
+    if _pool_factory(m, scope):
+        return
     for node, message in found:
         m.report(node, RULE.code, message)
+
+
+_FACTORY_PARAMETER = re.compile(r"creator|factory|connect", re.IGNORECASE)
+
+
+def _pool_factory(m: ModuleModel, scope: Scope) -> bool:
+    """The function is handed to a pool as the way it opens each connection
+    (``create_async_engine(url, async_creator=async_creator)``): the pool calls it once per
+    pooled connection, not per operation."""
+    parent = m.scopes[-2].node if len(m.scopes) > 2 else None
+    return parent is not None and any(
+        isinstance(sub, ast.Call)
+        and any(
+            kw.arg is not None
+            and _FACTORY_PARAMETER.search(kw.arg)
+            and isinstance(kw.value, ast.Name)
+            and kw.value.id == scope.name
+            for kw in sub.keywords
+        )
+        for sub in ast.walk(parent)
+    )
 
 
 # Async HTTP clients: each owns a connection pool, so one per call opens (and closes) a

@@ -930,6 +930,14 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
     wait we cannot see into is not a finding."""
     if m.is_script or m.in_cli:
         return
+    decorated = next(
+        (fn for fn in m.functions.values() if any(d is node for d in fn.decorator_list)),
+        None,
+    )
+    if decorated is not None and any(
+        isinstance(sub, ast.Yield | ast.YieldFrom) for sub in own_nodes(decorated.body)
+    ):
+        return  # a generator returns at once when called: the library never retries it
     if q.startswith("backoff."):
         jitter = next((kw.value for kw in node.keywords if kw.arg == "jitter"), None)
         wait = node.args[0] if node.args else None
@@ -944,10 +952,6 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
         wait = next((kw.value for kw in node.keywords if kw.arg == "wait"), None)
         if wait is None or not _fixed_wait(m, wait):
             return
-        decorated = next(
-            (fn for fn in m.functions.values() if any(d is node for d in fn.decorator_list)),
-            None,
-        )
         if decorated is not None and is_local_function(m, decorated):
             return  # retries parsing text: no shared dependency to herd
         if (
