@@ -113,7 +113,7 @@ def _pool_factory(m: ModuleModel, scope: Scope) -> bool:
 _HTTP_CLIENTS = ("aiohttp.ClientSession", "httpx.AsyncClient", "httpx2.AsyncClient")
 # A connector or transport handed in as a shared object (not built in the call): the
 # client borrows a pool that outlives it.
-_SHARED_POOL = frozenset({"connector", "transport"})
+_SHARED_POOL = frozenset({"connector", "transport", "http_client"})
 # Calls that hold an HTTP connection open for as long as a session with a peer lasts (a
 # websocket, a server-sent event stream): a client per such connection is not per request.
 _LONG_LIVED = frozenset({"ws_connect", "websocket_connect", "aconnect_ws", "aconnect_sse"})
@@ -210,7 +210,26 @@ def _tool_client(m: ModuleModel, node: ast.Call, q: str) -> None:
         )
 
 
-CALLS.update(dict.fromkeys(_SDK_CLIENTS, _tool_client))
+# LLM SDKs' async clients: each wraps an httpx.AsyncClient of its own (unless handed one),
+# so one built per call is an HTTP client per call.
+_ASYNC_SDK_CLIENTS = frozenset(
+    {
+        "openai.AsyncOpenAI",
+        "openai.AsyncAzureOpenAI",
+        "openai.AsyncClient",
+        "anthropic.AsyncAnthropic",
+    }
+)
+
+
+def _sdk_client(m: ModuleModel, node: ast.Call, q: str) -> None:
+    if m.scope.name in _TOOL_CALL:
+        _tool_client(m, node, q)
+    elif q in _ASYNC_SDK_CLIENTS:
+        _http_client(m, node, q)
+
+
+CALLS.update(dict.fromkeys((*_SDK_CLIENTS, *_ASYNC_SDK_CLIENTS), _sdk_client))
 
 
 def _http_clients_end(m: ModuleModel, scope: Scope) -> None:
