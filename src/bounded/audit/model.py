@@ -221,7 +221,9 @@ _OWNERS = frozenset(
 )
 _SEMISH = re.compile(r"sem|limit|bulkhead|throttl|capacity|(?:^|[._])bh$", re.IGNORECASE)
 # A program's entry point: what it creates lives until the process exits.
-_ENTRY_POINT = re.compile(r"_?(a?main|cli|entry_?point|run_(app|server|forever))$", re.IGNORECASE)
+_ENTRY_POINT = re.compile(
+    r"_?(a?main|cli|entry_?point|run_(app|server|forever)|create_app)$", re.IGNORECASE
+)
 # Methods that grow a collection after construction.
 _GROWERS = frozenset({"append", "add", "extend", "insert", "update", "setdefault", "appendleft"})
 
@@ -364,6 +366,7 @@ class ClassScope:
         "grown",
         "kinds",
         "lifecycle",
+        "modules",
         "name",
         "node",
         "pending",
@@ -382,6 +385,9 @@ class ClassScope:
         self.closed: set[str] = set()  # self attributes some method closes
         self.grown: set[str] = set()  # self attributes grown outside __init__
         self.built: dict[str, str] = {}  # self attribute -> the class it was built from
+        # self attribute -> the imported name stored there (``import pymysql;
+        # self.pymysql = pymysql`` in ``__init__``, an optional dependency imported late)
+        self.modules: dict[str, str] = {}
         # the class defines a close/aclose/__aexit__-style method: it manages its resources
         self.lifecycle = any(
             isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and item.name in LIFECYCLE
@@ -790,6 +796,8 @@ class ModuleModel:
         if not isinstance(node, ast.Name):
             return None
         base = self.imports.get(node.id)
+        if base is None and node.id == "self" and attrs and self.classes:
+            base = self.classes[-1].modules.get(attrs.pop())  # self.pymysql.connect
         if base is None:
             return None
         attrs.append(base)
@@ -1195,6 +1203,14 @@ class ModuleModel:
                     built = constructed_class(inner)
                     if built is not None and is_self_attr(target) and self.classes:
                         self.classes[-1].built[target.attr] = built
+            elif (
+                isinstance(inner, ast.Name | ast.Attribute)
+                and isinstance(target, ast.Attribute)
+                and is_self_attr(target)
+                and self.classes
+                and (imported := self.qualname(inner)) is not None
+            ):
+                self.classes[-1].modules[target.attr] = imported
             kind = self.kind_of_value(value)
             if kind is None and isinstance(node, ast.AnnAssign):
                 kind = self.annotation_kind(node.annotation)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
+from bounded.audit.local_work import own_nodes
 from bounded.audit.model import (
     TASK_FACTORIES,
     ClassScope,
@@ -140,6 +141,8 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
         for kw in node.keywords:
             if kw.arg in ("fs", "aws"):
                 exprs = [kw.value]
+    if which == "as_completed" and _first_success_race(m, node):
+        return
     for expr in exprs:
         if isinstance(expr, ast.Name) and any(expr.id in s.cancelled for s in m.scopes):
             continue  # awaiting tasks just cancelled: teardown, not fan-out
@@ -178,6 +181,26 @@ def _check(m: ModuleModel, node: ast.Call, q: str) -> None:
             )
         )
         return
+
+
+def _first_success_race(m: ModuleModel, node: ast.Call) -> bool:
+    """``for attempt in as_completed(tasks): try: return await attempt``: the loop returns
+    the first result that succeeds, a race between alternatives (fallback addresses, hedged
+    requests), not work done for every item."""
+    for loop in ast.walk(m.scope.node or node):
+        if not (
+            isinstance(loop, ast.For) and loop.iter is node and isinstance(loop.target, ast.Name)
+        ):
+            continue
+        name = loop.target.id
+        return any(
+            isinstance(sub, ast.Return)
+            and isinstance(sub.value, ast.Await)
+            and isinstance(sub.value.value, ast.Name)
+            and sub.value.value.id == name
+            for sub in own_nodes(loop.body)
+        )
+    return False
 
 
 def _gathered_in_batches(m: ModuleModel, node: ast.Call, name: str) -> bool:

@@ -50,6 +50,19 @@ _BLOCKING_CALLS: dict[str, str] = {
     "time.sleep": "time.sleep() blocks the event loop; use `await asyncio.sleep(...)`",
     "urllib.request.urlopen": "urllib.request.urlopen() is blocking network I/O",
     "psycopg.connect": "psycopg.connect() is a blocking (sync) connection",
+    **{
+        f"{driver}.connect": f"{driver}.connect() is a blocking (sync) database connection"
+        for driver in (
+            "pymysql",
+            "MySQLdb",
+            "mysql.connector",
+            "oracledb",
+            "cx_Oracle",
+            "snowflake.connector",
+            "pyodbc",
+            "pymssql",
+        )
+    },
     "socket.gethostbyname": "socket.gethostbyname() is a blocking DNS lookup",
     "socket.gethostbyname_ex": "socket.gethostbyname_ex() is a blocking DNS lookup",
     "socket.gethostbyaddr": "socket.gethostbyaddr() is a blocking reverse DNS lookup",
