@@ -745,3 +745,19 @@ def test_a_chain_makes_a_method_block_only_if_every_definition_of_it_does() -> N
     for other in (cached, cached.replace("def fetch", "async def fetch")):
         files = {"app/client.py": client, "app/aio/client.py": other, "app/main.py": caller}
         assert _project(files) == [], other
+
+
+def test_a_method_known_by_name_only_and_handed_to_a_scheduler_is_a_coroutine() -> None:
+    waiter = "import time\nclass Poller:\n    def wait(self):\n        time.sleep(1)\n"
+    page = (
+        "import asyncio\n"
+        "async def serve(client, tasks):\n"
+        "    tasks.create(client.ready.wait())\n"
+        "    await asyncio.wait_for(client.ready.wait(), 5)\n"
+        "    client.ready.wait()\n"
+    )
+    # only the bare call can be the sync wait() the run defines: the scheduled ones are
+    # coroutines (an asyncio.Event's wait)
+    assert _project({"app/poller.py": waiter, "app/page.py": page}) == [
+        ("app/page.py", 5, "BND005")
+    ]

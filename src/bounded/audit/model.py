@@ -596,6 +596,8 @@ class ModuleModel:
         self.guarded: set[str] = set()  # functions whose body holds a semaphore
         self.managed: set[int] = set()  # ids of resource-creating calls that are owned
         self.awaited: set[int] = set()  # ids of awaited expressions
+        # ids of calls handed to a scheduler (``create_task(x.wait())``): coroutines
+        self.scheduled: set[int] = set()
         self.lifetime: set[int] = set()  # calls whose result is stored on an object
         self.call_targets: dict[int, tuple[object, str] | None] = {}  # id(call) -> target
         self.module_closed: set[str] = set()  # dotted names closed anywhere in the module
@@ -1393,6 +1395,8 @@ class ModuleModel:
                 call_hook(self, node, q)
         for node_hook in hooks.every_call:
             node_hook(self, node)
+        if callee_name(node) in _SCHEDULERS:
+            self.scheduled.update(id(arg) for arg in node.args if isinstance(arg, ast.Call))
         callee = ""
         if isinstance(func, ast.Attribute):
             callee = func.attr
@@ -1418,6 +1422,12 @@ class ModuleModel:
         keywords = [kw.value for kw in node.keywords]
         for value in (*node.args, *keywords):
             inner = value.value if isinstance(value, ast.Await | ast.Starred) else value
+            if isinstance(inner, ast.BoolOp | ast.IfExp):
+                # Manager(session or ClientSession()): whichever is passed is handed over
+                options = (
+                    inner.values if isinstance(inner, ast.BoolOp) else [inner.body, inner.orelse]
+                )
+                self.managed.update(id(o) for o in options if isinstance(o, ast.Call))
             if isinstance(inner, ast.Call):
                 self.managed.add(id(inner))
             elif isinstance(inner, ast.Name) and inner.id in scope.pending:
@@ -1605,6 +1615,21 @@ _WORKERISH = re.compile(
 )
 _QUEUEISH = re.compile(r"queue|(?:^|[._])q$|chan|inbox|jobs", re.IGNORECASE)
 TASK_FACTORIES = frozenset({"asyncio.create_task", "asyncio.ensure_future"})
+# Calls that take a coroutine to run (a task factory, a task group's or a project's
+# background-task helper, a wait with a timeout): what is handed to them is awaitable.
+_SCHEDULERS = frozenset(
+    {
+        "create_task",
+        "ensure_future",
+        "create",
+        "spawn",
+        "start_soon",
+        "run_coroutine_threadsafe",
+        "gather",
+        "wait_for",
+        "shield",
+    }
+)
 
 
 def is_pool_range(node: ast.expr) -> bool:

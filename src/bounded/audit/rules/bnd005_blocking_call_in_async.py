@@ -746,6 +746,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         and not runs_alone(m)
     ):
         cls = _receiver_class(m, receiver)
+        if cls is None and id(node) in m.scheduled:
+            cls = ""  # known by its name only, and handed to a scheduler: a coroutine
         if cls != "":
             where = f"of {cls} is" if cls else "is defined in this code base only as"
             m.defer(

@@ -565,10 +565,25 @@ def _paused_after_failure(m: ModuleModel, node: ast.Try | ast.TryStar) -> list[a
     return [
         call
         for stmt in node.body
-        if isinstance(stmt, ast.If)
-        and any(isinstance(n, ast.Name) and n.id in failures for n in ast.walk(stmt.test))
+        if isinstance(stmt, ast.If) and _set_after_failure(stmt.test, failures)
         for call in _sleeps_in(m, stmt.body)
     ]
+
+
+def _set_after_failure(test: ast.expr, failures: set[str]) -> bool:
+    """The test holds once a failure set the name: ``if retries:``, ``if retries > 0:``,
+    ``if error is not None:`` (not ``if attempts == 0:``, the round after a success)."""
+    if isinstance(test, ast.Name):
+        return test.id in failures
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id in failures
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Gt | ast.GtE | ast.NotEq | ast.IsNot)
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value in (0, 1, None)
+    )
 
 
 _RECONNECT = re.compile(r"^_*(?:re)?(?:connect|subscribe)", re.IGNORECASE)
