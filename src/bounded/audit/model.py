@@ -299,6 +299,7 @@ class Scope:
         "is_async",
         "is_generator",
         "kinds",
+        "legacy_tail",
         "loop_depth",
         "name",
         "node",
@@ -325,6 +326,8 @@ class Scope:
         self.returned: list[ast.expr] = []  # the values its return statements return
         self.loop_depth = 0
         self.finally_depth = 0
+        # what follows ``if NEW_PYTHON: return ...`` runs on older Pythons only
+        self.legacy_tail = 0
         # enclosing `if`s that pick a mode by a string (``provider == "s3"``,
         # ``url.startswith("s3://")``): their bodies run for one configuration only
         self.switched = 0
@@ -1058,6 +1061,7 @@ class ModuleModel:
                     scope.kinds[arg.arg] = kind
         self.scopes.append(scope)
         self.visit_all(node.body)
+        self.legacy -= scope.legacy_tail
         for end_hook in self.hooks.scope_end:
             end_hook(self, scope)  # the scope is still the innermost: its names resolve
         self.scopes.pop()
@@ -1319,7 +1323,12 @@ class ModuleModel:
 
     def visit_If(self, node: ast.If) -> None:
         self.visit(node.test)
-        old = _legacy_branch(node.test)  # True: the body is for older Pythons; False: orelse
+        test = node.test
+        if isinstance(test, ast.Name):
+            # IS_PY310 = sys.version_info >= (3, 10) at module level, tested here
+            values = self.scopes[0].assigned.get(test.id, [])
+            test = values[0] if len(values) == 1 else test
+        old = _legacy_branch(test)  # True: the body is for older Pythons; False: orelse
         switch = string_switch(node.test) or flag_switch(node.test, self.scope.node)
         scope = self.scope
         scope.switched += switch
@@ -1330,6 +1339,14 @@ class ModuleModel:
         self.visit_all(node.orelse)
         self.legacy -= old is False
         scope.switched -= switch
+        if (
+            old is False
+            and not node.orelse
+            and isinstance(node.body[-1], ast.Return | ast.Raise)
+            and len(self.scopes) > 1
+        ):
+            self.legacy += 1  # the rest of the function is the else branch
+            scope.legacy_tail += 1
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         value = node.value

@@ -65,6 +65,8 @@ def is_policy_get_event_loop(m: ModuleModel, func: ast.Attribute) -> bool:
 def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
     if m.in_async:
         return  # the running loop: BND010
+    if m.legacy:
+        return  # code for the Pythons on which get_event_loop() still makes the loop
     if len(m.scopes) == 1:
         where = "at module level"
         if id(node) in m.state(_State).defaults:
