@@ -1412,8 +1412,6 @@ class ModuleModel:
                 call_hook(self, node, q)
         for node_hook in hooks.every_call:
             node_hook(self, node)
-        if callee_name(node) in _SCHEDULERS:
-            self.scheduled.update(id(arg) for arg in node.args if isinstance(arg, ast.Call))
         callee = ""
         if isinstance(func, ast.Attribute):
             callee = func.attr
@@ -1425,6 +1423,8 @@ class ModuleModel:
                     method_hook(self, node, func)
         elif isinstance(func, ast.Name):
             callee = func.id
+        if callee in _SCHEDULERS:
+            self.scheduled.update(id(arg) for arg in node.args if isinstance(arg, ast.Call))
         callers = self.facts.callers
         where = 1 if scope.is_async else 6 if len(self.scopes) == 1 else 2
         key = callee

@@ -586,7 +586,8 @@ def _set_after_failure(test: ast.expr, failures: set[str]) -> bool:
     )
 
 
-_RECONNECT = re.compile(r"^_*(?:re)?(?:connect|subscribe)", re.IGNORECASE)
+# A call that opens the connection or subscription again (``_connect()``, ``resubscribe()``).
+_OPENS_AGAIN = re.compile(r"^_*(?:re)?(?:connect|subscribe)(?:_|$)", re.IGNORECASE)
 
 
 def _before_reconnect(m: ModuleModel, block: list[ast.stmt]) -> list[ast.Call]:
@@ -596,7 +597,7 @@ def _before_reconnect(m: ModuleModel, block: list[ast.stmt]) -> list[ast.Call]:
     for first, then in itertools.pairwise(block):
         sleeps = _sleeps_in(m, [first])
         if sleeps and any(
-            isinstance(sub, ast.Call) and _RECONNECT.search(callee_name(sub) or "")
+            isinstance(sub, ast.Call) and _OPENS_AGAIN.search(callee_name(sub) or "")
             for sub in ast.walk(then)
         ):
             found.extend(sleeps)
