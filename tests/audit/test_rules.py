@@ -761,3 +761,21 @@ def test_a_method_known_by_name_only_and_handed_to_a_scheduler_is_a_coroutine() 
     assert _project({"app/poller.py": waiter, "app/page.py": page}) == [
         ("app/page.py", 5, "BND005")
     ]
+
+
+def test_a_retry_on_errors_of_a_library_the_module_only_imports_errors_from_never_fires() -> None:
+    retried = (
+        "from tenacity import retry, retry_if_exception_type, wait_exponential\n"
+        "@retry(wait=wait_exponential(min=4, max=10),\n"
+        "       retry=retry_if_exception_type((RateLimitError, APIConnectionError)))\n"
+        "async def complete(model, prompt):\n"
+        "    return await model.generate(prompt)\n"
+    )
+    local = "from openai import APIConnectionError, RateLimitError\n" + retried
+    remote = "from openai import AsyncOpenAI, APIConnectionError, RateLimitError\n" + retried
+    whole = "import openai\n" + retried.replace("(RateLimitError,", "(openai.RateLimitError,")
+    # a local model raises no OpenAI error: the retry never fires; a module that also
+    # builds the client (or imports the whole SDK) may well raise them
+    assert _project({"app/local.py": local}) == []
+    assert _project({"app/remote.py": remote}) == [("app/remote.py", 3, "BND008")]
+    assert _project({"app/whole.py": whole}) == [("app/whole.py", 3, "BND008")]

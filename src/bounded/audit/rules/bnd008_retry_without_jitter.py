@@ -970,6 +970,8 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
             return
         if decorated is not None and is_local_function(m, decorated):
             return  # retries parsing text: no shared dependency to herd
+        if _retries_only_foreign_errors(m, node):
+            return  # retry=retry_if_exception_type(openai.RateLimitError) around no openai
         if (
             decorated is not None
             and _POLL_NAME.search(decorated.name)
@@ -981,6 +983,32 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
         RULE.code,
         "retry library waits a deterministic schedule (no random component): clients "
         "retry in lock-step (add jitter)",
+    )
+
+
+_EXCEPTION_CLASS = re.compile(r"(?:Error|Exception|Timeout)$")
+
+
+def _retries_only_foreign_errors(m: ModuleModel, node: ast.Call) -> bool:
+    """``retry=retry_if_exception_type((RateLimitError, APITimeoutError))`` where every
+    class comes from a library the module imports nothing else from (``from openai import
+    RateLimitError`` in a module that calls a local model or another SDK): nothing the
+    function calls raises them, so the library never retries."""
+    predicate = next((kw.value for kw in node.keywords if kw.arg == "retry"), None)
+    if predicate is None:
+        return False
+    classes: list[ast.expr] = []
+    for sub in ast.walk(predicate):
+        if isinstance(sub, ast.Call) and callee_name(sub) == "retry_if_exception_type":
+            for arg in sub.args:
+                classes.extend(arg.elts if isinstance(arg, ast.Tuple) else [arg])
+    packages = {(m.qualname(c) or "").partition(".")[0] for c in classes}
+    if not classes or "" in packages:
+        return False  # a built-in or the project's own exception: it may well be raised
+    return all(
+        _EXCEPTION_CLASS.search(target) is not None
+        for target in m.imports.values()
+        if target.partition(".")[0] in packages
     )
 
 
