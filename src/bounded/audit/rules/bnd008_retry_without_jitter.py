@@ -1758,25 +1758,25 @@ _OPTIONS = re.compile(r"option|config|setting|opts|cfg|kwargs", re.IGNORECASE)
 def _options_entry(call: ast.Call) -> bool:
     """``options.get("factor")``: an entry of a mapping of options named by a constant."""
     func = call.func
-    key = call.args[0] if call.args else None
     return (
         isinstance(func, ast.Attribute)
         and func.attr == "get"
         and _OPTIONS.search(dotted(func.value) or "") is not None
-        and isinstance(key, ast.Constant)
-        and isinstance(key.value, str)
-        and not _SERVER_DELAY.search(key.value)
-        and not _RANDOMISH.search(key.value)
+        and bool(call.args)
+        and _configured_key(call.args[0])
     )
 
 
 def _settings_entry(node: ast.Subscript) -> bool:
     """An entry of the object's own settings mapping named by a constant
     (``self.options["reconnect_time_wait"]``): configured, not chosen by a server."""
-    key = node.slice
+    return is_self_attr(node.value) and _configured_key(node.slice)
+
+
+def _configured_key(key: ast.expr) -> bool:
+    """A constant key that names neither a server's delay nor a random one."""
     return (
-        is_self_attr(node.value)
-        and isinstance(key, ast.Constant)
+        isinstance(key, ast.Constant)
         and isinstance(key.value, str)
         and not _SERVER_DELAY.search(key.value)
         and not _RANDOMISH.search(key.value)
