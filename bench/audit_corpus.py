@@ -223,6 +223,20 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("gcloud-aio-auth", "5.6.0"),
     ("assemblyai", "1.8.2"),
     ("langgraph-sdk", "0.4.14"),
+    # held out in round 24: chosen and read for faults by three readers, then read once
+    # with the rules frozen as they were at the end of round 23
+    ("together", "3.1.1"),
+    ("voyageai", "0.5.0"),
+    ("replicate", "1.0.7"),
+    ("firecrawl-py", "4.55.0"),
+    ("langchain-openai", "1.7.4"),
+    ("botbuilder-core", "4.17.1"),
+    ("livekit-api", "1.2.2"),
+    ("quart", "0.22.0"),
+    ("aioesphomeapi", "46.23.0"),
+    ("fastapi-users", "15.0.5"),
+    ("supabase-auth", "2.34.1"),
+    ("langchain-anthropic", "1.7.10"),
 )
 # The rounds whose projects readers listed faults in before the audit ran (their lists are
 # in ``audit_readers/``; `bench.audit_recall` scores them).
@@ -263,6 +277,20 @@ READ_ROUNDS: dict[int, tuple[str, ...]] = {
         "gcloud-aio-auth",
         "assemblyai",
         "langgraph-sdk",
+    ),
+    24: (
+        "together",
+        "voyageai",
+        "replicate",
+        "firecrawl-py",
+        "langchain-openai",
+        "botbuilder-core",
+        "livekit-api",
+        "quart",
+        "aioesphomeapi",
+        "fastapi-users",
+        "supabase-auth",
+        "langchain-anthropic",
     ),
 }
 # The last round, read with the current rules frozen: scored apart (default and opt-in
