@@ -100,7 +100,11 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         # follows the attempt's I/O (after a failed status or an unsuccessful result) is a
         # backoff; one before the I/O paces a poll for a result that is not ready yet
         first_io = _first_io_line(m, node.body)
-        if first_io is None and isinstance(m.scope.node, ast.FunctionDef):
+        if (
+            first_io is None
+            and isinstance(m.scope.node, ast.FunctionDef)
+            and not _awaits_finished_state(node.body)  # a poll of a job's status
+        ):
             first_io = _checked_result_line(node.body)  # sync code: no await marks the I/O
         _report_sleeps(
             m,
@@ -413,9 +417,12 @@ def _first_io_line(m: ModuleModel, body: list[ast.stmt]) -> int | None:
 
 def _checked_result_line(body: list[ast.stmt]) -> int | None:
     """The line of the round's first ``res = client.call(...)`` whose result a later ``if``
-    of the round tests before it returns or breaks (``if res.is_succeeded(): return``):
-    the attempt of a synchronous retry loop."""
+    of the round tests, in a round that returns or breaks (``if res.is_succeeded(): return``,
+    ``if res.status == 502: sleep(d); continue`` then ``return res``):
+    the attempt of a synchronous retry loop, also inside the round's ``try``."""
     for i, stmt in enumerate(body):
+        if isinstance(stmt, ast.Try | ast.TryStar) and (line := _checked_result_line(stmt.body)):
+            return line
         if not (
             isinstance(stmt, ast.Assign)
             and len(stmt.targets) == 1
@@ -429,7 +436,7 @@ def _checked_result_line(body: list[ast.stmt]) -> int | None:
             if (
                 isinstance(later, ast.If)
                 and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(later.test))
-                and _leaves(later.body)
+                and _leaves(body[i + 1 :])
             ):
                 return stmt.lineno
     return None
@@ -511,12 +518,7 @@ def _check(
                 [c for h in node.handlers for c in _sleeps_in(m, h.body) if _long_constant(m, c)],
             )
         return
-    counted = (
-        isinstance(loop, ast.For | ast.AsyncFor)
-        and isinstance(loop.iter, ast.Call)
-        and isinstance(loop.iter.func, ast.Name)
-        and loop.iter.func.id == "range"
-    )
+    counted = isinstance(loop, ast.For | ast.AsyncFor) and _counts_range(loop.iter)
     # a loop that pauses only when its work failed and then goes round again retries that
     # work, whatever the error (`while running: try: fetch() except Exception: sleep(5)`);
     # one that also pauses on success is paced (a periodic job), not retrying
@@ -1648,14 +1650,12 @@ def _stop_event_wait(call: ast.Call) -> bool:
 
 
 def _calls_sleep_helper(m: ModuleModel, call: ast.Call) -> bool:
-    """``_wait(1, stop_event)`` of a module function that only waits its first parameter
-    (``time.sleep(seconds)``, ``stop_event.wait(seconds)`` to stop early, or another such
-    helper)."""
-    if not isinstance(call.func, ast.Name) or not call.args:
-        return False
-    fn = m.functions.get(call.func.id)
-    if fn is None or fn.col_offset:
-        return False
+    """``_wait(1, stop_event)`` of a module function, or ``await self._sleep(delay)`` of a
+    method, that only waits its first parameter (``time.sleep(seconds)``,
+    ``stop_event.wait(seconds)`` to stop early, or another such helper)."""
+    fn = m.called_function(call.func) if call.args else None
+    if fn is None or bool(fn.col_offset) == isinstance(call.func, ast.Name):
+        return False  # a bare name calls a module function, self.name(...) a method
     helpers = m.state(_Results).only_waits
     known = helpers.get(fn)
     if known is None:
@@ -1665,8 +1665,11 @@ def _calls_sleep_helper(m: ModuleModel, call: ast.Call) -> bool:
 
 
 def _only_waits(m: ModuleModel, fn: Function) -> bool:
-    """A short function whose every call waits and one of them waits its first parameter."""
+    """A short function whose every call waits and one of them waits its first parameter
+    (after ``self`` or ``cls`` of a method)."""
     params = fn.args.posonlyargs + fn.args.args
+    if fn.col_offset and params:
+        params = params[1:]
     if not params or len(fn.body) > 4:
         return False
     delay = params[0].arg
@@ -1732,9 +1735,19 @@ def _deterministic(
             if isinstance(sub, ast.Name) and sub.id not in seen and id(sub) not in fields:
                 seen.add(sub.id)
                 for value in assigned(sub.id):
+                    if _counts_range(value):
+                        continue  # for attempt in range(limit()): 0, 1, 2..., whatever limit is
                     if not _deterministic(m, value, seen, assigned, unknown):
                         return False
     return True
+
+
+def _counts_range(value: ast.expr) -> bool:
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id == "range"
+    )
 
 
 def _constant_table(node: ast.Subscript, assigned: Assigned) -> bool:
