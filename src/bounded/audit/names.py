@@ -65,9 +65,17 @@ def constructed_class(call: ast.expr) -> str | None:
 
 
 def candidate_calls(value: ast.expr) -> list[ast.Call]:
-    """Calls whose result `value` may be: ``c``, ``await c``, ``x or c``, ``c if t else d``."""
+    """Calls whose result `value` may be: ``c``, ``await c``, ``x or c``, ``c if t else d``,
+    and ``await c.__aenter__()`` (a session entered by hand is the session)."""
     if isinstance(value, ast.Await):
         value = value.value
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr == "__aenter__"
+        and isinstance(value.func.value, ast.Call)
+    ):
+        value = value.func.value
     if isinstance(value, ast.Call):
         return [value]
     if isinstance(value, ast.BoolOp):
