@@ -151,6 +151,11 @@ SYNC_CLIENTS: dict[str, str] = {
     "lancedb.connect": "lancedb",
     "llama_cpp.Llama": "llama.cpp",
     "llama_cpp.Llama.from_pretrained": "llama.cpp",
+    # password hashers: deliberately slow (tens to hundreds of ms of CPU per hash)
+    "pwdlib.PasswordHash": "password hasher",
+    "pwdlib.PasswordHash.recommended": "password hasher",
+    "passlib.context.CryptContext": "password hasher",
+    "argon2.PasswordHasher": "password hasher",
 }
 # Packages whose objects only block (their async surfaces are other names, with "async"
 # in them: chromadb.AsyncHttpClient, lancedb.connect_async): an object annotated with one of

@@ -97,6 +97,11 @@ for _call in (
     _BLOCKING_CALLS[f"litellm.{_call}"] = (
         f"litellm.{_call}() is blocking HTTP (its coroutine is litellm.a{_call}())"
     )
+# bcrypt's hashing is deliberately slow CPU work (tens to hundreds of ms per call).
+for _call in ("hashpw", "checkpw", "kdf"):
+    _BLOCKING_CALLS[f"bcrypt.{_call}"] = (
+        f"bcrypt.{_call}() hashes a password: deliberately slow CPU work"
+    )
 # Hugging Face ``datasets``: downloads (or reads and prepares) a whole dataset synchronously.
 _BLOCKING_CALLS["datasets.load_dataset"] = (
     "datasets.load_dataset() downloads and prepares the dataset synchronously"
@@ -105,7 +110,7 @@ _BLOCKING_CALLS["datasets.load_dataset"] = (
 _SYNC_CLIENT_CTORS = {
     q: what
     for q, what in SYNC_CLIENTS.items()
-    if what not in ("requests.Session", "psycopg2", "psycopg", "http.client")
+    if what not in ("requests.Session", "psycopg2", "psycopg", "http.client", "password hasher")
 }
 
 
@@ -706,8 +711,8 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     m.defer(
         node,
         RULE.code,
-        f"{name}() is sync code of this code base that blocks (sync HTTP, sleep, a wait on "
-        "a loop): calling it inside async def blocks the event loop",
+        f"{name}() is sync code of this code base that blocks (sync HTTP, sleep, password "
+        "hashing, a wait on a loop): calling it inside async def blocks the event loop",
         _if_blocking_function(name, module),
     )
 
@@ -753,8 +758,8 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             m.defer(
                 node,
                 RULE.code,
-                f".{attr}() {where} sync code that blocks (sync HTTP, sleep, a wait on a "
-                "loop): calling it inside async def blocks the event loop",
+                f".{attr}() {where} sync code that blocks (sync HTTP, sleep, password "
+                "hashing, a wait on a loop): calling it inside async def blocks the event loop",
                 _if_blocking(attr, cls, _BLOCKS),
             )
             m.defer(
@@ -858,6 +863,7 @@ def _forwarded(m: ModuleModel, node: ast.Call, attr: str) -> None:
 _LIBRARY_METHODS: dict[str, frozenset[str]] = {
     "LangChain": LANGCHAIN_TWINS,
     "transformers": frozenset({"generate"}),
+    "password hasher": frozenset({"hash", "verify", "verify_and_update", "encrypt"}),
     # building an http.client connection opens nothing: its request and response do
     "http.client": frozenset({"request", "getresponse", "connect", "endheaders", "send"}),
     "llama.cpp": frozenset(
