@@ -80,6 +80,20 @@ def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> 
     q = m.qualname(func)
     if q in TASK_FACTORIES:
         message = f"result of {q}() dropped: the task can be garbage-collected mid-flight"
+    elif (
+        q == "asyncio.run_coroutine_threadsafe"
+        and statement is not None
+        and not _hands_to_queue(call)
+    ):
+        # the future reads the task's exception when it copies its state, so a failure is
+        # neither raised nor logged: no rewrite, as a task set would not surface it
+        message = (
+            "result of asyncio.run_coroutine_threadsafe() dropped: the loop holds the task only "
+            "weakly and nothing reads the future, so the task can be garbage-collected "
+            "mid-flight and its exception is lost without a trace (keep the future and add a "
+            "done callback that logs `future.exception()`)"
+        )
+        statement = None
     elif isinstance(func, ast.Attribute) and func.attr == "create_task" and _loopish(m, func):
         message = (
             "result of loop.create_task() dropped: the task can be garbage-collected mid-flight"
@@ -110,6 +124,22 @@ def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> 
     else:
         return
     _drop(m, call, statement, message)
+
+
+def _hands_to_queue(call: ast.Call) -> bool:
+    """``run_coroutine_threadsafe(queue.put(item), loop)``: a thread handing an item to the
+    loop. An asyncio queue's ``put`` raises nothing, and a put waiting for room is held
+    by the queue itself, so the dropped future loses nothing."""
+    coro = (
+        call.args[0]
+        if call.args
+        else next((kw.value for kw in call.keywords if kw.arg == "coro"), None)
+    )
+    return (
+        isinstance(coro, ast.Call)
+        and isinstance(coro.func, ast.Attribute)
+        and coro.func.attr == "put"
+    )
 
 
 def _drop(m: ModuleModel, call: ast.Call, statement: ast.stmt | None, message: str) -> None:
