@@ -78,7 +78,11 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         return  # a command-line tool's command: one user's process, no fleet to herd
     if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
-    counters = _counts_attempts(m, node.iter) if isinstance(node, ast.For | ast.AsyncFor) else None
+    counters = (
+        _counts_attempts(m, node.iter)
+        if isinstance(node, ast.For | ast.AsyncFor)
+        else _counted_while(node)
+    )
     if isinstance(node, ast.For | ast.AsyncFor) and counters is not None and _probe_series(m, node):
         return  # probes at a configured spacing, however each one went: a measurement
     for try_node in tries:
@@ -1193,6 +1197,31 @@ def _counts_attempts(m: ModuleModel, iterable: ast.expr) -> tuple[str, ...] | No
     if not isinstance(func, ast.Name) or func.id in m.scope.params or m.assignments(func.id):
         return None
     return (func.id,)
+
+
+_ATTEMPT_COUNTER = re.compile(r"attempt|retr|tries|tried", re.IGNORECASE)
+
+
+def _counted_while(loop: ast.While) -> tuple[str, ...] | None:
+    """``()`` for ``while retry_count < MAX_RETRIES:`` whose body adds to that counter:
+    a loop over attempts, like ``range(n)``; None otherwise."""
+    test = loop.test
+    if not (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and isinstance(test.ops[0], ast.Lt | ast.LtE)
+        and _ATTEMPT_COUNTER.search(test.left.id)
+    ):
+        return None
+    counter = test.left.id
+    counted = any(
+        isinstance(stmt, ast.AugAssign)
+        and isinstance(stmt.op, ast.Add)
+        and isinstance(stmt.target, ast.Name)
+        and stmt.target.id == counter
+        for stmt in loop.body
+    )
+    return () if counted else None
 
 
 def _yields_count(fn: Function) -> bool:
