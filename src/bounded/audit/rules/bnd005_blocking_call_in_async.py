@@ -254,7 +254,7 @@ def runs_alone(m: ModuleModel) -> bool:
     if _reads_console(m, node):
         return True
     if not node.decorator_list:
-        return False  # neither a command nor a view: skip reading the imports
+        return _annotated_command(m, node)
     imported = m.imports.values()
     roots = {path.partition(".")[0] for path in imported}
     if not roots.isdisjoint(_CLI_FRAMEWORKS):
@@ -269,6 +269,22 @@ def runs_alone(m: ModuleModel) -> bool:
         if name.rpartition(".")[2] in methods and "." in name:
             return True
     return False
+
+
+def _annotated_command(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
+    """A module-level coroutine whose parameters are declared with a CLI framework's
+    options (``host: Annotated[str, Parameter(help=...)]``, ``typer.Option()``): a command
+    registered by a call (``app.command(ssh)``) rather than a decorator."""
+    if node.col_offset or len(m.scopes) > 2:
+        return False
+    params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+    return any(
+        isinstance(sub, ast.Call)
+        and (m.qualname(sub.func) or "").partition(".")[0] in _CLI_FRAMEWORKS
+        for param in params
+        if param.annotation is not None
+        for sub in ast.walk(param.annotation)
+    )
 
 
 def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
