@@ -62,9 +62,28 @@ _ON_EXECUTOR = frozenset({"run_in_executor", "to_thread"})
 def is_local_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
     """The ``try`` only works on local files (catching file errors, or any error when every
     call is plainly a file's), only waits for work it hands to an executor (or for futures
-    the code makes itself), or only queries a local browser's page."""
-    own = list(own_nodes(node.body))  # walked once, for all three kinds of evidence
-    return _file_work(m, node, own) or _executor_work(m, node, own) or _page_work(m, own)
+    the code makes itself), only queries a local browser's page, or only takes the next
+    client of a listening socket."""
+    own = list(own_nodes(node.body))  # walked once, for all four kinds of evidence
+    return (
+        _file_work(m, node, own)
+        or _executor_work(m, node, own)
+        or _page_work(m, own)
+        or _accepts(own)
+    )
+
+
+_ACCEPTS = frozenset({"accept", "sock_accept"})
+
+
+def _accepts(own: list[ast.AST]) -> bool:
+    """``try: conn, addr = await loop.sock_accept(sock)``: a listener taking its next
+    client. A pause after its error (out of descriptors) herds no one: clients connect
+    when they will."""
+    calls = [sub for sub in own if isinstance(sub, ast.Call)]
+    return bool(calls) and all(
+        isinstance(c.func, ast.Attribute) and c.func.attr in _ACCEPTS for c in calls
+    )
 
 
 def is_local_call(m: ModuleModel, call: ast.expr) -> bool:
