@@ -17,7 +17,7 @@ from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, Project
 from bounded.audit.names import dotted, is_self_attr
 
 if TYPE_CHECKING:
-    from bounded.audit.model import MethodHook
+    from bounded.audit.model import CallHook, MethodHook
 
 RULE = Rule(
     "BND009",
@@ -313,6 +313,58 @@ def _keeping_emitter(m: ModuleModel) -> bool:
     return any(q.startswith(_KEEPING_EMITTERS) for q in m.imports.values())
 
 
+_FIRST = frozenset({"FIRST_COMPLETED", "FIRST_EXCEPTION"})
+
+
+def _wait_returns_early(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``await asyncio.wait([recv, asyncio.create_task(stop.wait())],
+    return_when=FIRST_COMPLETED)``: a task made inside the call and kept nowhere else is
+    left pending when another finishes first (or at the timeout), unless the caller
+    handles the pending set it returns."""
+    options = {kw.arg: kw.value for kw in node.keywords}
+    when = dotted(options["return_when"]) if "return_when" in options else None
+    timeout = options.get("timeout")
+    early = (when or "").rpartition(".")[2] in _FIRST or not (
+        timeout is None or (isinstance(timeout, ast.Constant) and timeout.value is None)
+    )
+    if not early or not node.args or _handles_pending(m, node):
+        return
+    for sub in ast.walk(node.args[0]):
+        if isinstance(sub, ast.Call) and _creates_task(m, sub):
+            m.report(
+                sub,
+                RULE.code,
+                f"task made inside {q}() and kept nowhere: when the wait returns early "
+                "(first completed, or the timeout) it is left pending, never cancelled or "
+                "awaited (cancel the returned pending set)",
+            )
+
+
+def _handles_pending(m: ModuleModel, call: ast.Call) -> bool:
+    """The function binds the wait's result and reads the pending set it names
+    (``done, pending = await asyncio.wait(...)`` then ``for t in pending: t.cancel()``)."""
+    fn = m.scope.node
+    if fn is None:
+        return False
+    for stmt in ast.walk(fn):
+        if not (
+            isinstance(stmt, ast.Assign)
+            and isinstance(stmt.value, ast.Await)
+            and stmt.value.value is call
+        ):
+            continue
+        target = stmt.targets[0]
+        if not isinstance(target, ast.Tuple) or len(target.elts) != 2:
+            return True  # the whole result is kept: the caller may cancel what is pending
+        pending = target.elts[1]
+        return isinstance(pending, ast.Name) and any(
+            isinstance(sub, ast.Name) and sub.id == pending.id and isinstance(sub.ctx, ast.Load)
+            for sub in ast.walk(fn)
+        )
+    return False
+
+
+CALLS: dict[str, CallHook] = {"asyncio.wait": _wait_returns_early}
 METHODS: dict[str, MethodHook] = dict.fromkeys(
     (*_CALLBACK_REGISTRARS, *_HANDLER_REGISTRARS), _callback
 )
