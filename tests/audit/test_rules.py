@@ -779,3 +779,31 @@ def test_a_retry_on_errors_of_a_library_the_module_only_imports_errors_from_neve
     assert _project({"app/local.py": local}) == []
     assert _project({"app/remote.py": remote}) == [("app/remote.py", 3, "BND008")]
     assert _project({"app/whole.py": whole}) == [("app/whole.py", 3, "BND008")]
+
+
+def test_an_mcp_session_opener_in_another_module_makes_one_session_per_call() -> None:
+    sessions = (
+        "from contextlib import asynccontextmanager\n"
+        "from mcp import ClientSession\n"
+        "@asynccontextmanager\n"
+        "async def _stdio_session(read, write):\n"
+        "    async with ClientSession(read, write) as session:\n"
+        "        yield session\n"
+        "@asynccontextmanager\n"
+        "async def create_session(connection):\n"
+        "    async with _stdio_session(*connection) as session:\n"
+        "        yield session\n"
+    )
+    tools = (
+        "from app.sessions import create_session\n"
+        "async def call(connection, name, args):\n"
+        "    async with create_session(connection) as session:\n"
+        "        await session.initialize()\n"
+        "        return await session.call_tool(name, args)\n"
+    )
+    # the opener two managers away enters a ClientSession: one server per tool call
+    assert _project({"app/sessions.py": sessions, "app/tools.py": tools}) == [
+        ("app/tools.py", 3, "BND002")
+    ]
+    # a manager the run does not define may hand out a shared session: silent
+    assert _project({"app/tools.py": tools}) == []

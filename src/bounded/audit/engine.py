@@ -191,6 +191,8 @@ class Project:
         for name, spawns in facts.spawns.items():
             self.facts.spawns[name] = self.facts.spawns.get(name, True) and spawns
         self.facts.timed_joins |= facts.timed_joins
+        for name, entered in facts.session_openers.items():
+            self.facts.session_openers.setdefault(name, set()).update(entered)
         for name, reads in facts.listings.items():
             self.facts.listings.setdefault(name, set()).update(reads)
         for name, attrs in facts.connection_errors.items():

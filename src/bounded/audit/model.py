@@ -450,6 +450,9 @@ class ProjectFacts:
     # classes whose join(timeout) waits on threads for at most that long: Thread subclasses
     # and wrappers whose own join hands its timeout to their threads' join
     timed_joins: set[str] = field(default_factory=set)
+    # async context manager name -> what it enters before it yields: "" an MCP
+    # ``ClientSession``, else the names of other such managers it enters (settled per run)
+    session_openers: dict[str, set[str]] = field(default_factory=dict)
     # coroutine name -> the functions of the run whose results it returns ("": a listing
     # read's result, or what it computed from one)
     listings: dict[str, set[str]] = field(default_factory=dict)

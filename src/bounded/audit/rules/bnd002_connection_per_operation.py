@@ -6,10 +6,11 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import ModuleModel, Scope, callee_name
+from bounded.audit.model import Function, ModuleModel, ProjectFacts, Scope, callee_name
 from bounded.audit.names import assign_targets, candidate_calls, dotted, is_self_attr, own_callee
 
 if TYPE_CHECKING:
@@ -461,24 +462,45 @@ def _calls_operation(fn: ast.AST) -> bool:
     )
 
 
-def _opens_mcp_session(m: ModuleModel, call: ast.Call) -> bool:
-    """`call` builds an MCP ``ClientSession``, or calls this module's async context manager
-    that enters one and yields it (``async with self._session(server) as session``)."""
-    if m.qualname(call.func) in _MCP_SESSIONS:
-        return True
-    opener = m.functions.get(callee_name(call) or "")
-    if not isinstance(opener, ast.AsyncFunctionDef) or not any(
-        (dotted(d) or "").endswith("asynccontextmanager") for d in opener.decorator_list
+def function(m: ModuleModel, node: Function) -> None:
+    """Tell the run what an async context manager enters before it yields: an MCP
+    ``ClientSession`` (``""``), or other context managers of the run by name (a
+    ``create_session`` that dispatches to ``_create_stdio_session``)."""
+    if not isinstance(node, ast.AsyncFunctionDef) or not any(
+        (dotted(d) or "").endswith("asynccontextmanager") for d in node.decorator_list
     ):
-        return False
-    inner = [sub for sub in ast.walk(opener) if isinstance(sub, ast.AsyncWith)]
-    return any(
-        isinstance(item.context_expr, ast.Call)
-        and m.qualname(item.context_expr.func) in _MCP_SESSIONS
-        and any(isinstance(sub, ast.Yield) for sub in ast.walk(block))
-        for block in inner
-        for item in block.items
+        return
+    entered: set[str] = set()
+    for block in ast.walk(node):
+        if not isinstance(block, ast.AsyncWith) or not any(
+            isinstance(sub, ast.Yield) for sub in ast.walk(block)
+        ):
+            continue
+        for item in block.items:
+            call = item.context_expr
+            if isinstance(call, ast.Call):
+                q = m.qualname(call.func)
+                entered.add("" if q in _MCP_SESSIONS else callee_name(call) or "")
+    entered.discard(node.name)
+    if entered:
+        m.facts.session_openers.setdefault(node.name, set()).update(entered)
+
+
+def _opens_session(facts: ProjectFacts, name: str, seen: frozenset[str] = frozenset()) -> bool:
+    """The run's async context manager `name` yields an MCP session it entered, directly
+    or through another one."""
+    entered = facts.session_openers.get(name, set())
+    return "" in entered or any(
+        callee not in seen and _opens_session(facts, callee, seen | {name})
+        for callee in entered
+        if callee
     )
+
+
+_ONE_SESSION = (
+    "a new MCP client session (for a stdio server, a new server process) for one "
+    "operation: a connection per operation"
+)
 
 
 def module_end(m: ModuleModel) -> None:
@@ -486,10 +508,9 @@ def module_end(m: ModuleModel) -> None:
     for call, function in m.state(_Sessions).single_use:
         if function is not None and any(isinstance(sub, ast.Yield) for sub in ast.walk(function)):
             continue  # a generator holds its session for its lifetime
-        if _opens_mcp_session(m, call):
-            m.report(
-                call,
-                RULE.code,
-                "a new MCP client session (for a stdio server, a new server process) for "
-                "one operation: a connection per operation",
-            )
+        if m.qualname(call.func) in _MCP_SESSIONS:
+            m.report(call, RULE.code, _ONE_SESSION)
+            continue
+        name = callee_name(call)
+        if name:
+            m.defer(call, RULE.code, _ONE_SESSION, partial(_opens_session, name=name))
