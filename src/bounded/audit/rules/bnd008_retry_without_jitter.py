@@ -1766,6 +1766,10 @@ def _deterministic(
                 for value in assigned(sub.id):
                     if _counts_range(value):
                         continue  # for attempt in range(limit()): 0, 1, 2..., whatever limit is
+                    if isinstance(value, ast.List | ast.Set | ast.Dict) and not (
+                        value.keys if isinstance(value, ast.Dict) else value.elts
+                    ):
+                        return False  # delays = [] then delays.append(...): filled unseen
                     if not _deterministic(m, value, seen, assigned, unknown):
                         return False
     return True
