@@ -132,7 +132,8 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
     if retry_scope and (counters is not None or isinstance(node, ast.While)):
         _report_hot_retries(m, node, tries, counters or ())
     if retry_scope and isinstance(node, ast.While) and tries:
-        _report_sleeps(m, _backed_off(m, node, tries))
+        unfailed = _after_success(m, node, tries)
+        _report_sleeps(m, [c for c in _backed_off(m, node, tries) if id(c) not in unfailed])
 
 
 _GROWS = (ast.Mult, ast.Pow, ast.LShift)
@@ -262,9 +263,10 @@ def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.Try
     def after_failure(name: str) -> list[ast.expr]:
         return on_failure.get(name) or m.assignments(name)
 
+    unfailed = _after_success(m, loop, [node])
     for pause in [*_sleeps_in(m, loop.body), *waits]:
         delay = _delay_of(pause) if pause not in waits else timeout_arg(pause, 0)
-        if delay is None or not any(
+        if id(pause) in unfailed or delay is None or not any(
             isinstance(n, ast.Name) and n.id in chosen for n in ast.walk(delay)
         ):
             continue
@@ -550,7 +552,12 @@ def _check(
     if direct and retrying and not _awaits_finished_state(node.body):
         # a pause every round of a loop that leaves on a job's end state paces a status
         # poll; one that leaves on any success retries
-        sleeps.extend(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node]))
+        unfailed = _after_success(m, loop, [node])
+        sleeps.extend(
+            call
+            for call in _sleeps_in(m, [stmt for stmt in loop.body if stmt is not node])
+            if id(call) not in unfailed
+        )
     sleeps.extend(_paused_after_failure(m, node))
     for block in (node.body, *(h.body for h in node.handlers)):
         sleeps.extend(_before_reconnect(m, block))
@@ -574,6 +581,45 @@ def _paused_after_failure(m: ModuleModel, node: ast.Try | ast.TryStar) -> list[a
         if isinstance(stmt, ast.If) and _set_after_failure(stmt.test, failures)
         for call in _sleeps_in(m, stmt.body)
     ]
+
+
+def _after_success(m: ModuleModel, loop: Loop, tries: list[ast.Try | ast.TryStar]) -> set[int]:
+    """The ids of the pauses under ``if error is None:`` (or ``if not error:``) where the
+    ``try``'s handlers set ``error``: they run only when the round did not fail, pacing
+    a poll (``if error_to_retry is None: sleep(interval)``), not backing off."""
+    failures = {
+        target.id
+        for node in tries
+        for handler in node.handlers
+        for sub in ast.walk(handler)
+        if isinstance(sub, ast.AugAssign | ast.Assign)
+        for target in assign_targets(sub)
+        if isinstance(target, ast.Name)
+    }
+    if not failures:
+        return set()
+    return {
+        id(call)
+        for sub in own_nodes(loop.body)
+        if isinstance(sub, ast.If) and _unset_after_failure(sub.test, failures)
+        for call in _sleeps_in(m, sub.body)
+    }
+
+
+def _unset_after_failure(test: ast.expr, failures: set[str]) -> bool:
+    """``if error is None:``, ``if not error:``: the test holds only while no failure has
+    set the name."""
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return isinstance(test.operand, ast.Name) and test.operand.id in failures
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id in failures
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Is)
+        and isinstance(test.comparators[0], ast.Constant)
+        and test.comparators[0].value is None
+    )
 
 
 def _set_after_failure(test: ast.expr, failures: set[str]) -> bool:
