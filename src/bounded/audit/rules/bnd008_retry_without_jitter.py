@@ -266,8 +266,10 @@ def _failure_sets_pause(m: ModuleModel, loop: ast.While, node: ast.Try | ast.Try
     unfailed = _after_success(m, loop, [node])
     for pause in [*_sleeps_in(m, loop.body), *waits]:
         delay = _delay_of(pause) if pause not in waits else timeout_arg(pause, 0)
-        if id(pause) in unfailed or delay is None or not any(
-            isinstance(n, ast.Name) and n.id in chosen for n in ast.walk(delay)
+        if (
+            id(pause) in unfailed
+            or delay is None
+            or not any(isinstance(n, ast.Name) and n.id in chosen for n in ast.walk(delay))
         ):
             continue
         unknown: list[str] = []
