@@ -617,6 +617,8 @@ class ModuleModel:
         # enclosing loops: (loop, its scope, try statements directly inside it)
         self.loops: list[tuple[Loop, Scope, list[ast.Try | ast.TryStar]]] = []
         self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
+        # line spans of branches that never run (`if True: ... else: <dead>`): no finding
+        self.dead: list[tuple[int, int]] = []
         self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
         # a module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
         # once per process, for one user
@@ -714,8 +716,9 @@ class ModuleModel:
         return self.is_test or self._test_depth > 0
 
     def report(self, node: ast.AST, code: str, message: str, edit: Edit | None = None) -> None:
-        """Report `node` now (never in test code: a test harness's fault pages nobody)."""
-        if self.in_test:
+        """Report `node` now (never in test code: a test harness's fault pages nobody, nor
+        in a branch that never runs)."""
+        if self.in_test or self._never_runs(node):
             return
         self.findings.append(
             (getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, edit)
@@ -724,14 +727,19 @@ class ModuleModel:
     def defer(
         self, node: ast.AST, code: str, message: str, keep: Callable[[ProjectFacts], bool]
     ) -> None:
-        """Report `node` at the end of the run if `keep(facts)` is true then (not in tests)."""
-        if self.in_test:
+        """Report `node` at the end of the run if `keep(facts)` is true then (not in tests,
+        nor in a branch that never runs)."""
+        if self.in_test or self._never_runs(node):
             return
         self.deferred.append(
             Deferred(
                 getattr(node, "lineno", 1), getattr(node, "col_offset", 0), code, message, keep
             )
         )
+
+    def _never_runs(self, node: ast.AST) -> bool:
+        line = getattr(node, "lineno", 0)
+        return any(start <= line <= end for start, end in self.dead)
 
     # --- walking ---------------------------------------------------------------------
 
@@ -1337,6 +1345,10 @@ class ModuleModel:
             values = self.scopes[0].assigned.get(test.id, [])
             test = values[0] if len(values) == 1 else test
         old = _legacy_branch(test)  # True: the body is for older Pythons; False: orelse
+        taken = self._constant_test(node.test)
+        dead = node.orelse if taken is True else node.body if taken is False else []
+        if dead:
+            self.dead.append((dead[0].lineno, dead[-1].end_lineno or dead[-1].lineno))
         switch = string_switch(node.test) or flag_switch(node.test, self.scope.node)
         scope = self.scope
         scope.switched += switch
@@ -1355,6 +1367,20 @@ class ModuleModel:
         ):
             self.legacy += 1  # the rest of the function is the else branch
             scope.legacy_tail += 1
+
+    def _constant_test(self, test: ast.expr) -> bool | None:
+        """The value of a test fixed in the source: ``True``/``False``, or a private module
+        constant set once to one (``_IS_SYNC = False``, as code generated for a sync and an
+        async copy has), maybe negated; None when it may vary."""
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            inner = self._constant_test(test.operand)
+            return None if inner is None else not inner
+        if isinstance(test, ast.Name) and test.id.startswith("_") and test.id.isupper():
+            values = self.scopes[0].assigned.get(test.id, [])
+            test = values[0] if len(values) == 1 else test
+        if isinstance(test, ast.Constant) and isinstance(test.value, bool):
+            return test.value
+        return None
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         value = node.value
