@@ -542,6 +542,9 @@ def _check(
         _report_sleeps(m, sleeps, counters)
         return
     for handler in node.handlers:
+        caught = _caught(handler)
+        if caught and all(_WOULD_BLOCK.search(name) for name in caught):
+            continue  # waits for its own non-blocking socket to be ready: no one to herd
         # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
         # reconnects every client at once after a server restart
         if (
@@ -1666,6 +1669,8 @@ def _goes_round_again(handler: ast.ExceptHandler) -> bool:
 
 
 _IDLE = re.compile(r"Empty|StopIteration|StopAsyncIteration|Cancelled|KeyboardInterrupt|Exit")
+# A non-blocking socket not ready yet (``BlockingIOError``, ``ssl.SSLWantReadError``).
+_WOULD_BLOCK = re.compile(r"BlockingIO|BLOCKING_IO|WouldBlock|WantRead|WantWrite", re.IGNORECASE)
 
 
 def _catches_idle(handler: ast.ExceptHandler) -> bool:
