@@ -807,3 +807,15 @@ def test_an_mcp_session_opener_in_another_module_makes_one_session_per_call() ->
     ]
     # a manager the run does not define may hand out a shared session: silent
     assert _project({"app/tools.py": tools}) == []
+
+
+def test_a_module_no_import_can_name_that_only_defines_never_runs() -> None:
+    from bounded.audit import check_source
+
+    source = "import asyncio\nasync def refresh(cache):\n    asyncio.create_task(cache.reload())\n"
+    assert [f.code for f in check_source(source, "pkg/client.py")] == ["BND009"]
+    # a shipped backup copy: `import pkg.client.backup` cannot reach it, and it only defines
+    assert check_source(source, "pkg/client.backup.py") == []
+    # a script with such a name that runs its code is still checked
+    script = source + "result = asyncio.run(refresh(None))\n"
+    assert [f.code for f in check_source(script, "pkg/run-all.py")] == ["BND009"]

@@ -631,6 +631,8 @@ class ModuleModel:
 
     def run(self, tree: ast.Module) -> None:
         """Index the module's functions, walk it once, then run the end-of-module hooks."""
+        if _unreachable(self.path, tree):
+            self.dead.append((1, tree.body[-1].end_lineno or tree.body[-1].lineno))
         for stmt in tree.body:
             if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
                 self.is_script = True
@@ -1783,6 +1785,43 @@ def param_default(node: ast.AST | None, name: str) -> ast.expr | None:
         if arg.arg == name:
             return kw_default
     return None
+
+
+# Module-level statements that only define: running such a file does nothing.
+_DEFINES = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+    ast.Expr,
+    ast.Try,
+    ast.If,
+)
+
+
+def _unreachable(path: str, tree: ast.Module) -> bool:
+    """A module no import can name (``client.backup.py``: its stem is no identifier) that
+    only defines things: a shipped copy whose code never runs."""
+    stem = path.replace("\\", "/").rpartition("/")[2].removesuffix(".py")
+    return (
+        bool(tree.body)
+        and not stem.isidentifier()
+        and all(
+            isinstance(stmt, _DEFINES)
+            and not (isinstance(stmt, ast.Expr) and not isinstance(stmt.value, ast.Constant))
+            and not (isinstance(stmt, ast.If) and _is_main_guard(stmt.test))
+            and not any(
+                isinstance(sub, ast.Call) and callee_name(sub) in _RUNNERS for sub in ast.walk(stmt)
+            )
+            for stmt in tree.body
+        )
+    )
+
+
+_RUNNERS = frozenset({"run", "run_until_complete", "run_forever", "main"})
 
 
 def _is_main_guard(test: ast.expr) -> bool:
