@@ -945,6 +945,28 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
         )
 
 
+# Schedulers that run a callback after a delay, their first argument.
+_TIMERS = frozenset({"Timer", "call_later"})
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """``threading.Timer(base * 2 ** retries, self._refresh)``, ``loop.call_later(...)``:
+    a retry scheduled after a deterministic exponential delay, like such a sleep."""
+    if callee_name(node) not in _TIMERS or len(m.scopes) == 1 or m.is_script or m.in_cli:
+        return
+    delay = node.args[0] if node.args else None
+    if delay is None or not _exponential(m, delay, set(), m.assignments):
+        return
+    unknown: list[str] = []
+    if _deterministic(m, delay, set(), m.assignments, unknown) and not unknown:
+        m.report(
+            node,
+            RULE.code,
+            "retry scheduled after a deterministic exponential delay: clients retry in "
+            "lock-step (add jitter)",
+        )
+
+
 def _after_failure(fn: ast.AST | None, sleep: ast.Call) -> bool:
     """The sleep is in an ``except`` branch of `fn` (not of a function nested in it)."""
     stack: list[ast.AST] = [fn] if fn is not None else []
