@@ -327,17 +327,19 @@ def _wait_returns_early(m: ModuleModel, node: ast.Call, q: str) -> None:
     early = (when or "").rpartition(".")[2] in _FIRST or not (
         timeout is None or (isinstance(timeout, ast.Constant) and timeout.value is None)
     )
-    if not early or not node.args or _handles_pending(m, node):
-        return
+    if not early or not node.args or m.in_cli or _handles_pending(m, node):
+        return  # (a command-line tool's pending task ends with its process)
+    message = (
+        f"task handed to {q}() and never cancelled or awaited: when the wait returns early "
+        "(first completed, or the timeout) it is left pending (cancel the returned pending "
+        "set)"
+    )
     for sub in ast.walk(node.args[0]):
-        if isinstance(sub, ast.Call) and _creates_task(m, sub):
-            m.report(
-                sub,
-                RULE.code,
-                f"task made inside {q}() and kept nowhere: when the wait returns early "
-                "(first completed, or the timeout) it is left pending, never cancelled or "
-                "awaited (cancel the returned pending set)",
-            )
+        if isinstance(sub, ast.Call) and _creates_task(m, sub) and not _sleeps(m, sub):
+            m.report(sub, RULE.code, message)
+        elif isinstance(sub, ast.Name):
+            for value in _left_pending(m, sub.id, node):
+                m.report(value, RULE.code, message)
 
 
 def _handles_pending(m: ModuleModel, call: ast.Call) -> bool:
@@ -362,6 +364,53 @@ def _handles_pending(m: ModuleModel, call: ast.Call) -> bool:
             for sub in ast.walk(fn)
         )
     return False
+
+
+def _sleeps(m: ModuleModel, task: ast.Call) -> bool:
+    """``create_task(asyncio.sleep(1))``: a timer task that ends by itself."""
+    coro = task.args[0] if task.args else None
+    return isinstance(coro, ast.Call) and m.qualname(coro.func) in ("asyncio.sleep",)
+
+
+# What reads a task without settling it: ``task in done``, ``task.done()``, ``.result()``.
+_READS = frozenset({"done", "result", "exception", "cancelled", "get_name", "add_done_callback"})
+
+
+def _left_pending(m: ModuleModel, name: str, wait: ast.Call) -> list[ast.Call]:
+    """The ``name = asyncio.create_task(...)`` calls (not of a sleep) of the function that
+    binds `name`, when that function neither cancels, awaits nor hands on the task: only
+    the wait's list and reads such as ``task in done`` use it."""
+    scope = next((sc for sc in reversed(m.scopes) if name in sc.assigned), None)
+    if scope is None or scope.node is None or scope is m.scopes[0]:
+        return []
+    fn = scope.node
+    made = [
+        value
+        for value in scope.assigned[name]
+        if isinstance(value, ast.Call) and _creates_task(m, value) and not _sleeps(m, value)
+    ]
+    if not made:
+        return []
+    listed = {id(sub) for sub in ast.walk(wait.args[0])}
+    for parent in ast.walk(fn):
+        for child in ast.iter_child_nodes(parent):
+            if (
+                not (
+                    isinstance(child, ast.Name)
+                    and child.id == name
+                    and isinstance(child.ctx, ast.Load)
+                )
+                or id(child) in listed
+            ):
+                continue
+            reads = (
+                isinstance(parent, ast.Compare)
+                and child is parent.left
+                and all(isinstance(op, ast.In | ast.NotIn) for op in parent.ops)
+            ) or (isinstance(parent, ast.Attribute) and parent.attr in _READS)
+            if not reads:
+                return []  # awaited, cancelled, returned or handed on
+    return made
 
 
 CALLS: dict[str, CallHook] = {"asyncio.wait": _wait_returns_early}
