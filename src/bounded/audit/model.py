@@ -1344,8 +1344,7 @@ class ModuleModel:
         test = node.test
         if isinstance(test, ast.Name):
             # IS_PY310 = sys.version_info >= (3, 10) at module level, tested here
-            values = self.scopes[0].assigned.get(test.id, [])
-            test = values[0] if len(values) == 1 else test
+            test = self._module_constant(test)
         old = _legacy_branch(test)  # True: the body is for older Pythons; False: orelse
         taken = self._constant_test(node.test)
         dead = node.orelse if taken is True else node.body if taken is False else []
@@ -1378,11 +1377,15 @@ class ModuleModel:
             inner = self._constant_test(test.operand)
             return None if inner is None else not inner
         if isinstance(test, ast.Name) and test.id.startswith("_") and test.id.isupper():
-            values = self.scopes[0].assigned.get(test.id, [])
-            test = values[0] if len(values) == 1 else test
+            test = self._module_constant(test)
         if isinstance(test, ast.Constant) and isinstance(test.value, bool):
             return test.value
         return None
+
+    def _module_constant(self, name: ast.Name) -> ast.expr:
+        """The value a module-level name is assigned once, else the name itself."""
+        values = self.scopes[0].assigned.get(name.id, [])
+        return values[0] if len(values) == 1 else name
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         value = node.value

@@ -275,8 +275,8 @@ def _annotated_command(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
     """A module-level coroutine whose parameters are declared with a CLI framework's
     options (``host: Annotated[str, Parameter(help=...)]``, ``typer.Option()``): a command
     registered by a call (``app.command(ssh)``) rather than a decorator."""
-    if node.col_offset or len(m.scopes) > 2:
-        return False
+    if node.col_offset:
+        return False  # a method or a nested function
     params = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
     return any(
         isinstance(sub, ast.Call)
@@ -451,6 +451,11 @@ def _module_path(path: str) -> str:
     return stem.removesuffix("/__init__")
 
 
+# The tail of a finding on a call of the code base's own sync code that blocks.
+_BLOCKS_HOW = (
+    "(sync HTTP, sleep, password hashing, a wait on a loop): calling it inside async def "
+    "blocks the event loop"
+)
 # How a def blocks (the bits of `ProjectFacts.blocking`): a sync def on a remote peer or a
 # set time (BND005), an async def, a sync def not by a call it makes directly, or one only
 # on a child process (the opt-in BND012).
@@ -727,8 +732,7 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     m.defer(
         node,
         RULE.code,
-        f"{name}() is sync code of this code base that blocks (sync HTTP, sleep, password "
-        "hashing, a wait on a loop): calling it inside async def blocks the event loop",
+        f"{name}() is sync code of this code base that blocks {_BLOCKS_HOW}",
         _if_blocking_function(name, module),
     )
 
@@ -774,8 +778,7 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
             m.defer(
                 node,
                 RULE.code,
-                f".{attr}() {where} sync code that blocks (sync HTTP, sleep, password "
-                "hashing, a wait on a loop): calling it inside async def blocks the event loop",
+                f".{attr}() {where} sync code that blocks {_BLOCKS_HOW}",
                 _if_blocking(attr, cls, _BLOCKS),
             )
             m.defer(

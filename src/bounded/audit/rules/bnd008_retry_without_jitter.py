@@ -572,14 +572,7 @@ def _check(
 def _paused_after_failure(m: ModuleModel, node: ast.Try | ast.TryStar) -> list[ast.Call]:
     """``try: if retries > 0: sleep(delay); return await subscribe() except RpcError:
     retries += 1``: the pause waits on a name only the failures set."""
-    failures = {
-        target.id
-        for handler in node.handlers
-        for sub in ast.walk(handler)
-        if isinstance(sub, ast.AugAssign | ast.Assign)
-        for target in assign_targets(sub)
-        if isinstance(target, ast.Name)
-    }
+    failures = _failure_names([node])
     return [
         call
         for stmt in node.body
@@ -592,15 +585,7 @@ def _after_success(m: ModuleModel, loop: Loop, tries: list[ast.Try | ast.TryStar
     """The ids of the pauses under ``if error is None:`` (or ``if not error:``) where the
     ``try``'s handlers set ``error``: they run only when the round did not fail, pacing
     a poll (``if error_to_retry is None: sleep(interval)``), not backing off."""
-    failures = {
-        target.id
-        for node in tries
-        for handler in node.handlers
-        for sub in ast.walk(handler)
-        if isinstance(sub, ast.AugAssign | ast.Assign)
-        for target in assign_targets(sub)
-        if isinstance(target, ast.Name)
-    }
+    failures = _failure_names(tries)
     if not failures:
         return set()
     return {
@@ -608,6 +593,19 @@ def _after_success(m: ModuleModel, loop: Loop, tries: list[ast.Try | ast.TryStar
         for sub in own_nodes(loop.body)
         if isinstance(sub, ast.If) and _unset_after_failure(sub.test, failures)
         for call in _sleeps_in(m, sub.body)
+    }
+
+
+def _failure_names(tries: list[ast.Try | ast.TryStar]) -> set[str]:
+    """The names the ``except`` handlers of `tries` assign: set only after a failure."""
+    return {
+        target.id
+        for node in tries
+        for handler in node.handlers
+        for sub in ast.walk(handler)
+        if isinstance(sub, ast.AugAssign | ast.Assign)
+        for target in assign_targets(sub)
+        if isinstance(target, ast.Name)
     }
 
 
@@ -933,16 +931,21 @@ def _sleep(m: ModuleModel, node: ast.Call, q: str) -> None:
     if _then_calls_itself(m, node):
         _report_sleeps(m, [node])  # sleep, then call this function again: retry by recursion
         return
-    if not _exponential(m, delay, set(), m.assignments):
-        return
-    unknown: list[str] = []
-    if _deterministic(m, delay, set(), m.assignments, unknown) and not unknown:
+    if _exponential_backoff(m, delay):
         m.report(
             node,
             RULE.code,
             "retry backoff sleeps a deterministic exponential delay: clients retry in "
             "lock-step (add jitter)",
         )
+
+
+def _exponential_backoff(m: ModuleModel, delay: ast.expr) -> bool:
+    """The delay grows exponentially with a counter and nothing in it is random or unseen."""
+    if not _exponential(m, delay, set(), m.assignments):
+        return False
+    unknown: list[str] = []
+    return _deterministic(m, delay, set(), m.assignments, unknown) and not unknown
 
 
 # Schedulers that run a callback after a delay, their first argument.
@@ -955,10 +958,7 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     if callee_name(node) not in _TIMERS or len(m.scopes) == 1 or m.is_script or m.in_cli:
         return
     delay = node.args[0] if node.args else None
-    if delay is None or not _exponential(m, delay, set(), m.assignments):
-        return
-    unknown: list[str] = []
-    if _deterministic(m, delay, set(), m.assignments, unknown) and not unknown:
+    if delay is not None and _exponential_backoff(m, delay):
         m.report(
             node,
             RULE.code,

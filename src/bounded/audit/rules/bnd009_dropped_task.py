@@ -318,9 +318,9 @@ _FIRST = frozenset({"FIRST_COMPLETED", "FIRST_EXCEPTION"})
 
 def _wait_returns_early(m: ModuleModel, node: ast.Call, q: str) -> None:
     """``await asyncio.wait([recv, asyncio.create_task(stop.wait())],
-    return_when=FIRST_COMPLETED)``: a task made inside the call and kept nowhere else is
-    left pending when another finishes first (or at the timeout), unless the caller
-    handles the pending set it returns."""
+    return_when=FIRST_COMPLETED)``: a task made inside the call, or bound to a name the
+    function never settles, is left pending when another finishes first (or at the
+    timeout), unless the caller handles the pending set the wait returns."""
     options = {kw.arg: kw.value for kw in node.keywords}
     when = dotted(options["return_when"]) if "return_when" in options else None
     timeout = options.get("timeout")
@@ -369,11 +369,11 @@ def _handles_pending(m: ModuleModel, call: ast.Call) -> bool:
 def _sleeps(m: ModuleModel, task: ast.Call) -> bool:
     """``create_task(asyncio.sleep(1))``: a timer task that ends by itself."""
     coro = task.args[0] if task.args else None
-    return isinstance(coro, ast.Call) and m.qualname(coro.func) in ("asyncio.sleep",)
+    return isinstance(coro, ast.Call) and m.qualname(coro.func) == "asyncio.sleep"
 
 
 # What reads a task without settling it: ``task in done``, ``task.done()``, ``.result()``.
-_READS = frozenset({"done", "result", "exception", "cancelled", "get_name", "add_done_callback"})
+_READS = _TAGGING_METHODS | {"done", "result", "exception", "cancelled", "get_name"}
 
 
 def _left_pending(m: ModuleModel, name: str, wait: ast.Call) -> list[ast.Call]:
