@@ -635,6 +635,51 @@ def test_a_console_session_that_waits_on_input_runs_alone() -> None:
     assert [f.line for f in check_source(shadowed, "record.py")] == [4, 6]
 
 
+def test_a_demo_under_the_main_guard_runs_on_no_serving_loop() -> None:
+    source = (
+        "import asyncio\n"
+        "import time\n"
+        "from openai import OpenAI\n"
+        "async def serve():\n"
+        "    time.sleep(1)\n"
+        "if __name__ == '__main__':\n"
+        "    async def chat():\n"
+        "        client = OpenAI()\n"
+        "        time.sleep(1)\n"
+        "    asyncio.run(chat())\n"
+    )
+    # the module's own coroutine is checked; the hand-run demo below the guard is not
+    assert [f.line for f in check_source(source, "agent.py")] == [5]
+    unguarded = source.replace("if __name__ == '__main__':", "if True:")
+    assert [f.line for f in check_source(unguarded, "agent.py")] == [5, 8, 9]
+
+
+def test_coroutines_a_module_steps_itself_without_a_loop_do_not_block_one() -> None:
+    source = (
+        "import socket\n"
+        "import time\n"
+        "class Connection:\n"
+        "    async def connect(self, host):\n"
+        "        socket.getaddrinfo(host, 443)\n"
+        "        time.sleep(1)\n"
+        "class Client:\n"
+        "    def _iter_coroutine(self, coro):\n"
+        "        try:\n"
+        "            coro.send(None)\n"
+        "        except StopIteration as ex:\n"
+        "            return ex.value\n"
+        "    def connect(self, host):\n"
+        "        return self._iter_coroutine(Connection().connect(host))\n"
+    )
+    assert check_source(source, "blocking_client.py") == []
+    # stepping a generator of its own is not running coroutines without a loop
+    local = source.replace("def _iter_coroutine(self, coro):", "def _iter_coroutine(self):")
+    local = local.replace("coro.send(None)", "coro = iter([]); coro.send(None)")
+    assert [f.line for f in check_source(local, "blocking_client.py")] == [5, 6]
+    caught = source.replace("except StopIteration", "except RuntimeError")
+    assert [f.line for f in check_source(caught, "blocking_client.py")] == [5, 6]
+
+
 def test_a_blocking_function_or_method_of_another_module_is_resolved_by_import() -> None:
     net = (
         "import time\n"

@@ -620,6 +620,7 @@ class ModuleModel:
         # line spans of branches that never run (`if True: ... else: <dead>`): no finding
         self.dead: list[tuple[int, int]] = []
         self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
+        self.main_block: tuple[int, int] | None = None  # the lines of that `if` block
         # a module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
         # once per process, for one user
         parts = path.replace("\\", "/").split("/")
@@ -636,6 +637,7 @@ class ModuleModel:
         for stmt in tree.body:
             if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
                 self.is_script = True
+                self.main_block = (stmt.lineno, stmt.end_lineno or stmt.lineno)
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions[stmt.name] = stmt
             elif isinstance(stmt, ast.ClassDef):

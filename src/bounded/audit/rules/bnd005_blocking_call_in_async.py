@@ -249,7 +249,7 @@ def runs_alone(m: ModuleModel) -> bool:
     node = m.scope.node
     if not isinstance(node, ast.AsyncFunctionDef):
         return False
-    if node.name in _START_UP:
+    if node.name in _START_UP or _off_loop(m, node):
         return True
     if _reads_console(m, node):
         return True
@@ -268,6 +268,50 @@ def runs_alone(m: ModuleModel) -> bool:
         name = dotted(target) or ""
         if name.rpartition(".")[2] in methods and "." in name:
             return True
+    return False
+
+
+@dataclass(slots=True)
+class _Stepper:
+    found: bool | None = None  # the module steps coroutines itself (None: not looked yet)
+
+
+def _off_loop(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
+    """The coroutine runs on no loop that serves others: it is defined in the module's
+    ``if __name__ == "__main__":`` demo, run by hand, or the module steps its coroutines
+    itself without a loop (``coro.send(None)``, the result taken from ``StopIteration``:
+    gel's blocking client shares its protocol code with the async one this way)."""
+    block = m.main_block
+    if block is not None and block[0] <= node.lineno <= block[1]:
+        return True
+    state = m.state(_Stepper)
+    if state.found is None:
+        state.found = b".send(None)" in m.source and any(
+            _steps_coroutine(function) for function in m.functions.values()
+        )
+    return state.found
+
+
+def _steps_coroutine(function: Function) -> bool:
+    """``try: coro.send(None) except StopIteration as e: return e.value`` on a parameter."""
+    params = {arg.arg for arg in (*function.args.posonlyargs, *function.args.args)}
+    for sub in ast.walk(function):
+        if not isinstance(sub, ast.Try) or not any(
+            isinstance(h.type, ast.Name) and h.type.id == "StopIteration" for h in sub.handlers
+        ):
+            continue
+        for call in (c for stmt in sub.body for c in ast.walk(stmt)):
+            if (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "send"
+                and isinstance(call.func.value, ast.Name)
+                and call.func.value.id in params
+                and len(call.args) == 1
+                and isinstance(call.args[0], ast.Constant)
+                and call.args[0].value is None
+            ):
+                return True
     return False
 
 
@@ -311,7 +355,8 @@ def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
 
 
 def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async:
+    scope = m.scope.node
+    if m.in_async and not (isinstance(scope, ast.AsyncFunctionDef) and _off_loop(m, scope)):
         m.report(
             node,
             RULE.code,
