@@ -154,6 +154,7 @@ def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
             kw.arg in _SHARED_POOL and not isinstance(kw.value, ast.Call) for kw in node.keywords
         )
         or _admin_only(scope.node)
+        or _throttled(m, scope.node, node)
     ):
         return
     m.state(_Clients).by_scope.setdefault(scope, []).append((node, q, scope.loop_depth > 0))
@@ -176,6 +177,62 @@ def _admin_only(fn: ast.AST | None) -> bool:
         and _ADMIN.search(dotted(d.args[0]) or "") is not None
         for d in defaults
     )
+
+
+# Clocks: a difference of their readings is the time elapsed since a stored one.
+_CLOCKS = frozenset(
+    {
+        "time.time",
+        "time.monotonic",
+        "datetime.datetime.now",
+        "datetime.datetime.utcnow",
+        "os.path.getmtime",
+    }
+)
+
+
+def _throttled(m: ModuleModel, fn: ast.AST | None, node: ast.Call) -> bool:
+    """The client is built under a check of the time elapsed since the last run (``if
+    now - self._last_update < EXPIRY: return`` before it, or ``if time.time() -
+    getmtime(cache) > 60:`` around it): a rate-limited refresh, not one per operation."""
+    if fn is None:
+        return False
+    readings = {
+        target.id
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Assign) and _reads_clock(m, sub.value)
+        for target in sub.targets
+        if isinstance(target, ast.Name)
+    }
+
+    def elapsed(test: ast.expr) -> bool:
+        return any(
+            isinstance(sub, ast.BinOp)
+            and isinstance(sub.op, ast.Sub)
+            and any(
+                _reads_clock(m, side) or (isinstance(side, ast.Name) and side.id in readings)
+                for side in (sub.left, sub.right)
+            )
+            for sub in ast.walk(test)
+        )
+
+    end = node.end_lineno or node.lineno
+    return any(
+        isinstance(sub, ast.If)
+        and (
+            (sub.lineno <= node.lineno and end <= (sub.end_lineno or sub.lineno))
+            or (
+                (sub.end_lineno or sub.lineno) < node.lineno
+                and isinstance(sub.body[-1], ast.Return)
+            )
+        )
+        and elapsed(sub.test)
+        for sub in ast.walk(fn)
+    )
+
+
+def _reads_clock(m: ModuleModel, value: ast.expr) -> bool:
+    return isinstance(value, ast.Call) and m.qualname(value.func) in _CLOCKS
 
 
 CALLS.update(dict.fromkeys(_HTTP_CLIENTS, _http_client))
