@@ -96,7 +96,8 @@ def is_local_call(m: ModuleModel, call: ast.expr) -> bool:
 
 def _file_work(m: ModuleModel, node: ast.Try | ast.TryStar, own: list[ast.AST]) -> bool:
     """``try: path.write_text(...); tmp.replace(path) except OSError: ...``, or ``try: with
-    open(lock, "w") as f: f.write(...) except Exception: ...`` (`own`: the body's nodes)."""
+    open(lock, "w") as f: f.write(...) except Exception: ...``, the exceptions it raises
+    itself aside (a status file read until it says ready); `own`: the body's nodes."""
     if not node.handlers:
         return False
     if any(isinstance(sub, ast.Await) for sub in own):
@@ -104,15 +105,17 @@ def _file_work(m: ModuleModel, node: ast.Try | ast.TryStar, own: list[ast.AST]) 
     calls = [sub for sub in own if isinstance(sub, ast.Call)]
     if not all(_catches_file_errors(h) for h in node.handlers):
         opened = _opened_files(own)
-        return bool(calls) and all(_plain_file_call(m, c, opened) for c in calls)
+        raised = {id(sub.exc) for sub in own if isinstance(sub, ast.Raise)}
+        return bool(calls) and all(_plain_file_call(m, c, opened) or id(c) in raised for c in calls)
     return any(_file_call(m, c) for c in calls) and all(
         _file_call(m, c) or _string_call(c) for c in calls
     )
 
 
 def _opened_files(own: list[ast.AST]) -> set[str]:
-    """The names ``with open(...) as f`` binds among the nodes `own`."""
-    return {
+    """The names ``with open(...) as f`` binds among the nodes `own`, and the lines read
+    from them (``for line in f``)."""
+    opened = {
         item.optional_vars.id
         for sub in own
         if isinstance(sub, ast.With)
@@ -121,6 +124,14 @@ def _opened_files(own: list[ast.AST]) -> set[str]:
         and isinstance(item.context_expr, ast.Call)
         and isinstance(item.context_expr.func, ast.Name)
         and item.context_expr.func.id == "open"
+    }
+    return opened | {
+        sub.target.id
+        for sub in own
+        if isinstance(sub, ast.For)
+        and isinstance(sub.target, ast.Name)
+        and isinstance(sub.iter, ast.Name)
+        and sub.iter.id in opened
     }
 
 
