@@ -555,6 +555,24 @@ def test_retry_loops_in_a_script_run_by_hand_are_not_reported() -> None:
     assert check_source(script, "app/m.py") == []
 
 
+def test_a_module_that_runs_its_loop_at_module_level_is_a_script() -> None:
+    body = (
+        "import asyncio\n"
+        "import aiomysql\n"
+        "async def example(loop):\n"
+        "    conn = await aiomysql.connect(host='127.0.0.1', loop=loop)\n"
+        "    async with conn.cursor() as cur:\n"
+        "        await cur.execute('SELECT 42')\n"
+        "    conn.close()\n"
+    )
+    assert [f.line for f in check_source(body, "examples/example.py")] == [4]
+    for runs in ("asyncio.run(example(None))\n", "loop.run_until_complete(example(loop))\n"):
+        assert check_source(body + runs, "examples/example.py") == []
+    # a function that drives a loop is not the module running one on import
+    helper = body + "def run(loop):\n    loop.run_until_complete(example(loop))\n"
+    assert [f.line for f in check_source(helper, "examples/example.py")] == [4]
+
+
 def test_a_deferred_finding_is_reported_once() -> None:
     helper = "def backoff_time(attempt):\n    return min(10, 2 ** attempt)\n"
     caller = (

@@ -619,7 +619,9 @@ class ModuleModel:
         self.legacy = 0  # inside `if sys.version_info < (3, x)`: code for older Pythons
         # line spans of branches that never run (`if True: ... else: <dead>`): no finding
         self.dead: list[tuple[int, int]] = []
-        self.is_script = False  # has `if __name__ == "__main__":`: a script run by hand
+        # has `if __name__ == "__main__":`, or runs its loop at module level: a script run
+        # by hand
+        self.is_script = False
         self.main_block: tuple[int, int] | None = None  # the lines of that `if` block
         # a module of a command-line tool (under ``cli/``, or ``cli.py``): a command runs
         # once per process, for one user
@@ -638,6 +640,8 @@ class ModuleModel:
             if isinstance(stmt, ast.If) and _is_main_guard(stmt.test):
                 self.is_script = True
                 self.main_block = (stmt.lineno, stmt.end_lineno or stmt.lineno)
+            elif _runs_a_loop(stmt):
+                self.is_script = True  # drives its loop on import: run by hand as well
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions[stmt.name] = stmt
             elif isinstance(stmt, ast.ClassDef):
@@ -1838,6 +1842,17 @@ def _is_main_guard(test: ast.expr) -> bool:
         and len(test.comparators) == 1
         and isinstance(test.comparators[0], ast.Constant)
         and test.comparators[0].value == "__main__"
+    )
+
+
+def _runs_a_loop(stmt: ast.stmt) -> bool:
+    """A module-level ``asyncio.run(main())`` or ``loop.run_until_complete(main())``."""
+    value = stmt.value if isinstance(stmt, ast.Expr) else None
+    if not isinstance(value, ast.Call) or not isinstance(value.func, ast.Attribute):
+        return False
+    func = value.func
+    return func.attr == "run_until_complete" or (
+        func.attr == "run" and dotted(func.value) in ("asyncio", "anyio", "uvloop", "trio")
     )
 
 

@@ -49,8 +49,13 @@ class _State:
 
 def _connect(m: ModuleModel, node: ast.Call, q: str) -> None:
     scope = m.scope
-    if len(m.scopes) == 1 or _STARTUP_NAME.search(scope.name) or id(node) in m.lifetime:
-        return  # at import, at start-up, or stored on an object for its lifetime
+    if (
+        len(m.scopes) == 1
+        or _STARTUP_NAME.search(scope.name)
+        or id(node) in m.lifetime
+        or m.is_script
+    ):
+        return  # at import, at start-up, stored on an object for its lifetime, or by hand
     where = "in a loop" if scope.loop_depth else f"in {scope.name}()"
     per = "item" if scope.loop_depth else "operation"
     message = f"{q}() {where}: a new database connection per {per}"
