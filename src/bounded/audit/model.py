@@ -864,6 +864,8 @@ class ModuleModel:
         if kind is not None:
             return kind
         if q in SYNC_CLIENTS:
+            if q == "psycopg2.connect" and _asynchronous_psycopg2(value, self.scope.node):
+                return None  # polled by the caller (aiopg): nothing it does blocks
             return "sync_client:" + SYNC_CLIENTS[q]
         library = _library_object(q)
         if library is not None:
@@ -1843,6 +1845,27 @@ def _is_main_guard(test: ast.expr) -> bool:
         and isinstance(test.comparators[0], ast.Constant)
         and test.comparators[0].value == "__main__"
     )
+
+
+def _asynchronous_psycopg2(call: ast.Call, enclosing: ast.AST | None) -> bool:
+    """``psycopg2.connect(dsn, async_=True)``, or ``**kwargs`` where the enclosing function
+    sets ``kwargs["async_"]``: a connection in asynchronous mode, which never blocks."""
+    for kw in call.keywords:
+        if kw.arg in ("async_", "async"):
+            return not (isinstance(kw.value, ast.Constant) and not kw.value.value)
+        if kw.arg is None and isinstance(kw.value, ast.Name) and enclosing is not None:
+            mapping = kw.value.id
+            return any(
+                isinstance(target, ast.Subscript)
+                and isinstance(target.value, ast.Name)
+                and target.value.id == mapping
+                and isinstance(target.slice, ast.Constant)
+                and target.slice.value in ("async_", "async")
+                for sub in ast.walk(enclosing)
+                if isinstance(sub, ast.Assign)
+                for target in sub.targets
+            )
+    return False
 
 
 def _runs_a_loop(stmt: ast.stmt) -> bool:
