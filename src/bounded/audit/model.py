@@ -1879,13 +1879,28 @@ def _runs_a_loop(stmt: ast.stmt) -> bool:
     )
 
 
+def _version_info(left: ast.expr) -> ast.expr:
+    """``sys.version_info`` of ``sys.version_info[:2]`` (also ``[0:2]``), else `left`."""
+    if (
+        isinstance(left, ast.Subscript)
+        and isinstance(left.slice, ast.Slice)
+        and left.slice.step is None
+        and (
+            left.slice.lower is None
+            or (isinstance(left.slice.lower, ast.Constant) and left.slice.lower.value == 0)
+        )
+    ):
+        return left.value
+    return left
+
+
 def _legacy_branch(test: ast.expr) -> bool | None:
-    """For ``sys.version_info < (3, x)`` True (the body is legacy), for ``>=`` False (the
-    else branch is), else None."""
+    """For ``sys.version_info < (3, x)`` (or ``sys.version_info[:2] < (3, x)``) True (the
+    body is legacy), for ``>=`` False (the else branch is), else None."""
     if (
         isinstance(test, ast.Compare)
         and len(test.ops) == 1
-        and dotted(test.left) in ("sys.version_info", "version_info")
+        and dotted(_version_info(test.left)) in ("sys.version_info", "version_info")
     ):
         if isinstance(test.ops[0], ast.Lt | ast.LtE):
             return True

@@ -954,17 +954,42 @@ _TIMERS = frozenset({"Timer", "call_later"})
 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
     """``threading.Timer(base * 2 ** retries, self._refresh)``, ``loop.call_later(...)``:
-    a retry scheduled after a deterministic exponential delay, like such a sleep."""
+    a retry scheduled after a deterministic exponential delay, like such a sleep, armed in
+    an ``except`` branch or growing with a count of failures or attempts."""
     if callee_name(node) not in _TIMERS or len(m.scopes) == 1 or m.is_script or m.in_cli:
         return
     delay = node.args[0] if node.args else None
-    if delay is not None and _exponential_backoff(m, delay):
+    if (
+        delay is not None
+        and _exponential_backoff(m, delay)
+        and (_counts_failures(m, delay, set()) or _after_failure(m.scope.node, node))
+    ):
         m.report(
             node,
             RULE.code,
             "retry scheduled after a deterministic exponential delay: clients retry in "
             "lock-step (add jitter)",
         )
+
+
+_FAILURES = re.compile(r"fail|error", re.IGNORECASE)
+
+
+def _counts_failures(m: ModuleModel, delay: ast.expr, seen: set[str]) -> bool:
+    """The delay grows with a count of failures or attempts (``2 ** self._failures``, also
+    through the names it was assigned), not with one of something else (mDNS's start-up
+    queries sent, ``2 ** queries_sent``)."""
+    for sub in ast.walk(delay):
+        name = sub.id if isinstance(sub, ast.Name) else getattr(sub, "attr", None)
+        if not isinstance(name, str):
+            continue
+        if _ATTEMPT_COUNTER.search(name) or _FAILURES.search(name):
+            return True
+        if isinstance(sub, ast.Name) and name not in seen:
+            seen.add(name)
+            if any(_counts_failures(m, value, seen) for value in m.assignments(name)):
+                return True
+    return False
 
 
 def _after_failure(fn: ast.AST | None, sleep: ast.Call) -> bool:
