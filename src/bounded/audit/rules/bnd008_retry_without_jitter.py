@@ -78,6 +78,8 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         return  # a command-line tool's command: one user's process, no fleet to herd
     if _names_loopback(m) and _dials_loopback(node):
         return  # retries a server on this machine (a child process): no fleet, no herd
+    if _device_flow(m):
+        return  # OAuth device flow: polls at the interval the server gives (RFC 8628)
     counters = (
         _counts_attempts(m, node.iter)
         if isinstance(node, ast.For | ast.AsyncFor)
@@ -973,6 +975,22 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
 
 
 _FAILURES = re.compile(r"fail|error", re.IGNORECASE)
+
+
+_DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def _device_flow(m: ModuleModel) -> bool:
+    """The function sends OAuth's device-code grant: it polls the token endpoint until the
+    user has entered the code, at the interval the server gave (RFC 8628), not a retry."""
+    fn = m.scope.node
+    return (
+        fn is not None
+        and b"grant-type:device_code" in m.source
+        and any(
+            isinstance(sub, ast.Constant) and sub.value == _DEVICE_GRANT for sub in ast.walk(fn)
+        )
+    )
 
 
 def _counts_failures(m: ModuleModel, delay: ast.expr, seen: set[str]) -> bool:
