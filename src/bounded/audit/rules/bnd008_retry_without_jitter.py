@@ -980,13 +980,23 @@ _FAILURES = re.compile(r"fail|error", re.IGNORECASE)
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
+class _DeviceGrant:
+    __slots__ = ("named",)
+
+    def __init__(self) -> None:
+        self.named: bool | None = None  # the module's source names the grant (None: not looked)
+
+
 def _device_flow(m: ModuleModel) -> bool:
     """The function sends OAuth's device-code grant: it polls the token endpoint until the
     user has entered the code, at the interval the server gave (RFC 8628), not a retry."""
+    state = m.state(_DeviceGrant)
+    if state.named is None:
+        state.named = _DEVICE_GRANT.encode() in m.source
     fn = m.scope.node
     return (
-        fn is not None
-        and b"grant-type:device_code" in m.source
+        state.named
+        and fn is not None
         and any(
             isinstance(sub, ast.Constant) and sub.value == _DEVICE_GRANT for sub in ast.walk(fn)
         )
