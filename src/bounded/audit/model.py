@@ -629,6 +629,7 @@ class ModuleModel:
         self.in_cli = "cli" in parts[:-1] or parts[-1] == "cli.py"
         self._states: dict[type, object] = {}
         self._factories: dict[str, str | None] = {}
+        self._mentions: dict[bytes, bool] = {}
 
     # --- running ---------------------------------------------------------------------
 
@@ -710,6 +711,14 @@ class ModuleModel:
         if self._lines is None:
             self._lines = self.source.splitlines()
         return self._lines[lineno - 1] if 0 < lineno <= len(self._lines) else b""
+
+    def mentions(self, text: bytes) -> bool:
+        """The module's source contains `text` (looked up once per module): a cheap test
+        before a rule walks the tree for what `text` names."""
+        found = self._mentions.get(text)
+        if found is None:
+            found = self._mentions[text] = text in self.source
+        return found
 
     def state(self, kind: type[T]) -> T:
         """A rule's own per-module state (created on first use)."""
@@ -1853,19 +1862,23 @@ def _asynchronous_psycopg2(call: ast.Call, enclosing: ast.AST | None) -> bool:
     for kw in call.keywords:
         if kw.arg in ("async_", "async"):
             return not (isinstance(kw.value, ast.Constant) and not kw.value.value)
-        if kw.arg is None and isinstance(kw.value, ast.Name) and enclosing is not None:
-            mapping = kw.value.id
-            return any(
-                isinstance(target, ast.Subscript)
-                and isinstance(target.value, ast.Name)
-                and target.value.id == mapping
-                and isinstance(target.slice, ast.Constant)
-                and target.slice.value in ("async_", "async")
-                for sub in ast.walk(enclosing)
-                if isinstance(sub, ast.Assign)
-                for target in sub.targets
-            )
-    return False
+    mappings = {
+        kw.value.id for kw in call.keywords if kw.arg is None and isinstance(kw.value, ast.Name)
+    }
+    return (
+        bool(mappings)
+        and enclosing is not None
+        and any(
+            isinstance(target, ast.Subscript)
+            and isinstance(target.value, ast.Name)
+            and target.value.id in mappings
+            and isinstance(target.slice, ast.Constant)
+            and target.slice.value in ("async_", "async")
+            for sub in ast.walk(enclosing)
+            if isinstance(sub, ast.Assign)
+            for target in sub.targets
+        )
+    )
 
 
 def _runs_a_loop(stmt: ast.stmt) -> bool:

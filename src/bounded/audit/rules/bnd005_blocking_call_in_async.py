@@ -231,7 +231,6 @@ _FLASK_DECORATORS = frozenset({"route", "get", "post", "put", "patch", "delete"}
 class _Interactive:
     # coroutine node id -> whether it reads the console with input()
     by_node: dict[int, bool] = field(default_factory=dict)
-    maybe: bool | None = None  # the module's text has "input(" (None: not looked yet)
 
 
 # Coroutines a service awaits once before it serves (or after it stops serving).
@@ -286,7 +285,7 @@ def _off_loop(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
         return True
     state = m.state(_Stepper)
     if state.found is None:
-        state.found = b".send(None)" in m.source and any(
+        state.found = m.mentions(b".send(None)") and any(
             _steps_coroutine(function) for function in m.functions.values()
         )
     return state.found
@@ -333,12 +332,9 @@ def _annotated_command(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
 
 def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
     """The coroutine calls the built-in ``input()`` (not a name the module binds)."""
-    state = m.state(_Interactive)
-    if state.maybe is None:
-        state.maybe = b"input(" in m.source
-    if not state.maybe:
+    if not m.mentions(b"input("):
         return False
-    cache = state.by_node
+    cache = m.state(_Interactive).by_node
     found = cache.get(id(node))
     if found is None:
         found = cache[id(node)] = (

@@ -199,19 +199,9 @@ def _probe_series(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
 _LOOPBACK = re.compile(r"^\w+://(?:localhost|127\.0\.0\.1|\[::1\])(?:[:/]|$)")
 
 
-class _Loopback:
-    __slots__ = ("named",)
-
-    def __init__(self) -> None:
-        self.named: bool | None = None
-
-
 def _names_loopback(m: ModuleModel) -> bool:
-    """The module's source has a loopback URL somewhere (checked once per module)."""
-    state = m.state(_Loopback)
-    if state.named is None:
-        state.named = any(host in m.source for host in _LOOPBACK_HOSTS)
-    return state.named
+    """The module's source has a loopback URL somewhere."""
+    return any(m.mentions(host) for host in _LOOPBACK_HOSTS)
 
 
 _LOOPBACK_HOSTS = (b"://localhost", b"://127.0.0.1", b"://[::1]")
@@ -980,22 +970,12 @@ _FAILURES = re.compile(r"fail|error", re.IGNORECASE)
 _DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 
-class _DeviceGrant:
-    __slots__ = ("named",)
-
-    def __init__(self) -> None:
-        self.named: bool | None = None  # the module's source names the grant (None: not looked)
-
-
 def _device_flow(m: ModuleModel) -> bool:
     """The function sends OAuth's device-code grant: it polls the token endpoint until the
     user has entered the code, at the interval the server gave (RFC 8628), not a retry."""
-    state = m.state(_DeviceGrant)
-    if state.named is None:
-        state.named = _DEVICE_GRANT.encode() in m.source
     fn = m.scope.node
     return (
-        state.named
+        m.mentions(_DEVICE_GRANT.encode())
         and fn is not None
         and any(
             isinstance(sub, ast.Constant) and sub.value == _DEVICE_GRANT for sub in ast.walk(fn)
