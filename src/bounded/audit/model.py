@@ -92,6 +92,48 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
     return None
 
 
+# What a network client in the tables above may build that holds no connection pool: a
+# local or in-process store, a driver connection, a compute object.
+_NOT_POOLED = frozenset(
+    {
+        "http.client",
+        "psycopg2",
+        "psycopg",
+        "Selenium webdriver",
+        "chromadb",
+        "lancedb",
+        "llama.cpp",
+        "password hasher",
+        "asyncpg pool",
+        "aiomysql pool",
+        "aiopg pool",
+    }
+)
+
+
+def pooled_client(q: str) -> str | None:
+    """The HTTP or SDK client, with a connection pool of its own, that calling `q` builds
+    (``openai.AsyncOpenAI``, ``requests.Session``, an imported library's ``module.Client``);
+    None for anything else."""
+    what = ASYNC_RESOURCES.get(q) or SYNC_CLIENTS.get(q)
+    if what is None and _LIBRARY_CLIENT.fullmatch(q):
+        what = q
+    return None if what in _NOT_POOLED else what
+
+
+# Decorators that make a function return one object per arguments, not one per call.
+_CACHED = re.compile(r"cache|memo|once|singleton", re.IGNORECASE)
+
+
+def cached(fn: Function) -> bool:
+    """`fn` is decorated with a cache (``@lru_cache(maxsize=8)``, ``@cache``): it returns
+    one object per set of arguments, not a new one per call."""
+    return any(
+        _CACHED.search(dotted(d.func if isinstance(d, ast.Call) else d) or "")
+        for d in fn.decorator_list
+    )
+
+
 def _made_elsewhere(m: ModuleModel, value: ast.expr) -> bool:
     """A transport the call is handed, not one built for it in this function: an
     attribute (``self._transport``), or a name this function does not assign (a
@@ -670,7 +712,7 @@ class ModuleModel:
         if name not in self._factories:
             fn = self.functions.get(name)
             what = None
-            if fn is not None:
+            if fn is not None and not cached(fn):
                 for sub in ast.walk(fn):
                     if isinstance(sub, ast.Return) and sub.value is not None:
                         what = next(

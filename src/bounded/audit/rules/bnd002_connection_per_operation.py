@@ -10,7 +10,15 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
-from bounded.audit.model import Function, ModuleModel, ProjectFacts, Scope, callee_name
+from bounded.audit.model import (
+    Function,
+    ModuleModel,
+    ProjectFacts,
+    Scope,
+    cached,
+    callee_name,
+    pooled_client,
+)
 from bounded.audit.names import assign_targets, candidate_calls, dotted, is_self_attr, own_callee
 
 if TYPE_CHECKING:
@@ -147,17 +155,24 @@ class _Clients:
 
 
 def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
+    if not m.in_async or any(
+        kw.arg in _SHARED_POOL and not isinstance(kw.value, ast.Call) for kw in node.keywords
+    ):
+        return
+    _per_call_client(m, node, q)
+
+
+def _per_call_client(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """Keep `node`, a call that builds a client, unless the function it is in runs once
+    (start-up, login, a script or command line, an administrator's action, a throttled
+    refresh) or stores the client on an object for the object's lifetime."""
     scope = m.scope
     if (
-        not m.in_async
-        or id(node) in m.lifetime  # self._session = ClientSession(): one per object
+        id(node) in m.lifetime  # self._session = ClientSession(): one per object
         or m.is_script
         or _STARTUP_NAME.search(scope.name)
         or _ONCE_PER_LOGIN.search(scope.name)
         or m.in_cli
-        or any(
-            kw.arg in _SHARED_POOL and not isinstance(kw.value, ast.Call) for kw in node.keywords
-        )
         or _admin_only(scope.node)
         or _throttled(m, scope.node, node)
     ):
@@ -293,6 +308,100 @@ def _sdk_client(m: ModuleModel, node: ast.Call, q: str) -> None:
 
 
 CALLS.update(dict.fromkeys((*_SDK_CLIENTS, *_ASYNC_SDK_CLIENTS), _sdk_client))
+
+
+@dataclass(slots=True)
+class _Factories:
+    # the module's functions, by id, and the client each builds anew per call (or None)
+    built: dict[int, str | None] = field(default_factory=dict)
+
+
+def every_call(m: ModuleModel, node: ast.Call) -> None:
+    """A call of the module's own client factory (``client = self.load_model()`` where
+    ``load_model`` returns ``AsyncOpenAI(...)``, itself or through a builder it hands the
+    client class to): a new client, and its connection pool, per operation."""
+    fn = m.called_function(node.func)
+    if fn is None or fn is m.scope.node:
+        return
+    built = _factory_builds(m, fn)
+    if built is not None:
+        _per_call_client(m, node, f"{built} from {dotted(node.func)}")
+
+
+def _factory_builds(m: ModuleModel, fn: Function) -> str | None:
+    """The client the module's function `fn` builds anew on every call and returns, None if
+    it returns none (or a cached one)."""
+    cache = m.state(_Factories).built
+    if id(fn) in cache:
+        return cache[id(fn)]
+    cache[id(fn)] = None  # a factory that calls itself builds nothing more
+    built: list[str] = []
+    if not cached(fn) and not _stores_on_object(fn):
+        for value in _returned(fn):
+            for call in candidate_calls(value):
+                built.extend(w for w in _builds(m, fn, call) if w not in built)
+    cache[id(fn)] = " or ".join(built) or None
+    return cache[id(fn)]
+
+
+def _stores_on_object(fn: Function) -> bool:
+    """`fn` stores on the object in some branch (``if self._aclient is None:
+    self._aclient = AsyncOpenAI()``): it keeps one client per object, even when an option
+    (``reuse_client=False``) makes it return a fresh one; the default reuses it."""
+    return any(
+        isinstance(sub, ast.Assign | ast.AnnAssign | ast.AugAssign)
+        and any(is_self_attr(t) for t in assign_targets(sub))
+        for sub in ast.walk(fn)
+    )
+
+
+def _builds(m: ModuleModel, fn: Function, call: ast.Call) -> list[str]:
+    """The clients `call`, returned by `fn`, may build: a client class called
+    (``AsyncOpenAI(...)``), another factory of the module, or a builder of the module that
+    calls the client class it is handed (``self._build_client(AsyncOpenAI)``)."""
+    q = m.qualname(call.func)
+    if q is not None and not any(kw.arg in _SHARED_POOL for kw in call.keywords):
+        what = pooled_client(q)
+        if what is not None:
+            return [what]
+    builder = m.called_function(call.func)
+    if builder is None or builder is fn:
+        return []
+    handed = [
+        what
+        for arg in (*call.args, *(kw.value for kw in call.keywords))
+        for ref in ((arg.body, arg.orelse) if isinstance(arg, ast.IfExp) else (arg,))
+        if isinstance(ref, ast.Name | ast.Attribute)
+        and (named := m.qualname(ref)) is not None
+        and (what := pooled_client(named)) is not None
+    ]
+    if handed and _calls_parameter(builder):
+        return handed
+    built = _factory_builds(m, builder)
+    return built.split(" or ") if built else []
+
+
+def _returned(fn: Function) -> list[ast.expr]:
+    """The values `fn`'s own ``return`` statements return (not a nested function's)."""
+    found: list[ast.expr] = []
+    stack: list[ast.AST] = list(fn.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Return) and node.value is not None:
+            found.append(node.value)
+        elif not isinstance(node, _NESTED):
+            stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _calls_parameter(fn: Function) -> bool:
+    """`fn` returns the result of calling one of its parameters (``return cls(**kw)``)."""
+    params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
+    return any(
+        isinstance(call.func, ast.Name) and call.func.id in params
+        for value in _returned(fn)
+        for call in candidate_calls(value)
+    )
 
 
 def _http_clients_end(m: ModuleModel, scope: Scope) -> None:
