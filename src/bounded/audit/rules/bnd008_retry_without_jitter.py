@@ -60,7 +60,7 @@ _PURE_CALLS = frozenset(
 _PURE_METHODS = frozenset({"total_seconds"})
 _SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
 # Functions that poll for a state (a server up, a job done): not a retry against an outage.
-_POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping", re.I)
+_POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping|test_conn", re.I)
 _POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
 # A count or spacing of health-check probes: a series of probes measures health.
 _PROBE = re.compile(r"probe|health", re.IGNORECASE)
