@@ -758,6 +758,7 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     if id(node) in m.awaited:
         return
     func = node.func
+    _sync_twin(m, node)
     q = m.qualname(func)
     if q is None:
         if not isinstance(func, ast.Name) or not _module_function(m, func):
@@ -776,6 +777,99 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
         f"{name}() is sync code of this code base that blocks {_BLOCKS_HOW}",
         _if_blocking_function(name, module),
     )
+
+
+def _coroutine_twins(name: str) -> tuple[str, ...]:
+    """The names a coroutine twin of sync method `name` takes: ``a_generate``,
+    ``agenerate``, ``generate_async`` or ``async_generate`` for ``generate`` (leading
+    underscores kept: ``_a_generate_reason`` for ``_generate_reason``)."""
+    bare = name.lstrip("_")
+    lead = name[: len(name) - len(bare)]
+    return (f"{lead}a_{bare}", f"{lead}a{bare}", f"{lead}{bare}_async", f"{lead}async_{bare}")
+
+
+@dataclass(slots=True)
+class _Methods:
+    # the methods of each class of the module, by the class node's id
+    by_class: dict[int, dict[str, Function]] = field(default_factory=dict)
+
+
+def _sync_twin(m: ModuleModel, node: ast.Call) -> None:
+    """``self.generate(...)`` inside ``async def`` where the class defines both ``def
+    generate`` and its coroutine twin ``async def a_generate``: the author wrote a coroutine
+    for that work because the sync method waits on I/O, and this call takes the sync one."""
+    func = node.func
+    if not (
+        m.classes
+        and isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "self"
+    ):
+        return
+    cls = m.classes[-1].node
+    methods = m.state(_Methods).by_class.get(id(cls))
+    if methods is None:
+        methods = {
+            item.name: item
+            for item in cls.body
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        m.state(_Methods).by_class[id(cls)] = methods
+    if not isinstance(methods.get(func.attr), ast.FunctionDef):
+        return
+    twin = next(
+        (
+            t
+            for t in _coroutine_twins(func.attr)
+            if isinstance(methods.get(t), ast.AsyncFunctionDef)
+        ),
+        None,
+    )
+    if (
+        twin is None
+        or twin == m.scope.name  # the coroutine falling back to its sync twin
+        or not _awaits_twins_of(methods[twin], func.attr, _called_names(methods[func.attr]))
+        or runs_alone(m)
+    ):
+        return
+    m.report(
+        node,
+        RULE.code,
+        f"self.{func.attr}() is the sync twin of `self.{twin}()` inside async def: it blocks "
+        "the event loop (await the coroutine twin)",
+    )
+
+
+def _called_names(fn: ast.AST) -> set[str]:
+    """The functions and methods `fn` calls, by name (``self.model.generate(...)`` gives
+    "generate")."""
+    return {
+        name for sub in ast.walk(fn) if isinstance(sub, ast.Call) and (name := _last_name(sub.func))
+    }
+
+
+def _last_name(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else None
+
+
+def _awaits_twins_of(fn: ast.AST, sync: str, names: set[str]) -> bool:
+    """`fn` hands the sync method `sync` to a thread (``await asyncio.to_thread(self.save,
+    ...)``), or awaits the coroutine twin of a function or method the sync one calls
+    (``await self.model.a_generate(...)`` where it calls ``self.model.generate(...)``): the
+    sync one waits on what the coroutine awaits."""
+    for sub in ast.walk(fn):
+        if isinstance(sub, ast.Call) and any(
+            isinstance(arg, ast.Attribute) and arg.attr == sync and is_self_attr(arg)
+            for arg in sub.args
+        ):
+            return True
+        if isinstance(sub, ast.Await) and isinstance(sub.value, ast.Call):
+            called = _last_name(sub.value.func)
+            if called and any(called in _coroutine_twins(name) for name in names):
+                return True
+    return False
 
 
 _STDLIB = frozenset(sys.stdlib_module_names)
