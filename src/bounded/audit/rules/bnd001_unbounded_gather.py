@@ -102,6 +102,10 @@ _ROWS = re.compile(
 # Listings of one schema's parts (a collection's indexes, a table's columns or fields): the
 # schema sizes them, not the data stored under it.
 _SCHEMA_PARTS = re.compile(r"(?:^|_)(?:indexes|fields|columns)$", re.IGNORECASE)
+# Keywords that cap how many results a read returns (a vector search's top_k, a page).
+_RESULT_LIMITS = frozenset(
+    {"top_k", "k", "limit", "n_results", "max_results", "page_size", "per_page", "first", "size"}
+)
 _KEYED_LOOKUP = re.compile(r"^_?a?(?:get|read|load|fetch_one|find_one)(?:_|$)", re.IGNORECASE)
 _LISTING_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob"})
 _LISTING_METHODS = frozenset({"glob", "rglob", "iterdir", "readlines", "splitlines", "split"})
@@ -407,6 +411,8 @@ def _data_sized(
             return False  # await client.list_indexes(collection): one schema's parts
         if helpers is not None and _own(value):
             helpers.append(name)  # the project's own read: a listing if its body says so
+        if any(kw.arg in _RESULT_LIMITS for kw in value.keywords):
+            return False  # query(q, top_k=20): at most the limit the call asks for
         if _LISTING.match(name):
             return True
         return not _KEYED_LOOKUP.match(name) and any(
