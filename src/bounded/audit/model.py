@@ -52,6 +52,8 @@ ASYNC_RESOURCES: dict[str, str] = {
     "httpx.AsyncClient": "httpx.AsyncClient",
     "httpx2.AsyncClient": "httpx2.AsyncClient",
     "aiohttp.ClientSession": "aiohttp.ClientSession",
+    "curl_cffi.requests.AsyncSession": "curl_cffi AsyncSession",
+    "curl_cffi.AsyncSession": "curl_cffi AsyncSession",
     "asyncpg.create_pool": "asyncpg pool",
     "aiomysql.create_pool": "aiomysql pool",
     "aiopg.create_pool": "aiopg pool",

@@ -124,7 +124,13 @@ def _pool_factory(m: ModuleModel, scope: Scope) -> bool:
 
 # Async HTTP clients: each owns a connection pool, so one per call opens (and closes) a
 # TCP + TLS connection per operation.
-_HTTP_CLIENTS = ("aiohttp.ClientSession", "httpx.AsyncClient", "httpx2.AsyncClient")
+_HTTP_CLIENTS = (
+    "aiohttp.ClientSession",
+    "httpx.AsyncClient",
+    "httpx2.AsyncClient",
+    "curl_cffi.requests.AsyncSession",
+    "curl_cffi.AsyncSession",
+)
 # A connector or transport handed in as a shared object (not built in the call): the
 # client borrows a pool that outlives it.
 _SHARED_POOL = frozenset({"connector", "transport", "http_client"})
