@@ -1017,8 +1017,8 @@ def _after_failure(fn: ast.AST | None, sleep: ast.Call) -> bool:
 
 
 def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
-    """The statement after the sleep calls the function the sleep is in again
-    (``await asyncio.sleep(5); return await self.launch_shard(...)``)."""
+    """The statement after the sleep (after any counting or logging) calls the function the
+    sleep is in again (``await asyncio.sleep(5); return await self.launch_shard(...)``)."""
     fn = m.scope.node
     name = m.scope.name
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -1029,8 +1029,23 @@ def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
                 continue
             if not (isinstance(stmt, ast.Expr) and sleep in (stmt.value, _awaited(stmt.value))):
                 break  # the sleep is deeper in this statement: its own block is checked
-            return i + 1 < len(block) and _calls_again(block[i + 1], name)
+            rest = block[i + 1 :]
+            while rest and not _calls_again(rest[0], name) and _bookkeeping(rest[0]):
+                rest = rest[1:]  # ``self._retries += 1``, a log line: then the call
+            return bool(rest) and _calls_again(rest[0], name)
     return False
+
+
+def _bookkeeping(stmt: ast.stmt) -> bool:
+    """A count or a log line between the pause and the retry: ``attempts += 1``,
+    ``logger.warning(...)``."""
+    if isinstance(stmt, ast.AugAssign | ast.Assign | ast.AnnAssign):
+        return True
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Call)
+        and "log" in (dotted(stmt.value.func) or "").lower()
+    )
 
 
 def _awaited(expr: ast.expr) -> ast.expr | None:
