@@ -183,3 +183,25 @@ def caught_types(handler: ast.ExceptHandler) -> list[ast.expr]:
     """The exception expressions an ``except`` clause names (none for a bare ``except:``)."""
     kind = handler.type
     return kind.elts if isinstance(kind, ast.Tuple) else [kind] if kind is not None else []
+
+
+def statement_blocks(
+    body: list[ast.stmt], nested: tuple[type[ast.AST], ...]
+) -> list[list[ast.stmt]]:
+    """`body` and the statement lists nested in it (branches, handlers), not those inside
+    a statement of a `nested` kind."""
+    blocks = [body]
+    stack: list[ast.stmt] = list(body)
+    while stack:
+        stmt = stack.pop()
+        if isinstance(stmt, nested):
+            continue
+        for name in ("body", "orelse", "finalbody"):
+            inner = getattr(stmt, name, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
+                blocks.append(inner)
+                stack.extend(inner)
+        for handler in getattr(stmt, "handlers", ()):
+            blocks.append(handler.body)
+            stack.extend(handler.body)
+    return blocks

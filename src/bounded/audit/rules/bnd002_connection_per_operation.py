@@ -19,7 +19,14 @@ from bounded.audit.model import (
     callee_name,
     pooled_client,
 )
-from bounded.audit.names import assign_targets, candidate_calls, dotted, is_self_attr, own_callee
+from bounded.audit.names import (
+    assign_targets,
+    candidate_calls,
+    dotted,
+    is_self_attr,
+    own_callee,
+    statement_blocks,
+)
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook
@@ -342,10 +349,11 @@ def _factory_builds(m: ModuleModel, fn: Function) -> str | None:
         return cache[id(fn)]
     cache[id(fn)] = None  # a factory that calls itself builds nothing more
     built: list[str] = []
-    if not cached(fn) and not _stores_on_object(fn):
-        for value in _returned(fn):
-            for call in candidate_calls(value):
-                built.extend(w for w in _builds(m, fn, call) if w not in built)
+    for value in _returned(fn):
+        for call in candidate_calls(value):
+            built.extend(w for w in _builds(m, fn, call) if w not in built)
+    if built and (cached(fn) or _stores_on_object(fn)):
+        built = []
     cache[id(fn)] = " or ".join(built) or None
     return cache[id(fn)]
 
@@ -387,17 +395,17 @@ def _builds(m: ModuleModel, fn: Function, call: ast.Call) -> list[str]:
     return built.split(" or ") if built else []
 
 
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
 def _returned(fn: Function) -> list[ast.expr]:
     """The values `fn`'s own ``return`` statements return (not a nested function's)."""
-    found: list[ast.expr] = []
-    stack: list[ast.AST] = list(fn.body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Return) and node.value is not None:
-            found.append(node.value)
-        elif not isinstance(node, _NESTED):
-            stack.extend(ast.iter_child_nodes(node))
-    return found
+    return [
+        stmt.value
+        for block in statement_blocks(fn.body, _DEFINITIONS)
+        for stmt in block
+        if isinstance(stmt, ast.Return) and stmt.value is not None
+    ]
 
 
 def _calls_parameter(fn: Function) -> bool:

@@ -34,6 +34,7 @@ from bounded.audit.names import (
     dotted,
     is_self_attr,
     own_callee,
+    statement_blocks,
     timeout_arg,
 )
 from bounded.audit.rules.bnd013_short_retry_pause import RULE as SHORT_PAUSE
@@ -325,7 +326,7 @@ def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
     found: list[ast.Call] = []
     if not taken:
         return found
-    for block in _blocks_of(loop.body, _NESTED):  # not in nested loops, functions or ``try``
+    for block in statement_blocks(loop.body, _NESTED):  # not in nested loops, functions or ``try``
         for stmt, after in itertools.pairwise(block):
             sleep = _awaited(stmt.value) if isinstance(stmt, ast.Expr) else None
             put = (_awaited(after.value) or after.value) if isinstance(after, ast.Expr) else None
@@ -342,26 +343,6 @@ def _requeued_sleeps(m: ModuleModel, loop: ast.While) -> list[ast.Call]:
             ):
                 found.append(sleep)
     return found
-
-
-def _blocks_of(body: list[ast.stmt], nested: tuple[type[ast.AST], ...]) -> list[list[ast.stmt]]:
-    """`body` and the statement lists nested in it (branches, handlers), not those inside
-    a statement of a `nested` kind."""
-    blocks = [body]
-    stack: list[ast.stmt] = list(body)
-    while stack:
-        stmt = stack.pop()
-        if isinstance(stmt, nested):
-            continue
-        for name in ("body", "orelse", "finalbody"):
-            inner = getattr(stmt, name, None)
-            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt):
-                blocks.append(inner)
-                stack.extend(inner)
-        for handler in getattr(stmt, "handlers", ()):
-            blocks.append(handler.body)
-            stack.extend(handler.body)
-    return blocks
 
 
 def _retries_until_result(loop: ast.While) -> bool:
@@ -1023,7 +1004,7 @@ def _then_calls_itself(m: ModuleModel, sleep: ast.Call) -> bool:
     name = m.scope.name
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
-    for block in _blocks_of(fn.body, (ast.FunctionDef, ast.AsyncFunctionDef)):
+    for block in statement_blocks(fn.body, (ast.FunctionDef, ast.AsyncFunctionDef)):
         for i, stmt in enumerate(block):
             if not (stmt.lineno <= sleep.lineno <= (stmt.end_lineno or stmt.lineno)):
                 continue
