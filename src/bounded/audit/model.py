@@ -1812,7 +1812,7 @@ _BOTO3_CLIENTS = frozenset({"boto3.client", "boto3.resource", "botocore.client.B
 def _library_object(q: str) -> str | None:
     """The kind of an object a known library builds: a boto3 client, a transformers model
     loaded with ``from_pretrained`` or its token streamer, or a LangChain class (embeddings,
-    runnables)."""
+    runnables; not a prompt template or an output parser, which work in memory)."""
     if q in _BOTO3_CLIENTS:
         return "sync_obj:boto3"
     root = q.partition(".")[0]
@@ -1822,9 +1822,16 @@ def _library_object(q: str) -> str | None:
             return "sync_iter:transformers"
         if q.endswith(".from_pretrained") and "Model" in q:
             return "sync_obj:transformers"
-    elif root.startswith("langchain") and last[:1].isupper():
+    elif (
+        root.startswith("langchain") and last[:1].isupper() and not last.endswith(_LOCAL_LANGCHAIN)
+    ):
         return "sync_obj:LangChain"
     return None
+
+
+# LangChain classes whose ``invoke`` only formats or parses in memory: prompt templates,
+# output parsers, messages.
+_LOCAL_LANGCHAIN = ("PromptTemplate", "Prompt", "OutputParser", "Parser", "Message", "Placeholder")
 
 
 def _executor_of_class(func: ast.expr) -> str | None:

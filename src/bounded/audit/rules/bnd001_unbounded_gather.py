@@ -102,9 +102,36 @@ _ROWS = re.compile(
 # Listings of one schema's parts (a collection's indexes, a table's columns or fields): the
 # schema sizes them, not the data stored under it.
 _SCHEMA_PARTS = re.compile(r"(?:^|_)(?:indexes|fields|columns)$", re.IGNORECASE)
+
+
+def _capped(m: ModuleModel, read: ast.Call) -> bool:
+    """The read caps its results: a limit keyword on the call (``query(q, top_k=20)``) or
+    on the query object it is handed (``q = VectorRangeQuery(..., num_results=n)`` then
+    ``query(q)``)."""
+    if any(kw.arg in _RESULT_LIMITS for kw in read.keywords):
+        return True
+    return any(
+        isinstance(built, ast.Call) and any(kw.arg in _RESULT_LIMITS for kw in built.keywords)
+        for arg in read.args
+        if isinstance(arg, ast.Name)
+        for built in m.assignments(arg.id)
+    )
+
+
 # Keywords that cap how many results a read returns (a vector search's top_k, a page).
 _RESULT_LIMITS = frozenset(
-    {"top_k", "k", "limit", "n_results", "max_results", "page_size", "per_page", "first", "size"}
+    {
+        "top_k",
+        "k",
+        "limit",
+        "n_results",
+        "num_results",
+        "max_results",
+        "page_size",
+        "per_page",
+        "first",
+        "size",
+    }
 )
 _KEYED_LOOKUP = re.compile(r"^_?a?(?:get|read|load|fetch_one|find_one)(?:_|$)", re.IGNORECASE)
 _LISTING_CALLS = frozenset({"os.listdir", "os.scandir", "os.walk", "glob.glob", "glob.iglob"})
@@ -411,7 +438,7 @@ def _data_sized(
             return False  # await client.list_indexes(collection): one schema's parts
         if helpers is not None and _own(value):
             helpers.append(name)  # the project's own read: a listing if its body says so
-        if any(kw.arg in _RESULT_LIMITS for kw in value.keywords):
+        if _capped(m, value):
             return False  # query(q, top_k=20): at most the limit the call asks for
         if _LISTING.match(name):
             return True

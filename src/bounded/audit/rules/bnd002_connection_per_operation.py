@@ -352,7 +352,7 @@ def _factory_builds(m: ModuleModel, fn: Function) -> str | None:
     for value in _returned(fn):
         for call in candidate_calls(value):
             built.extend(w for w in _builds(m, fn, call) if w not in built)
-    if built and (cached(fn) or _stores_on_object(fn)):
+    if built and (cached(fn) or _stores_on_object(fn) or _memoizes(m, fn)):
         built = []
     cache[id(fn)] = " or ".join(built) or None
     return cache[id(fn)]
@@ -366,6 +366,22 @@ def _stores_on_object(fn: Function) -> bool:
         isinstance(sub, ast.Assign | ast.AnnAssign | ast.AugAssign)
         and any(is_self_attr(t) for t in assign_targets(sub))
         for sub in ast.walk(fn)
+    )
+
+
+def _memoizes(m: ModuleModel, fn: Function) -> bool:
+    """`fn` returns, in some branch, what a helper keeps for it: a call handed a builder of
+    a client (``return util.per_thread("session", lambda: requests.Session())``): one
+    client per thread or key, even when an option makes `fn` build a fresh one."""
+    return any(
+        isinstance(arg, ast.Lambda)
+        and any(
+            (q := m.qualname(built.func)) is not None and pooled_client(q) is not None
+            for built in candidate_calls(arg.body)
+        )
+        for value in _returned(fn)
+        for call in candidate_calls(value)
+        for arg in (*call.args, *(kw.value for kw in call.keywords))
     )
 
 

@@ -115,8 +115,39 @@ _SYNC_CLIENT_CTORS = {
 
 
 def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
-    if m.in_async and not _polls(node, q) and not _mocked(node, q) and not runs_alone(m):
+    if m.in_async and not _returns_at_once(m, node, q) and not runs_alone(m):
         m.report(node, RULE.code, _BLOCKING_CALLS[q] + " inside async def")
+
+
+def _returns_at_once(m: ModuleModel, node: ast.Call, q: str) -> bool:
+    """A call of a blocking function that, so called, does not wait: a poll, a mocked
+    completion, a lookup of a numeric address."""
+    return _polls(node, q) or _mocked(node, q) or _numeric_lookup(m, node, q)
+
+
+# getaddrinfo's flags that make it only parse a numeric address, with no DNS query
+_NUMERIC_FLAGS = frozenset({"socket.AI_NUMERICHOST"})
+
+
+def _numeric_lookup(m: ModuleModel, node: ast.Call, q: str) -> bool:
+    """``socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST | ...)`` (or a module
+    constant holding those flags): it parses a numeric address and returns at once, or
+    fails; the name lookup is not made."""
+    if q != "socket.getaddrinfo":
+        return False
+    flags = (
+        node.args[5]
+        if len(node.args) > 5
+        else next((kw.value for kw in node.keywords if kw.arg == "flags"), None)
+    )
+    values = [flags] if flags is not None else []
+    if isinstance(flags, ast.Name):
+        values.extend(m.assignments(flags.id))
+    return any(
+        isinstance(part, ast.Attribute | ast.Name) and m.qualname(part) in _NUMERIC_FLAGS
+        for value in values
+        for part in ast.walk(value)
+    )
 
 
 def _polls(node: ast.Call, q: str) -> bool:
@@ -638,7 +669,7 @@ def _blocks(m: ModuleModel, node: Function) -> int:
         if isinstance(sub, ast.Call):
             func = sub.func
             q = m.qualname(func)
-            if q in _BLOCKING_CALLS:
+            if q in _BLOCKING_CALLS and not _returns_at_once(m, sub, q):
                 return _BLOCKS
             if q in CHILD_PROCESS_CALLS or (
                 isinstance(func, ast.Attribute)
