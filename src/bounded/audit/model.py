@@ -82,7 +82,7 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
     """
     q = m.qualname(call.func)
     if q is None:
-        return None
+        return _started_driver(m, call)
     if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
         return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
     if any(kw.arg in _SHARED_TRANSPORT and _made_elsewhere(m, kw.value) for kw in call.keywords):
@@ -91,6 +91,31 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
         return ASYNC_RESOURCES[q]
     if (per_call or m.scope.is_async) and _LIBRARY_CLIENT.fullmatch(q):
         return q
+    return None
+
+
+# Context managers whose ``.start()`` launches a driver process that ``.stop()`` ends.
+_DRIVERS = frozenset(
+    {
+        "playwright.async_api.async_playwright",
+        "playwright.sync_api.sync_playwright",
+        "patchright.async_api.async_playwright",
+        "patchright.sync_api.sync_playwright",
+    }
+)
+
+
+def _started_driver(m: ModuleModel, call: ast.Call) -> str | None:
+    """``async_playwright().start()``: a Playwright driver process, running until
+    ``stop()``."""
+    func = call.func
+    if (
+        isinstance(func, ast.Attribute)
+        and func.attr == "start"
+        and isinstance(func.value, ast.Call)
+        and m.qualname(func.value.func) in _DRIVERS
+    ):
+        return "Playwright driver"
     return None
 
 
@@ -262,8 +287,8 @@ _SIMPLE_KINDS = {
     "engineio.AsyncServer": "spawner",
     "engineio.AsyncClient": "spawner",
 }
-CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown"})
-LIFECYCLE = CLOSERS | {"__exit__", "__del__", "stop", "cleanup", "dispose", "close_all"}
+CLOSERS = frozenset({"aclose", "close", "__aexit__", "terminate", "disconnect", "shutdown", "stop"})
+LIFECYCLE = CLOSERS | {"__exit__", "__del__", "cleanup", "dispose", "close_all"}
 # Calls that take ownership of a resource passed to them.
 _OWNERS = frozenset(
     {"enter_async_context", "enter_context", "aclosing", "closing", "push_async_callback"}
@@ -1625,6 +1650,8 @@ class ModuleModel:
         text = dotted(target)
         if text is None:
             return  # stored in a container: owned by whoever holds it
+        if text.startswith("cls."):
+            return  # on the class: shared by every instance for the process's life
         if text.startswith("self.") and self.classes:
             cls, attr = self.classes[-1], text[5:]
             earlier = cls.pending.get(attr)
