@@ -388,13 +388,52 @@ def _wait_for(m: ModuleModel, node: ast.Call, q: str) -> None:
     if timeout_arg(node, 1) is None or work is None or _tearing_down(m):
         return
     what = _thread_work(m, work, 5)
-    if what is not None and not (isinstance(work, ast.Name) and _tracked(m, work.id)):
+    if (
+        what is not None
+        and not (isinstance(work, ast.Name) and _tracked(m, work.id))
+        and not _stopped_on_timeout(m, node, work)
+    ):
         m.report(
             node,
             RULE.code,
             f"thread used as a timeout: wait_for({what}(...)) gives up at the timeout with "
             "the thread still running",
         )
+
+
+# Methods that end the work of the object a thread waits on (a process, a server).
+_STOPS = frozenset({"terminate", "kill", "stop"})
+
+
+def _stopped_on_timeout(m: ModuleModel, node: ast.Call, work: ast.expr) -> bool:
+    """``try: await wait_for(run_in_executor(None, process.join), t) except TimeoutError:
+    process.terminate()``: the timeout ends the work the thread waits on, so the thread
+    returns too."""
+    if not isinstance(work, ast.Call):
+        return False
+    # run_in_executor(executor, process.join), to_thread(process.join)
+    position = (
+        1 if isinstance(work.func, ast.Attribute) and work.func.attr == "run_in_executor" else 0
+    )
+    waited = work.args[position] if len(work.args) > position else None
+    if not isinstance(waited, ast.Attribute):
+        return False
+    owner = dotted(waited.value)
+    for sub in ast.walk(m.scope.node or ast.Pass()):
+        if not isinstance(sub, ast.Try) or not any(
+            stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno) for stmt in sub.body
+        ):
+            continue
+        for handler in sub.handlers:
+            for call in ast.walk(handler):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr in _STOPS
+                    and dotted(call.func.value) == owner
+                ):
+                    return True
+    return False
 
 
 def _tracked(m: ModuleModel, name: str) -> bool:

@@ -376,6 +376,8 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
             continue  # the close path hands it on (a helper, a loop over the clients)
         if _built_and_returned(cls, attr):
             continue  # a factory method: each call builds a new one for its caller to close
+        if _has_setter(cls.node, attr):
+            continue  # self.session = ... runs the property's setter: stored where it says
         for each, each_what in [*cls.rebound.get(attr, ()), (call, what)]:
             message = (
                 f"{each_what} stored on self.{attr} but the class never closes it "
@@ -434,6 +436,17 @@ def _call_through(body: list[ast.stmt], attr: str) -> str | None:
                 if name.startswith(prefix):
                     return name[len(prefix) :]
     return None
+
+
+def _has_setter(cls: ast.ClassDef, attr: str) -> bool:
+    """The class defines `attr` as a property with a setter (``@session.setter``): storing
+    on it hands the value to the setter (a lease the class closes), not to an attribute."""
+    return any(
+        isinstance(item, ast.FunctionDef)
+        and item.name == attr
+        and any(dotted(d) == f"{attr}.setter" for d in item.decorator_list)
+        for item in cls.body
+    )
 
 
 def _built_and_returned(cls: ClassScope, attr: str) -> bool:
