@@ -185,12 +185,32 @@ def _per_call_client(m: ModuleModel, node: ast.Call, q: str) -> None:
         or m.is_script
         or _STARTUP_NAME.search(scope.name)
         or _ONCE_PER_LOGIN.search(scope.name)
+        or _login_provider(m)
         or m.in_cli
         or _admin_only(scope.node)
         or _throttled(m, scope.node, node)
     ):
         return
     m.state(_Clients).by_scope.setdefault(scope, []).append((node, q, scope.loop_depth > 0))
+
+
+_OAUTH = re.compile(r"oauth", re.IGNORECASE)
+
+
+# Checks of a presented token: run on every request, whatever class they are in.
+_PER_REQUEST_CHECK = re.compile(r"verify|validate|introspect", re.IGNORECASE)
+
+
+def _login_provider(m: ModuleModel) -> bool:
+    """The function is a method of an OAuth client or provider class (its name or a base's
+    names OAuth: ``GitHubOAuth2(BaseOAuth2)``, ``GitHubOAuthProvider(OAuthProvider)``):
+    its token exchange and its profile, e-mail or group fetches run once per login. A
+    check of a presented token (``validate_token``) runs per request and is not one."""
+    return (
+        bool(m.classes)
+        and not _PER_REQUEST_CHECK.search(m.scope.name)
+        and any(_OAUTH.search(name) for name in (m.classes[-1].name, *m.classes[-1].bases))
+    )
 
 
 _ADMIN = re.compile(r"admin", re.IGNORECASE)
