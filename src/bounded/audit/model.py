@@ -32,6 +32,7 @@ from bounded.audit.names import (
     is_constant_size,
     is_self_attr,
     own_callee,
+    own_returns,
     string_switch,
 )
 
@@ -740,16 +741,15 @@ class ModuleModel:
             fn = self.functions.get(name)
             what = None
             if fn is not None and not cached(fn):
-                for sub in ast.walk(fn):
-                    if isinstance(sub, ast.Return) and sub.value is not None:
-                        what = next(
-                            (
-                                r
-                                for c in candidate_calls(sub.value)
-                                if (r := resource_of(self, c, per_call=True))
-                            ),
-                            what,
-                        )
+                for value in own_returns(fn):
+                    what = next(
+                        (
+                            r
+                            for c in candidate_calls(value)
+                            if (r := resource_of(self, c, per_call=True))
+                        ),
+                        what,
+                    )
             self._factories[name] = what
         return self._factories[name]
 

@@ -205,3 +205,16 @@ def statement_blocks(
             blocks.append(handler.body)
             stack.extend(handler.body)
     return blocks
+
+
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def own_returns(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
+    """The values `fn`'s own ``return`` statements return (not a nested function's)."""
+    return [
+        stmt.value
+        for block in statement_blocks(fn.body, _DEFINITIONS)
+        for stmt in block
+        if isinstance(stmt, ast.Return) and stmt.value is not None
+    ]

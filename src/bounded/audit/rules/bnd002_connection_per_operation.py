@@ -25,7 +25,7 @@ from bounded.audit.names import (
     dotted,
     is_self_attr,
     own_callee,
-    statement_blocks,
+    own_returns,
 )
 
 if TYPE_CHECKING:
@@ -345,8 +345,8 @@ CALLS.update(dict.fromkeys((*_SDK_CLIENTS, *_ASYNC_SDK_CLIENTS), _sdk_client))
 
 @dataclass(slots=True)
 class _Factories:
-    # the module's functions, by id, and the client each builds anew per call (or None)
-    built: dict[int, str | None] = field(default_factory=dict)
+    # the module's functions, by id, and the clients each builds anew per call
+    built: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def every_call(m: ModuleModel, node: ast.Call) -> None:
@@ -357,24 +357,25 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     if fn is None or fn is m.scope.node:
         return
     built = _factory_builds(m, fn)
-    if built is not None:
-        _per_call_client(m, node, f"{built} from {dotted(node.func)}")
+    if built:
+        _per_call_client(m, node, f"{' or '.join(built)} from {dotted(node.func)}")
 
 
-def _factory_builds(m: ModuleModel, fn: Function) -> str | None:
-    """The client the module's function `fn` builds anew on every call and returns, None if
-    it returns none (or a cached one)."""
+def _factory_builds(m: ModuleModel, fn: Function) -> tuple[str, ...]:
+    """The clients the module's function `fn` may build anew on every call and return;
+    none if it returns none (or keeps what it builds)."""
     cache = m.state(_Factories).built
     if id(fn) in cache:
         return cache[id(fn)]
-    cache[id(fn)] = None  # a factory that calls itself builds nothing more
+    cache[id(fn)] = ()  # a factory that calls itself builds nothing more
+    returns = own_returns(fn)
     built: list[str] = []
-    for value in _returned(fn):
+    for value in returns:
         for call in candidate_calls(value):
             built.extend(w for w in _builds(m, fn, call) if w not in built)
-    if built and (cached(fn) or _stores_on_object(fn) or _memoizes(m, fn)):
+    if built and (cached(fn) or _stores_on_object(fn) or _memoizes(m, returns)):
         built = []
-    cache[id(fn)] = " or ".join(built) or None
+    cache[id(fn)] = tuple(built)
     return cache[id(fn)]
 
 
@@ -389,17 +390,17 @@ def _stores_on_object(fn: Function) -> bool:
     )
 
 
-def _memoizes(m: ModuleModel, fn: Function) -> bool:
-    """`fn` returns, in some branch, what a helper keeps for it: a call handed a builder of
-    a client (``return util.per_thread("session", lambda: requests.Session())``): one
-    client per thread or key, even when an option makes `fn` build a fresh one."""
+def _memoizes(m: ModuleModel, returns: list[ast.expr]) -> bool:
+    """One of a function's `returns` is what a helper keeps for it: a call handed a builder
+    of a client (``return util.per_thread("session", lambda: requests.Session())``): one
+    client per thread or key, even when an option makes the function build a fresh one."""
     return any(
         isinstance(arg, ast.Lambda)
         and any(
             (q := m.qualname(built.func)) is not None and pooled_client(q) is not None
             for built in candidate_calls(arg.body)
         )
-        for value in _returned(fn)
+        for value in returns
         for call in candidate_calls(value)
         for arg in (*call.args, *(kw.value for kw in call.keywords))
     )
@@ -427,21 +428,7 @@ def _builds(m: ModuleModel, fn: Function, call: ast.Call) -> list[str]:
     ]
     if handed and _calls_parameter(builder):
         return handed
-    built = _factory_builds(m, builder)
-    return built.split(" or ") if built else []
-
-
-_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-
-
-def _returned(fn: Function) -> list[ast.expr]:
-    """The values `fn`'s own ``return`` statements return (not a nested function's)."""
-    return [
-        stmt.value
-        for block in statement_blocks(fn.body, _DEFINITIONS)
-        for stmt in block
-        if isinstance(stmt, ast.Return) and stmt.value is not None
-    ]
+    return list(_factory_builds(m, builder))
 
 
 def _calls_parameter(fn: Function) -> bool:
@@ -449,7 +436,7 @@ def _calls_parameter(fn: Function) -> bool:
     params = {a.arg for a in (*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs)}
     return any(
         isinstance(call.func, ast.Name) and call.func.id in params
-        for value in _returned(fn)
+        for value in own_returns(fn)
         for call in candidate_calls(value)
     )
 

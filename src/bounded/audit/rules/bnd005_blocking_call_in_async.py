@@ -19,6 +19,7 @@ from bounded.audit.model import (
     Loop,
     ModuleModel,
     ProjectFacts,
+    callee_name,
 )
 from bounded.audit.names import (
     constructed_class,
@@ -875,14 +876,8 @@ def _called_names(fn: ast.AST) -> set[str]:
     """The functions and methods `fn` calls, by name (``self.model.generate(...)`` gives
     "generate")."""
     return {
-        name for sub in ast.walk(fn) if isinstance(sub, ast.Call) and (name := _last_name(sub.func))
+        name for sub in ast.walk(fn) if isinstance(sub, ast.Call) and (name := callee_name(sub))
     }
-
-
-def _last_name(func: ast.expr) -> str | None:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return func.id if isinstance(func, ast.Name) else None
 
 
 def _awaits_twins_of(fn: ast.AST, sync: str, names: set[str]) -> bool:
@@ -897,7 +892,7 @@ def _awaits_twins_of(fn: ast.AST, sync: str, names: set[str]) -> bool:
         ):
             return True
         if isinstance(sub, ast.Await) and isinstance(sub.value, ast.Call):
-            called = _last_name(sub.value.func)
+            called = callee_name(sub.value)
             if called and any(called in _coroutine_twins(name) for name in names):
                 return True
     return False
