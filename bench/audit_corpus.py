@@ -396,6 +396,20 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("kr8s", "0.20.15"),
     ("pydantic-evals", "2.62.0"),
     ("hass-nabucasa", "0.82.0"),
+    # held out in round 34: chosen and read for faults by three readers, then read once
+    # with the rules frozen after the changes for round 33
+    ("braintrust", "0.48.1"),
+    ("python-roborock", "7.13.0"),
+    ("uiprotect", "25.0.0"),
+    ("llama-index-workflows", "2.26.1"),
+    ("nbclient", "0.11.0"),
+    ("langchain-experimental", "0.4.2"),
+    ("async-upnp-client", "0.49.0"),
+    ("zwave-js-server-python", "0.56.0"),
+    ("ipykernel", "7.4.0"),
+    ("surrealdb", "2.0.0"),
+    ("asynch", "0.4.0"),
+    ("bleak-retry-connector", "4.7.1"),
 )
 # The rounds whose projects readers listed faults in before the audit ran (their lists are
 # in ``audit_readers/``; `bench.audit_recall` scores them).
@@ -609,6 +623,20 @@ READ_ROUNDS: dict[int, tuple[str, ...]] = {
         "kr8s",
         "pydantic-evals",
         "hass-nabucasa",
+    ),
+    34: (
+        "braintrust",
+        "python-roborock",
+        "uiprotect",
+        "llama-index-workflows",
+        "nbclient",
+        "langchain-experimental",
+        "async-upnp-client",
+        "zwave-js-server-python",
+        "ipykernel",
+        "surrealdb",
+        "asynch",
+        "bleak-retry-connector",
     ),
 }
 # The last round, read with the current rules frozen: scored apart (default and opt-in
