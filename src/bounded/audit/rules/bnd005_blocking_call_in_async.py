@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -130,10 +131,32 @@ def _returns_at_once(m: ModuleModel, node: ast.Call, q: str) -> bool:
 _NUMERIC_FLAGS = frozenset({"socket.AI_NUMERICHOST"})
 
 
+# A name that holds an IP address, not a host name (``target_ip``, ``ip_address``).
+_IP_NAME = re.compile(r"(?:^|_)ip(?:v[46])?(?:_?addr(?:ess)?)?$", re.IGNORECASE)
+
+
 def _numeric_lookup(m: ModuleModel, node: ast.Call, q: str) -> bool:
     """``socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST | ...)`` (or a module
-    constant holding those flags): it parses a numeric address and returns at once, or
-    fails; the name lookup is not made."""
+    constant holding those flags), or a lookup of a name that holds an IP address
+    (``socket.getaddrinfo(str(target_ip), port)``): it parses a numeric address and
+    returns at once, or fails; no name lookup is made."""
+    if q not in ("socket.getaddrinfo", "socket.gethostbyname"):
+        return False
+    host = (
+        node.args[0]
+        if node.args
+        else next((kw.value for kw in node.keywords if kw.arg == "host"), None)
+    )
+    if (
+        isinstance(host, ast.Call)
+        and isinstance(host.func, ast.Name)
+        and host.func.id == "str"
+        and len(host.args) == 1
+    ):
+        host = host.args[0]
+    name = dotted(host) if host is not None else None
+    if name is not None and _IP_NAME.search(name.rsplit(".", 1)[-1]):
+        return True
     if q != "socket.getaddrinfo":
         return False
     flags = (

@@ -53,6 +53,7 @@ _SLEEPS = frozenset({"time.sleep", "asyncio.sleep", "trio.sleep", "anyio.sleep"}
 _STOP_EVENT = re.compile(r"event|stop|shutdown|exit|clos|quit|cancel|terminat", re.IGNORECASE)
 _RANDOM_MODULES = ("random.", "secrets.", "numpy.random.")
 _RANDOMISH = re.compile(r"jitter|random|rand", re.IGNORECASE)
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 # Calls that keep a delay deterministic (anything else we cannot see into is given the benefit).
 _PURE_QUALIFIED = frozenset({"itertools.count", "itertools.repeat"})
 _PURE_CALLS = frozenset(
@@ -147,7 +148,9 @@ def _backed_off(
 ) -> list[ast.Call]:
     """``while True: try: connect(); interval = INITIAL; ... except Exception: log() ...
     sleep(interval); interval = min(interval * 2, MAX)``: the pause grows with every round
-    and a successful attempt resets it, so it grows with consecutive failures."""
+    and a successful attempt resets it, so it grows with consecutive failures. The pause
+    may be kept on the object (``self._backoff``), reset by whichever method sees the
+    connection succeed."""
     grown: set[str] = set()
     for sub in own_nodes(loop.body):
         target: ast.expr
@@ -155,33 +158,61 @@ def _backed_off(
             target = sub.target
         elif isinstance(sub, ast.Assign) and len(sub.targets) == 1:
             target = sub.targets[0]
-            if not isinstance(target, ast.Name) or not any(
+            text = dotted(target)
+            if text is None or not any(
                 isinstance(op, ast.BinOp)
                 and isinstance(op.op, _GROWS)
-                and any(isinstance(n, ast.Name) and n.id == target.id for n in ast.walk(op))
+                and any(dotted(n) == text for n in ast.walk(op) if isinstance(n, ast.expr))
                 for op in ast.walk(sub.value)
             ):
                 continue
         else:
             continue
-        if isinstance(target, ast.Name):
-            grown.add(target.id)
-    reset = {
-        target.id
-        for node in tries
-        for stmt in node.body
-        for sub in ast.walk(stmt)
-        if isinstance(sub, ast.Assign)
-        for target in sub.targets
-        if isinstance(target, ast.Name)
-        and target.id in grown
-        and not any(isinstance(n, ast.Name) and n.id == target.id for n in ast.walk(sub.value))
-    }
+        if isinstance(target, ast.Name) or is_self_attr(target):
+            grown.add(dotted(target) or "")
+    if not grown:
+        return []
+    # a name is reset by the attempt; an attribute by any method of the class but the
+    # constructor, which only sets its first value
+    attempts: list[ast.AST] = [stmt for node in tries for stmt in node.body]
+    reset = _reset(attempts, {text for text in grown if "." not in text})
+    if m.classes:
+        methods: list[ast.AST] = [
+            stmt
+            for stmt in m.classes[-1].node.body
+            if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef) and stmt.name != "__init__"
+        ]
+        reset |= _reset(methods, {text for text in grown if "." in text})
     return [
         call
         for call in _sleeps_in(m, loop.body, into_try=True)
-        if isinstance(delay := _delay_of(call), ast.Name) and delay.id in reset
+        if (delay := _delay_of(call)) is not None and _paused_by(delay) in reset
     ]
+
+
+def _reset(nodes: list[ast.AST], grown: set[str]) -> set[str]:
+    """Those of `grown` that `nodes` assign a value not computed from their own."""
+    return {
+        text
+        for node in nodes
+        for sub in ast.walk(node)
+        if isinstance(sub, ast.Assign)
+        for target in sub.targets
+        if (text := dotted(target)) in grown
+        and not any(dotted(n) == text for n in ast.walk(sub.value) if isinstance(n, ast.expr))
+    }
+
+
+def _paused_by(delay: ast.expr) -> str | None:
+    """The name or attribute a delay reads (``interval``, ``self._backoff.total_seconds()``)."""
+    if (
+        isinstance(delay, ast.Call)
+        and isinstance(delay.func, ast.Attribute)
+        and delay.func.attr in _PURE_METHODS
+        and not delay.args
+    ):
+        delay = delay.func.value
+    return dotted(delay) if isinstance(delay, ast.Name) or is_self_attr(delay) else None
 
 
 def _probe_series(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
@@ -402,24 +433,29 @@ def _checked_result_line(body: list[ast.stmt]) -> int | None:
     ``if res.status == 502: sleep(d); continue`` then ``return res``):
     the attempt of a synchronous retry loop, also inside the round's ``try``."""
     for i, stmt in enumerate(body):
-        if isinstance(stmt, ast.Try | ast.TryStar) and (line := _checked_result_line(stmt.body)):
+        tried = stmt.body if isinstance(stmt, ast.Try | ast.TryStar) else None
+        if tried is not None and (line := _checked_result_line(tried)):
             return line
-        if not (
-            isinstance(stmt, ast.Assign)
-            and len(stmt.targets) == 1
-            and isinstance(stmt.targets[0], ast.Name)
-            and isinstance(stmt.value, ast.Call)
-            and isinstance(stmt.value.func, ast.Attribute)
-        ):
-            continue
-        name = stmt.targets[0].id
-        for later in body[i + 1 :]:
-            if (
+        # ``try: resp = conn.post(...) except Exception as e: error = e`` then
+        # ``if error is None and resp.ok: return``: the round's test follows the ``try``
+        blocks = statement_blocks(tried, _NESTED) if tried is not None else [[stmt]]
+        for block, (j, call) in ((b, s) for b in blocks for s in enumerate(b)):
+            if not (
+                isinstance(call, ast.Assign)
+                and len(call.targets) == 1
+                and isinstance(call.targets[0], ast.Name)
+                and isinstance(call.value, ast.Call)
+                and isinstance(call.value.func, ast.Attribute)
+            ):
+                continue
+            name = call.targets[0].id
+            rest = [*(block[j + 1 :] if block is tried else []), *body[i + 1 :]]
+            if _leaves(rest) and any(
                 isinstance(later, ast.If)
                 and any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(later.test))
-                and _leaves(body[i + 1 :])
+                for later in rest
             ):
-                return stmt.lineno
+                return call.lineno
     return None
 
 
@@ -751,7 +787,12 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     if _read_from_error(m, delay):
         return None  # sleep(e.seconds): the delay the server's error asked for
     unknown: list[str] = []
-    if not _deterministic(m, delay, set(), m.assignments, unknown):
+    given = _given_before(m, call, delay)
+
+    def assigned(name: str) -> list[ast.expr]:
+        return given if given is not None and name == dotted(delay) else m.assignments(name)
+
+    if not _deterministic(m, delay, set(), assigned, unknown):
         return None
     if _random_start(m, call, delay):
         return None
@@ -759,6 +800,45 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
         return call, SHORT_PAUSE.code, "retry loop pauses a constant under 1 s (no jitter)", ()
     message = "retry loop sleeps a deterministic delay: clients retry in lock-step (add jitter)"
     return call, RULE.code, message, tuple(unknown)
+
+
+def _given_before(m: ModuleModel, call: ast.Call, delay: ast.expr) -> list[ast.expr] | None:
+    """The value the delay's name was last given in the block of the sleep `call`, before
+    it (``delay = retry_delay(policy, attempt, None)`` then ``sleep(delay)`` in a handler,
+    where the status branch gives it the server's Retry-After); None if that block does
+    not give it one."""
+    fn = m.scope.node
+    if not isinstance(delay, ast.Name) or not isinstance(
+        fn, ast.FunctionDef | ast.AsyncFunctionDef
+    ):
+        return None
+    around = [
+        (block, i)
+        for block in statement_blocks(fn.body, _DEFINITIONS)
+        for i, stmt in enumerate(block)
+        if any(sub is call for sub in ast.walk(stmt))
+    ]
+    if not around:
+        return None
+    block, i = min(around, key=lambda found: _span(found[0][found[1]]))
+    for stmt in reversed(block[:i]):
+        if (
+            isinstance(stmt, ast.Assign)
+            and len(stmt.targets) == 1
+            and isinstance(stmt.targets[0], ast.Name)
+            and stmt.targets[0].id == delay.id
+        ):
+            return [stmt.value]
+        if any(
+            isinstance(sub, ast.Name) and sub.id == delay.id and isinstance(sub.ctx, ast.Store)
+            for sub in ast.walk(stmt)
+        ):
+            return None  # changed on the way (``delay *= 1 + random()`` under an ``if``)
+    return None
+
+
+def _span(stmt: ast.stmt) -> int:
+    return (stmt.end_lineno or stmt.lineno) - stmt.lineno
 
 
 def _random_start(m: ModuleModel, call: ast.Call, delay: ast.expr) -> bool:
@@ -1764,6 +1844,7 @@ def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) 
             m.qualname(node.func) in _SLEEPS
             or _stop_event_wait(node)
             or _calls_sleep_helper(m, node)
+            or _injected_sleep(m, node)
         ):
             found.append(node)
         stack.extend(ast.iter_child_nodes(node))
@@ -1779,6 +1860,44 @@ def _stop_event_wait(call: ast.Call) -> bool:
         and len(call.args) + len(call.keywords) == 1
         and _delay_of(call) is not None
         and _STOP_EVENT.search(dotted(func.value) or "") is not None
+    )
+
+
+def _injected_sleep(m: ModuleModel, call: ast.Call) -> bool:
+    """``self._sleep(delay)`` where the class's ``__init__(self, sleep=time.sleep)`` stored
+    the sleep it was handed (one a test replaces with a fake clock): a pause."""
+    func = call.func
+    if not (m.classes and is_self_attr(func) and call.args):
+        return False
+    assert isinstance(func, ast.Attribute)
+    init = next(
+        (
+            stmt
+            for stmt in m.classes[-1].node.body
+            if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__"
+        ),
+        None,
+    )
+    if init is None:
+        return False
+    args = init.args
+    positional = [a.arg for a in (*args.posonlyargs, *args.args)]
+    defaults = dict(
+        zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True)
+    )
+    defaults.update(
+        (a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None
+    )
+    return any(
+        isinstance(stmt, ast.Assign)
+        and any(
+            is_self_attr(target) and isinstance(target, ast.Attribute) and target.attr == func.attr
+            for target in stmt.targets
+        )
+        and isinstance(stmt.value, ast.Name)
+        and stmt.value.id in defaults
+        and m.qualname(defaults[stmt.value.id]) in _SLEEPS
+        for stmt in init.body
     )
 
 
@@ -1849,8 +1968,11 @@ def _deterministic(
             fallback = _fallback(m, func, assigned)
             helper = m.called_function(fallback or func)
             if helper is not None:
-                if _returns_deterministic(m, helper):
-                    continue  # await asyncio.sleep(self._backoff(attempt))
+                if _returns_deterministic(m, helper, _passed_none(helper, sub)):
+                    # await asyncio.sleep(self._backoff(attempt)); an object whose fields
+                    # the helper reads (``retry_delay(policy, n)``) is its configuration
+                    fields.update(id(arg) for arg in _settings_given(helper, sub))
+                    continue
                 return False
             name = fallback.id if fallback is not None else callee_name(sub)
             if name is not None and _DELAY_HELPER.search(name):
@@ -1950,14 +2072,19 @@ def _fallback(m: ModuleModel, func: ast.expr, assigned: Assigned) -> ast.Name | 
     return value if isinstance(value, ast.Name) and value.id != func.id else None
 
 
-def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
-    """True if every value `fn` returns is a deterministic expression of its inputs."""
+def _returns_deterministic(
+    m: ModuleModel, fn: Function, nones: frozenset[str] = frozenset()
+) -> bool:
+    """True if every value `fn` returns is a deterministic expression of its inputs, when
+    the parameters `nones` are given None (a return of one of them is then not taken)."""
     results = m.state(_Results).by_function
-    known = results.get(fn)
+    key = (fn, nones)
+    known = results.get(key)
     if known is not None:
         return known
-    results[fn] = False  # recursion: give it the benefit of the doubt
+    results[key] = False  # recursion: give it the benefit of the doubt
     returns, local = _returns_and_locals(fn)
+    returns = [r for r in returns if not (isinstance(r, ast.Name) and r.id in nones)]
     unknown: list[str] = []
     result = (
         bool(returns)
@@ -1967,8 +2094,39 @@ def _returns_deterministic(m: ModuleModel, fn: Function) -> bool:
         )
         and not unknown
     )
-    results[fn] = result
+    results[key] = result
     return result
+
+
+def _settings_given(fn: Function, call: ast.Call) -> list[ast.expr]:
+    """The arguments `call` hands to parameters `fn` reads only the fields of
+    (``policy.backoff_factor``)."""
+    reads: dict[str, bool] = {}
+    for sub in ast.walk(fn):
+        for child in ast.iter_child_nodes(sub):
+            if isinstance(child, ast.Name):
+                field = isinstance(sub, ast.Attribute) and sub.value is child
+                reads[child.id] = reads.get(child.id, True) and field
+    return [value for name, value in _given(fn, call) if name is not None and reads.get(name)]
+
+
+def _given(fn: Function, call: ast.Call) -> list[tuple[str | None, ast.expr]]:
+    """The parameter of `fn` each argument of `call` is given to."""
+    params = [a.arg for a in (*fn.args.posonlyargs, *fn.args.args)]
+    if fn.col_offset and params and isinstance(call.func, ast.Attribute):
+        params = params[1:]  # self.method(...): the first parameter is bound
+    given = zip(params, call.args, strict=False)  # extra arguments go to *args
+    return [*given, *((kw.arg, kw.value) for kw in call.keywords)]
+
+
+def _passed_none(fn: Function, call: ast.Call) -> frozenset[str]:
+    """The parameters of `fn` that `call` gives None (``_retry_delay(policy, attempt,
+    None)``: the server's delay it would prefer is absent, its own backoff is returned)."""
+    return frozenset(
+        name
+        for name, value in _given(fn, call)
+        if name is not None and isinstance(value, ast.Constant) and value.value is None
+    )
 
 
 def _values_of(local: dict[str, list[ast.expr]], name: str) -> list[ast.expr]:
@@ -1995,7 +2153,8 @@ class _Results:
     __slots__ = ("by_function", "only_waits")
 
     def __init__(self) -> None:
-        self.by_function: dict[ast.AST, bool] = {}  # returns a deterministic value
+        # (function, parameters given None) -> returns a deterministic value
+        self.by_function: dict[tuple[ast.AST, frozenset[str]], bool] = {}
         self.only_waits: dict[ast.AST, bool] = {}  # a sleep helper (`_calls_sleep_helper`)
 
 
