@@ -471,8 +471,24 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     )
     assert [f.line for f in check_source(hub, "app/m.py", codes=["BND002"])] == [5]
     # one caller: maybe a once-per-lifetime step
-    one_caller = hub.replace("return await self.request('POST', url)", "return url")
+    one_caller = (
+        hub.replace("return await self.request('POST', url)", "return url")
+        .replace("def request(", "def load(")
+        .replace("self.request(", "self.load(")
+    )
     assert check_source(one_caller, "app/m.py", codes=["BND002"]) == []
+    # the transport's own request method, called from other modules (a requester class)
+    requester = (
+        "import aiohttp\n\n"
+        "class AiohttpRequester(UpnpRequester):\n"
+        "    async def async_http_request(self, http_request):\n"
+        "        async with aiohttp.ClientSession() as session:\n"
+        "            async with session.request('GET', http_request.url) as response:\n"
+        "                return await response.read()\n"
+    )
+    assert [f.line for f in check_source(requester, "app/m.py", codes=["BND002"])] == [5]
+    renamed = requester.replace("async_http_request", "async_fetch_description")
+    assert check_source(renamed, "app/m.py", codes=["BND002"]) == []
     # a fetch that fills a cache on the object, or one session for a batch or its retries
     cache = hub.replace(
         "            return await client.request(method, url)\n",

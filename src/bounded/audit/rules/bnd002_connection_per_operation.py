@@ -553,9 +553,15 @@ def _report_http_clients(m: ModuleModel) -> None:
             m.report(call, RULE.code, message)
 
 
+# A method that makes one HTTP request for its caller (a requester's ``async_http_request``,
+# a client's ``_request`` or ``send_request``): every operation goes through it.
+_REQUEST_METHOD = re.compile(r"^_*(?:async_|a)?(?:http_|do_|make_|send_)?request$", re.IGNORECASE)
+
+
 def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
     """The function that builds the lone client is the module's shared path for an
-    operation, not a once-per-lifetime step: two or more other functions of the module
+    operation, not a once-per-lifetime step: it is named as the request method itself
+    (``async_http_request``, ``_request``), or two or more other functions of the module
     call it (``self.request(...)`` from ``get()`` and ``post()``), it uses the client
     outside any loop (not one session for a batch or for its retries), keeps nothing on
     the object (not a fetch that fills a cache) and fetches no authentication or discovery
@@ -578,6 +584,8 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
             and _ONCE_PER_LOGIN.search(ast.unparse(sub.args[0]))
         ):
             return False
+    if _REQUEST_METHOD.match(name):
+        return True  # the transport's own request method, whoever calls it
     callers = 0
     for caller, other in m.functions.items():
         if caller != name and any(
