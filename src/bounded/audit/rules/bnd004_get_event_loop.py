@@ -83,6 +83,15 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
         return  # the no-loop case raises and the code makes its own loop: none is stray
     if _after_run_refused(m, node):
         return  # asyncio.run() refused because a loop runs: it is that loop
+    if _after_no_running_loop(m, node):
+        m.report(
+            node,
+            RULE.code,
+            f"{what} where the try above found no running loop: it creates a stray loop "
+            "that nothing runs (RuntimeError on Python 3.14); use asyncio.run() or "
+            "new_event_loop() and run it",
+        )
+        return
     init = scope.name == "__init__" and bool(m.classes)
     name = m.classes[-1].name if init else scope.name
     if _expects_no_running_loop(m, node):
@@ -221,6 +230,68 @@ def _after_run_refused(m: ModuleModel, node: ast.Call) -> bool:
             ):
                 return True
     return False
+
+
+# Calls that raise RuntimeError when no loop is running in the thread.
+_NEED_RUNNING_LOOP = frozenset(
+    {"asyncio.get_running_loop", "asyncio.create_task", "asyncio.current_task"}
+)
+
+
+def _after_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
+    """The call is in the ``except RuntimeError`` handler of a ``try`` whose body asks
+    for the running loop (``asyncio.create_task(...)``, ``asyncio.get_running_loop()``),
+    and the handler schedules work on the loop it gets (``loop.create_task(...)``): reached
+    only when none runs, it hands the work to a loop nothing runs. A handler that returns
+    the loop (a ``loop`` property) leaves it to a caller that may run it."""
+    enclosing = m.scope.node
+    if enclosing is None:
+        return False
+    for sub in ast.walk(enclosing):
+        if not isinstance(sub, ast.Try) or not any(
+            isinstance(call, ast.Call) and m.qualname(call.func) in _NEED_RUNNING_LOOP
+            for stmt in sub.body
+            for call in ast.walk(stmt)
+        ):
+            continue
+        for handler in sub.handlers:
+            caught = handler.type
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            if (
+                any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names)
+                and any(
+                    stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno)
+                    for stmt in handler.body
+                )
+                and _schedules_on(handler, node)
+            ):
+                return True
+    return False
+
+
+_SCHEDULES = frozenset({"create_task", "call_soon", "call_later", "call_at"})
+
+
+def _schedules_on(handler: ast.ExceptHandler, node: ast.Call) -> bool:
+    """`handler` schedules work on the loop `node` returns (``loop = get_event_loop()``
+    then ``loop.create_task(...)``, or ``get_event_loop().call_soon(...)``)."""
+    names = {
+        target.id
+        for sub in ast.walk(handler)
+        if isinstance(sub, ast.Assign) and sub.value is node
+        for target in sub.targets
+        if isinstance(target, ast.Name)
+    }
+    return any(
+        isinstance(sub, ast.Call)
+        and isinstance(sub.func, ast.Attribute)
+        and sub.func.attr in _SCHEDULES
+        and (
+            sub.func.value is node
+            or (isinstance(sub.func.value, ast.Name) and sub.func.value.id in names)
+        )
+        for sub in ast.walk(handler)
+    )
 
 
 def _unless_only_called_from_coroutines(name: str, method: bool) -> Callable[[ProjectFacts], bool]:
