@@ -1304,6 +1304,13 @@ class ModuleModel:
         for target in targets:
             self._record_assignment(target, value)
             self._record_alias(target, value)
+            if (
+                isinstance(target, ast.Subscript)
+                and is_self_attr(target.value)
+                and self.classes
+                and self.scope.name != "__init__"
+            ):  # self._subscriptions[sid] = service: the collection grows at run time
+                self.classes[-1].grown.add(cast(ast.Attribute, target.value).attr)
         if len(targets) == 1:
             target = targets[0]
             if isinstance(inner, ast.Call):
