@@ -84,7 +84,7 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
     q = m.qualname(call.func)
     if q is None:
         return _started_driver(m, call)
-    if any(kw.arg in _BORROWED_POOL for kw in call.keywords):
+    if any(kw.arg in _BORROWED_POOL and not _none_by_default(m, kw.value) for kw in call.keywords):
         return None  # AsyncOpenAI(http_client=shared): the shared client owns the pool
     if any(kw.arg in _SHARED_TRANSPORT and _made_elsewhere(m, kw.value) for kw in call.keywords):
         return None  # AsyncClient(transport=_shared): the shared transport owns the pool
@@ -159,6 +159,30 @@ def cached(fn: Function) -> bool:
     return any(
         _CACHED.search(dotted(d.func if isinstance(d, ast.Call) else d) or "")
         for d in fn.decorator_list
+    )
+
+
+def _none_by_default(m: ModuleModel, value: ast.expr) -> bool:
+    """`value` is a parameter of the function being walked that defaults to None
+    (``http_client: httpx.AsyncClient | None = None``): unless a caller hands one in, the
+    client builds its own pool."""
+    fn = m.scope.node
+    if not isinstance(value, ast.Name) or not isinstance(
+        fn, ast.FunctionDef | ast.AsyncFunctionDef
+    ):
+        return False
+    args = fn.args
+    positional = [*args.posonlyargs, *args.args]
+    pairs = [
+        *zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True),
+        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
+    ]
+    return any(
+        arg.arg == value.id
+        and isinstance(default, ast.Constant)
+        and default.value is None
+        and not m.scope.assigned.get(value.id)
+        for arg, default in pairs
     )
 
 
