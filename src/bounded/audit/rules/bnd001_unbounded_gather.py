@@ -455,7 +455,10 @@ def _data_sized(
             # a stepped range counts batches the code sized (``range(0, len(xs), size)``);
             # ``range(self.num_samples)`` counts what the object was configured with
             return len(node.args) < 3 and not all(
-                m.constant_int(a) or _set_at_construction(m, a) or _batch_count(m, a)
+                m.constant_int(a)
+                or _set_at_construction(m, a)
+                or _batch_count(m, a)
+                or _refused_past_limit(m, a)
                 for a in node.args
             )
         if isinstance(func, ast.Attribute):
@@ -507,6 +510,33 @@ def _data_sized(
             m, node.orelse, depth + 1, via, params
         )
     return False
+
+
+_LIMIT = re.compile(r"max|limit|cap", re.IGNORECASE)
+
+
+def _refused_past_limit(m: ModuleModel, node: ast.expr) -> bool:
+    """A count the function refuses past a configured maximum (``if self._pool_size + n >
+    self.maxsize: raise PoolError(...)``): at most that many, whoever asks."""
+    fn = m.scope.node
+    if not isinstance(node, ast.Name) or fn is None:
+        return False
+    return any(
+        isinstance(sub, ast.If)
+        and isinstance(sub.body[-1], ast.Raise | ast.Return)
+        and any(
+            isinstance(test, ast.Compare)
+            and isinstance(test.ops[0], ast.Gt | ast.GtE)
+            and any(isinstance(n, ast.Name) and n.id == node.id for n in ast.walk(test.left))
+            and any(
+                _LIMIT.search(dotted(x) or "")
+                for x in ast.walk(test.comparators[0])
+                if isinstance(x, ast.Name | ast.Attribute)
+            )
+            for test in ast.walk(sub.test)
+        )
+        for sub in ast.walk(fn)
+    )
 
 
 def _batch_count(m: ModuleModel, node: ast.expr, depth: int = 0) -> bool:
