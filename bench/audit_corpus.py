@@ -410,6 +410,22 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("surrealdb", "2.0.0"),
     ("asynch", "0.4.0"),
     ("bleak-retry-connector", "4.7.1"),
+    # held out in round 35: chosen and read for faults by three readers, then read once
+    # with the rules frozen after the changes for round 34
+    ("langflow-base", "1.13.0"),
+    ("deepagents", "0.7.32"),
+    ("cerebras-cloud-sdk", "1.91.0"),
+    ("fastapi-mcp", "0.4.0"),
+    ("langgraph-swarm", "0.1.0"),
+    ("aiodynamo", "26.4"),
+    ("music-assistant-client", "1.3.4"),
+    ("habluetooth", "7.2.0"),
+    ("python-matter-server", "7.0.1"),
+    ("pyoverkiz", "1.20.6"),
+    ("pyheos", "1.0.6"),
+    ("aioautomower", "3.1.0"),
+    ("aiowebostv", "0.10.0"),
+    ("pysmartthings", "1.2.0"),
 )
 # The rounds whose projects readers listed faults in before the audit ran (their lists are
 # in ``audit_readers/``; `bench.audit_recall` scores them).
@@ -637,6 +653,22 @@ READ_ROUNDS: dict[int, tuple[str, ...]] = {
         "surrealdb",
         "asynch",
         "bleak-retry-connector",
+    ),
+    35: (
+        "langflow-base",
+        "deepagents",
+        "cerebras-cloud-sdk",
+        "fastapi-mcp",
+        "langgraph-swarm",
+        "aiodynamo",
+        "music-assistant-client",
+        "habluetooth",
+        "python-matter-server",
+        "pyoverkiz",
+        "pyheos",
+        "aioautomower",
+        "aiowebostv",
+        "pysmartthings",
     ),
 }
 # The last round, read with the current rules frozen: scored apart (default and opt-in
