@@ -777,6 +777,8 @@ _Judged = tuple[ast.Call, str, str, tuple[str, ...]]
 
 def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     """The finding for a retry's sleep, if its delay is deterministic."""
+    if _paces_stream(m, call):
+        return None
     delay = _delay_of(call)
     if delay is None or any(
         _POLL_DELAY.search(dotted(sub) or "")
@@ -802,15 +804,34 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     return call, RULE.code, message, tuple(unknown)
 
 
-def _given_before(m: ModuleModel, call: ast.Call, delay: ast.expr) -> list[ast.expr] | None:
-    """The value the delay's name was last given in the block of the sleep `call`, before
-    it (``delay = retry_delay(policy, attempt, None)`` then ``sleep(delay)`` in a handler,
-    where the status branch gives it the server's Retry-After); None if that block does
-    not give it one."""
+def _paces_stream(m: ModuleModel, call: ast.Call) -> bool:
+    """The pause comes right after the generator yields an event to its consumer
+    (``yield progress("extracting")`` then ``await asyncio.sleep(UI_DELAY)``), outside any
+    ``except`` handler: it paces the stream the consumer shows on the way to success, it
+    does not back off from a failure (``except ...: yield retrying(); await sleep(2 **
+    attempt)`` does)."""
+    found = _block_of(m, call)
     fn = m.scope.node
-    if not isinstance(delay, ast.Name) or not isinstance(
-        fn, ast.FunctionDef | ast.AsyncFunctionDef
-    ):
+    if found is None or fn is None:
+        return False
+    block, i = found
+    before = block[i - 1] if i else None
+    return (
+        isinstance(before, ast.Expr)
+        and isinstance(before.value, ast.Yield | ast.YieldFrom)
+        and not any(
+            isinstance(handler, ast.ExceptHandler)
+            and handler.lineno <= call.lineno <= (handler.end_lineno or handler.lineno)
+            for handler in ast.walk(fn)
+        )
+    )
+
+
+def _block_of(m: ModuleModel, call: ast.Call) -> tuple[list[ast.stmt], int] | None:
+    """The innermost statement list of the function being walked that holds `call`, and
+    the index of the statement in it that does."""
+    fn = m.scope.node
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return None
     around = [
         (block, i)
@@ -818,9 +839,18 @@ def _given_before(m: ModuleModel, call: ast.Call, delay: ast.expr) -> list[ast.e
         for i, stmt in enumerate(block)
         if any(sub is call for sub in ast.walk(stmt))
     ]
-    if not around:
+    return min(around, key=lambda found: _span(found[0][found[1]])) if around else None
+
+
+def _given_before(m: ModuleModel, call: ast.Call, delay: ast.expr) -> list[ast.expr] | None:
+    """The value the delay's name was last given in the block of the sleep `call`, before
+    it (``delay = retry_delay(policy, attempt, None)`` then ``sleep(delay)`` in a handler,
+    where the status branch gives it the server's Retry-After); None if that block does
+    not give it one."""
+    found = _block_of(m, call)
+    if not isinstance(delay, ast.Name) or found is None:
         return None
-    block, i = min(around, key=lambda found: _span(found[0][found[1]]))
+    block, i = found
     for stmt in reversed(block[:i]):
         if (
             isinstance(stmt, ast.Assign)
