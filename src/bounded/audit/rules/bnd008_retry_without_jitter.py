@@ -87,6 +87,8 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
         if isinstance(node, ast.For | ast.AsyncFor)
         else _counted_while(node)
     )
+    if counters is None and isinstance(node, ast.For | ast.AsyncFor) and _walks_delays(m, node):
+        counters = ()  # for delay in (4.0, 12.0): one attempt per delay of a schedule
     if isinstance(node, ast.For | ast.AsyncFor) and counters is not None and _probe_series(m, node):
         return  # probes at a configured spacing, however each one went: a measurement
     for try_node in tries:
@@ -213,6 +215,17 @@ def _paused_by(delay: ast.expr) -> str | None:
     ):
         delay = delay.func.value
     return dotted(delay) if isinstance(delay, ast.Name) or is_self_attr(delay) else None
+
+
+def _walks_delays(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
+    """``for delay in (*self._retry_delays, None): try: return call() except ...:
+    time.sleep(delay)``: the loop walks a schedule of delays, one attempt per delay, and
+    sleeps the one it is at."""
+    target = loop.target
+    return isinstance(target, ast.Name) and any(
+        isinstance(delay := _delay_of(call), ast.Name) and delay.id == target.id
+        for call in _sleeps_in(m, loop.body, into_try=True)
+    )
 
 
 def _probe_series(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
@@ -478,6 +491,19 @@ _END_STATE = re.compile(
 )
 
 
+_UP = re.compile(r"^(?:connected|online|active|up)$", re.IGNORECASE)
+
+
+def _state_named(node: ast.AST) -> str | None:
+    """The state a string (``"SUCCEEDED"``) or an enum member (``DeviceState.CONNECTED``)
+    names."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Attribute) and node.attr.isupper():
+        return node.attr
+    return None
+
+
 def _awaits_finished_state(body: list[ast.stmt]) -> bool:
     """The round leaves when a result equals a finished state (``if status == "finished":
     return file_id``, ``if "SUCCEEDED" in state: break``): the round only goes again while
@@ -492,11 +518,10 @@ def _awaits_finished_state(body: list[ast.stmt]) -> bool:
             and _leaves(node.body)
             and any(
                 isinstance(part, ast.Compare)
-                and isinstance(part.ops[0], ast.Eq | ast.In)
+                and isinstance(part.ops[0], ast.Eq | ast.In | ast.Is)
                 and any(
-                    isinstance(c, ast.Constant)
-                    and isinstance(c.value, str)
-                    and (_PREDICATE.search(c.value) or _END_STATE.match(c.value))
+                    (state := _state_named(c)) is not None
+                    and (_PREDICATE.search(state) or _END_STATE.match(state) or _UP.match(state))
                     for side in (part.left, *part.comparators)
                     for c in ast.walk(side)
                 )
