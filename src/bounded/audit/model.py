@@ -700,7 +700,7 @@ class ModuleModel:
         self.functions: dict[str, Function] = {}
         self.guarded: set[str] = set()  # functions whose body holds a semaphore
         self.managed: set[int] = set()  # ids of resource-creating calls that are owned
-        self.awaited: set[int] = set()  # ids of awaited expressions
+        self.awaited: set[int] = set()  # ids of awaited expressions (and `async with` items)
         # ids of calls handed to a scheduler (``create_task(x.wait())``): coroutines
         self.scheduled: set[int] = set()
         self.lifetime: set[int] = set()  # calls whose result is stored on an object
@@ -1300,6 +1300,10 @@ class ModuleModel:
         for item in node.items:
             expr = item.context_expr
             inner = expr.value if isinstance(expr, ast.Await) else expr
+            if isinstance(node, ast.AsyncWith):
+                # `async with session.request(...)`: its __aenter__ is awaited; what it
+                # calls makes an async context manager, no sync code that blocks
+                self.awaited.add(id(inner))
             # `async with (shared if shared is not None else AsyncClient()) as c:` closes
             # whichever branch it got
             for call in candidate_calls(inner):
