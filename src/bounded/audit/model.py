@@ -90,7 +90,11 @@ def resource_of(m: ModuleModel, call: ast.Call, *, per_call: bool = False) -> st
         return None  # AsyncClient(transport=_shared): the shared transport owns the pool
     if q in ASYNC_RESOURCES:
         return ASYNC_RESOURCES[q]
-    if (per_call or m.scope.is_async) and _LIBRARY_CLIENT.fullmatch(q):
+    if (
+        (per_call or m.scope.is_async)
+        and _LIBRARY_CLIENT.fullmatch(q)
+        and not q.startswith(_SIGNERS)
+    ):
         return q
     return None
 
@@ -197,6 +201,9 @@ def _made_elsewhere(m: ModuleModel, value: ast.expr) -> bool:
 
 # `module.Client`, `module.AsyncClient` (an imported library's client class)
 _LIBRARY_CLIENT = re.compile(r"[a-z_][\w]*(?:\.[a-z_]\w*)*\.(?:Async)?Client")
+# Libraries whose `Client` only signs requests (oauthlib's OAuth 1 and 2 clients): no
+# connection, socket or pool to close.
+_SIGNERS = ("oauthlib.",)
 
 
 # Names of functions worth following as client factories (`self.get_client()`).

@@ -19,7 +19,7 @@ from bounded.audit.model import (
     Scope,
     resource_of,
 )
-from bounded.audit.names import candidate_calls, dotted, is_self_attr
+from bounded.audit.names import candidate_calls, dotted, is_self_attr, own_returns
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
@@ -367,9 +367,12 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
     _report_rebuilt(m, cls)
     _report_fresh_properties(m, cls)
     touched: set[str] | None = None
+    aliases = _property_aliases(cls)
     for attr, (call, what) in cls.pending.items():
-        if attr in cls.closed:
-            continue
+        if attr in cls.closed or any(
+            stored == attr and prop in cls.closed for prop, stored in aliases.items()
+        ):
+            continue  # closed itself, or through a property that returns it
         if touched is None:
             touched = _read_on_close(cls)
         if attr in touched:
@@ -470,6 +473,21 @@ def _built_and_returned(cls: ClassScope, attr: str) -> bool:
         if builds and returns:
             return True
     return False
+
+
+def _property_aliases(cls: ClassScope) -> dict[str, str]:
+    """The class's properties that return a ``self`` attribute (``@property def
+    websession(self): ... return self._websession``): closing ``self.websession`` closes
+    ``self._websession``."""
+    aliases: dict[str, str] = {}
+    for item in cls.node.body:
+        if isinstance(item, ast.FunctionDef) and any(
+            isinstance(d, ast.Name) and d.id == "property" for d in item.decorator_list
+        ):
+            returned = [r for r in own_returns(item) if is_self_attr(r)]
+            if len(returned) == 1 and isinstance(returned[0], ast.Attribute):
+                aliases[item.name] = returned[0].attr
+    return aliases
 
 
 def _read_on_close(cls: ClassScope) -> set[str]:
