@@ -489,6 +489,9 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     assert [f.line for f in check_source(requester, "app/m.py", codes=["BND002"])] == [5]
     renamed = requester.replace("async_http_request", "async_fetch_description")
     assert check_source(renamed, "app/m.py", codes=["BND002"]) == []
+    # a framework's per-call hook: LangChain calls _acall once per model call
+    hook = requester.replace("async_http_request", "_acall")
+    assert [f.line for f in check_source(hook, "app/m.py", codes=["BND002"])] == [5]
     # a fetch that fills a cache on the object, or one session for a batch or its retries
     cache = hub.replace(
         "            return await client.request(method, url)\n",

@@ -558,6 +558,25 @@ def _report_http_clients(m: ModuleModel) -> None:
 _REQUEST_METHOD = re.compile(r"^_*(?:async_|a)?(?:http_|do_|make_|send_)?request$", re.IGNORECASE)
 
 
+# The methods an agent framework calls once per model call, retrieval or tool call
+# (LangChain's LLMs, chat models, retrievers and tools; LlamaIndex's LLMs and retrievers):
+# whatever client they build and drop is built again on every operation.
+_OPERATION_HOOKS = frozenset(
+    {
+        "_acall",
+        "_agenerate",
+        "_astream",
+        "_aget_relevant_documents",
+        "_arun",
+        "_aretrieve",
+        "acomplete",
+        "achat",
+        "astream_complete",
+        "astream_chat",
+    }
+)
+
+
 def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
     """The function that builds the lone client is the module's shared path for an
     operation, not a once-per-lifetime step: it is named as the request method itself
@@ -584,8 +603,8 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
             and _ONCE_PER_LOGIN.search(ast.unparse(sub.args[0]))
         ):
             return False
-    if _REQUEST_METHOD.match(name):
-        return True  # the transport's own request method, whoever calls it
+    if _REQUEST_METHOD.match(name) or name in _OPERATION_HOOKS:
+        return True  # the transport's own request method, or a framework's per-call hook
     callers = 0
     for caller, other in m.functions.items():
         if caller != name and any(
