@@ -1312,6 +1312,12 @@ CALLS: dict[str, CallHook] = {
 
 def _delay_of(call: ast.Call) -> ast.expr | None:
     delay = call.args[0] if call.args else None
+    if (
+        isinstance(delay, ast.Call)
+        and isinstance(delay.func, ast.Attribute)
+        and delay.func.attr == "wait"
+    ):  # wait_for(stop.wait(), delay): the timeout is the pause
+        delay = call.args[1] if len(call.args) > 1 else None
     for kw in call.keywords:
         if kw.arg in ("delay", "seconds", "secs", "timeout"):
             delay = kw.value
@@ -1898,6 +1904,7 @@ def _sleeps_in(m: ModuleModel, body: list[ast.stmt], *, into_try: bool = False) 
         if isinstance(node, ast.Call) and (
             m.qualname(node.func) in _SLEEPS
             or _stop_event_wait(node)
+            or _stop_event_wait_for(m, node)
             or _calls_sleep_helper(m, node)
             or _injected_sleep(m, node)
         ):
@@ -1915,6 +1922,21 @@ def _stop_event_wait(call: ast.Call) -> bool:
         and len(call.args) + len(call.keywords) == 1
         and _delay_of(call) is not None
         and _STOP_EVENT.search(dotted(func.value) or "") is not None
+    )
+
+
+def _stop_event_wait_for(m: ModuleModel, call: ast.Call) -> bool:
+    """``await asyncio.wait_for(self._stop_event.wait(), timeout=delay)``: a coroutine's
+    pause that shutdown cuts short."""
+    inner = call.args[0] if call.args else None
+    return (
+        m.qualname(call.func) == "asyncio.wait_for"
+        and isinstance(inner, ast.Call)
+        and isinstance(inner.func, ast.Attribute)
+        and inner.func.attr == "wait"
+        and not inner.args
+        and _STOP_EVENT.search(dotted(inner.func.value) or "") is not None
+        and _delay_of(call) is not None
     )
 
 
