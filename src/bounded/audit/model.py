@@ -1366,6 +1366,11 @@ class ModuleModel:
             kind = self.kind_of_value(value)
             if kind is None and isinstance(node, ast.AnnAssign):
                 kind = self.annotation_kind(node.annotation)
+            if kind is None and isinstance(value, ast.Name) and is_self_attr(target):
+                # self.embedding = embedding, a parameter annotated `embedding: Embeddings`:
+                # the object keeps the blocking library's object it was handed
+                handed = self.scope.kinds.get(value.id, "")
+                kind = handed if handed.startswith(("sync_obj:", "sync_client:")) else None
             if kind is not None:
                 self.bind_kind(target, kind)
             elif isinstance(target, ast.Name):
