@@ -62,7 +62,12 @@ _PURE_CALLS = frozenset(
 _PURE_METHODS = frozenset({"total_seconds"})
 _SERVER_DELAY = re.compile(r"retry.?after", re.IGNORECASE)
 # Functions that poll for a state (a server up, a job done): not a retry against an outage.
-_POLL_NAME = re.compile(r"wait|ready|readiness|poll|health|status|probe|alive|ping|test_conn", re.I)
+_POLL_NAME = re.compile(
+    r"wait|ready|readiness|poll|health|status|probe|alive|ping|test_conn|warm_?up", re.I
+)
+# A function named as a question about a state (``is_connected``): its loop polls for the
+# answer. (A helper that only decides whether to retry may sleep the backoff itself.)
+_ASKS_STATE = re.compile(r"^_?is_")
 _POLL_DELAY = re.compile(r"poll", re.IGNORECASE)
 # A count or spacing of health-check probes: a series of probes measures health.
 _PROBE = re.compile(r"probe|health", re.IGNORECASE)
@@ -94,7 +99,12 @@ def loop(m: ModuleModel, node: Loop, tries: list[ast.Try | ast.TryStar]) -> None
     for try_node in tries:
         _check(m, node, try_node, () if isinstance(node, ast.While) else counters)
     # a function's loop, not a one-off script's nor a readiness poll's
-    retry_scope = len(m.scopes) > 1 and not m.is_script and not _POLL_NAME.search(m.scope.name)
+    retry_scope = (
+        len(m.scopes) > 1
+        and not m.is_script
+        and not _POLL_NAME.search(m.scope.name)
+        and not _ASKS_STATE.match(m.scope.name)
+    )
     if isinstance(node, ast.While) and retry_scope:
         for try_node in tries:
             _failure_sets_pause(m, node, try_node)
@@ -546,7 +556,7 @@ def _check(
         return  # a one-off script: not a retry storm
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
-    poll = _POLL_NAME.search(m.scope.name)
+    poll = _POLL_NAME.search(m.scope.name) or _ASKS_STATE.match(m.scope.name)
     direct = any(stmt is node for stmt in loop.body)
     retrying = _leaves_on_success(loop, node)
     if poll:
