@@ -525,6 +525,30 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     assert check_source(nested, "app/m.py", codes=["BND002"]) == []
 
 
+def test_the_functions_of_an_oauth_package_run_once_per_login() -> None:
+    providers = (
+        "import httpx\n\n"
+        "async def google_account(token):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        return (await client.get(USERINFO, headers=token)).json()\n\n"
+        "async def exchange(code):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        return (await client.post(TOKEN_URL, data=code)).json()\n\n"
+        "async def introspect_token(token):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        return (await client.post(INTROSPECT, data=token)).json()\n\n"
+        "async def validate_token(token):\n"
+        "    async with httpx.AsyncClient() as client:\n"
+        "        return (await client.get(JWKS_CHECK, params=token)).json()\n"
+    )
+    # outside an OAuth package: a client per call in four places, no shared one
+    assert len(check_source(providers, "app/services/providers.py", codes=["BND002"])) == 4
+    # in one: profile fetches and code exchanges run once per login; checking a presented
+    # token runs per request
+    found = check_source(providers, "app/connection/oauth/providers.py", codes=["BND002"])
+    assert [f.line for f in found] == [12, 16]
+
+
 def test_an_endpoint_only_an_administrator_calls_is_not_an_operation_under_load() -> None:
     routes = (
         "import aiohttp\n"

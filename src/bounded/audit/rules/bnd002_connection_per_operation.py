@@ -203,14 +203,17 @@ _PER_REQUEST_CHECK = re.compile(r"verify|validate|introspect", re.IGNORECASE)
 
 def _login_provider(m: ModuleModel) -> bool:
     """The function is a method of an OAuth client or provider class (its name or a base's
-    names OAuth: ``GitHubOAuth2(BaseOAuth2)``, ``GitHubOAuthProvider(OAuthProvider)``):
-    its token exchange and its profile, e-mail or group fetches run once per login. A
-    check of a presented token (``validate_token``) runs per request and is not one."""
-    return (
-        bool(m.classes)
-        and not _PER_REQUEST_CHECK.search(m.scope.name)
-        and any(_OAUTH.search(name) for name in (m.classes[-1].name, *m.classes[-1].bases))
-    )
+    names OAuth: ``GitHubOAuth2(BaseOAuth2)``, ``GitHubOAuthProvider(OAuthProvider)``), or
+    a function of a module in an OAuth package: its token exchange and its profile, e-mail
+    or group fetches run once per login. A check of a presented token
+    (``validate_token``) runs per request and is not one."""
+    if _PER_REQUEST_CHECK.search(m.scope.name):
+        return False
+    if m.classes:
+        return any(_OAUTH.search(name) for name in (m.classes[-1].name, *m.classes[-1].bases))
+    # a module of an OAuth package (``connection/oauth/providers.py``): its functions
+    # exchange codes, refresh or revoke tokens and fetch profiles, once per login
+    return any(_OAUTH.search(part) for part in m.path.replace("\\", "/").split("/")[:-1])
 
 
 _ADMIN = re.compile(r"admin", re.IGNORECASE)
