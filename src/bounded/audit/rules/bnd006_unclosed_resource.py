@@ -367,12 +367,14 @@ def class_end(m: ModuleModel, cls: ClassScope) -> None:
     _report_rebuilt(m, cls)
     _report_fresh_properties(m, cls)
     touched: set[str] | None = None
-    aliases = _property_aliases(cls)
+    aliases: dict[str, str] | None = None
     for attr, (call, what) in cls.pending.items():
-        if attr in cls.closed or any(
-            stored == attr and prop in cls.closed for prop, stored in aliases.items()
-        ):
-            continue  # closed itself, or through a property that returns it
+        if attr in cls.closed:
+            continue
+        if aliases is None:
+            aliases = _property_aliases(cls)
+        if any(stored == attr and prop in cls.closed for prop, stored in aliases.items()):
+            continue  # closed through a property that returns it
         if touched is None:
             touched = _read_on_close(cls)
         if attr in touched:

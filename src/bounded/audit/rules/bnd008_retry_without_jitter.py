@@ -232,7 +232,13 @@ def _walks_delays(m: ModuleModel, loop: ast.For | ast.AsyncFor) -> bool:
     time.sleep(delay)``: the loop walks a schedule of delays, one attempt per delay, and
     sleeps the one it is at."""
     target = loop.target
-    return isinstance(target, ast.Name) and any(
+    if not isinstance(target, ast.Name) or not any(
+        isinstance(sub, ast.Call)
+        and any(isinstance(a, ast.Name) and a.id == target.id for a in sub.args)
+        for sub in own_nodes(loop.body)
+    ):
+        return False  # the cheap test first: no call is handed the loop's name
+    return any(
         isinstance(delay := _delay_of(call), ast.Name) and delay.id == target.id
         for call in _sleeps_in(m, loop.body, into_try=True)
     )
@@ -1954,19 +1960,29 @@ def _injected_sleep(m: ModuleModel, call: ast.Call) -> bool:
     """``self._sleep(delay)`` where the class's ``__init__(self, sleep=time.sleep)`` stored
     the sleep it was handed (one a test replaces with a fake clock): a pause."""
     func = call.func
-    if not (m.classes and is_self_attr(func) and call.args):
+    if not (m.classes and call.args and isinstance(func, ast.Attribute) and is_self_attr(func)):
         return False
-    assert isinstance(func, ast.Attribute)
+    cls = m.classes[-1].node
+    cache = m.state(_Results).injected_sleeps
+    stored = cache.get(cls)
+    if stored is None:
+        stored = cache[cls] = _sleeps_handed_in(m, cls)
+    return func.attr in stored
+
+
+def _sleeps_handed_in(m: ModuleModel, cls: ast.ClassDef) -> frozenset[str]:
+    """The ``self`` attributes the class's ``__init__`` stores a parameter in whose default
+    is a sleep function."""
     init = next(
         (
             stmt
-            for stmt in m.classes[-1].node.body
+            for stmt in cls.body
             if isinstance(stmt, ast.FunctionDef) and stmt.name == "__init__"
         ),
         None,
     )
     if init is None:
-        return False
+        return frozenset()
     args = init.args
     positional = [a.arg for a in (*args.posonlyargs, *args.args)]
     defaults = dict(
@@ -1975,16 +1991,15 @@ def _injected_sleep(m: ModuleModel, call: ast.Call) -> bool:
     defaults.update(
         (a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None
     )
-    return any(
-        isinstance(stmt, ast.Assign)
-        and any(
-            is_self_attr(target) and isinstance(target, ast.Attribute) and target.attr == func.attr
-            for target in stmt.targets
-        )
+    return frozenset(
+        target.attr
+        for stmt in init.body
+        if isinstance(stmt, ast.Assign)
         and isinstance(stmt.value, ast.Name)
         and stmt.value.id in defaults
         and m.qualname(defaults[stmt.value.id]) in _SLEEPS
-        for stmt in init.body
+        for target in stmt.targets
+        if isinstance(target, ast.Attribute) and is_self_attr(target)
     )
 
 
@@ -2237,11 +2252,13 @@ def _returns_and_locals(fn: Function) -> tuple[list[ast.expr], dict[str, list[as
 class _Results:
     """What this module's functions were found to do, each worked out once."""
 
-    __slots__ = ("by_function", "only_waits")
+    __slots__ = ("by_function", "injected_sleeps", "only_waits")
 
     def __init__(self) -> None:
         # (function, parameters given None) -> returns a deterministic value
         self.by_function: dict[tuple[ast.AST, frozenset[str]], bool] = {}
+        # class -> the self attributes holding a sleep its constructor was handed
+        self.injected_sleeps: dict[ast.ClassDef, frozenset[str]] = {}
         self.only_waits: dict[ast.AST, bool] = {}  # a sleep helper (`_calls_sleep_helper`)
 
 
