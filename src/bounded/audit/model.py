@@ -170,24 +170,10 @@ def _none_by_default(m: ModuleModel, value: ast.expr) -> bool:
     """`value` is a parameter of the function being walked that defaults to None
     (``http_client: httpx.AsyncClient | None = None``): unless a caller hands one in, the
     client builds its own pool."""
-    fn = m.scope.node
-    if not isinstance(value, ast.Name) or not isinstance(
-        fn, ast.FunctionDef | ast.AsyncFunctionDef
-    ):
+    if not isinstance(value, ast.Name) or m.scope.assigned.get(value.id):
         return False
-    args = fn.args
-    positional = [*args.posonlyargs, *args.args]
-    pairs = [
-        *zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True),
-        *zip(args.kwonlyargs, args.kw_defaults, strict=True),
-    ]
-    return any(
-        arg.arg == value.id
-        and isinstance(default, ast.Constant)
-        and default.value is None
-        and not m.scope.assigned.get(value.id)
-        for arg, default in pairs
-    )
+    default = param_default(m.scope.node, value.id)
+    return isinstance(default, ast.Constant) and default.value is None
 
 
 def _made_elsewhere(m: ModuleModel, value: ast.expr) -> bool:

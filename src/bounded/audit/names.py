@@ -101,12 +101,18 @@ def is_constant_size(node: ast.expr) -> bool:
     return False
 
 
-def timeout_arg(call: ast.Call, position: int) -> ast.expr | None:
-    """The call's timeout (keyword or positional), None when absent or ``None``."""
+def call_argument(call: ast.Call, position: int, keyword: str) -> ast.expr | None:
+    """The argument `call` gives the parameter at `position` named `keyword`, if any."""
     value = call.args[position] if len(call.args) > position else None
     for kw in call.keywords:
-        if kw.arg == "timeout":
+        if kw.arg == keyword:
             value = kw.value
+    return value
+
+
+def timeout_arg(call: ast.Call, position: int) -> ast.expr | None:
+    """The call's timeout (keyword or positional), None when absent or ``None``."""
+    value = call_argument(call, position, "timeout")
     if isinstance(value, ast.Constant) and value.value is None:
         return None
     return value

@@ -211,25 +211,7 @@ def _new_loop_on_error(m: ModuleModel, node: ast.Call) -> bool:
 def _after_run_refused(m: ModuleModel, node: ast.Call) -> bool:
     """The call is in the ``except RuntimeError`` handler of a ``try`` that calls
     ``asyncio.run()``: reached only when a loop is running, so it gets that loop."""
-    enclosing = m.scope.node
-    if enclosing is None:
-        return False
-    for sub in ast.walk(enclosing):
-        if not isinstance(sub, ast.Try) or not any(
-            isinstance(call, ast.Call) and m.qualname(call.func) == "asyncio.run"
-            for stmt in sub.body
-            for call in ast.walk(stmt)
-        ):
-            continue
-        for handler in sub.handlers:
-            caught = handler.type
-            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
-            if any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names) and any(
-                stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno)
-                for stmt in handler.body
-            ):
-                return True
-    return False
+    return _in_runtime_error_handler(m, node, frozenset({"asyncio.run"})) is not None
 
 
 # Calls that raise RuntimeError when no loop is running in the thread.
@@ -244,12 +226,21 @@ def _after_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
     and the handler schedules work on the loop it gets (``loop.create_task(...)``): reached
     only when none runs, it hands the work to a loop nothing runs. A handler that returns
     the loop (a ``loop`` property) leaves it to a caller that may run it."""
+    handler = _in_runtime_error_handler(m, node, _NEED_RUNNING_LOOP)
+    return handler is not None and _schedules_on(handler, node)
+
+
+def _in_runtime_error_handler(
+    m: ModuleModel, node: ast.Call, tried: frozenset[str]
+) -> ast.ExceptHandler | None:
+    """The ``except RuntimeError`` handler `node` is in, of a ``try`` whose body calls one
+    of `tried`; None if there is none."""
     enclosing = m.scope.node
     if enclosing is None:
-        return False
+        return None
     for sub in ast.walk(enclosing):
         if not isinstance(sub, ast.Try) or not any(
-            isinstance(call, ast.Call) and m.qualname(call.func) in _NEED_RUNNING_LOOP
+            isinstance(call, ast.Call) and m.qualname(call.func) in tried
             for stmt in sub.body
             for call in ast.walk(stmt)
         ):
@@ -257,16 +248,12 @@ def _after_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:
         for handler in sub.handlers:
             caught = handler.type
             names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
-            if (
-                any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names)
-                and any(
-                    stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno)
-                    for stmt in handler.body
-                )
-                and _schedules_on(handler, node)
+            if any(isinstance(n, ast.Name) and n.id == "RuntimeError" for n in names) and any(
+                stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno)
+                for stmt in handler.body
             ):
-                return True
-    return False
+                return handler
+    return None
 
 
 _SCHEDULES = frozenset({"create_task", "call_soon", "call_later", "call_at"})

@@ -23,6 +23,7 @@ from bounded.audit.model import (
     callee_name,
 )
 from bounded.audit.names import (
+    call_argument,
     constructed_class,
     dotted,
     flag_switch,
@@ -142,11 +143,7 @@ def _numeric_lookup(m: ModuleModel, node: ast.Call, q: str) -> bool:
     returns at once, or fails; no name lookup is made."""
     if q not in ("socket.getaddrinfo", "socket.gethostbyname"):
         return False
-    host = (
-        node.args[0]
-        if node.args
-        else next((kw.value for kw in node.keywords if kw.arg == "host"), None)
-    )
+    host = call_argument(node, 0, "host")
     if (
         isinstance(host, ast.Call)
         and isinstance(host.func, ast.Name)
@@ -159,11 +156,7 @@ def _numeric_lookup(m: ModuleModel, node: ast.Call, q: str) -> bool:
         return True
     if q != "socket.getaddrinfo":
         return False
-    flags = (
-        node.args[5]
-        if len(node.args) > 5
-        else next((kw.value for kw in node.keywords if kw.arg == "flags"), None)
-    )
+    flags = call_argument(node, 5, "flags")
     values = [flags] if flags is not None else []
     if isinstance(flags, ast.Name):
         values.extend(m.assignments(flags.id))

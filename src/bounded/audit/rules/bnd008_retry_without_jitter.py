@@ -818,7 +818,8 @@ _Judged = tuple[ast.Call, str, str, tuple[str, ...]]
 
 def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     """The finding for a retry's sleep, if its delay is deterministic."""
-    if _paces_stream(m, call):
+    found = _block_of(m, call)  # the sleep's statement list, read once for both tests
+    if _paces_stream(m, call, found):
         return None
     delay = _delay_of(call)
     if delay is None or any(
@@ -830,7 +831,7 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     if _read_from_error(m, delay):
         return None  # sleep(e.seconds): the delay the server's error asked for
     unknown: list[str] = []
-    given = _given_before(m, call, delay)
+    given = _given_before(found, delay)
 
     def assigned(name: str) -> list[ast.expr]:
         return given if given is not None and name == dotted(delay) else m.assignments(name)
@@ -845,13 +846,12 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
     return call, RULE.code, message, tuple(unknown)
 
 
-def _paces_stream(m: ModuleModel, call: ast.Call) -> bool:
+def _paces_stream(m: ModuleModel, call: ast.Call, found: tuple[list[ast.stmt], int] | None) -> bool:
     """The pause comes right after the generator yields an event to its consumer
     (``yield progress("extracting")`` then ``await asyncio.sleep(UI_DELAY)``), outside any
     ``except`` handler: it paces the stream the consumer shows on the way to success, it
     does not back off from a failure (``except ...: yield retrying(); await sleep(2 **
-    attempt)`` does)."""
-    found = _block_of(m, call)
+    attempt)`` does). `found`: the sleep's block and its index there (:func:`_block_of`)."""
     fn = m.scope.node
     if found is None or fn is None:
         return False
@@ -883,12 +883,13 @@ def _block_of(m: ModuleModel, call: ast.Call) -> tuple[list[ast.stmt], int] | No
     return min(around, key=lambda found: _span(found[0][found[1]])) if around else None
 
 
-def _given_before(m: ModuleModel, call: ast.Call, delay: ast.expr) -> list[ast.expr] | None:
-    """The value the delay's name was last given in the block of the sleep `call`, before
+def _given_before(
+    found: tuple[list[ast.stmt], int] | None, delay: ast.expr
+) -> list[ast.expr] | None:
+    """The value the delay's name was last given in the sleep's block, before
     it (``delay = retry_delay(policy, attempt, None)`` then ``sleep(delay)`` in a handler,
     where the status branch gives it the server's Retry-After); None if that block does
-    not give it one."""
-    found = _block_of(m, call)
+    not give it one. `found`: the sleep's block and its index there."""
     if not isinstance(delay, ast.Name) or found is None:
         return None
     block, i = found
@@ -1983,21 +1984,13 @@ def _sleeps_handed_in(m: ModuleModel, cls: ast.ClassDef) -> frozenset[str]:
     )
     if init is None:
         return frozenset()
-    args = init.args
-    positional = [a.arg for a in (*args.posonlyargs, *args.args)]
-    defaults = dict(
-        zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True)
-    )
-    defaults.update(
-        (a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None
-    )
     return frozenset(
         target.attr
         for stmt in init.body
         if isinstance(stmt, ast.Assign)
         and isinstance(stmt.value, ast.Name)
-        and stmt.value.id in defaults
-        and m.qualname(defaults[stmt.value.id]) in _SLEEPS
+        and (default := param_default(init, stmt.value.id)) is not None
+        and m.qualname(default) in _SLEEPS
         for target in stmt.targets
         if isinstance(target, ast.Attribute) and is_self_attr(target)
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Edit, Rule
 from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, ProjectFacts, Scope
-from bounded.audit.names import dotted, is_self_attr
+from bounded.audit.names import call_argument, dotted, is_self_attr
 
 if TYPE_CHECKING:
     from bounded.audit.model import CallHook, MethodHook
@@ -130,11 +130,7 @@ def _hands_to_queue(call: ast.Call) -> bool:
     """``run_coroutine_threadsafe(queue.put(item), loop)``: a thread handing an item to the
     loop. An asyncio queue's ``put`` raises nothing, and a put waiting for room is held
     by the queue itself, so the dropped future loses nothing."""
-    coro = (
-        call.args[0]
-        if call.args
-        else next((kw.value for kw in call.keywords if kw.arg == "coro"), None)
-    )
+    coro = call_argument(call, 0, "coro")
     return (
         isinstance(coro, ast.Call)
         and isinstance(coro.func, ast.Attribute)
