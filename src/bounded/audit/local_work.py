@@ -55,6 +55,8 @@ _FILE_ERRORS = frozenset(
         "NotADirectoryError",
     }
 )
+# What bad content raises (a parser's errors, a value refused): not the network's.
+_CONTENT_ERRORS = frozenset({"ValueError", "JSONDecodeError", "UnicodeDecodeError"})
 # Awaitables that run a callable on an executor's thread in this process.
 _ON_EXECUTOR = frozenset({"run_in_executor", "to_thread"})
 
@@ -67,6 +69,7 @@ def is_local_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
     own = list(own_nodes(node.body))  # walked once, for all four kinds of evidence
     return (
         _file_work(m, node, own)
+        or _parse_work(node, own)
         or _executor_work(m, node, own)
         or _page_work(m, own)
         or _accepts(own)
@@ -112,6 +115,17 @@ def _file_work(m: ModuleModel, node: ast.Try | ast.TryStar, own: list[ast.AST]) 
     )
 
 
+def _parse_work(node: ast.Try | ast.TryStar, own: list[ast.AST]) -> bool:
+    """``try: project = orjson.loads(content) except orjson.JSONDecodeError: ...``: the
+    attempt awaits nothing and its handlers catch only what bad content raises, so the
+    failure it goes round again for is in this process, not a dependency's outage."""
+    return (
+        bool(node.handlers)
+        and not any(isinstance(sub, ast.Await) for sub in own)
+        and all(_catches(h, _CONTENT_ERRORS) for h in node.handlers)
+    )
+
+
 def _opened_files(own: list[ast.AST]) -> set[str]:
     """The names ``with open(...) as f`` binds among the nodes `own`, and the lines read
     from them (``for line in f``)."""
@@ -148,8 +162,14 @@ def _plain_file_call(m: ModuleModel, call: ast.Call, opened: set[str]) -> bool:
 
 
 def _catches_file_errors(handler: ast.ExceptHandler) -> bool:
+    return _catches(handler, _FILE_ERRORS)
+
+
+def _catches(handler: ast.ExceptHandler, errors: frozenset[str]) -> bool:
+    """The handler names what it catches, and each of those is one of `errors` (by its
+    last name: ``orjson.JSONDecodeError`` is a ``JSONDecodeError``)."""
     names = caught_types(handler)
-    return bool(names) and all(dotted(n) in _FILE_ERRORS for n in names)
+    return bool(names) and all((dotted(n) or "").rsplit(".", 1)[-1] in errors for n in names)
 
 
 def _file_call(m: ModuleModel, call: ast.Call) -> bool:

@@ -454,12 +454,16 @@ def _data_sized(
         if isinstance(func, ast.Name) and func.id == "range":
             # a stepped range counts batches the code sized (``range(0, len(xs), size)``);
             # ``range(self.num_samples)`` counts what the object was configured with
-            return len(node.args) < 3 and not all(
-                m.constant_int(a)
-                or _set_at_construction(m, a)
-                or _batch_count(m, a)
-                or _refused_past_limit(m, a)
-                for a in node.args
+            return (
+                len(node.args) < 3
+                and not _window_walked(m, node.args)
+                and not all(
+                    m.constant_int(a)
+                    or _set_at_construction(m, a)
+                    or _batch_count(m, a)
+                    or _refused_past_limit(m, a)
+                    for a in node.args
+                )
             )
         if isinstance(func, ast.Attribute):
             if func.attr in _LISTING_METHODS:
@@ -536,6 +540,19 @@ def _refused_past_limit(m: ModuleModel, node: ast.expr) -> bool:
             for test in ast.walk(sub.test)
         )
         for sub in ast.walk(fn)
+    )
+
+
+def _window_walked(m: ModuleModel, bounds: list[ast.expr]) -> bool:
+    """``for start, stop in zip(edges, edges[1:]): gather(*[... for i in range(start,
+    stop)])``: both bounds are what an enclosing loop walks, so each round gathers one
+    window and the windows run one after another."""
+    names = {b.id for b in bounds if isinstance(b, ast.Name)}
+    return len(bounds) == 2 == len(names) and any(
+        isinstance(loop, ast.For | ast.AsyncFor)
+        and isinstance(loop.target, ast.Tuple)
+        and names <= {t.id for t in loop.target.elts if isinstance(t, ast.Name)}
+        for loop, _, _ in m.loops
     )
 
 

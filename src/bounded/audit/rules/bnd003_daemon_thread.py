@@ -260,7 +260,8 @@ def _ends_it_on_timeout(m: ModuleModel, node: ast.Call, thread: str) -> bool:
 def _ended_before_join(m: ModuleModel, node: ast.Call, thread: str) -> bool:
     """``t.start(); ...; sock.close(); t.join(5)``: between the start and the join the code
     closes what the thread works on (or sets its stop), so the join waits a grace period
-    for a thread that is ending, not for work that goes on."""
+    for a thread that is ending, not for work that goes on. The object's own thread
+    (``self._reader``), started by another method, has run since before this one began."""
     fn = m.scope.node
     if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
@@ -278,7 +279,9 @@ def _ended_before_join(m: ModuleModel, node: ast.Call, thread: str) -> bool:
             started = max(started, sub.lineno)
         elif _ends_thread(m, sub, thread):
             ended.append(sub.lineno)
-    return bool(started) and any(line > started for line in ended)
+    return (bool(started) or thread.startswith("self.")) and any(
+        line > started for line in ended
+    )
 
 
 def _after(block: list[ast.stmt], node: ast.Call) -> list[ast.stmt] | None:

@@ -4,6 +4,7 @@ or that retries a lost connection with no pause at all."""
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
 import itertools
 import re
@@ -562,6 +563,8 @@ def _check(
         return  # a one-off script: not a retry storm
     if is_local_attempt(m, node):
         return  # local files or this process's executor: no shared dependency to herd
+    if _in_memory_attempt(m, node):
+        return
     poll = _POLL_NAME.search(m.scope.name) or _ASKS_STATE.match(m.scope.name)
     direct = any(stmt is node for stmt in loop.body)
     retrying = _leaves_on_success(loop, node)
@@ -617,6 +620,33 @@ def _check(
     for block in (node.body, *(h.body for h in node.handlers)):
         sleeps.extend(_before_reconnect(m, block))
     _report_sleeps(m, list(dict.fromkeys(sleeps)), counters)
+
+
+def _in_memory_attempt(m: ModuleModel, node: ast.Try | ast.TryStar) -> bool:
+    """A coroutine's attempt that awaits nothing and calls no function but builtins and
+    classes, only methods of objects it holds (``session.transitions.connect()``,
+    ``statuses.pop(upload_id)``), and catches no lost connection or timeout: its work is
+    state in memory, so no dependency failed. A plain function called there
+    (``broadcast(ledger, tx)``) may be a blocking client's."""
+    if not isinstance(m.scope.node, ast.AsyncFunctionDef) or any(
+        _catches_disconnect(h) or any("Timeout" in name for name in _caught(h))
+        for h in node.handlers
+    ):
+        return False  # a lost connection caught: a socket's method did I/O there
+    own = list(own_nodes(node.body))
+    return not any(
+        isinstance(sub, ast.Await | ast.AsyncFor | ast.AsyncWith)
+        or (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Name)
+            and not sub.func.id[:1].isupper()
+            and sub.func.id not in _BUILTIN_NAMES
+        )
+        for sub in own
+    )
+
+
+_BUILTIN_NAMES = frozenset(dir(builtins))
 
 
 def _paused_after_failure(m: ModuleModel, node: ast.Try | ast.TryStar) -> list[ast.Call]:
@@ -847,8 +877,9 @@ def _judge(m: ModuleModel, call: ast.Call) -> _Judged | None:
 
 
 def _paces_stream(m: ModuleModel, call: ast.Call, found: tuple[list[ast.stmt], int] | None) -> bool:
-    """The pause comes right after the generator yields an event to its consumer
-    (``yield progress("extracting")`` then ``await asyncio.sleep(UI_DELAY)``), outside any
+    """The pause comes after the generator yields an event to its consumer in the same
+    round (``yield progress("extracting")`` then ``await asyncio.sleep(UI_DELAY)``; ``yield
+    status; if done: break``, then the pause), outside any
     ``except`` handler: it paces the stream the consumer shows on the way to success, it
     does not back off from a failure (``except ...: yield retrying(); await sleep(2 **
     attempt)`` does). `found`: the sleep's block and its index there (:func:`_block_of`)."""
@@ -856,15 +887,13 @@ def _paces_stream(m: ModuleModel, call: ast.Call, found: tuple[list[ast.stmt], i
     if found is None or fn is None:
         return False
     block, i = found
-    before = block[i - 1] if i else None
-    return (
-        isinstance(before, ast.Expr)
-        and isinstance(before.value, ast.Yield | ast.YieldFrom)
-        and not any(
-            isinstance(handler, ast.ExceptHandler)
-            and handler.lineno <= call.lineno <= (handler.end_lineno or handler.lineno)
-            for handler in ast.walk(fn)
-        )
+    return any(
+        isinstance(before, ast.Expr) and isinstance(before.value, ast.Yield | ast.YieldFrom)
+        for before in block[:i]
+    ) and not any(
+        isinstance(handler, ast.ExceptHandler)
+        and handler.lineno <= call.lineno <= (handler.end_lineno or handler.lineno)
+        for handler in ast.walk(fn)
     )
 
 
