@@ -1130,6 +1130,53 @@ class ModuleModel:
             return bool(values) and all(self.constant_int(v, depth + 1) for v in values)
         return False
 
+    def constant_seconds(self, node: ast.expr) -> float | None:
+        """The number `node` always is: a literal, a module constant assigned once
+        (``PAUSE = 0.5``), or a class constant no method rebinds (``RETRY_DELAY = 0.5`` read
+        as ``self.RETRY_DELAY``); None for anything that may vary."""
+        value = self._literal(node)
+        if (
+            isinstance(value, ast.Constant)
+            and isinstance(value.value, int | float)
+            and not isinstance(value.value, bool)
+        ):
+            return float(value.value)
+        return None
+
+    def _literal(self, node: ast.expr) -> ast.expr | None:
+        if isinstance(node, ast.Constant):
+            return node
+        if isinstance(node, ast.Name):
+            if any(node.id in scope.assigned for scope in self.scopes[1:]):
+                return None  # a local: it may grow after this line
+            values = self.scopes[0].assigned.get(node.id, [])
+            return values[0] if len(values) == 1 and isinstance(values[0], ast.Constant) else None
+        if not (
+            isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and self.classes
+        ):
+            return None
+        cls = self.classes[-1]
+        if node.value.id not in ("self", "cls", cls.name):
+            return None
+        found: ast.expr | None = None
+        for stmt in cls.node.body:
+            if isinstance(stmt, ast.Assign | ast.AnnAssign) and isinstance(
+                stmt.value, ast.Constant
+            ):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                if any(isinstance(t, ast.Name) and t.id == node.attr for t in targets):
+                    found = stmt.value
+        if found is None:
+            return None
+        rebound = any(
+            isinstance(sub, ast.Attribute)
+            and isinstance(sub.ctx, ast.Store)
+            and sub.attr == node.attr
+            and is_self_attr(sub)
+            for sub in ast.walk(cls.node)
+        )
+        return None if rebound else found
+
     # --- imports ---------------------------------------------------------------------
 
     def visit_Import(self, node: ast.Import) -> None:

@@ -279,9 +279,7 @@ def _ended_before_join(m: ModuleModel, node: ast.Call, thread: str) -> bool:
             started = max(started, sub.lineno)
         elif _ends_thread(m, sub, thread):
             ended.append(sub.lineno)
-    return (bool(started) or thread.startswith("self.")) and any(
-        line > started for line in ended
-    )
+    return (bool(started) or thread.startswith("self.")) and any(line > started for line in ended)
 
 
 def _after(block: list[ast.stmt], node: ast.Call) -> list[ast.stmt] | None:

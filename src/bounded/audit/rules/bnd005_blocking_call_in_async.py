@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Rule
+from bounded.audit.local_work import own_nodes
 from bounded.audit.model import (
     CHILD_PROCESS_CALLS,
     LANGCHAIN_TWINS,
@@ -125,7 +126,22 @@ def _blocking(m: ModuleModel, node: ast.Call, q: str) -> None:
 def _returns_at_once(m: ModuleModel, node: ast.Call, q: str) -> bool:
     """A call of a blocking function that, so called, does not wait: a poll, a mocked
     completion, a lookup of a numeric address."""
-    return _polls(node, q) or _mocked(node, q) or _numeric_lookup(m, node, q)
+    return (
+        _polls(node, q)
+        or _mocked(node, q)
+        or _numeric_lookup(m, node, q)
+        or _short_connect(m, node, q)
+    )
+
+
+def _short_connect(m: ModuleModel, node: ast.Call, q: str) -> bool:
+    """``socket.create_connection(address, 0.25)``: a probe that gives up within a fraction
+    of a second, a short pause like a join bounded under one second."""
+    if q != "socket.create_connection":
+        return False
+    timeout = call_argument(node, 1, "timeout")
+    seconds = m.constant_seconds(timeout) if timeout is not None else None
+    return seconds is not None and seconds < 1
 
 
 # getaddrinfo's flags that make it only parse a numeric address, with no DNS query
@@ -426,18 +442,43 @@ def _thread_join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     (a join bounded by under a second is a short pause, left alone)."""
     if m.kind_of(func.value) != "thread" or id(node) in m.awaited:
         return
+    if isinstance(func.value, ast.Name) and _drained_before(m, node, func.value.id):
+        return
     timeout = timeout_arg(node, 0)
-    if (
-        isinstance(timeout, ast.Constant)
-        and isinstance(timeout.value, int | float)
-        and timeout.value < 1
-    ):
+    seconds = m.constant_seconds(timeout) if timeout is not None else None
+    if seconds is not None and seconds < 1:
         return
     _blocks_on(
         m,
         node,
         "join() of a thread inside async def blocks the event loop until the thread ends; "
         "`await asyncio.to_thread(thread.join)`",
+    )
+
+
+def _drained_before(m: ModuleModel, node: ast.Call, thread: str) -> bool:
+    """``for text in streamer: yield text`` and then ``thread.join()``, where the thread
+    feeds `streamer` (handed to it, or used by its target defined here): the stream ended
+    because the thread finished, so the join returns at once (the loop is what blocked)."""
+    fn = m.scope.node
+    if fn is None:
+        return False
+    fed: set[str] = set()
+    for built in m.assignments(thread):
+        if not isinstance(built, ast.Call):
+            continue
+        fed.update(n.id for n in ast.walk(built) if isinstance(n, ast.Name))
+        target = next((kw.value for kw in built.keywords if kw.arg == "target"), None)
+        inner = m.function_named(target.id) if isinstance(target, ast.Name) else None
+        if inner is not None:
+            fed.update(n.id for n in ast.walk(inner) if isinstance(n, ast.Name))
+    return any(
+        isinstance(sub, ast.For)
+        and isinstance(sub.iter, ast.Name)
+        and sub.iter.id in fed
+        and sub.iter.id != thread
+        and (sub.end_lineno or sub.lineno) < node.lineno
+        for sub in own_nodes(fn.body)
     )
 
 

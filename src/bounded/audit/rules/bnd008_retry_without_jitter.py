@@ -1397,59 +1397,14 @@ def _exponential(m: ModuleModel, expr: ast.expr, seen: set[str], assigned: Assig
 def _long_constant(m: ModuleModel, sleep: ast.Call) -> bool:
     """The sleep's delay is a literal (or a named constant) of one second or more."""
     delay = _delay_of(sleep)
-    value = _literal(m, delay) if delay is not None else None
-    return (
-        isinstance(value, ast.Constant)
-        and isinstance(value.value, int | float)
-        and not isinstance(value.value, bool)
-        and value.value >= 1
-    )
+    seconds = m.constant_seconds(delay) if delay is not None else None
+    return seconds is not None and seconds >= 1
 
 
 def _short_constant(m: ModuleModel, delay: ast.expr) -> bool:
-    """A literal number of seconds under one: a poll step or an error pause (BND013).
-
-    The literal may be named: a module constant assigned once (``PAUSE = 0.5``) or a class
-    constant no method rebinds (``RETRY_DELAY = 0.5`` read as ``self.RETRY_DELAY``).
-    """
-    value = _literal(m, delay)
-    return (
-        isinstance(value, ast.Constant)
-        and isinstance(value.value, int | float)
-        and not isinstance(value.value, bool)
-        and value.value < 1
-    )
-
-
-def _literal(m: ModuleModel, delay: ast.expr) -> ast.expr | None:
-    if isinstance(delay, ast.Constant):
-        return delay
-    if isinstance(delay, ast.Name):
-        if any(delay.id in scope.assigned for scope in m.scopes[1:]):
-            return None  # a local: it may grow after this line
-        values = m.scopes[0].assigned.get(delay.id, [])
-        return values[0] if len(values) == 1 and isinstance(values[0], ast.Constant) else None
-    if not (isinstance(delay, ast.Attribute) and isinstance(delay.value, ast.Name) and m.classes):
-        return None
-    cls = m.classes[-1]
-    if delay.value.id not in ("self", "cls", cls.name):
-        return None
-    found: ast.expr | None = None
-    for stmt in cls.node.body:
-        if isinstance(stmt, ast.Assign | ast.AnnAssign) and isinstance(stmt.value, ast.Constant):
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            if any(isinstance(t, ast.Name) and t.id == delay.attr for t in targets):
-                found = stmt.value
-    if found is None:
-        return None
-    rebound = any(
-        isinstance(sub, ast.Attribute)
-        and isinstance(sub.ctx, ast.Store)
-        and sub.attr == delay.attr
-        and is_self_attr(sub)
-        for sub in ast.walk(cls.node)
-    )
-    return None if rebound else found
+    """A literal number of seconds under one: a poll step or an error pause (BND013)."""
+    seconds = m.constant_seconds(delay)
+    return seconds is not None and seconds < 1
 
 
 def _if_confirmed(
