@@ -461,7 +461,7 @@ def _drained_before(m: ModuleModel, node: ast.Call, thread: str) -> bool:
     feeds `streamer` (handed to it, or used by its target defined here): the stream ended
     because the thread finished, so the join returns at once (the loop is what blocked)."""
     fn = m.scope.node
-    if fn is None:
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
         return False
     fed: set[str] = set()
     for built in m.assignments(thread):
