@@ -49,10 +49,12 @@ _CONNECT_PER_OP = (
     "asyncmy.connect",
 )
 # Functions that run once at start-up (or own a long-lived connection), not per request;
-# creating or updating the schema is a start-up step too.
+# creating or updating the schema is a start-up step too, and so is creating or deleting
+# a lasting remote object (an index, a collection, an assistant: once in its life).
 _STARTUP_NAME = re.compile(
     r"main|start|setup|set_up|init|lifespan|bootstrap|connect|migrat|open|aenter|create_app"
-    r"|pool|warm|cli|prepare|probe|ping|reachable|ready|health|admin|schema",
+    r"|pool|warm|cli|prepare|probe|ping|reachable|ready|health|admin|schema"
+    r"|(?:create|delete|drop)_(?:\w+_)?(?:index|collection|assistant|table|database)(?:es|s)?$",
     re.IGNORECASE,
 )
 
