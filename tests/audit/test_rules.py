@@ -925,3 +925,26 @@ def test_a_module_no_import_can_name_that_only_defines_never_runs() -> None:
     # a script with such a name that runs its code is still checked
     script = source + "result = asyncio.run(refresh(None))\n"
     assert [f.code for f in check_source(script, "pkg/run-all.py")] == ["BND009"]
+
+
+def test_a_retry_on_the_projects_own_error_that_nothing_raises_never_fires() -> None:
+    errors = (
+        "class APIError(Exception):\n    pass\n"
+        "class RateLimitError(APIError):\n    pass\n"
+        "class QuotaError(RateLimitError):\n    pass\n"
+    )
+    local_model = (
+        "from tenacity import retry, retry_if_exception_type, wait_exponential\n"
+        "from app.errors import RateLimitError\n"
+        "from app.prompts import render\n"
+        "@retry(wait=wait_exponential(min=4), retry=retry_if_exception_type(RateLimitError))\n"
+        "async def generate(model, prompt):\n"
+        "    return await model.generate(render(prompt))\n"
+    )
+    remote = "from app.errors import QuotaError\ndef check(r):\n    raise QuotaError(r)\n"
+    # nothing in the run raises the class or a subclass: the library never retries
+    assert _project({"app/errors.py": errors, "app/local.py": local_model}) == []
+    # a subclass raised anywhere in the run makes the retry real
+    assert _project(
+        {"app/errors.py": errors, "app/local.py": local_model, "app/remote.py": remote}
+    ) == [("app/local.py", 4, "BND008")]

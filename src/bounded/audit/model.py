@@ -547,6 +547,15 @@ class ProjectFacts:
     # lost connection (``ERRORS_ALLOW_RETRY = (ConnectionError, TimeoutError)``)
     connection_errors: dict[str, set[str]] = field(default_factory=dict)
 
+    def ever_built(self, class_name: str) -> bool:
+        """The run calls `class_name` or a subclass of it it defines (``raise
+        QuotaError(...)`` builds a ``RateLimitError`` when QuotaError derives from it)."""
+        return class_name in self.callers or any(
+            class_name in self.lineage(name)
+            for name in self.classes
+            if name != class_name and name in self.callers
+        )
+
     def lineage(self, class_name: str) -> Iterator[str]:
         """`class_name` and its bases in the run, each once (by simple name)."""
         seen: set[str] = set()

@@ -1261,21 +1261,59 @@ def _retry_library(m: ModuleModel, node: ast.Call, q: str) -> None:
             return  # retries parsing text: no shared dependency to herd
         if _retries_only_foreign_errors(m, node):
             return  # retry=retry_if_exception_type(openai.RateLimitError) around no openai
+        own = _own_classes_retried(m, node)
+        if own:
+            m.defer(node, RULE.code, _LIBRARY_MESSAGE, _if_raised(own))
+            return
         if (
             decorated is not None
             and _POLL_NAME.search(decorated.name)
             and any(kw.arg == "stop" for kw in node.keywords)
         ):
             return  # a readiness wait that gives up (`_wait_until_alive`): a poll
-    m.report(
-        node,
-        RULE.code,
-        "retry library waits a deterministic schedule (no random component): clients "
-        "retry in lock-step (add jitter)",
-    )
+    m.report(node, RULE.code, _LIBRARY_MESSAGE)
 
 
+_LIBRARY_MESSAGE = (
+    "retry library waits a deterministic schedule (no random component): clients "
+    "retry in lock-step (add jitter)"
+)
 _EXCEPTION_CLASS = re.compile(r"(?:Error|Exception|Timeout)$")
+
+
+def _retried_classes(node: ast.Call) -> list[ast.expr]:
+    """The classes of ``retry=retry_if_exception_type(...)`` (all of its calls)."""
+    predicate = next((kw.value for kw in node.keywords if kw.arg == "retry"), None)
+    classes: list[ast.expr] = []
+    for sub in ast.walk(predicate) if predicate is not None else ():
+        if isinstance(sub, ast.Call) and callee_name(sub) == "retry_if_exception_type":
+            for arg in sub.args:
+                classes.extend(arg.elts if isinstance(arg, ast.Tuple) else [arg])
+    return classes
+
+
+def _own_classes_retried(m: ModuleModel, node: ast.Call) -> tuple[str, ...]:
+    """The simple names of the retried classes when every one is imported from the
+    project's own package (``from lightrag.exceptions import RateLimitError`` in
+    ``lightrag/llm/hf.py``); empty otherwise."""
+    path = "/" + m.path.replace("\\", "/")
+    names: list[str] = []
+    for c in _retried_classes(node):
+        q = m.qualname(c) or ""
+        if "." not in q or f"/{q.partition('.')[0]}/" not in path:
+            return ()
+        names.append(q.rpartition(".")[2])
+    return tuple(names)
+
+
+def _if_raised(classes: tuple[str, ...]) -> Callable[[ProjectFacts], bool]:
+    """Keep the finding if the run raises one of `classes` (or a subclass): a project's
+    error class that nothing in it raises never makes the library retry."""
+
+    def keep(facts: ProjectFacts) -> bool:
+        return any(facts.ever_built(name) for name in classes)
+
+    return keep
 
 
 def _retries_only_foreign_errors(m: ModuleModel, node: ast.Call) -> bool:
@@ -1283,14 +1321,7 @@ def _retries_only_foreign_errors(m: ModuleModel, node: ast.Call) -> bool:
     class comes from a library the module imports nothing else from (``from openai import
     RateLimitError`` in a module that calls a local model or another SDK): nothing the
     function calls raises them, so the library never retries."""
-    predicate = next((kw.value for kw in node.keywords if kw.arg == "retry"), None)
-    if predicate is None:
-        return False
-    classes: list[ast.expr] = []
-    for sub in ast.walk(predicate):
-        if isinstance(sub, ast.Call) and callee_name(sub) == "retry_if_exception_type":
-            for arg in sub.args:
-                classes.extend(arg.elts if isinstance(arg, ast.Tuple) else [arg])
+    classes = _retried_classes(node)
     packages = {(m.qualname(c) or "").partition(".")[0] for c in classes}
     if not classes or "" in packages:
         return False  # a built-in or the project's own exception: it may well be raised
