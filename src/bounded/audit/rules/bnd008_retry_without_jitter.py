@@ -594,10 +594,16 @@ def _check(
         sleeps.extend(_sleeps_in(m, [*after, *(s for h in node.handlers for s in h.body)]))
         _report_sleeps(m, sleeps, counters)
         return
+    # the pause the round takes after the attempt whatever happened: a periodic job
+    paced_after = direct and bool(
+        _sleeps_in(m, loop.body[loop.body.index(node) + 1 :], into_try=True)
+    )
     for handler in node.handlers:
         caught = _caught(handler)
         if caught and all(_WOULD_BLOCK.search(name) for name in caught):
             continue  # waits for its own non-blocking socket to be ready: no one to herd
+        if paced_after and _goes_round_again(handler) and not _skips_ahead(handler):
+            continue  # an error adds a beat to a round paced anyway: a monitor, not a retry
         # a reconnect loop (`while True: try: serve() except ConnectionError: sleep`)
         # reconnects every client at once after a server restart
         if (
@@ -1885,6 +1891,12 @@ def _caught(handler: ast.ExceptHandler) -> list[str]:
 def _catches_disconnect(handler: ast.ExceptHandler) -> bool:
     """An ``except`` for a lost connection (ConnectionError, OSError, ConnectionClosed...)."""
     return any(_DISCONNECTS.search(name) for name in _caught(handler))
+
+
+def _skips_ahead(handler: ast.ExceptHandler) -> bool:
+    """The handler starts the next round at once (``continue``), skipping the pause after
+    the ``try``."""
+    return any(isinstance(sub, ast.Continue) for sub in own_nodes(handler.body))
 
 
 def _goes_round_again(handler: ast.ExceptHandler) -> bool:
