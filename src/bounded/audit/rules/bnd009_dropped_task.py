@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from bounded.audit.core import Edit, Rule
+from bounded.audit.local_work import own_nodes
 from bounded.audit.model import TASK_FACTORIES, ClassScope, ModuleModel, ProjectFacts, Scope
 from bounded.audit.names import call_argument, dotted, is_self_attr
 
@@ -84,6 +85,7 @@ def dropped_call(m: ModuleModel, call: ast.Call, statement: ast.stmt | None) -> 
         q == "asyncio.run_coroutine_threadsafe"
         and statement is not None
         and not _hands_to_queue(call)
+        and not _signals_at_once(m, call)
     ):
         # the future reads the task's exception when it copies its state, so a failure is
         # neither raised nor logged: no rewrite, as a task set would not surface it
@@ -135,6 +137,42 @@ def _hands_to_queue(call: ast.Call) -> bool:
         isinstance(coro, ast.Call)
         and isinstance(coro.func, ast.Attribute)
         and coro.func.attr == "put"
+    )
+
+
+# Calls on an event or a future that neither wait nor raise (``set_result`` raises only on
+# a future already done, which the code must test first).
+_SIGNALS = frozenset({"done", "cancelled", "set", "cancel"})
+_RESOLVES = frozenset({"set_result", "set_exception"})
+
+
+def _signals_at_once(m: ModuleModel, call: ast.Call) -> bool:
+    """``run_coroutine_threadsafe(_set_close_event(), loop)`` where ``async def
+    _set_close_event(): if not fut.done(): fut.set_result(None)`` is defined here: the
+    coroutine awaits nothing, so it runs to its end in its first step (nothing can collect
+    it mid-flight), and it only sets an event or resolves a future it found pending, so it
+    raises nothing for the dropped future to lose."""
+    coro = call_argument(call, 0, "coro")
+    if not (isinstance(coro, ast.Call) and isinstance(coro.func, ast.Name)):
+        return False
+    fn = m.function_named(coro.func.id)
+    if not isinstance(fn, ast.AsyncFunctionDef):
+        return False
+    own = list(own_nodes(fn.body))
+    if any(isinstance(sub, ast.Await | ast.AsyncFor | ast.AsyncWith | ast.Raise) for sub in own):
+        return False
+    guarded = {
+        id(inner)
+        for sub in own
+        if isinstance(sub, ast.If)
+        and any(isinstance(t, ast.Attribute) and t.attr == "done" for t in ast.walk(sub.test))
+        for inner in ast.walk(sub)
+    }
+    calls = [sub for sub in own if isinstance(sub, ast.Call)]
+    return bool(calls) and all(
+        isinstance(c.func, ast.Attribute)
+        and (c.func.attr in _SIGNALS or (c.func.attr in _RESOLVES and id(c) in guarded))
+        for c in calls
     )
 
 
