@@ -401,9 +401,47 @@ def _handles_pending(m: ModuleModel, call: ast.Call) -> bool:
 
 
 def _sleeps(m: ModuleModel, task: ast.Call) -> bool:
-    """``create_task(asyncio.sleep(1))``: a timer task that ends by itself."""
+    """``create_task(asyncio.sleep(1))``, or a coroutine of the module that only sleeps and
+    returns a constant (``async def timeout(t): await asyncio.sleep(t); return "timeout"``,
+    called as ``timeout(t)``, ``self.timeout(t)`` or ``Queue.timeout(t)``): a timer task
+    that ends by itself and cannot fail."""
     coro = task.args[0] if task.args else None
-    return isinstance(coro, ast.Call) and m.qualname(coro.func) == "asyncio.sleep"
+    if not isinstance(coro, ast.Call):
+        return False
+    if m.qualname(coro.func) == "asyncio.sleep":
+        return True
+    func = coro.func
+    fn = (
+        m.function_named(func.id)
+        if isinstance(func, ast.Name)
+        else m.functions.get(func.attr)
+        if isinstance(func, ast.Attribute)
+        and isinstance(func.value, ast.Name)
+        and (
+            func.value.id in ("self", "cls")
+            or func.value.id in m.facts.classes
+            or any(c.name == func.value.id for c in m.classes)
+        )
+        else None
+    )
+    return isinstance(fn, ast.AsyncFunctionDef) and all(
+        (
+            isinstance(stmt, ast.Expr)
+            and (
+                isinstance(stmt.value, ast.Constant)
+                or (
+                    isinstance(stmt.value, ast.Await)
+                    and isinstance(stmt.value.value, ast.Call)
+                    and m.qualname(stmt.value.value.func) == "asyncio.sleep"
+                )
+            )
+        )
+        or (
+            isinstance(stmt, ast.Return)
+            and (stmt.value is None or isinstance(stmt.value, ast.Constant))
+        )
+        for stmt in fn.body
+    )
 
 
 # What reads a task without settling it: ``task in done``, ``task.done()``, ``.result()``.
