@@ -1523,6 +1523,9 @@ class ModuleModel:
         old = _legacy_branch(test)  # True: the body is for older Pythons; False: orelse
         taken = self._constant_test(node.test)
         dead = node.orelse if taken is True else node.body if taken is False else []
+        for branch in (node.body, node.orelse):
+            if branch and _MARKED_UNREACHABLE.search(self.line(branch[0].lineno)):
+                dead = branch  # the project's type checker proved the branch never runs
         if dead:
             self.dead.append((dead[0].lineno, dead[-1].end_lineno or dead[-1].lineno))
         switch = string_switch(node.test) or flag_switch(node.test, self.scope.node)
@@ -2009,6 +2012,8 @@ def _unreachable(path: str, tree: ast.Module) -> bool:
 
 
 _RUNNERS = frozenset({"run", "run_until_complete", "run_forever", "main"})
+# mypy's verdict, silenced where it holds: ``x = f()  # type: ignore[unreachable]``
+_MARKED_UNREACHABLE = re.compile(rb"#\s*type:\s*ignore\[[^\]]*\bunreachable\b")
 
 
 def _is_main_guard(test: ast.expr) -> bool:
