@@ -686,6 +686,7 @@ class ModuleModel:
         self.path = path
         self.source = source
         self._lines: list[bytes] | None = None
+        self._marks_unreachable = b"unreachable]" in source  # mypy's ignore code, anywhere
         self.is_test = is_test
         self.test_classes: set[str] = set()  # classes of this module deriving from a TestCase
         self._test_depth = 0  # inside such a class
@@ -1523,7 +1524,7 @@ class ModuleModel:
         old = _legacy_branch(test)  # True: the body is for older Pythons; False: orelse
         taken = self._constant_test(node.test)
         dead = node.orelse if taken is True else node.body if taken is False else []
-        for branch in (node.body, node.orelse):
+        for branch in (node.body, node.orelse) if self._marks_unreachable else ():
             if branch and _MARKED_UNREACHABLE.search(self.line(branch[0].lineno)):
                 dead = branch  # the project's type checker proved the branch never runs
         if dead:
