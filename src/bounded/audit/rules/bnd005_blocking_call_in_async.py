@@ -844,7 +844,7 @@ def every_call(m: ModuleModel, node: ast.Call) -> None:
     if not m.scopes[-1].is_async:
         _note_callee(m, node)
         return
-    if id(node) in m.awaited:
+    if id(node) in m.awaited or _asks_for_async(node):
         return
     func = node.func
     _sync_twin(m, node)
@@ -976,6 +976,18 @@ def _function_blocks(facts: ProjectFacts, name: str, module: str) -> bool:
     return any(("/" + path).endswith(suffix) for path in facts.blocking_functions.get(name, ()))
 
 
+def _asks_for_async(node: ast.Call) -> bool:
+    """``self._delay_waiter(bucket, _force_async=True)``: the caller tells a two-coloured
+    def to take its async branch (its result is awaited), not the blocking one."""
+    return any(
+        kw.arg is not None
+        and "async" in kw.arg.lower()
+        and isinstance(kw.value, ast.Constant)
+        and kw.value.value is True
+        for kw in node.keywords
+    )
+
+
 def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     """Methods of sync clients (made here or elsewhere) called inside ``async def``, and
     methods the run defines only as sync code that blocks (``retriever.search()`` whose
@@ -987,6 +999,7 @@ def async_method_call(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> No
         and id(node) not in m.awaited
         and m.qualname(func) is None  # a method, not a module's function
         and not runs_alone(m)
+        and not _asks_for_async(node)
     ):
         cls = _receiver_class(m, receiver)
         if cls is None and id(node) in m.scheduled:
