@@ -948,3 +948,8 @@ def test_a_retry_on_the_projects_own_error_that_nothing_raises_never_fires() -> 
     assert _project(
         {"app/errors.py": errors, "app/local.py": local_model, "app/remote.py": remote}
     ) == [("app/local.py", 4, "BND008")]
+    # built through its module (``errors.QuotaError(...)``), it is raised all the same
+    through_module = "from app import errors\ndef check(r):\n    raise errors.QuotaError(r)\n"
+    assert _project(
+        {"app/errors.py": errors, "app/local.py": local_model, "app/remote.py": through_module}
+    ) == [("app/local.py", 4, "BND008")]

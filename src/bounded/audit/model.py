@@ -550,10 +550,10 @@ class ProjectFacts:
     def ever_built(self, class_name: str) -> bool:
         """The run calls `class_name` or a subclass of it it defines (``raise
         QuotaError(...)`` builds a ``RateLimitError`` when QuotaError derives from it)."""
-        return class_name in self.callers or any(
-            class_name in self.lineage(name)
-            for name in self.classes
-            if name != class_name and name in self.callers
+        callers = self.callers  # keyed ".QuotaError" when built as ``errors.QuotaError(...)``
+        return any(
+            (name in callers or "." + name in callers) and class_name in self.lineage(name)
+            for name in (class_name, *self.classes)
         )
 
     def lineage(self, class_name: str) -> Iterator[str]:
@@ -780,6 +780,11 @@ class ModuleModel:
             self._factories[name] = what
         return self._factories[name]
 
+    def in_package(self, package: str) -> bool:
+        """This module's file lies inside a folder named `package` (``lightrag`` for
+        ``.../lightrag/llm/hf.py``): the package's own code."""
+        return f"/{package}/" in "/" + self.path.replace("\\", "/")
+
     def called_function(self, func: ast.expr) -> Function | None:
         """The module function or method that ``name(...)``, ``self.name(...)`` or
         ``cls.name(...)`` calls."""
@@ -994,8 +999,7 @@ class ModuleModel:
         what = _SYNC_PACKAGES.get(package)
         if what is not None:
             # the library's own modules annotate with its types: they are not its clients
-            own = f"/{package}/" in "/" + self.path.replace("\\", "/")
-            return None if own else "sync_obj:" + what
+            return None if self.in_package(package) else "sync_obj:" + what
         return _library_object(q)
 
     def _built_or_returned_kind(self, call: ast.Call) -> str | None:

@@ -1302,11 +1302,10 @@ def _own_classes_retried(m: ModuleModel, node: ast.Call) -> tuple[str, ...]:
     """The simple names of the retried classes when every one is imported from the
     project's own package (``from lightrag.exceptions import RateLimitError`` in
     ``lightrag/llm/hf.py``); empty otherwise."""
-    path = "/" + m.path.replace("\\", "/")
     names: list[str] = []
     for c in _retried_classes(node):
         q = m.qualname(c) or ""
-        if "." not in q or f"/{q.partition('.')[0]}/" not in path:
+        if "." not in q or not m.in_package(q.partition(".")[0]):
             return ()
         names.append(q.rpartition(".")[2])
     return tuple(names)

@@ -411,19 +411,14 @@ def _sleeps(m: ModuleModel, task: ast.Call) -> bool:
     if m.qualname(coro.func) == "asyncio.sleep":
         return True
     func = coro.func
-    fn = (
-        m.function_named(func.id)
-        if isinstance(func, ast.Name)
-        else m.functions.get(func.attr)
-        if isinstance(func, ast.Attribute)
+    fn = m.called_function(func)
+    if (  # ``Queue.timeout(t)`` inside class Queue
+        fn is None
+        and isinstance(func, ast.Attribute)
         and isinstance(func.value, ast.Name)
-        and (
-            func.value.id in ("self", "cls")
-            or func.value.id in m.facts.classes
-            or any(c.name == func.value.id for c in m.classes)
-        )
-        else None
-    )
+        and any(c.name == func.value.id for c in m.classes)
+    ):
+        fn = m.functions.get(func.attr)
     return isinstance(fn, ast.AsyncFunctionDef) and all(
         (
             isinstance(stmt, ast.Expr)
