@@ -547,6 +547,9 @@ def test_the_functions_of_an_oauth_package_run_once_per_login() -> None:
     # token runs per request
     found = check_source(providers, "app/connection/oauth/providers.py", codes=["BND002"])
     assert [f.line for f in found] == [12, 16]
+    # a folder above the project named like OAuth says nothing about this module
+    path = "home/dev/oauth-demo/app/services/providers.py"
+    assert len(check_source(providers, path, codes=["BND002"])) == 4
 
 
 def test_an_endpoint_only_an_administrator_calls_is_not_an_operation_under_load() -> None:

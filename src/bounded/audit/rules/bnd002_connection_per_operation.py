@@ -214,8 +214,10 @@ def _login_provider(m: ModuleModel) -> bool:
     if m.classes:
         return any(_OAUTH.search(name) for name in (m.classes[-1].name, *m.classes[-1].bases))
     # a module of an OAuth package (``connection/oauth/providers.py``): its functions
-    # exchange codes, refresh or revoke tokens and fetch profiles, once per login
-    return any(_OAUTH.search(part) for part in m.path.replace("\\", "/").split("/")[:-1])
+    # exchange codes, refresh or revoke tokens and fetch profiles, once per login. Only
+    # the module's own folder counts: a checkout under ``~/oauth-demo/`` is not one
+    parts = m.path.replace("\\", "/").split("/")
+    return len(parts) > 1 and _OAUTH.search(parts[-2]) is not None
 
 
 _ADMIN = re.compile(r"admin", re.IGNORECASE)
