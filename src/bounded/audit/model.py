@@ -32,7 +32,7 @@ from bounded.audit.names import (
     is_constant_size,
     is_self_attr,
     own_callee,
-    own_returns,
+    returned_calls,
     string_switch,
 )
 
@@ -768,15 +768,10 @@ class ModuleModel:
             fn = self.functions.get(name)
             what = None
             if fn is not None and not cached(fn):
-                for value in own_returns(fn):
-                    what = next(
-                        (
-                            r
-                            for c in candidate_calls(value)
-                            if (r := resource_of(self, c, per_call=True))
-                        ),
-                        what,
-                    )
+                what = next(
+                    (r for c in returned_calls(fn) if (r := resource_of(self, c, per_call=True))),
+                    None,
+                )
             self._factories[name] = what
         return self._factories[name]
 

@@ -224,3 +224,31 @@ def own_returns(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.expr]:
         for stmt in block
         if isinstance(stmt, ast.Return) and stmt.value is not None
     ]
+
+
+def returned_calls(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.Call]:
+    """Calls whose result `fn` may return: returned directly (``return Client()``) or
+    through a local name it was bound to (``client = Client(); ...; return client``), unless
+    the name is a global (``global _client``) or is also stored in a container or on an
+    object (``cache[key] = client``): then what it returns is kept, not new on every call."""
+    bound: dict[str, list[ast.expr]] = {}
+    stored: set[str] = set()
+    for block in statement_blocks(fn.body, _DEFINITIONS):
+        for stmt in block:
+            if isinstance(stmt, ast.Global | ast.Nonlocal):
+                stored.update(stmt.names)
+            if not isinstance(stmt, ast.Assign | ast.AnnAssign) or stmt.value is None:
+                continue
+            targets = assign_targets(stmt)
+            if len(targets) == 1 and isinstance(targets[0], ast.Name):
+                bound.setdefault(targets[0].id, []).append(stmt.value)
+            elif isinstance(stmt.value, ast.Name):
+                stored.add(stmt.value.id)
+    calls: list[ast.Call] = []
+    for value in own_returns(fn):
+        if isinstance(value, ast.Name):
+            values = [] if value.id in stored else bound.get(value.id, [])
+        else:
+            values = [value]
+        calls.extend(c for v in values for c in candidate_calls(v))
+    return calls

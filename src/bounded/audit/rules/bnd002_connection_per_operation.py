@@ -26,6 +26,7 @@ from bounded.audit.names import (
     is_self_attr,
     own_callee,
     own_returns,
+    returned_calls,
 )
 
 if TYPE_CHECKING:
@@ -375,11 +376,10 @@ def _factory_builds(m: ModuleModel, fn: Function) -> tuple[str, ...]:
     if id(fn) in cache:
         return cache[id(fn)]
     cache[id(fn)] = ()  # a factory that calls itself builds nothing more
-    returns = own_returns(fn)
+    returns = returned_calls(fn)
     built: list[str] = []
-    for value in returns:
-        for call in candidate_calls(value):
-            built.extend(w for w in _builds(m, fn, call) if w not in built)
+    for call in returns:
+        built.extend(w for w in _builds(m, fn, call) if w not in built)
     if built and (cached(fn) or _stores_on_object(fn) or _memoizes(m, returns)):
         built = []
     cache[id(fn)] = tuple(built)
@@ -397,18 +397,18 @@ def _stores_on_object(fn: Function) -> bool:
     )
 
 
-def _memoizes(m: ModuleModel, returns: list[ast.expr]) -> bool:
-    """One of a function's `returns` is what a helper keeps for it: a call handed a builder
-    of a client (``return util.per_thread("session", lambda: requests.Session())``): one
-    client per thread or key, even when an option makes the function build a fresh one."""
+def _memoizes(m: ModuleModel, returns: list[ast.Call]) -> bool:
+    """One of the calls a function returns the result of is what a helper keeps for it: a
+    call handed a builder of a client (``return util.per_thread("session", lambda:
+    requests.Session())``): one client per thread or key, even when an option makes the
+    function build a fresh one."""
     return any(
         isinstance(arg, ast.Lambda)
         and any(
             (q := m.qualname(built.func)) is not None and pooled_client(q) is not None
             for built in candidate_calls(arg.body)
         )
-        for value in returns
-        for call in candidate_calls(value)
+        for call in returns
         for arg in (*call.args, *(kw.value for kw in call.keywords))
     )
 
