@@ -449,6 +449,18 @@ PROJECTS: tuple[tuple[str, str], ...] = (
     ("cashews", "7.6.0"),
     ("limits", "5.8.0"),
     ("sqladmin", "0.32.0"),
+    # held out in round 38: chosen and read for faults by four readers, then read once
+    # with the rules frozen after the changes for round 37
+    ("parlant", "3.3.2"),
+    ("dashscope", "2.0.2"),
+    ("mcp-proxy", "0.13.0"),
+    ("jupyterhub", "6.1.1"),
+    ("maubot", "0.6.0"),
+    ("hikari-lightbulb", "3.2.6"),
+    ("dbos", "3.4.0"),
+    ("inngest", "0.5.19"),
+    ("prisma", "0.15.0"),
+    ("blacksheep", "2.6.4"),
 )
 # The rounds whose projects readers listed faults in before the audit ran (their lists are
 # in ``audit_readers/``; `bench.audit_recall` scores them).
@@ -715,6 +727,18 @@ READ_ROUNDS: dict[int, tuple[str, ...]] = {
         "cashews",
         "limits",
         "sqladmin",
+    ),
+    38: (
+        "parlant",
+        "dashscope",
+        "mcp-proxy",
+        "jupyterhub",
+        "maubot",
+        "hikari-lightbulb",
+        "dbos",
+        "inngest",
+        "prisma",
+        "blacksheep",
     ),
 }
 # The last round, read with the current rules frozen: scored apart (default and opt-in
