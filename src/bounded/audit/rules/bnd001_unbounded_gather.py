@@ -460,6 +460,7 @@ def _data_sized(
                 and not all(
                     m.constant_int(a)
                     or _set_at_construction(m, a)
+                    or _configured(m, a)
                     or _batch_count(m, a)
                     or _refused_past_limit(m, a)
                     for a in node.args
@@ -588,6 +589,35 @@ def _set_at_construction(m: ModuleModel, node: ast.expr) -> bool:
                     return False
                 assigned_in_init = True
     return assigned_in_init
+
+
+_ENVIRONMENT = frozenset({"os.environ.get", "os.getenv"})
+
+
+def _configured(m: ModuleModel, node: ast.expr, depth: int = 0) -> bool:
+    """A count the operator sets, not the input: read from the environment
+    (``int(os.environ.get("SAMPLES", "3"))``), through module names and ``int``/``max``/
+    ``min`` of it and literals (``range(max(SAMPLES, 1))``)."""
+    if depth > 4:
+        return False
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | str)
+    if isinstance(node, ast.Subscript):
+        return m.qualname(node.value) == "os.environ"
+    if isinstance(node, ast.Name):
+        values = m.assignments(node.id)
+        return bool(values) and all(_configured(m, v, depth + 1) for v in values)
+    if not isinstance(node, ast.Call):
+        return False
+    if m.qualname(node.func) in _ENVIRONMENT:
+        return True
+    return (
+        isinstance(node.func, ast.Name)
+        and node.func.id in ("int", "max", "min")
+        and bool(node.args)
+        and all(_configured(m, a, depth + 1) for a in node.args)
+        and any(not isinstance(a, ast.Constant) for a in node.args)
+    )
 
 
 # A reply's field that holds the listing a request asked for (disco#items, a page of rows).

@@ -193,6 +193,7 @@ def _join(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
         _paces_until_end(m, thread)
         or _ends_it_on_timeout(m, node, thread)
         or _ended_before_join(m, node, thread)
+        or _after_stop_event(m, node)
     ):
         return
     if m.kind_of(func.value) == "thread":
@@ -282,6 +283,38 @@ def _ended_before_join(m: ModuleModel, node: ast.Call, thread: str) -> bool:
     return (bool(started) or thread.startswith("self.")) and any(line > started for line in ended)
 
 
+def _after_stop_event(m: ModuleModel, node: ast.Call) -> bool:
+    """``while not stop.is_set(): ... Thread(target=work, args=(stop, ...)).start() ...``
+    then ``t.join(10)``: the join follows a loop that ends only once the stop event handed
+    to the threads is set, so it waits a grace period for threads told to stop."""
+    fn = m.scope.node
+    if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+        return False
+    events = {
+        event
+        for sub in own_nodes(fn.body)
+        if isinstance(sub, ast.While)
+        and (sub.end_lineno or sub.lineno) < node.lineno
+        and isinstance(sub.test, ast.UnaryOp)
+        and isinstance(sub.test.op, ast.Not)
+        and isinstance(call := sub.test.operand, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and call.func.attr == "is_set"
+        and (event := dotted(call.func.value)) is not None
+    }
+    return bool(events) and any(
+        isinstance(sub, ast.Call)
+        and m.qualname(sub.func) == "threading.Thread"
+        and any(
+            dotted(arg) in events
+            for kw in sub.keywords
+            if kw.arg == "args" and isinstance(kw.value, ast.Tuple | ast.List)
+            for arg in kw.value.elts
+        )
+        for sub in own_nodes(fn.body)
+    )
+
+
 def _after(block: list[ast.stmt], node: ast.Call) -> list[ast.stmt] | None:
     """The statements that run after the one of `block` (or of a block nested in it) that
     holds `node`, innermost first; None if no statement holds it."""
@@ -369,6 +402,8 @@ def _result(m: ModuleModel, node: ast.Call, func: ast.Attribute) -> None:
     if timeout_arg(node, 0) is None:
         return
     receiver = func.value
+    if _stopped_around(m, node, _handed_to_worker(m, receiver)):
+        return
     kind = m.kind_of_value(receiver) or m.kind_of(receiver) or ""
     if kind == "future":
         m.report(node, RULE.code, _TIMEOUT_RESULT)
@@ -402,8 +437,9 @@ def _wait_for(m: ModuleModel, node: ast.Call, q: str) -> None:
         )
 
 
-# Methods that end the work of the object a thread waits on (a process, a server).
-_STOPS = frozenset({"terminate", "kill", "stop"})
+# Methods that end the work of the object a thread waits on or reads from (a process, a
+# server, a session or socket, a stop event).
+_STOPS = frozenset({"terminate", "kill", "stop", "close", "set"})
 
 
 def _stopped_on_timeout(m: ModuleModel, node: ast.Call, work: ast.expr) -> bool:
@@ -417,21 +453,43 @@ def _stopped_on_timeout(m: ModuleModel, node: ast.Call, work: ast.expr) -> bool:
         1 if isinstance(work.func, ast.Attribute) and work.func.attr == "run_in_executor" else 0
     )
     waited = work.args[position] if len(work.args) > position else None
-    if not isinstance(waited, ast.Attribute):
+    owner = dotted(waited.value) if isinstance(waited, ast.Attribute) else None
+    return owner is not None and _stopped_around(m, node, {owner})
+
+
+def _handed_to_worker(m: ModuleModel, future: ast.expr) -> set[str]:
+    """The objects handed with the work to the ``submit(fn, session, ...)`` call that made
+    `future` (called in place or bound to a name first)."""
+    made = [future] if isinstance(future, ast.Call) else []
+    if isinstance(future, ast.Name):
+        made = [v for v in m.assignments(future.id) if isinstance(v, ast.Call)]
+    return {
+        name
+        for call in made
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "submit"
+        for arg in (*call.args[1:], *(kw.value for kw in call.keywords))
+        if (name := dotted(arg)) is not None
+    }
+
+
+def _stopped_around(m: ModuleModel, node: ast.Call, owners: set[str]) -> bool:
+    """A ``try`` around the wait `node` ends, in a handler or its ``finally``, the work of
+    one of `owners` (``process.terminate()``, ``session.close()`` of the session the worker
+    reads from): when the wait times out the worker returns too, and is not left running."""
+    if not owners:
         return False
-    owner = dotted(waited.value)
     for sub in ast.walk(m.scope.node or ast.Pass()):
         if not isinstance(sub, ast.Try) or not any(
             stmt.lineno <= node.lineno <= (stmt.end_lineno or stmt.lineno) for stmt in sub.body
         ):
             continue
-        for handler in sub.handlers:
-            for call in ast.walk(handler):
+        for part in (*sub.handlers, *sub.finalbody):
+            for call in ast.walk(part):
                 if (
                     isinstance(call, ast.Call)
                     and isinstance(call.func, ast.Attribute)
                     and call.func.attr in _STOPS
-                    and dotted(call.func.value) == owner
+                    and dotted(call.func.value) in owners
                 ):
                     return True
     return False

@@ -494,15 +494,38 @@ def _property_aliases(cls: ClassScope) -> dict[str, str]:
 
 def _read_on_close(cls: ClassScope) -> set[str]:
     """The ``self`` attributes the class's close-style methods hand on: passed to a call
-    (``await close_all([self._a])``) or iterated (``for c in (self._a, self._b)``).
-    Comparing one or setting it to None is not handing it on."""
+    (``await close_all([self._a])``) or iterated (``for c in (self._a, self._b)``), also
+    through a local name taken first (``client = self._client; self._client = None;
+    await self._close_client(client)``). Comparing one or setting it to None is not
+    handing it on. The close path takes in the class's own methods it calls
+    (``async def __aexit__(...): await self._disconnect()``)."""
+    methods = {
+        item.name: item
+        for item in cls.node.body
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    path = [fn for name, fn in methods.items() if name in LIFECYCLE]
+    for fn in path:  # grows as it goes: the helpers the close path calls, once each
+        path.extend(
+            helper
+            for sub in ast.walk(fn)
+            if isinstance(sub, ast.Call)
+            and is_self_attr(sub.func)
+            and isinstance(sub.func, ast.Attribute)
+            and (helper := methods.get(sub.func.attr)) is not None
+            and helper not in path
+        )
     found: set[str] = set()
-    for item in cls.node.body:
-        if (
-            not isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
-            or item.name not in LIFECYCLE
-        ):
-            continue
+    for item in path:
+        taken = {
+            target.id: sub.value.attr
+            for sub in ast.walk(item)
+            if isinstance(sub, ast.Assign)
+            and is_self_attr(sub.value)
+            and isinstance(sub.value, ast.Attribute)
+            for target in sub.targets
+            if isinstance(target, ast.Name)
+        }
         for sub in ast.walk(item):
             handed: list[ast.expr] = []
             if isinstance(sub, ast.Call):
@@ -514,6 +537,7 @@ def _read_on_close(cls: ClassScope) -> set[str]:
                 found.update(
                     e.attr for e in elts if is_self_attr(e) and isinstance(e, ast.Attribute)
                 )
+                found.update(taken[e.id] for e in elts if isinstance(e, ast.Name) and e.id in taken)
     return found
 
 
