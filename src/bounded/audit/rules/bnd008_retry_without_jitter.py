@@ -9,6 +9,7 @@ import functools
 import itertools
 import re
 from collections.abc import Callable
+from typing import cast
 
 from bounded.audit.core import Rule
 from bounded.audit.local_work import (
@@ -583,8 +584,12 @@ def _check(
     # a loop that pauses only when its work failed and then goes round again retries that
     # work, whatever the error (`while running: try: fetch() except Exception: sleep(5)`);
     # one that also pauses on success is paced (a periodic job), not retrying
-    paced = bool(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node])) or bool(
-        _sleeps_in(m, [*node.body, *node.orelse, *node.finalbody])
+    # (a pause inside the connection the attempt holds open is part of that session: the
+    # round is a reconnect, `async with websockets.connect(url) as ws: ...; sleep(settle)`)
+    in_session = _session_pauses(m, node.body)
+    paced = bool(_sleeps_in(m, [stmt for stmt in loop.body if stmt is not node])) or any(
+        id(call) not in in_session
+        for call in _sleeps_in(m, [*node.body, *node.orelse, *node.finalbody])
     )
     sleeps: list[ast.Call] = []
     if direct and _rearmed_by_failure(loop, node):
@@ -729,6 +734,22 @@ def _set_after_failure(test: ast.expr, failures: set[str]) -> bool:
 
 # A call that opens the connection or subscription again (``_connect()``, ``resubscribe()``).
 _OPENS_AGAIN = re.compile(r"^_*(?:re)?(?:connect|subscribe)(?:_|$)", re.IGNORECASE)
+
+
+def _session_pauses(m: ModuleModel, body: list[ast.stmt]) -> set[int]:
+    """The sleeps of `body` inside a ``with`` that opens a connection for the round
+    (``async with websockets.connect(url) as ws:``), by id."""
+    return {
+        id(call)
+        for sub in ast.walk(ast.Module(body=body, type_ignores=[]))
+        if isinstance(sub, ast.With | ast.AsyncWith)
+        and any(
+            isinstance(item.context_expr, ast.Call)
+            and _OPENS_AGAIN.search(callee_name(item.context_expr) or "") is not None
+            for item in sub.items
+        )
+        for call in _sleeps_in(m, sub.body)
+    }
 
 
 def _before_reconnect(m: ModuleModel, block: list[ast.stmt]) -> list[ast.Call]:
@@ -2070,7 +2091,10 @@ def _deterministic(
     helpers this module does not define are added to `unknown` (decided at the end of the run).
     """
     fields: set[int] = set()  # settings.retry_delay: a configured field, whatever built settings
+    picks: set[int] = set()  # the index into a fixed schedule: any entry of it is a constant
     for sub in ast.walk(expr):
+        if id(sub) in picks:
+            continue
         if isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
             fields.add(id(sub.value))
         if isinstance(sub, ast.Call):
@@ -2101,7 +2125,10 @@ def _deterministic(
                 continue
             return False  # a call we cannot see into: give it the benefit of the doubt
         if isinstance(sub, ast.Subscript):
-            if _settings_entry(sub) or _constant_table(sub, assigned):
+            if _constant_table(m, sub, assigned):
+                picks.update(id(part) for part in ast.walk(sub.slice))
+                continue
+            if _settings_entry(sub):
                 continue  # self.options["reconnect_time_wait"]: configured, like a field
             return False  # e.g. a header value: the server chose the delay
         if isinstance(sub, ast.Name | ast.Attribute):
@@ -2130,19 +2157,50 @@ def _counts_range(value: ast.expr) -> bool:
     )
 
 
-def _constant_table(node: ast.Subscript, assigned: Assigned) -> bool:
-    """An entry of a local list of literal delays (``delays = [1, 2, 4]; delays[attempt]``):
-    a fixed schedule."""
+def _constant_table(m: ModuleModel, node: ast.Subscript, assigned: Assigned) -> bool:
+    """An entry of a list of literal delays, local (``delays = [1, 2, 4]; delays[attempt]``)
+    or the object's own schedule set to one, or to a parameter that defaults to one
+    (``self.wait_times = wait_times if wait_times is not None else (1.0, 4.0, 8.0)``): a
+    fixed schedule."""
     table = node.value
-    values = assigned(table.id) if isinstance(table, ast.Name) else []
-    return bool(values) and all(
-        isinstance(value, ast.List | ast.Tuple)
-        and value.elts
-        and all(
-            isinstance(e, ast.Constant) and isinstance(e.value, int | float) for e in value.elts
+    if isinstance(table, ast.Name):
+        values = assigned(table.id)
+    elif is_self_attr(table) and m.classes:
+        attr = cast(ast.Attribute, table).attr
+        values = [
+            sub.value
+            for sub in ast.walk(m.classes[-1].node)
+            if isinstance(sub, ast.Assign | ast.AnnAssign)
+            and sub.value is not None
+            and any(
+                is_self_attr(t) and cast(ast.Attribute, t).attr == attr for t in assign_targets(sub)
+            )
+        ]
+    else:
+        values = []
+    return bool(values) and all(_literal_schedule(value) for value in values)
+
+
+def _literal_schedule(value: ast.expr) -> bool:
+    """A non-empty tuple or list of numbers, or a choice between a name (a parameter: the
+    caller's schedule) and one (``wait_times or (1, 4, 8)``)."""
+    if isinstance(value, ast.IfExp):
+        branches = [value.body, value.orelse]
+    elif isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
+        branches = list(value.values)
+    else:
+        return (
+            isinstance(value, ast.List | ast.Tuple)
+            and bool(value.elts)
+            and all(
+                isinstance(e, ast.Constant)
+                and isinstance(e.value, int | float)
+                and not isinstance(e.value, bool)
+                for e in value.elts
+            )
         )
-        for value in values
-    )
+    literal = [b for b in branches if not isinstance(b, ast.Name)]
+    return bool(literal) and all(_literal_schedule(b) for b in literal)
 
 
 _OPTIONS = re.compile(r"option|config|setting|opts|cfg|kwargs", re.IGNORECASE)
