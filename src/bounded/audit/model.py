@@ -224,6 +224,21 @@ SYNC_CLIENTS: dict[str, str] = {
     "supabase.SyncClient": "supabase",
     "psycopg2.connect": "psycopg2",
     "psycopg.connect": "psycopg",
+    # database, search and vector-store clients whose async twins are other names
+    # (AsyncQdrantClient, AsyncMongoClient or motor, AsyncElasticsearch, redis.asyncio,
+    # AsyncGraphDatabase, AsyncMilvusClient)
+    "qdrant_client.QdrantClient": "QdrantClient",
+    "pymongo.MongoClient": "pymongo",
+    "elasticsearch.Elasticsearch": "Elasticsearch",
+    "redis.Redis": "redis",
+    "redis.StrictRedis": "redis",
+    "redis.from_url": "redis",
+    "neo4j.GraphDatabase.driver": "neo4j",
+    "pymilvus.MilvusClient": "Milvus",
+    # web search and LLM SDKs with only a sync client
+    "duckduckgo_search.DDGS": "DDGS",
+    "ddgs.DDGS": "DDGS",
+    "zhipuai.ZhipuAI": "ZhipuAI",
     # libraries that only do their I/O or heavy compute synchronously
     "selenium.webdriver.Chrome": "Selenium webdriver",
     "selenium.webdriver.Firefox": "Selenium webdriver",
