@@ -178,10 +178,15 @@ def _none_by_default(m: ModuleModel, value: ast.expr) -> bool:
 
 def _made_elsewhere(m: ModuleModel, value: ast.expr) -> bool:
     """A transport the call is handed, not one built for it in this function: an
-    attribute (``self._transport``), or a name this function does not assign (a
-    module-level transport, or a caller's)."""
+    attribute (``self._transport``), a name this function does not assign (a
+    module-level transport, or a caller's), or what a getter returns
+    (``get_transport(config)``: the getter keeps it; ``httpx.AsyncHTTPTransport()`` is
+    built in place)."""
     if isinstance(value, ast.Attribute):
         return True
+    if isinstance(value, ast.Call):
+        name = callee_name(value) or ""
+        return name.lstrip("_").startswith("get_") and not name.endswith("Transport")
     return isinstance(value, ast.Name) and not m.scope.assigned.get(value.id)
 
 
