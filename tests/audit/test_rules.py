@@ -489,6 +489,20 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     assert [f.line for f in check_source(requester, "app/m.py", codes=["BND002"])] == [5]
     renamed = requester.replace("async_http_request", "async_fetch_description")
     assert check_source(renamed, "app/m.py", codes=["BND002"]) == []
+    # the attempt nested in the request method (retried by tenacity): one per request
+    attempt = (
+        "import aiohttp\n\n"
+        "async def async_http_request(method, url):\n"
+        "    @retry(stop=stop_after_attempt(3))\n"
+        "    async def _make_request():\n"
+        "        async with aiohttp.ClientSession() as session:\n"
+        "            async with session.request(method, url) as response:\n"
+        "                return await response.json()\n"
+        "    return await _make_request()\n"
+    )
+    assert [f.line for f in check_source(attempt, "app/m.py", codes=["BND002"])] == [6]
+    elsewhere = attempt.replace("async_http_request", "async_fetch_description")
+    assert check_source(elsewhere, "app/m.py", codes=["BND002"]) == []
     # a framework's per-call hook: LangChain calls _acall once per model call
     hook = requester.replace("async_http_request", "_acall")
     assert [f.line for f in check_source(hook, "app/m.py", codes=["BND002"])] == [5]

@@ -440,6 +440,8 @@ def _data_sized(
             helpers.append(name)  # the project's own read: a listing if its body says so
         if _capped(m, value):
             return False  # query(q, top_k=20): at most the limit the call asks for
+        if isinstance(value.func, ast.Attribute) and _package_files(m, value.func.value):
+            return False  # async for f in Path(__file__).parent.rglob("*"): shipped files
         if _LISTING.match(name):
             return True
         return not _KEYED_LOOKUP.match(name) and any(
@@ -468,7 +470,7 @@ def _data_sized(
             )
         if isinstance(func, ast.Attribute):
             if func.attr in _LISTING_METHODS:
-                return True
+                return not _package_files(m, func.value)
             if func.attr in ("values", "items", "keys", "copy") and not node.args:
                 return _data_sized(m, func.value, depth + 1, via, params, helpers)
         # a transformation of data (chunks of the caller's text, a progress wrapper)
@@ -589,6 +591,21 @@ def _set_at_construction(m: ModuleModel, node: ast.expr) -> bool:
                     return False
                 assigned_in_init = True
     return assigned_in_init
+
+
+def _package_files(m: ModuleModel, node: ast.expr, depth: int = 0) -> bool:
+    """A folder of the package's own files (``Path(__file__).parent / "pictures"``, also
+    through names): what it lists ships with the code, it is not the input."""
+    if depth > 4:
+        return False
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            if sub.id == "__file__":
+                return True
+            values = m.assignments(sub.id)
+            if values and all(_package_files(m, v, depth + 1) for v in values):
+                return True
+    return False
 
 
 _ENVIRONMENT = frozenset({"os.environ.get", "os.getenv"})

@@ -167,7 +167,7 @@ class _Clients:
     # stands alone (built in a loop, or as the default of a client the caller may pass)
     per_call: list[tuple[ast.Call, str, bool]] = field(default_factory=list)
     # the functions those per-call clients are built in, and whether each is nested in another
-    builders: list[tuple[Scope, bool]] = field(default_factory=list)
+    builders: list[tuple[Scope, str | None]] = field(default_factory=list)
 
 
 def _http_client(m: ModuleModel, node: ast.Call, q: str) -> None:
@@ -486,7 +486,7 @@ def _http_clients_end(m: ModuleModel, scope: Scope) -> None:
         else:
             message = f"{q}() in {scope.name}(): a new HTTP connection pool per call"
         state.per_call.append((call, message, in_loop or defaulted))
-        state.builders.append((scope, len(m.scopes) > 2))
+        state.builders.append((scope, m.scopes[-2].name if len(m.scopes) > 2 else None))
 
 
 _NESTED = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
@@ -584,17 +584,19 @@ _OPERATION_HOOKS = frozenset(
 )
 
 
-def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
+def _request_path(m: ModuleModel, builder: tuple[Scope, str | None]) -> bool:
     """The function that builds the lone client is the module's shared path for an
     operation, not a once-per-lifetime step: it is named as the request method itself
-    (``async_http_request``, ``_request``), or two or more other functions of the module
-    call it (``self.request(...)`` from ``get()`` and ``post()``), it uses the client
-    outside any loop (not one session for a batch or for its retries), keeps nothing on
-    the object (not a fetch that fills a cache) and fetches no authentication or discovery
-    address (``client.get(self._jwks_url)``: once per key rotation)."""
-    scope, nested = builder
+    (``async_http_request``, ``_request``), or is the attempt nested in one (``async def
+    async_http_request(...): async def _make_request(): ...`` retried by tenacity), or two
+    or more other functions of the module call it (``self.request(...)`` from ``get()``
+    and ``post()``), it uses the client outside any loop (not one session for a batch or
+    for its retries), keeps nothing on the object (not a fetch that fills a cache) and
+    fetches no authentication or discovery address (``client.get(self._jwks_url)``: once
+    per key rotation)."""
+    scope, enclosing = builder
     fn, name = scope.node, scope.name
-    if fn is None or nested:
+    if fn is None or (enclosing is not None and not _REQUEST_METHOD.match(enclosing)):
         return False  # a nested function: its name may be another's
     for sub in ast.walk(fn):
         if isinstance(sub, ast.For | ast.AsyncFor | ast.While) or (
@@ -610,7 +612,7 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, bool]) -> bool:
             and _ONCE_PER_LOGIN.search(ast.unparse(sub.args[0]))
         ):
             return False
-    if _REQUEST_METHOD.match(name) or name in _OPERATION_HOOKS:
+    if enclosing is not None or _REQUEST_METHOD.match(name) or name in _OPERATION_HOOKS:
         return True  # the transport's own request method, or a framework's per-call hook
     callers = 0
     for caller, other in m.functions.items():
