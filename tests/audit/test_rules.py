@@ -489,6 +489,19 @@ def test_a_lone_http_client_on_the_modules_request_path_is_one_per_call() -> Non
     assert [f.line for f in check_source(requester, "app/m.py", codes=["BND002"])] == [5]
     renamed = requester.replace("async_http_request", "async_fetch_description")
     assert check_source(renamed, "app/m.py", codes=["BND002"]) == []
+    # a web endpoint runs per request it serves; aiohttp.request() opens a session per call
+    endpoint = (
+        "from aiohttp import client as http, web\n\n"
+        "routes = web.RouteTableDef()\n\n"
+        "@routes.view('/proxy/{path}')\n"
+        "async def proxy(request):\n"
+        "    async with http.request('GET', 'http://upstream/') as upstream:\n"
+        "        async for chunk in upstream.content.iter_chunked(1024):\n"
+        "            await request.write(chunk)\n"
+    )
+    assert [f.line for f in check_source(endpoint, "app/m.py", codes=["BND002"])] == [7]
+    unrouted = endpoint.replace("@routes.view('/proxy/{path}')\n", "")
+    assert check_source(unrouted, "app/m.py", codes=["BND002"]) == []
     # the attempt nested in the request method (retried by tenacity): one per request
     attempt = (
         "import aiohttp\n\n"

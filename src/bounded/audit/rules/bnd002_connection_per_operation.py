@@ -183,18 +183,24 @@ def _per_call_client(m: ModuleModel, node: ast.Call, q: str) -> None:
     (start-up, login, a script or command line, an administrator's action, a throttled
     refresh) or stores the client on an object for the object's lifetime."""
     scope = m.scope
-    if (
-        id(node) in m.lifetime  # self._session = ClientSession(): one per object
-        or m.is_script
+    if id(node) in m.lifetime or _silent_builder(m, node):
+        return  # (self._session = ClientSession(): one per object)
+    m.state(_Clients).by_scope.setdefault(scope, []).append((node, q, scope.loop_depth > 0))
+
+
+def _silent_builder(m: ModuleModel, node: ast.Call) -> bool:
+    """The function building a client runs once: start-up, login, a script or command
+    line, an administrator's action, a throttled refresh."""
+    scope = m.scope
+    return bool(
+        m.is_script
         or _STARTUP_NAME.search(scope.name)
         or _ONCE_PER_LOGIN.search(scope.name)
         or _login_provider(m)
         or m.in_cli
         or _admin_only(scope.node)
         or _throttled(m, scope.node, node)
-    ):
-        return
-    m.state(_Clients).by_scope.setdefault(scope, []).append((node, q, scope.loop_depth > 0))
+    )
 
 
 _OAUTH = re.compile(r"oauth", re.IGNORECASE)
@@ -297,6 +303,24 @@ def _reads_clock(m: ModuleModel, value: ast.expr) -> bool:
 
 
 CALLS.update(dict.fromkeys(_HTTP_CLIENTS, _http_client))
+
+
+def _one_shot_request(m: ModuleModel, node: ast.Call, q: str) -> None:
+    """``async with aiohttp.request(method, url) as resp``: aiohttp opens a session of its
+    own for the one request and closes it after: a new connection pool per call, whatever
+    the response is bound to. The same silent functions as for a client built in place."""
+    scope = m.scope
+    if not m.in_async or _silent_builder(m, node):
+        return
+    where = "in a loop" if scope.loop_depth else f"in {scope.name}()"
+    per = "item" if scope.loop_depth else "call"
+    state = m.state(_Clients)
+    message = f"{q}() {where}: a new HTTP session and connection pool per {per}"
+    state.per_call.append((node, message, scope.loop_depth > 0))
+    state.builders.append((scope, m.scopes[-2].name if len(m.scopes) > 2 else None))
+
+
+CALLS.update(dict.fromkeys(("aiohttp.request", "aiohttp.client.request"), _one_shot_request))
 
 
 # Sync and async SDK clients that each build a connection pool (and resolve credentials).
@@ -586,7 +610,8 @@ _OPERATION_HOOKS = frozenset(
 
 def _request_path(m: ModuleModel, builder: tuple[Scope, str | None]) -> bool:
     """The function that builds the lone client is the module's shared path for an
-    operation, not a once-per-lifetime step: it is named as the request method itself
+    operation, not a once-per-lifetime step: a web endpoint (``@routes.view("/proxy")``),
+    or it is named as the request method itself
     (``async_http_request``, ``_request``), or is the attempt nested in one (``async def
     async_http_request(...): async def _make_request(): ...`` retried by tenacity), or two
     or more other functions of the module call it (``self.request(...)`` from ``get()``
@@ -598,6 +623,8 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, str | None]) -> bool:
     fn, name = scope.node, scope.name
     if fn is None or (enclosing is not None and not _REQUEST_METHOD.match(enclosing)):
         return False  # a nested function: its name may be another's
+    if _web_route(fn):
+        return True  # a web endpoint: whatever it builds, it builds per request it serves
     for sub in ast.walk(fn):
         if isinstance(sub, ast.For | ast.AsyncFor | ast.While) or (
             isinstance(sub, ast.Assign | ast.AugAssign | ast.AnnAssign)
@@ -626,6 +653,23 @@ def _request_path(m: ModuleModel, builder: tuple[Scope, str | None]) -> bool:
 
 
 _REQUESTS = frozenset({"get", "post", "put", "patch", "delete", "request", "stream"})
+# Decorators that register a function as a web endpoint (``@routes.view(path)``,
+# ``@app.get(path)``, ``@router.post(path)``): it runs once per request it serves.
+_ROUTES = frozenset({"get", "post", "put", "patch", "delete", "view", "route", "api_route"})
+
+
+def _web_route(fn: ast.AST) -> bool:
+    """`fn` is registered as a web endpoint with a path (``@routes.view("/proxy/{id}")``)."""
+    return isinstance(fn, ast.AsyncFunctionDef) and any(
+        isinstance(d, ast.Call)
+        and isinstance(d.func, ast.Attribute)
+        and d.func.attr in _ROUTES
+        and bool(d.args)
+        and isinstance(d.args[0], ast.Constant)
+        and isinstance(d.args[0].value, str)
+        and d.args[0].value.startswith("/")
+        for d in fn.decorator_list
+    )
 
 
 # An MCP client session: for a stdio server, a new server process.
