@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounded.audit.core import Rule
+from bounded.audit.local_work import own_nodes
 from bounded.audit.model import Function, ModuleModel, ProjectFacts
 from bounded.audit.names import is_self_attr
 
@@ -81,6 +82,8 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
     scope = m.scope
     if _warning_made_error(m, node) or _new_loop_on_error(m, node):
         return  # the no-loop case raises and the code makes its own loop: none is stray
+    if _loop_set_before(m, node):
+        return  # set_event_loop(loop) ran first, here or in the enclosing function
     if _after_run_refused(m, node):
         return  # asyncio.run() refused because a loop runs: it is that loop
     if _after_no_running_loop(m, node):
@@ -101,6 +104,27 @@ def _report(m: ModuleModel, node: ast.Call, what: str) -> None:
         m.defer(node, RULE.code, message, _unless_only_called_from_coroutines(name, method))
     # Elsewhere (a callback, a constructor, a utility, a helper that only asks whether a
     # loop runs) the code may well run on a loop: silent, however the run calls it.
+
+
+def _loop_set_before(m: ModuleModel, node: ast.Call) -> bool:
+    """``loop = asyncio.new_event_loop(); asyncio.set_event_loop(loop)`` before the call,
+    in its function or in one it is nested in (a handler factory that sets the loop up,
+    then returns the handler that gets it): the thread has its loop, so
+    ``get_event_loop()`` returns it on every Python, and none is stray."""
+    for scope in m.scopes[1:]:
+        fn = scope.node
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        if any(
+            isinstance(sub, ast.Call)
+            and sub.lineno < node.lineno
+            and m.qualname(sub.func) == "asyncio.set_event_loop"
+            and sub.args
+            and not (isinstance(sub.args[0], ast.Constant) and sub.args[0].value is None)
+            for sub in own_nodes(fn.body)
+        ):
+            return True
+    return False
 
 
 def _expects_no_running_loop(m: ModuleModel, node: ast.Call) -> bool:

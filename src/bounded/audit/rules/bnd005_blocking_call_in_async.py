@@ -416,6 +416,8 @@ def _reads_console(m: ModuleModel, node: ast.AsyncFunctionDef) -> bool:
 
 def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
     scope = m.scope.node
+    if _only_offloaded(scope, node):
+        return  # built on the loop, used only on a worker thread
     if m.in_async and not (isinstance(scope, ast.AsyncFunctionDef) and _off_loop(m, scope)):
         m.report(
             node,
@@ -423,6 +425,49 @@ def _sync_client(m: ModuleModel, node: ast.Call, q: str) -> None:
             f"synchronous {_SYNC_CLIENT_CTORS[q]} client inside async def: every call blocks "
             "the event loop",
         )
+
+
+# Calls that run the callable they are handed on a worker thread.
+_HAND_OFFS = frozenset({"to_thread", "run_in_executor", "run_sync"})
+
+
+def _only_offloaded(fn: ast.AST | None, node: ast.Call) -> bool:
+    """The client `node` builds is bound to a local name (``ddgs = DDGS()``, ``with
+    DDGS() as ddgs``) that the function only hands to a worker thread
+    (``await asyncio.to_thread(ddgs.text, query)``): its calls block a thread, not the
+    loop, and building it does no I/O."""
+    if fn is None:
+        return False
+    name = next(
+        (
+            target.id
+            for sub in ast.walk(fn)
+            for value, target in (
+                [(sub.value, t) for t in sub.targets]
+                if isinstance(sub, ast.Assign)
+                else [(sub.context_expr, sub.optional_vars)]
+                if isinstance(sub, ast.withitem)
+                else []
+            )
+            if value is node and isinstance(target, ast.Name)
+        ),
+        None,
+    )
+    if name is None:
+        return False
+    handed = {
+        id(part)
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Call) and callee_name(sub) in _HAND_OFFS
+        for arg in (*sub.args, *(kw.value for kw in sub.keywords))
+        for part in ast.walk(arg)
+    }
+    reads = [
+        sub
+        for sub in ast.walk(fn)
+        if isinstance(sub, ast.Name) and sub.id == name and isinstance(sub.ctx, ast.Load)
+    ]
+    return bool(reads) and all(id(read) in handed for read in reads)
 
 
 # Every import path a name must be bound to for a call through it to be in _BLOCKING_CALLS
