@@ -721,6 +721,11 @@ class ModuleModel:
         self.facts = ProjectFacts()
         # module functions and methods by name, indexed before the walk
         self.functions: dict[str, Function] = {}
+        # every definition of each name, with its class ("" for a module function)
+        self.definitions: dict[str, list[tuple[str, Function]]] = {}
+        # the module's top-level classes: their base names and the lines they span
+        self.class_bases: dict[str, tuple[str, ...]] = {}
+        self.class_spans: list[tuple[str, int, int]] = []
         self.guarded: set[str] = set()  # functions whose body holds a semaphore
         self.managed: set[int] = set()  # ids of resource-creating calls that are owned
         self.awaited: set[int] = set()  # ids of awaited expressions (and `async with` items)
@@ -762,10 +767,16 @@ class ModuleModel:
                 self.is_script = True  # drives its loop on import: run by hand as well
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
                 self.functions[stmt.name] = stmt
+                self.definitions.setdefault(stmt.name, []).append(("", stmt))
             elif isinstance(stmt, ast.ClassDef):
+                self.class_bases[stmt.name] = tuple(
+                    name.rsplit(".", 1)[-1] for b in stmt.bases if (name := dotted(b))
+                )
+                self.class_spans.append((stmt.name, stmt.lineno, stmt.end_lineno or stmt.lineno))
                 for item in stmt.body:
                     if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
                         self.functions.setdefault(item.name, item)
+                        self.definitions.setdefault(item.name, []).append((stmt.name, item))
         self.generic(tree)
         for hook in self.hooks.module_end:
             hook(self)

@@ -913,11 +913,74 @@ def _self_collection(m: ModuleModel, expr: ast.expr) -> tuple[ClassScope, str] |
     return m.classes[-1], (attrs.pop() or "")[5:]
 
 
+def _reaches_guarded(m: ModuleModel, callee: str, line: int) -> bool:
+    """The per-item function holds a semaphore, or only delegates to one that does: each
+    function on the way awaits one thing, a call of the module's own functions or of the
+    methods of its class's family (bases and subclasses, an override included), or a
+    call it hands a guarded function to: ``add_user`` -> ``add_route`` -> ``api_request``
+    -> ``exponential_backoff(attempt)``, whose ``attempt`` holds ``self.semaphore``. A
+    function that also awaits other I/O is not bounded by the semaphore of one of them."""
+    if callee in m.guarded:
+        return True
+    owner = next((n for n, a, b in m.class_spans if a <= line <= b), "")
+    family = {"", *_family(m, owner)} if owner else {""}
+    seen: set[str] = set()
+    todo = [callee]
+    while todo and len(seen) < 20:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for cls, fn in m.definitions.get(name, ()):
+            if cls not in family:
+                continue
+            awaited = [
+                sub.value
+                for sub in own_nodes(fn.body)
+                if isinstance(sub, ast.Await) and isinstance(sub.value, ast.Call)
+            ]
+            if len(awaited) != 1:
+                continue  # no I/O of its own to bound, or more than the one delegated
+            call = awaited[0]
+            if any(
+                isinstance(arg, ast.Name) and arg.id in m.guarded
+                for arg in (*call.args, *(kw.value for kw in call.keywords))
+            ):
+                return True  # hands on a guarded function (an attempt to retry)
+            target = own_callee(call.func)
+            if target is not None:
+                if target in m.guarded:
+                    return True
+                todo.append(target)
+    return False
+
+
+def _family(m: ModuleModel, cls: str) -> set[str]:
+    """`cls` with its bases and its subclasses among the module's classes: what
+    ``self.name()`` in its methods may run (a sibling's override may not)."""
+    family = {cls}
+    up = [cls]
+    while up:  # the bases, transitively
+        for base in m.class_bases.get(up.pop(), ()):
+            if base in m.class_bases and base not in family:
+                family.add(base)
+                up.append(base)
+    down = {cls}
+    grew = True
+    while grew:  # the subclasses, transitively
+        grew = False
+        for name, bases in m.class_bases.items():
+            if name not in down and down & set(bases):
+                down.add(name)
+                grew = True
+    return family | down
+
+
 def module_end(m: ModuleModel) -> None:
     for c in m.state(_State).candidates:
         node, which, callee, fixed, injected = c.node, c.which, c.callee, c.fixed, c.injected
         if callee is not None and (
-            callee in m.guarded
+            _reaches_guarded(m, callee, node.lineno)
             or callee in _TEARDOWN
             or _OBSERVER_CALL.match(callee)
             or _CONFIGURED.search(callee)
